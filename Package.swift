@@ -1,0 +1,106 @@
+// swift-tools-version:6.2
+// One section per target, dependencies one per line. The engine (StageEngine) never imports
+// JSONRPC: the server target is the only place where the two meet.
+
+import PackageDescription
+
+let strictSwift: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    // https://github.com/apple/swift-evolution/blob/main/proposals/0335-existential-any.md
+    .enableUpcomingFeature("ExistentialAny"),
+    // https://github.com/apple/swift-evolution/blob/main/proposals/0444-member-import-visibility.md
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "StageRunner",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "stagerunner", targets: ["stagerunner"]),
+        .library(name: "JSONRPC", targets: ["JSONRPC"]),
+        .library(name: "StageEngine", targets: ["StageEngine"]),
+        .library(name: "StageRunnerServer", targets: ["StageRunnerServer"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // libcurl, linked from the system (Debian: libcurl4-openssl-dev).
+        .systemLibrary(
+            name: "CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
+
+        .target(
+            name: "JSONRPC",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log")
+            ],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "JSONRPCTests",
+            dependencies: ["JSONRPC", "TestSupport"],
+            swiftSettings: strictSwift
+        ),
+        // Pipes, spawned servers and frame readers shared by the test targets.
+        .target(
+            name: "TestSupport",
+            dependencies: [
+                "JSONRPC",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/TestSupport",
+            swiftSettings: strictSwift
+        ),
+
+        .target(
+            name: "StageEngine",
+            dependencies: [
+                "CCurl",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "StageEngineTests",
+            dependencies: ["StageEngine"],
+            swiftSettings: strictSwift
+        ),
+
+        .target(
+            name: "StageRunnerServer",
+            dependencies: [
+                "JSONRPC",
+                "StageEngine",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "StageRunnerServerTests",
+            dependencies: ["StageRunnerServer", "JSONRPC", "TestSupport"],
+            swiftSettings: strictSwift
+        ),
+
+        .executableTarget(
+            name: "stagerunner",
+            dependencies: [
+                "JSONRPC",
+                "StageEngine",
+                "StageRunnerServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        // Spawns the built `stagerunner` binary over pipes.
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["stagerunner", "JSONRPC", "TestSupport"],
+            swiftSettings: strictSwift
+        ),
+    ]
+)

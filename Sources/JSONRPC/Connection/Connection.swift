@@ -1,0 +1,570 @@
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A JSON-RPC 2.0 connection over a pair of file descriptors (stdin/stdout, or pipes in tests).
+///
+/// One reader thread is the serial intake: it reads with `read(2)`, splits frames, decodes
+/// envelopes and dispatches in arrival order. Immediate handlers answer inline; the others run as
+/// Swift tasks (ordered ones one at a time). Every request gets exactly one response, a cancelled
+/// one included. When more than `maximumConcurrentRequests` handlers are running, or too much
+/// output is waiting for the peer to read it, the reader stops reading, so a flooding peer is
+/// slowed down instead of growing memory.
+public final class Connection: @unchecked Sendable {
+    /// Settings of a connection.
+    public struct Configuration: Sendable {
+        public var framing: FramingMode = .auto
+        /// Frames larger than this are answered with an error and skipped.
+        public var maximumMessageSize: Int = 64 << 20
+        /// Handlers running at once before the reader pauses.
+        public var maximumConcurrentRequests: Int = 256
+        /// Bytes of unwritten output before the reader pauses.
+        public var maximumPendingOutput: Int = 16 << 20
+        /// How long a server-to-client request waits for its answer, unless the caller says otherwise.
+        public var clientRequestTimeout: Duration = .seconds(60)
+        /// Runs on the intake before each request is dispatched, in arrival order; an error
+        /// answers the request instead. Lifecycle rules (shutdown, initialize-first) live here.
+        public var admission: (@Sendable (_ method: String) -> ResponseError?)?
+
+        public init() {}
+    }
+
+    /// Why a connection ended.
+    public enum CloseReason: Sendable, Hashable {
+        /// The peer closed its end of the input.
+        case endOfInput
+        /// Someone called ``close(cancelInFlight:reason:)`` (an `exit` notification, a signal).
+        case requested(String)
+        /// The peer stopped reading: writing failed with this errno.
+        case outputFailed(Int32)
+        /// Reading failed with this errno.
+        case inputFailed(Int32)
+    }
+
+    public let configuration: Configuration
+    public let logger: Logger
+    /// The methods this connection serves.
+    public let methods: MethodTable
+    let input: Int32
+    private let writer: OutputWriter
+    private let state = ConditionLock()
+    private let orderedQueue: AsyncStream<@Sendable () async -> Void>.Continuation
+    private let orderedStream: AsyncStream<@Sendable () async -> Void>
+
+    // Guarded by `state`.
+    private var inFlight: [RequestID: InFlight] = [:]
+    private var running = 0
+    private var awaitingClient = 0
+    private var outstanding: [RequestID: CheckedContinuation<RawJSON, any Error>] = [:]
+    private var nextOutgoingID = 0
+    private var outputFraming: Framing?
+    private var stopped = false
+    private var closeReason: CloseReason?
+    private var idleWaiters: [(threshold: Int, continuation: CheckedContinuation<Void, Never>)] = []
+    private var closeWaiters: [CheckedContinuation<CloseReason, Never>] = []
+
+    /// Marks a request that is being handled, so `$/cancelRequest` can find it.
+    final class InFlight: @unchecked Sendable {
+        var task: Task<Void, Never>?
+        var cancelled = false
+    }
+
+    /// Creates a connection; call ``start()`` to begin reading.
+    public init(
+        input: Int32,
+        output: Int32,
+        methods: MethodTable,
+        configuration: Configuration = Configuration(),
+        logger: Logger = Logger(label: "jsonrpc")
+    ) {
+        self.input = input
+        self.methods = methods
+        self.configuration = configuration
+        self.logger = logger
+        if configuration.framing != .auto { outputFraming = Framing(rawValue: configuration.framing.rawValue) }
+        (orderedStream, orderedQueue) = AsyncStream.makeStream(of: (@Sendable () async -> Void).self)
+        let brokenHandler = BrokenOutputHandler()
+        writer = OutputWriter(descriptor: output, onBroken: { code in brokenHandler.connection?.outputFailed(code) })
+        brokenHandler.connection = self
+    }
+
+    /// Lets the writer report a broken pipe without a strong reference cycle.
+    private final class BrokenOutputHandler: @unchecked Sendable {
+        weak var connection: Connection?
+    }
+
+    /// Starts the reader thread and the ordered-execution queue.
+    public func start() {
+        let stream = orderedStream
+        Task {
+            for await job in stream { await job() }
+        }
+        startThread { [self] in readLoop() }
+    }
+
+    /// Waits until the connection has closed and returns why.
+    public func waitUntilClosed() async -> CloseReason {
+        await withCheckedContinuation { continuation in
+            state.lock()
+            if let closeReason {
+                state.unlock()
+                continuation.resume(returning: closeReason)
+            } else {
+                closeWaiters.append(continuation)
+                state.unlock()
+            }
+        }
+    }
+
+    /// The framing in use (nil until the peer's first byte when detecting).
+    public var framing: Framing? { state.withLock { outputFraming } }
+
+    // MARK: - Reading
+
+    private func readLoop() {
+        let capacity = 64 * 1024
+        let buffer = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: capacity)
+        defer { buffer.deallocate() }
+        var decoder = FrameDecoder(mode: configuration.framing, maximumMessageSize: configuration.maximumMessageSize)
+        var output: [UInt8] = []
+        output.reserveCapacity(capacity)
+        var failure: Int32?
+        while true {
+            writer.waitWhilePending(moreThan: configuration.maximumPendingOutput)
+            let count = read(input, buffer.baseAddress, capacity)
+            if count < 0 {
+                if errno == EINTR { continue }
+                failure = errno
+                logger.error("reading the input failed", metadata: ["errno": "\(errno)"])
+                break
+            }
+            if count == 0 { break }
+            decoder.feed(UnsafeBufferPointer(rebasing: buffer[0..<count])) { event in
+                handle(event, output: &output)
+            }
+            flush(&output)
+            if isStopped { break }
+        }
+        decoder.finish { event in handle(event, output: &output) }
+        flush(&output)
+        let reason: CloseReason = failure.map { .inputFailed($0) } ?? .endOfInput
+        logger.debug("input ended", metadata: ["reason": "\(reason)"])
+        Task { await self.close(cancelInFlight: false, reason: reason) }
+    }
+
+    private var isStopped: Bool { state.withLock { stopped } }
+
+    private func flush(_ output: inout [UInt8]) {
+        guard !output.isEmpty else { return }
+        writer.writeInline(&output)
+        output.removeAll(keepingCapacity: true)
+    }
+
+    private func handle(_ event: FrameDecoder.Event, output: inout [UInt8]) {
+        switch event {
+        case .detected(let framing):
+            logger.debug("framing detected", metadata: ["framing": "\(framing.rawValue)"])
+            state.withLock { outputFraming = framing }
+        case .error(let error):
+            logger.warning("rejected a frame", metadata: ["error": "\(error.message)"])
+            send(id: .null, .failure(error), batch: nil, inline: &output)
+        case .frame(let bytes):
+            if logger.logLevel <= .trace {
+                logger.trace("received", metadata: ["message": "\(String(decoding: bytes, as: UTF8.self))"])
+            }
+            waitForCapacity(flushing: &output)
+            switch MessageDecoder.decode(bytes) {
+            case .single(.success(let message)):
+                dispatch(message, batch: nil, output: &output)
+            case .single(.failure(let rejected)):
+                send(id: rejected.id, .failure(rejected.error), batch: nil, inline: &output)
+            case .batch(let elements):
+                let slots = elements.filter { element in
+                    switch element {
+                    case .success(.request), .failure: return true
+                    case .success(.notification), .success(.response): return false
+                    }
+                }.count
+                let batch = slots > 0 ? Batch(slots: slots) : nil
+                for element in elements {
+                    switch element {
+                    case .success(let message): dispatch(message, batch: batch, output: &output)
+                    case .failure(let rejected):
+                        send(id: rejected.id, .failure(rejected.error), batch: batch, inline: &output)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Pauses the reader while too many handlers run.
+    private func waitForCapacity(flushing output: inout [UInt8]) {
+        let limit = configuration.maximumConcurrentRequests
+        state.lock()
+        guard running - awaitingClient >= limit else {
+            state.unlock()
+            return
+        }
+        state.unlock()
+        flush(&output)
+        state.withLock {
+            while running - awaitingClient >= limit && !stopped { state.wait() }
+        }
+    }
+
+    // MARK: - Dispatch
+
+    private func dispatch(_ message: Message, batch: Batch?, output: inout [UInt8]) {
+        switch message {
+        case .request(let request):
+            dispatch(request, batch: batch, output: &output)
+        case .notification(let notification):
+            handle(notification)
+        case .response(let response):
+            deliver(response)
+        }
+    }
+
+    private func dispatch(_ request: Request, batch: Batch?, output: inout [UInt8]) {
+        if let error = configuration.admission?(request.method) {
+            send(id: request.id, .failure(error), batch: batch, inline: &output)
+            return
+        }
+        guard let entry = methods.requests[request.method] else {
+            send(
+                id: request.id,
+                .failure(.methodNotFound(request.method, available: methods.requestMethods)),
+                batch: batch,
+                inline: &output
+            )
+            return
+        }
+        let context = RequestContext(id: request.id, method: request.method, params: request.params, connection: self)
+        switch entry.body {
+        case .synchronous(let handler):
+            let outcome: Result<RawJSON, ResponseError>
+            do throws(ResponseError) {
+                outcome = .success(try handler(context))
+            } catch {
+                outcome = .failure(error)
+            }
+            send(id: request.id, outcome, batch: batch, inline: &output)
+        case .asynchronous(let handler):
+            let marker = InFlight()
+            let accepted: Bool = state.withLock {
+                guard inFlight[request.id] == nil else { return false }
+                inFlight[request.id] = marker
+                running += 1
+                return true
+            }
+            guard accepted else {
+                send(
+                    id: request.id,
+                    .failure(.invalidRequest("id \(request.id) is already used by a request in progress")),
+                    batch: batch,
+                    inline: &output
+                )
+                return
+            }
+            let run: @Sendable () async -> Void = { [self] in
+                let outcome = await execute(handler, context, marker)
+                finish(request.id, marker, outcome, batch)
+            }
+            if entry.execution == .ordered {
+                // The queue runs jobs one at a time; each job is its own task so it can be cancelled alone.
+                orderedQueue.yield { [self] in
+                    let task = Task(operation: run)
+                    attach(task, to: marker)
+                    await task.value
+                }
+            } else {
+                attach(Task(operation: run), to: marker)
+            }
+        }
+    }
+
+    private func attach(_ task: Task<Void, Never>, to marker: InFlight) {
+        let cancelled: Bool = state.withLock {
+            marker.task = task
+            return marker.cancelled
+        }
+        if cancelled { task.cancel() }
+    }
+
+    private func execute(
+        _ handler: @Sendable (RequestContext) async throws -> RawJSON,
+        _ context: RequestContext,
+        _ marker: InFlight
+    ) async -> Result<RawJSON, ResponseError> {
+        if state.withLock({ marker.cancelled }) { return .failure(.requestCancelled()) }
+        do {
+            return .success(try await handler(context))
+        } catch let error as ResponseError {
+            return .failure(error)
+        } catch is CancellationError {
+            return .failure(.requestCancelled())
+        } catch {
+            logger.error("handler failed", metadata: ["method": "\(context.method)", "error": "\(error)"])
+            return .failure(.internalError(String(describing: error)))
+        }
+    }
+
+    private func finish(_ id: RequestID, _ marker: InFlight, _ outcome: Result<RawJSON, ResponseError>, _ batch: Batch?)
+    {
+        // Answer first, so that whoever waits for idleness sees the answer already queued.
+        var none: [UInt8]? = nil
+        send(id: id, outcome, batch: batch, inline: &none)
+        var ready: [CheckedContinuation<Void, Never>] = []
+        state.withLock {
+            if inFlight[id] === marker { inFlight[id] = nil }
+            running -= 1
+            idleWaiters.removeAll { waiter in
+                guard running <= waiter.threshold else { return false }
+                ready.append(waiter.continuation)
+                return true
+            }
+            state.broadcast()
+        }
+        for waiter in ready { waiter.resume() }
+    }
+
+    private func handle(_ notification: Notification) {
+        if notification.method == "$/cancelRequest" {
+            cancelRequest(notification.params)
+            return
+        }
+        guard let handler = methods.notifications[notification.method] else {
+            // Unknown notifications are ignored, as JSON-RPC and LSP require ($/ ones silently).
+            if !notification.method.hasPrefix("$/") {
+                logger.debug("ignored unknown notification", metadata: ["method": "\(notification.method)"])
+            }
+            return
+        }
+        handler(NotificationContext(method: notification.method, params: notification.params, connection: self))
+    }
+
+    private func cancelRequest(_ params: RawJSON?) {
+        guard let params, let id = params.value()["id"].flatMap(RequestID.init(json:)) else {
+            logger.warning("ignored $/cancelRequest without a valid id")
+            return
+        }
+        let task: Task<Void, Never>? = state.withLock {
+            guard let marker = inFlight[id] else { return nil }
+            marker.cancelled = true
+            return marker.task
+        }
+        logger.debug("cancel", metadata: ["id": "\(id)", "running": "\(task != nil)"])
+        task?.cancel()
+    }
+
+    // MARK: - Writing
+
+    /// Answers a request: into the batch when it belongs to one; inline on the reader when
+    /// `inline` is the reader's buffer; else through the writer thread.
+    private func send(
+        id: RequestID,
+        _ outcome: Result<RawJSON, ResponseError>,
+        batch: Batch?,
+        inline: inout [UInt8]
+    ) {
+        if let batch {
+            guard let body = batch.complete(id: id, outcome) else { return }
+            emit(body, inline: &inline)
+            return
+        }
+        var body: [UInt8] = []
+        body.reserveCapacity(64)
+        MessageEncoder.response(id: id, outcome, into: &body)
+        emit(body, inline: &inline)
+    }
+
+    private func send(id: RequestID, _ outcome: Result<RawJSON, ResponseError>, batch: Batch?, inline: inout [UInt8]?) {
+        if var buffer = inline {
+            send(id: id, outcome, batch: batch, inline: &buffer)
+            inline = buffer
+        } else {
+            var body: [UInt8] = []
+            if let batch {
+                guard let batchBody = batch.complete(id: id, outcome) else { return }
+                body = batchBody
+            } else {
+                MessageEncoder.response(id: id, outcome, into: &body)
+            }
+            enqueue(body)
+        }
+    }
+
+    private func emit(_ body: [UInt8], inline: inout [UInt8]) {
+        if logger.logLevel <= .trace {
+            logger.trace("sent", metadata: ["message": "\(String(decoding: body, as: UTF8.self))"])
+        }
+        let framing = state.withLock { outputFraming } ?? .lsp
+        framing.frame(body, into: &inline)
+    }
+
+    private func enqueue(_ body: [UInt8]) {
+        if logger.logLevel <= .trace {
+            logger.trace("sent", metadata: ["message": "\(String(decoding: body, as: UTF8.self))"])
+        }
+        let framing = state.withLock { outputFraming } ?? .lsp
+        var framed: [UInt8] = []
+        framed.reserveCapacity(body.count + 32)
+        framing.frame(body, into: &framed)
+        writer.enqueue(framed)
+    }
+
+    /// Sends a notification to the peer.
+    public func notify(_ method: String, params: RawJSON? = nil) {
+        var body: [UInt8] = []
+        MessageEncoder.notification(method: method, params: params, into: &body)
+        enqueue(body)
+    }
+
+    // MARK: - Requests to the peer
+
+    /// Sends a request to the peer and waits for its answer.
+    ///
+    /// While waiting, the calling handler does not count against the concurrency limit: the
+    /// reader must keep reading to receive the answer. Cancelling the calling task, or the timeout
+    /// passing, sends `$/cancelRequest` to the peer and throws.
+    public func request(_ method: String, params: RawJSON? = nil, timeout: Duration? = nil) async throws -> RawJSON {
+        let (id, closed): (RequestID, Bool) = state.withLock {
+            nextOutgoingID += 1
+            return (.string("s\(nextOutgoingID)"), stopped)
+        }
+        if closed { throw ResponseError.requestFailed("the connection is closed") }
+        let limit = timeout ?? configuration.clientRequestTimeout
+        let timer = Task { [self] in
+            try await Task.sleep(for: limit)
+            if abandon(id, ResponseError.requestFailed("'\(method)' got no answer within \(limit)")) {
+                notify("$/cancelRequest", params: RawJSON(["id": id.json]))
+            }
+        }
+        defer { timer.cancel() }
+        state.withLock { awaitingClient += 1 }
+        defer {
+            state.withLock {
+                awaitingClient -= 1; state.broadcast()
+            }
+        }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                state.withLock { outstanding[id] = continuation }
+                var body: [UInt8] = []
+                MessageEncoder.request(id: id, method: method, params: params, into: &body)
+                enqueue(body)
+            }
+        } onCancel: {
+            if abandon(id, CancellationError()) { notify("$/cancelRequest", params: RawJSON(["id": id.json])) }
+        }
+    }
+
+    /// Fails an outstanding request; returns false when it already finished.
+    private func abandon(_ id: RequestID, _ error: any Error) -> Bool {
+        let continuation = state.withLock { outstanding.removeValue(forKey: id) }
+        continuation?.resume(throwing: error)
+        return continuation != nil
+    }
+
+    private func deliver(_ response: Response) {
+        guard let continuation = state.withLock({ outstanding.removeValue(forKey: response.id) }) else {
+            logger.warning("ignored a response to an unknown request", metadata: ["id": "\(response.id)"])
+            return
+        }
+        switch response.outcome {
+        case .success(let value): continuation.resume(returning: value)
+        case .failure(let error): continuation.resume(throwing: error)
+        }
+    }
+
+    // MARK: - Closing
+
+    /// Waits until at most `ignoring` request handlers are running (a handler that waits for
+    /// the others passes 1 to leave itself out).
+    public func waitUntilIdle(ignoring: Int = 0) async {
+        await withCheckedContinuation { continuation in
+            state.lock()
+            if running <= ignoring {
+                state.unlock()
+                continuation.resume()
+            } else {
+                idleWaiters.append((ignoring, continuation))
+                state.unlock()
+            }
+        }
+    }
+
+    /// Stops reading new messages, lets running handlers finish (or cancels them), answers them,
+    /// fails requests still waiting for the peer, writes everything out, and closes.
+    /// Later calls wait for the first one to finish.
+    public func close(cancelInFlight: Bool, reason: CloseReason) async {
+        let (first, tasks): (Bool, [Task<Void, Never>]) = state.withLock {
+            let first = !stopped
+            stopped = true
+            state.broadcast()
+            return (first, cancelInFlight ? inFlight.values.compactMap(\.task) : [])
+        }
+        guard first else {
+            _ = await waitUntilClosed()
+            return
+        }
+        for task in tasks { task.cancel() }
+        orderedQueue.finish()
+        let peerGone: Bool = if case .outputFailed = reason { true } else { false }
+        if !peerGone {
+            // Answers to our own requests can no longer arrive once input has ended.
+            let pending = state.withLock {
+                let all = outstanding
+                outstanding = [:]
+                return all
+            }
+            for continuation in pending.values {
+                continuation.resume(
+                    throwing: ResponseError.requestFailed("the connection closed before the peer answered")
+                )
+            }
+        }
+        await waitUntilIdle()
+        await writer.drain()
+        writer.close()
+        let waiters: [CheckedContinuation<CloseReason, Never>] = state.withLock {
+            closeReason = reason
+            let all = closeWaiters
+            closeWaiters = []
+            return all
+        }
+        for waiter in waiters { waiter.resume(returning: reason) }
+    }
+
+    private func outputFailed(_ code: Int32) {
+        logger.notice("the peer stopped reading", metadata: ["errno": "\(code)"])
+        Task { await close(cancelInFlight: true, reason: .outputFailed(code)) }
+    }
+}
+
+/// Collects the responses of one batch and releases them as one array when the last arrives.
+final class Batch: @unchecked Sendable {
+    private let lock = ConditionLock()
+    private var remaining: Int
+    private var body: [UInt8] = [UInt8(ascii: "[")]
+
+    init(slots: Int) {
+        remaining = slots
+    }
+
+    /// Adds one response; returns the whole batch's body when this was the last.
+    func complete(id: RequestID, _ outcome: Result<RawJSON, ResponseError>) -> [UInt8]? {
+        lock.withLock {
+            if body.count > 1 { body.append(UInt8(ascii: ",")) }
+            MessageEncoder.response(id: id, outcome, into: &body)
+            remaining -= 1
+            guard remaining == 0 else { return nil }
+            body.append(UInt8(ascii: "]"))
+            return body
+        }
+    }
+}

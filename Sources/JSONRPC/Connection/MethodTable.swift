@@ -1,0 +1,81 @@
+/// How a method's handler is scheduled relative to other messages.
+public enum Execution: Sendable, Hashable {
+    /// Runs synchronously on the intake as soon as the request is read, before the next message.
+    /// For cheap handlers that never block (`ping`): no task, no thread hop.
+    case immediate
+    /// Runs as a task, one at a time, in the order the requests arrived (state changes).
+    case ordered
+    /// Runs as a task concurrently with everything else; responses may come back out of order.
+    case concurrent
+}
+
+/// What a request handler sees.
+public struct RequestContext: Sendable {
+    public let id: RequestID
+    public let method: String
+    public let params: RawJSON?
+    /// The connection the request came on: send notifications or server-to-client requests here.
+    public let connection: Connection
+
+    /// Decodes `params` as `T`; absent params decode like `{}`.
+    public func decodeParams<T: Decodable>(_ type: T.Type) throws(ResponseError) -> T {
+        try (params ?? .emptyObject).decode(T.self)
+    }
+}
+
+/// What a notification handler sees.
+public struct NotificationContext: Sendable {
+    public let method: String
+    public let params: RawJSON?
+    public let connection: Connection
+}
+
+/// The methods a connection serves.
+public struct MethodTable: Sendable {
+    enum Body: Sendable {
+        case synchronous(@Sendable (RequestContext) throws(ResponseError) -> RawJSON)
+        case asynchronous(@Sendable (RequestContext) async throws -> RawJSON)
+    }
+
+    struct Entry: Sendable {
+        let execution: Execution
+        let body: Body
+    }
+
+    var requests: [String: Entry] = [:]
+    var notifications: [String: @Sendable (NotificationContext) -> Void] = [:]
+
+    public init() {}
+
+    /// Registers a cheap, non-blocking handler that runs inline on the intake.
+    public mutating func register(
+        immediate method: String,
+        _ handler: @escaping @Sendable (RequestContext) throws(ResponseError) -> RawJSON
+    ) {
+        requests[method] = Entry(execution: .immediate, body: .synchronous(handler))
+    }
+
+    /// Registers a handler that runs as a task. Throwing a ``ResponseError`` answers with it;
+    /// `CancellationError` answers -32800; anything else is an internal error.
+    public mutating func register(
+        _ method: String,
+        execution: Execution = .concurrent,
+        _ handler: @escaping @Sendable (RequestContext) async throws -> RawJSON
+    ) {
+        precondition(execution != .immediate, "immediate handlers are synchronous: use register(immediate:)")
+        requests[method] = Entry(execution: execution, body: .asynchronous(handler))
+    }
+
+    /// Registers a notification handler. It runs on the intake, in order, and must not block;
+    /// start a task from it for longer work.
+    public mutating func onNotification(_ method: String, _ handler: @escaping @Sendable (NotificationContext) -> Void)
+    {
+        notifications[method] = handler
+    }
+
+    /// The request methods, sorted.
+    public var requestMethods: [String] { requests.keys.sorted() }
+
+    /// The notification methods handled, sorted.
+    public var notificationMethods: [String] { notifications.keys.sorted() }
+}

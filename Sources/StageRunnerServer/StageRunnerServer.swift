@@ -1,0 +1,59 @@
+import JSONRPC
+import Logging
+import StageEngine
+
+/// The StageRunner service: binds the JSON-RPC methods to the engine.
+///
+/// It holds no engine logic of its own; each method decodes its params, calls the engine and
+/// encodes the result, so that the Swift API, the RPC method and the CLI share one implementation.
+public final class StageRunnerServer: Sendable {
+    public let options: ServerOptions
+    let lifecycle: Lifecycle
+    let logger: Logger
+    public init(options: ServerOptions, logger: Logger = Logger(label: "stagerunner")) {
+        self.options = options
+        self.logger = logger
+        lifecycle = Lifecycle(workspace: options.workspace, requireInitialize: options.requireInitialize)
+    }
+
+    /// Creates the connection that serves this server over a pair of descriptors; call `start()` on it.
+    public func connect(input: Int32, output: Int32) -> Connection {
+        var configuration = Connection.Configuration()
+        configuration.framing = options.framing
+        configuration.maximumMessageSize = options.maximumMessageSize
+        configuration.admission = { [lifecycle] method in lifecycle.admit(method) }
+        return Connection(
+            input: input,
+            output: output,
+            methods: makeMethodTable(),
+            configuration: configuration,
+            logger: logger
+        )
+    }
+
+    /// The process exit status for a connection that closed this way: 0 after a clean end
+    /// (input closed, a signal, or `exit` after `shutdown`), 1 otherwise (`exit` without
+    /// `shutdown`, as LSP specifies, or a broken pipe).
+    public func exitStatus(for reason: Connection.CloseReason) -> Int32 {
+        switch reason {
+        case .endOfInput: return 0
+        case .requested("exit"): return lifecycle.shutdownReceived ? 0 : 1
+        case .requested: return 0
+        case .outputFailed, .inputFailed: return 1
+        }
+    }
+
+    /// The methods this server serves. The table (owned by the connection) keeps the server alive.
+    func makeMethodTable() -> MethodTable {
+        var table = MethodTable()
+        table.register(immediate: "initialize") { [self] context throws(ResponseError) in
+            try initialize(context)
+        }
+        table.onNotification("initialized") { _ in }
+        table.register("shutdown", execution: .concurrent) { [self] context in try await shutdown(context) }
+        table.onNotification("exit") { [self] context in exit(context) }
+        table.register(immediate: "ping") { context throws(ResponseError) in try Self.ping(context) }
+        if options.enableTestMethods { TestMethods.register(in: &table) }
+        return table
+    }
+}

@@ -1,0 +1,120 @@
+import ArgumentParser
+import Dispatch
+import JSONRPC
+import Logging
+import StageEngine
+import StageRunnerServer
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+enum ProtocolVersionText {
+    static var current: String { ProtocolVersion.current }
+}
+
+extension FramingMode: ExpressibleByArgument {}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// `stagerunner serve`: the JSON-RPC 2.0 service on stdin/stdout.
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve JSON-RPC 2.0 on stdin/stdout (LSP Content-Length or newline-delimited JSON).",
+        discussion: """
+            Reads requests from stdin and writes responses to stdout; logs go to stderr. The framing \
+            is detected from the first byte ('C' for Content-Length headers, '{' or '[' for one JSON \
+            message per line) unless --framing fixes it. The server exits when stdin closes, after \
+            answering everything it has read; or on the 'exit' notification (status 0 after \
+            'shutdown', 1 without); SIGTERM finishes the requests under way and exits 0.
+
+            Example:
+              printf '%s\\n' '{"jsonrpc":"2.0","id":1,"method":"ping"}' | stagerunner serve
+            """
+    )
+
+    @Option(help: "Message framing: auto, lsp or ndjson.")
+    var framing: FramingMode = .auto
+
+    @Option(help: "Workspace directory used when 'initialize' names none (default: the current directory).")
+    var workspace: String?
+
+    @Option(help: "Lowest level logged to stderr: trace, debug, info, notice, warning, error or critical.")
+    var logLevel: Logger.Level = .notice
+
+    @Option(help: "Largest message accepted, in bytes; larger ones are answered with an error and skipped.")
+    var maxMessageSize: Int = 64 << 20
+
+    @Flag(help: "Answer -32002 to requests that arrive before 'initialize' (strict LSP clients).")
+    var requireInitialize = false
+
+    @Flag(help: .hidden)
+    var enableTestMethods = false
+
+    func validate() throws {
+        guard maxMessageSize >= 1024 else {
+            throw ValidationError("--max-message-size must be at least 1024 bytes (got \(maxMessageSize))")
+        }
+    }
+
+    func run() async throws {
+        let workspace: Workspace
+        do {
+            workspace =
+                try self.workspace.map { path throws(Workspace.Problem) in try Workspace(path: path) }
+                ?? Workspace.currentDirectory()
+        } catch {
+            throw ValidationError("--workspace \(error)")
+        }
+        // Before anything else can print: fd 1 becomes stderr, the protocol keeps a private copy.
+        let protocolOutput = StandardIO.takeStandardOutput()
+        let level = logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "stagerunner")
+
+        var options = ServerOptions(workspace: workspace)
+        options.framing = framing
+        options.maximumMessageSize = maxMessageSize
+        options.requireInitialize = requireInitialize
+        options.enableTestMethods = enableTestMethods
+        let server = StageRunnerServer(options: options, logger: logger)
+        let connection = server.connect(input: STDIN_FILENO, output: protocolOutput)
+        let signals = SignalHandlers(connection: connection, logger: logger)
+        connection.start()
+        logger.info(
+            "serving on stdio",
+            metadata: ["version": "\(StageRunnerVersion.current)", "workspace": "\(workspace.root)"]
+        )
+        let reason = await connection.waitUntilClosed()
+        withExtendedLifetime(signals) {}
+        logger.info("closed", metadata: ["reason": "\(reason)"])
+        Glibc.exit(server.exitStatus(for: reason))
+    }
+}
+
+/// SIGTERM: finish the requests under way, answer them, exit 0. SIGINT: cancel them first.
+final class SignalHandlers {
+    private let sources: [any DispatchSourceSignal]
+
+    init(connection: Connection, logger: Logger) {
+        var sources: [any DispatchSourceSignal] = []
+        for (number, name, cancel) in [(SIGTERM, "SIGTERM", false), (SIGINT, "SIGINT", true)] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                logger.notice("received \(name): shutting down")
+                Task { await connection.close(cancelInFlight: cancel, reason: .requested(name)) }
+            }
+            source.resume()
+            sources.append(source)
+        }
+        self.sources = sources
+    }
+}

@@ -1,0 +1,94 @@
+import JSONRPC
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A pipe whose ends close on exec (so a spawned child holds only what it is given).
+public struct PipePair: Sendable {
+    public let readEnd: Int32
+    public let writeEnd: Int32
+
+    public init() {
+        var descriptors: [Int32] = [0, 0]
+        precondition(pipe(&descriptors) == 0, "pipe failed: errno \(errno)")
+        readEnd = descriptors[0]
+        writeEnd = descriptors[1]
+        _ = fcntl(readEnd, F_SETFD, FD_CLOEXEC)
+        _ = fcntl(writeEnd, F_SETFD, FD_CLOEXEC)
+    }
+}
+
+/// Writes every byte, retrying short writes; returns false when the reader is gone.
+@discardableResult
+public func writeAll(_ descriptor: Int32, _ bytes: [UInt8]) -> Bool {
+    bytes.withUnsafeBytes { raw in
+        var offset = 0
+        while offset < raw.count {
+            let written = write(descriptor, raw.baseAddress! + offset, raw.count - offset)
+            if written < 0 {
+                if errno == EINTR { continue }
+                return false
+            }
+            offset += written
+        }
+        return true
+    }
+}
+
+/// `body` framed for the wire.
+public func framed(_ body: String, _ framing: Framing) -> [UInt8] {
+    var output: [UInt8] = []
+    framing.frame(Array(body.utf8), into: &output)
+    return output
+}
+
+/// Parses JSON text that a test wrote by hand (crashes the test on a typo, by design).
+public func json(_ text: String) -> JSONValue {
+    do {
+        return try JSONParser.parse(Array(text.utf8))
+    } catch {
+        fatalError("test JSON does not parse: \(error) in \(text)")
+    }
+}
+
+/// Runs `body` on a fresh OS thread and returns its result without blocking the caller's
+/// thread (tests must not park the cooperative pool that the handlers under test need).
+public func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        let thread = ThreadBody { continuation.resume(returning: body()) }
+        thread.start()
+    }
+}
+
+final class ThreadBody: @unchecked Sendable {
+    let body: () -> Void
+    init(_ body: @escaping () -> Void) { self.body = body }
+
+    func start() {
+        let context = Unmanaged.passRetained(self).toOpaque()
+        #if canImport(Glibc)
+        var thread = pthread_t()
+        #else
+        var thread: pthread_t?
+        #endif
+        let result = pthread_create(
+            &thread,
+            nil,
+            { raw in
+                #if canImport(Glibc)
+                let box = Unmanaged<ThreadBody>.fromOpaque(raw!).takeRetainedValue()
+                #else
+                let box = Unmanaged<ThreadBody>.fromOpaque(raw).takeRetainedValue()
+                #endif
+                box.body()
+                return nil
+            },
+            context
+        )
+        precondition(result == 0)
+        pthread_detach(thread)
+    }
+}
