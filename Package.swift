@@ -26,11 +26,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
-        // libcurl, linked from the system (Debian: libcurl4-openssl-dev).
-        .systemLibrary(
+        // libcurl's headers at build time (Debian: libcurl4-openssl-dev); the library itself is
+        // loaded on first use (see Sources/CCurl/include/CCurl.h for why).
+        .target(
             name: "CCurl",
-            pkgConfig: "libcurl",
-            providers: [.apt(["libcurl4-openssl-dev"])]
+            linkerSettings: [.linkedLibrary("dl", .when(platforms: [.linux]))]
         ),
 
         .target(

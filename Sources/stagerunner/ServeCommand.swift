@@ -11,10 +11,6 @@ import Glibc
 import Darwin
 #endif
 
-enum ProtocolVersionText {
-    static var current: String { ProtocolVersion.current }
-}
-
 extension FramingMode: ExpressibleByArgument {}
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}

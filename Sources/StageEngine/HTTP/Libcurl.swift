@@ -1,10 +1,15 @@
 import CCurl
 
-/// The libcurl the engine talks to model providers through.
+/// The libcurl the engine talks to model providers through, loaded on first use.
 public enum Libcurl {
-    /// libcurl's version line, e.g. `libcurl/7.88.1 OpenSSL/3.0.15 zlib/1.2.13 …`.
+    /// Why libcurl cannot be used, or nil when it can. Loads it on the first call.
+    public static var loadProblem: String? {
+        sr_curl_load().map { String(cString: $0) }
+    }
+
+    /// libcurl's version line (`libcurl/7.88.1 OpenSSL/3.0.15 …`), or why it is unavailable.
     public static var version: String {
-        guard let text = curl_version() else { return "libcurl (unknown version)" }
+        guard let text = sr_curl_version() else { return "libcurl unavailable: \(loadProblem ?? "unknown reason")" }
         return String(cString: text)
     }
 }
