@@ -40,6 +40,33 @@ struct ProcessTests {
         #expect(try await abrupt.exitStatus() == 1)
     }
 
+    @Test("shutdown and exit piped together: the work under way still finishes, and the status is 0")
+    func shutdownThenExitDrains() async throws {
+        let server = try ServerProcess(["serve", "--enable-test-methods"])
+        server.send(#"{"jsonrpc":"2.0","id":1,"method":"test/sleep","params":{"ms":200}}"#)
+        server.send(#"{"jsonrpc":"2.0","id":2,"method":"shutdown"}"#)
+        server.send(#"{"jsonrpc":"2.0","method":"exit"}"#)
+        #expect(try await server.exitStatus() == 0)
+        try await server.output.waitForEnd()
+        #expect(server.output.messages.map { $0["id"] } == [1, 2])
+        #expect(server.output.messages[0]["result"] == ["slept": 200])
+    }
+
+    @Test("after SIGTERM no new work starts")
+    func nothingStartsAfterSigterm() async throws {
+        let server = try ServerProcess(["serve", "--enable-test-methods"])
+        server.send(#"{"jsonrpc":"2.0","id":1,"method":"test/sleep","params":{"ms":300}}"#)
+        _ = try await server.call(2, "ping")
+        server.signal(SIGTERM)
+        try await Task.sleep(for: .milliseconds(50))
+        server.send(#"{"jsonrpc":"2.0","id":3,"method":"test/sleep","params":{"ms":5000}}"#)
+        let started = ContinuousClock.now
+        #expect(try await server.exitStatus() == 0)
+        #expect(ContinuousClock.now - started < .seconds(3), "the late request must not run")
+        try await server.output.waitForEnd()
+        #expect(server.output.messages.map { $0["id"] } == [2, 1])
+    }
+
     @Test("exit cancels work still running, answering it -32800")
     func exitCancels() async throws {
         let server = try ServerProcess(["serve", "--enable-test-methods"])

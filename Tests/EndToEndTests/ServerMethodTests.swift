@@ -64,7 +64,12 @@ struct ServerMethodTests {
                 "Invalid params: params.workspaceRoot '/etc/hostname' is not a directory"
             ),
             (#"{"clientInfo":{}}"#, "Invalid params: params.clientInfo.name is required but missing"),
-            (#"{"processId":"12"}"#, "Invalid params: params.processId must be an integer"),
+            (#"{"processId":"12"}"#, #"Invalid params: params.processId must be an integer, not "12""#),
+            (#"{"processId":1.5}"#, "Invalid params: params.processId must be an integer, not 1.5"),
+            (
+                #"{"clientInfo":{"name":"x","version":2}}"#,
+                "Invalid params: params.clientInfo.version must be a string, not 2"
+            ),
         ]
         for (index, (params, message)) in cases.enumerated() {
             let response = try await peer.call(index + 1, "initialize", params)

@@ -173,7 +173,7 @@ struct ConnectionTests {
                 )
         )
         let wrongType = try await peer.call(2, "typed", #"{"name":"x","inner":{"count":"many"}}"#)
-        #expect(wrongType["error"]?["message"] == "Invalid params: params.inner.count must be an integer")
+        #expect(wrongType["error"]?["message"] == #"Invalid params: params.inner.count must be an integer, not "many""#)
         #expect(try await peer.call(3, "typed", #"{"name":"ok","inner":{"count":2}}"#)["result"] == ["name": "ok"])
     }
 

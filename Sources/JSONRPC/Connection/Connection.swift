@@ -173,6 +173,11 @@ public final class Connection: @unchecked Sendable {
             logger.warning("rejected a frame", metadata: ["error": "\(error.message)"])
             send(id: .null, .failure(error), batch: nil, inline: &output)
         case .frame(let bytes):
+            // Once closing has begun nothing new is started: an `exit` or a signal means stop.
+            if isStopped {
+                logger.debug("ignored a message that arrived while closing")
+                return
+            }
             if logger.logLevel <= .trace {
                 logger.trace("received", metadata: ["message": "\(String(decoding: bytes, as: UTF8.self))"])
             }

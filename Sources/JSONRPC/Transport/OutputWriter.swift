@@ -18,6 +18,8 @@ final class OutputWriter: @unchecked Sendable {
     private var writing = false
     private var closed = false
     private var broken = false
+    /// The reader is blocked in `waitWhilePending`.
+    private var readerWaiting = false
     private var drainWaiters: [CheckedContinuation<Void, Never>] = []
     /// Called once, off the lock, when the peer stops reading (EPIPE or another write error).
     private let onBroken: @Sendable (Int32) -> Void
@@ -59,14 +61,17 @@ final class OutputWriter: @unchecked Sendable {
         lock.lock()
         writing = false
         finishWrite(error: error)
-        if !pending.isEmpty { lock.broadcast() }
         lock.unlock()
     }
 
     /// Blocks the calling OS thread while more than `limit` bytes wait to be written.
     func waitWhilePending(moreThan limit: Int) {
         lock.withLock {
-            while pending.count > limit && !broken { lock.wait() }
+            while pending.count > limit && !broken {
+                readerWaiting = true
+                lock.wait()
+            }
+            readerWaiting = false
         }
     }
 
@@ -124,7 +129,9 @@ final class OutputWriter: @unchecked Sendable {
             drainWaiters = []
             for waiter in waiters { waiter.resume() }
         }
-        lock.broadcast()
+        // Wake the writer thread only when there is work for it, or the reader when it waits:
+        // a needless wake-up per message costs a context switch on every round trip.
+        if !pending.isEmpty || readerWaiting || broken || closed { lock.broadcast() }
     }
 
     /// Writes everything, retrying short writes and EINTR; returns errno on failure.

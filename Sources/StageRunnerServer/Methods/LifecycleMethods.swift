@@ -103,7 +103,10 @@ extension StageRunnerServer {
         return .null
     }
 
+    /// `exit` after `shutdown` lets the work `shutdown` is waiting for finish (a script may pipe
+    /// both at once); `exit` alone cancels what is running.
     func exit(_ context: NotificationContext) {
-        Task { await context.connection.close(cancelInFlight: true, reason: .requested("exit")) }
+        let cancel = !lifecycle.shutdownReceived
+        Task { await context.connection.close(cancelInFlight: cancel, reason: .requested("exit")) }
     }
 }

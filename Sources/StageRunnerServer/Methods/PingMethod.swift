@@ -2,7 +2,8 @@ import JSONRPC
 
 extension StageRunnerServer {
     /// `ping` answers `{}` at once, or `{"echo": value}` when params carry `echo`: a liveness
-    /// probe that also shows a value surviving the round trip byte for byte.
+    /// probe that also shows a value surviving the round trip (re-serialized: object keys sorted,
+    /// numbers in their shortest form).
     static func ping(_ context: RequestContext) throws(ResponseError) -> RawJSON {
         guard let params = context.params else { return .emptyObject }
         guard case .object(let members) = params.value() else {
