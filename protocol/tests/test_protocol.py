@@ -1,0 +1,810 @@
+"""Checks that protocol/ is self-consistent and that the real server speaks it.
+
+Run from the repository root:
+
+    python -m pytest protocol/tests -q
+
+Needs pytest and jsonschema (see requirements.txt); `$ref`s are resolved from the local
+files only, never over the network. The tests that drive the server use the binary named by
+the environment variable STAGERUNNER_BIN (default: .build/debug/stagerunner, built with
+`swift build`) and are skipped when it does not exist.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import urldefrag, urljoin
+
+import pytest
+from jsonschema import Draft202012Validator
+from referencing import Registry
+from referencing.exceptions import Unresolvable
+from referencing.jsonschema import DRAFT202012
+
+PROTOCOL = Path(__file__).resolve().parent.parent
+REPO = PROTOCOL.parent
+SCHEMA_DIR = PROTOCOL / "schema"
+EXAMPLES_DIR = PROTOCOL / "examples"
+INVALID_DIR = PROTOCOL / "examples-invalid"
+TRANSCRIPTS_DIR = REPO / ".build" / "transcripts"
+
+#: Where the protocol files live on the web; `$id`s and `$ref`s are relative to it.
+BASE = "https://stagerunner.dev/protocol/1.0/"
+OPENRPC_URI = BASE + "openrpc.json"
+META_SCHEMA = "https://json-schema.org/draft/2020-12/schema"
+DIRECTIONS = {"clientToServer", "serverToClient"}
+TIMEOUT = 10.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading the protocol files
+
+
+def load_json(path: Path) -> Any:
+    with path.open(encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def schema_uri(name: str) -> str:
+    return f"{BASE}schema/{name}.json"
+
+
+SCHEMAS: dict[str, Any] = {path.stem: load_json(path) for path in sorted(SCHEMA_DIR.glob("*.json"))}
+OPENRPC: dict[str, Any] = load_json(PROTOCOL / "openrpc.json")
+REGISTRY: Registry = Registry().with_resources(
+    (schema_uri(name), DRAFT202012.create_resource(contents)) for name, contents in SCHEMAS.items()
+)
+METHODS: dict[str, dict[str, Any]] = {method["name"]: method for method in OPENRPC["methods"]}
+
+
+def validator(uri: str) -> Draft202012Validator:
+    """A validator for the schema at `uri` (a file URI, optionally with a JSON pointer)."""
+    return Draft202012Validator({"$ref": uri}, registry=REGISTRY)
+
+
+def schema_validator(name: str) -> Draft202012Validator:
+    return validator(schema_uri(name))
+
+
+def problems(check: Draft202012Validator, instance: Any) -> list[str]:
+    """Every way `instance` fails the schema, as short readable lines."""
+    found = []
+    for error in sorted(check.iter_errors(instance), key=lambda e: list(e.absolute_path)):
+        where = "/".join(str(part) for part in error.absolute_path) or "(root)"
+        found.append(f"{where}: {error.message}")
+    return found
+
+
+def openrpc_ref_uri(ref: str) -> str:
+    return urljoin(OPENRPC_URI, ref)
+
+
+def pointer(document: Any, fragment: str) -> Any:
+    """Follows a JSON pointer such as /components/errors/InvalidParams."""
+    node = document
+    for token in fragment.lstrip("/").split("/") if fragment.strip("/") else []:
+        token = token.replace("~1", "/").replace("~0", "~")
+        node = node[int(token)] if isinstance(node, list) else node[token]
+    return node
+
+
+def resolve_openrpc(node: Any) -> Any:
+    """Resolves one level of OpenRPC reference object (`{"$ref": "#/components/..."}`)."""
+    if isinstance(node, dict) and set(node) == {"$ref"} and node["$ref"].startswith("#"):
+        return pointer(OPENRPC, node["$ref"][1:])
+    return node
+
+
+def is_notification(method: dict[str, Any]) -> bool:
+    return "result" not in method
+
+
+def result_uri(method: dict[str, Any]) -> str:
+    return openrpc_ref_uri(method["result"]["schema"]["$ref"])
+
+
+def params_uri(method: dict[str, Any]) -> str | None:
+    ref = method.get("x-paramsSchema", {}).get("$ref")
+    return openrpc_ref_uri(ref) if ref else None
+
+
+def method_names(*, notifications: bool, direction: str = "clientToServer", test_only: bool = True) -> set[str]:
+    return {
+        name
+        for name, method in METHODS.items()
+        if is_notification(method) == notifications
+        and method["x-direction"] == direction
+        and (test_only or not method.get("x-testOnly", False))
+    }
+
+
+def refs(node: Any) -> Iterator[str]:
+    """Every `$ref` string anywhere in a JSON document."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                yield value
+            else:
+                yield from refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from refs(item)
+
+
+def example_files(root: Path) -> list[tuple[str, Path]]:
+    return [(path.parent.name, path) for path in sorted(root.glob("*/*.json"))]
+
+
+def example_id(case: tuple[str, Path]) -> str:
+    return f"{case[0]}/{case[1].stem}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Validating what the server sends (used by the live tests and by the transcript check)
+
+
+def validate_server_message(method: Any, message: Any) -> list[str]:
+    """Checks one message the server sent.
+
+    `method` is the method the message answers (a response) or carries (a notification or
+    request), or None for an error response whose request could not be read; for a batch
+    answer it is a list with one such entry per element, in the same order.
+    """
+    if isinstance(message, list):
+        found = problems(schema_validator("message"), message)
+        if found:
+            return [f"batch: {line}" for line in found]
+        if not isinstance(method, list) or len(method) != len(message):
+            return ["batch: 'method' must be a list with one entry per element of the batch"]
+        if not all("id" in element and "method" not in element for element in message):
+            return ["batch: the server may only send batches of responses"]
+        return [
+            f"batch[{index}]: {line}"
+            for index, (element_method, element) in enumerate(zip(method, message))
+            for line in validate_server_message(element_method, element)
+        ]
+    if isinstance(message, dict) and "method" in message:
+        kind = "request" if "id" in message else "notification"
+        found = problems(schema_validator(kind), message)
+        if found:
+            return found
+        name = message["method"]
+        if method is not None and method != name:
+            return [f"'method' says {method!r} but the {kind} is {name!r}"]
+        spec = METHODS.get(name)
+        if spec is None:
+            return [f"the server sent the {kind} {name!r}, which the protocol does not define"]
+        if spec["x-direction"] != "serverToClient" or is_notification(spec) != (kind == "notification"):
+            return [f"{name!r} is not a server-to-client {kind}"]
+        uri = params_uri(spec)
+        if uri is None:
+            return []
+        return [f"params: {line}" for line in problems(validator(uri), message.get("params", {}))]
+    found = problems(schema_validator("response"), message)
+    if found:
+        return found
+    if "error" in message:
+        return []
+    if not isinstance(method, str):
+        return ["a success response needs the name of the method it answers"]
+    spec = METHODS.get(method)
+    if spec is None or is_notification(spec):
+        return [f"{method!r} is not a request method of the protocol, so it cannot have a result"]
+    return [f"result: {line}" for line in problems(validator(result_uri(spec)), message["result"])]
+
+
+def validate_transcript(path: Path) -> list[str]:
+    """Checks every line of a transcript: `{"method": …, "message": {…}}` per line."""
+    found = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path.name}:{number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                found.append(f"{where}: not JSON ({error})")
+                continue
+            if not isinstance(record, dict) or "message" not in record:
+                found.append(f"{where}: expected an object with 'method' and 'message'")
+                continue
+            found.extend(f"{where}: {line}" for line in validate_server_message(record.get("method"), record["message"]))
+    return found
+
+
+def validate_transcripts(directory: Path) -> tuple[int, list[str]]:
+    """Checks every `*.jsonl` file in `directory`; returns (files checked, problems)."""
+    files = sorted(directory.glob("*.jsonl"))
+    found = []
+    for path in files:
+        found.extend(validate_transcript(path))
+    return len(files), found
+
+
+# ---------------------------------------------------------------------------------------------
+# Driving the server
+
+
+def server_binary() -> Path:
+    path = Path(os.environ.get("STAGERUNNER_BIN", REPO / ".build" / "debug" / "stagerunner"))
+    if not path.is_file() or not os.access(path, os.X_OK):
+        pytest.skip(f"no server binary at {path}: run `swift build` or set STAGERUNNER_BIN")
+    return path
+
+
+class Server:
+    """`stagerunner serve` on pipes, spoken to in one framing; stderr goes to a file."""
+
+    def __init__(self, framing: str, *arguments: str, cwd: Path | None = None) -> None:
+        self.framing = framing
+        self.stderr = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(
+            [str(server_binary()), "serve", *arguments],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            cwd=cwd,
+        )
+        self.inbox: queue.Queue[Any] = queue.Queue()
+        self.framing_problems: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    # Writing
+
+    def send_bytes(self, body: bytes) -> None:
+        if self.framing == "lsp":
+            frame = b"Content-Length: %d\r\n\r\n" % len(body) + body
+        else:
+            frame = body + b"\n"
+        assert self.process.stdin is not None
+        self.process.stdin.write(frame)
+        self.process.stdin.flush()
+
+    def send(self, message: Any) -> None:
+        self.send_bytes(json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+    def request(self, id: Any, method: str, params: Any = None) -> None:
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": id, "method": method}
+        if params is not None:
+            message["params"] = params
+        self.send(message)
+
+    def notify(self, method: str, params: Any = None) -> None:
+        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            message["params"] = params
+        self.send(message)
+
+    def close_input(self) -> None:
+        assert self.process.stdin is not None
+        if not self.process.stdin.closed:
+            self.process.stdin.close()
+
+    # Reading
+
+    def _read(self) -> None:
+        stream = self.process.stdout
+        assert stream is not None
+        try:
+            while True:
+                body = self._read_lsp(stream) if self.framing == "lsp" else self._read_line(stream)
+                if body is None:
+                    break
+                try:
+                    self.inbox.put(json.loads(body.decode("utf-8")))
+                except (UnicodeDecodeError, json.JSONDecodeError) as error:
+                    self.framing_problems.append(f"unreadable message {body[:200]!r}: {error}")
+        finally:
+            self.inbox.put(EOFError())
+
+    def _read_line(self, stream: Any) -> bytes | None:
+        line = stream.readline()
+        if not line:
+            return None
+        if not line.endswith(b"\n"):
+            self.framing_problems.append(f"NDJSON line without a final newline: {line[:200]!r}")
+        return line.rstrip(b"\r\n")
+
+    def _read_lsp(self, stream: Any) -> bytes | None:
+        headers = []
+        while True:
+            line = stream.readline()
+            if not line:
+                if headers:
+                    self.framing_problems.append(f"output ended inside headers {headers!r}")
+                return None
+            if line == b"\r\n":
+                break
+            if not line.endswith(b"\r\n"):
+                self.framing_problems.append(f"header line not ended by CRLF: {line!r}")
+            headers.append(line.rstrip(b"\r\n"))
+        lengths = [h.split(b":", 1)[1].strip() for h in headers if h.lower().startswith(b"content-length:")]
+        if len(lengths) != 1 or not lengths[0].isdigit():
+            self.framing_problems.append(f"bad header block {headers!r}")
+            return None
+        length = int(lengths[0])
+        body = stream.read(length)
+        if len(body) != length:
+            self.framing_problems.append(f"body of {len(body)} bytes, Content-Length said {length}")
+            return None
+        return body
+
+    def next_message(self, timeout: float = TIMEOUT) -> Any:
+        item = self.inbox.get(timeout=timeout)
+        if isinstance(item, EOFError):
+            self.inbox.put(item)  # stays at the end for later readers
+            raise item
+        return item
+
+    def wait_exit(self, timeout: float = TIMEOUT) -> int:
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+
+    def stderr_text(self) -> str:
+        self.stderr.seek(0)
+        return self.stderr.read().decode("utf-8", errors="replace")
+
+    def stop(self) -> None:
+        self.close_input()
+        if self.process.poll() is None:
+            try:
+                self.process.wait(timeout=TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self.reader.join(timeout=TIMEOUT)
+        self.stderr.close()
+
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.stop()
+
+
+class Exchange:
+    """Tracks the requests sent on a Server and the messages received, for validation."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.pending: dict[Any, str] = {}  # request id -> method, for requests not yet answered
+        self.answered: dict[Any, Any] = {}  # request id -> its response
+        self.records: list[dict[str, Any]] = []  # transcript: {"method", "message"}
+
+    @staticmethod
+    def key(id: Any) -> str:
+        return json.dumps(id)  # 1 and "1" stay distinct
+
+    def request(self, id: Any, method: str, params: Any = None) -> None:
+        assert self.key(id) not in self.pending, f"id {id!r} reused while in flight"
+        self.pending[self.key(id)] = method
+        self.server.request(id, method, params)
+
+    def batch(self, elements: list[Any]) -> None:
+        for element in elements:
+            if isinstance(element, dict) and "id" in element and "method" in element:
+                self.pending[self.key(element["id"])] = element["method"]
+        self.server.send(elements)
+
+    def receive(self) -> Any:
+        message = self.server.next_message()
+        elements = message if isinstance(message, list) else [message]
+        methods = []
+        for element in elements:
+            if isinstance(element, dict) and "id" in element and "method" not in element:
+                key = self.key(element["id"])
+                if element["id"] is not None:
+                    assert key in self.pending, f"response to an id that is not pending: {element}"
+                    assert key not in self.answered, f"second response for id {element['id']!r}"
+                    self.answered[key] = element
+                methods.append(self.pending.pop(key, None))
+            else:
+                methods.append(element.get("method") if isinstance(element, dict) else None)
+        self.records.append({"method": methods if isinstance(message, list) else methods[0], "message": message})
+        return message
+
+    def response(self, id: Any) -> dict[str, Any]:
+        """Waits for the response to `id` (others that arrive first are kept)."""
+        key = self.key(id)
+        deadline = time.monotonic() + TIMEOUT
+        while key not in self.answered:
+            assert time.monotonic() < deadline, f"no response to {id!r}"
+            self.receive()
+        return self.answered[key]
+
+    def result(self, id: Any) -> Any:
+        response = self.response(id)
+        assert "result" in response, f"expected a result for {id!r}, got {response}"
+        return response["result"]
+
+    def error(self, id: Any, code: int) -> dict[str, Any]:
+        response = self.response(id)
+        assert "error" in response, f"expected error {code} for {id!r}, got {response}"
+        assert response["error"]["code"] == code, response
+        return response["error"]
+
+
+def initialize(server: Server) -> dict[str, Any]:
+    server.request(1, "initialize", {"clientInfo": {"name": "test_protocol.py"}, "protocolVersion": "1.0"})
+    response = server.next_message()
+    assert response.get("id") == 1 and "result" in response, response
+    assert validate_server_message("initialize", response) == []
+    return response["result"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The OpenRPC document and the schemas
+
+
+def test_schema_files_are_valid_2020_12_with_matching_ids() -> None:
+    assert SCHEMAS, "no schema files found"
+    for name, contents in SCHEMAS.items():
+        assert contents.get("$schema") == META_SCHEMA, f"{name}.json: $schema must be {META_SCHEMA}"
+        assert contents.get("$id") == schema_uri(name), f"{name}.json: $id must be {schema_uri(name)}"
+        Draft202012Validator.check_schema(contents)
+
+
+def test_every_ref_in_the_schemas_resolves() -> None:
+    resolver = REGISTRY.resolver()
+    for name, contents in SCHEMAS.items():
+        for ref in refs(contents):
+            assert not ref.startswith(("http:", "https:")), f"{name}.json: use relative $refs, not {ref}"
+            try:
+                resolver.lookup(urljoin(schema_uri(name), ref))
+            except Unresolvable as error:
+                pytest.fail(f"{name}.json: $ref {ref!r} does not resolve: {error}")
+
+
+def test_openrpc_document_header() -> None:
+    assert OPENRPC["openrpc"] == "1.3.2"
+    assert OPENRPC["info"]["title"]
+    assert OPENRPC["info"]["version"] == "1.0"
+    allowed = {"openrpc", "info", "servers", "methods", "components", "externalDocs"}
+    assert {key for key in OPENRPC if not key.startswith("x-")} <= allowed
+
+
+def test_every_ref_in_the_openrpc_document_resolves() -> None:
+    resolver = REGISTRY.resolver()
+    seen = 0
+    for ref in refs(OPENRPC):
+        seen += 1
+        if ref.startswith("#"):
+            try:
+                pointer(OPENRPC, ref[1:])
+            except (KeyError, IndexError, ValueError):
+                pytest.fail(f"openrpc.json: $ref {ref!r} does not resolve")
+            continue
+        uri = openrpc_ref_uri(ref)
+        document, _ = urldefrag(uri)
+        assert document.startswith(BASE + "schema/"), f"openrpc.json: $ref {ref!r} points outside schema/"
+        try:
+            resolved = resolver.lookup(uri)
+        except Unresolvable as error:
+            pytest.fail(f"openrpc.json: $ref {ref!r} does not resolve: {error}")
+        # The target is a schema in its own right.
+        Draft202012Validator.check_schema(resolved.contents if isinstance(resolved.contents, dict) else {})
+    assert seen > 0
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_openrpc_method_is_well_formed(name: str) -> None:
+    method = METHODS[name]
+    assert [m["name"] for m in OPENRPC["methods"]].count(name) == 1, "method names must be unique"
+    assert method.get("x-direction") in DIRECTIONS, "x-direction must be clientToServer or serverToClient"
+    assert method.get("paramStructure") == "by-name"
+    assert isinstance(method.get("x-testOnly", False), bool)
+    assert method.get("summary"), "give a summary"
+    allowed = {"name", "summary", "description", "params", "result", "errors", "examples", "paramStructure",
+               "deprecated", "tags", "links", "servers", "externalDocs"}
+    assert {key for key in method if not key.startswith("x-")} <= allowed
+
+    params = method["params"]
+    assert isinstance(params, list)
+    required_flags = [bool(p.get("required", False)) for p in params]
+    assert required_flags == sorted(required_flags, reverse=True), "required params must come before optional ones"
+    for descriptor in params:
+        assert descriptor.get("name") and "schema" in descriptor
+    uri = params_uri(method)
+    if params:
+        assert uri is not None, "a method with params needs x-paramsSchema (the whole params object)"
+    if uri is not None:
+        whole = REGISTRY.resolver().lookup(uri).contents
+        assert whole.get("type") == "object", "by-name params are an object"
+        properties = whole.get("properties", {})
+        assert [p["name"] for p in params] == list(properties), "params must list the schema's properties in order"
+        assert {p["name"] for p in params if p.get("required")} == set(whole.get("required", []))
+        for descriptor in params:
+            assert descriptor["schema"] == {"$ref": f"{method['x-paramsSchema']['$ref']}#/properties/{descriptor['name']}"}
+
+    if is_notification(method):
+        assert "errors" not in method and "examples" not in method, "notifications get no response"
+    else:
+        assert method["result"].get("name")
+        assert set(method["result"]["schema"]) == {"$ref"}, "results are described by a schema file"
+        codes = []
+        for entry in method.get("errors", []):
+            error = resolve_openrpc(entry)
+            assert isinstance(error.get("code"), int) and isinstance(error.get("message"), str)
+            assert set(error) <= {"code", "message", "data"}
+            codes.append(error["code"])
+            code_schema = validator(schema_uri("error") + "#/properties/code")
+            assert problems(code_schema, error["code"]) == [], f"undocumented error code {error['code']}"
+        assert len(codes) == len(set(codes)), "error codes must be unique per method"
+
+
+def test_openrpc_examples_validate() -> None:
+    checked = 0
+    for method in METHODS.values():
+        for pairing in method.get("examples", []):
+            pairing = resolve_openrpc(pairing)
+            assert pairing.get("name") and isinstance(pairing.get("params"), list) and "result" in pairing
+            params = {example["name"]: example["value"] for example in map(resolve_openrpc, pairing["params"])}
+            uri = params_uri(method)
+            if uri is not None:
+                assert problems(validator(uri), params) == [], f"{method['name']} example {pairing['name']} params"
+            else:
+                assert params == {}, f"{method['name']} takes no params"
+            result = resolve_openrpc(pairing["result"])["value"]
+            assert problems(validator(result_uri(method)), result) == [], f"{method['name']} example {pairing['name']} result"
+            checked += 1
+    assert {"initialize", "ping"} <= {name for name, m in METHODS.items() if m.get("examples")}
+    assert checked > 0
+
+
+def test_every_params_and_result_schema_has_valid_and_invalid_examples() -> None:
+    valid = {schema for schema, _ in example_files(EXAMPLES_DIR)}
+    invalid = {schema for schema, _ in example_files(INVALID_DIR)}
+    assert valid | invalid <= set(SCHEMAS), f"example folders without a schema: {(valid | invalid) - set(SCHEMAS)}"
+    wanted = {name for name in SCHEMAS if name.endswith((".params", ".result"))}
+    assert wanted - valid == set(), f"schemas without valid examples: {wanted - valid}"
+    assert wanted - invalid == set(), f"schemas without invalid examples: {wanted - invalid}"
+
+
+@pytest.mark.parametrize("case", example_files(EXAMPLES_DIR), ids=example_id)
+def test_example_validates(case: tuple[str, Path]) -> None:
+    schema, path = case
+    assert problems(schema_validator(schema), load_json(path)) == []
+
+
+@pytest.mark.parametrize("case", example_files(INVALID_DIR), ids=example_id)
+def test_invalid_example_fails(case: tuple[str, Path]) -> None:
+    schema, path = case
+    assert problems(schema_validator(schema), load_json(path)) != [], f"{path} should fail {schema}.json"
+
+
+# ---------------------------------------------------------------------------------------------
+# Transcripts
+
+
+def write_jsonl(path: Path, records: list[Any]) -> None:
+    path.write_text("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records), encoding="utf-8")
+
+
+def test_transcript_validator_accepts_good_lines(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "good.jsonl", [
+        {"method": "ping", "message": {"jsonrpc": "2.0", "id": 1, "result": {"echo": "é"}}},
+        {"method": "shutdown", "message": {"jsonrpc": "2.0", "id": "s", "result": None}},
+        {"method": "test/sleep", "message": {"jsonrpc": "2.0", "id": 2, "error": {"code": -32800, "message": "Request cancelled"}}},
+        {"method": None, "message": {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "Parse error", "data": {"hint": "h", "offset": 0}}}},
+        {"method": ["ping", None], "message": [
+            {"jsonrpc": "2.0", "id": "a", "result": {}},
+            {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "Invalid Request", "data": {"hint": "h"}}},
+        ]},
+    ])
+    (tmp_path / "blank-lines.jsonl").write_text("\n" + json.dumps({"method": "ping", "message": {"jsonrpc": "2.0", "id": 3, "result": {}}}) + "\n\n")
+    (tmp_path / "not-a-transcript.txt").write_text("ignored")
+    assert validate_transcripts(tmp_path) == (2, [])
+
+
+def test_transcript_validator_reports_bad_lines(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    write_jsonl(path, [
+        {"method": "ping", "message": {"jsonrpc": "2.0", "id": 1, "result": "pong"}},
+        {"method": "test/sleep", "message": {"jsonrpc": "2.0", "id": 2, "result": {}}},
+        {"method": "initialize", "message": {"jsonrpc": "2.0", "id": 3, "result": {"protocolVersion": "1.0"}}},
+        {"method": "noSuchMethod", "message": {"jsonrpc": "2.0", "id": 4, "result": {}}},
+        {"method": "ping", "message": {"jsonrpc": "2.0", "id": 5, "error": {"code": -32602, "message": "Invalid params"}}},
+        {"method": "ping", "message": {"jsonrpc": "2.0", "id": 6, "error": {"code": 17, "message": "odd"}}},
+        {"method": "ping", "message": {"jsonrpc": "1.0", "id": 7, "result": {}}},
+        {"method": "statusChanged", "message": {"jsonrpc": "2.0", "method": "statusChanged", "params": {}}},
+        {"method": ["ping"], "message": [{"jsonrpc": "2.0", "id": "a", "result": {}}, {"jsonrpc": "2.0", "id": "b", "result": {}}]},
+        {"message": {"jsonrpc": "2.0", "id": 8, "result": {}}},
+        {"no": "message"},
+    ])
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("{broken\n")
+    found = validate_transcript(path)
+    lines = sorted({int(problem.split(":")[1]) for problem in found})
+    assert lines == list(range(1, 13)), "\n".join(found)
+
+
+def test_recorded_transcripts_validate() -> None:
+    if not TRANSCRIPTS_DIR.is_dir():
+        pytest.skip(f"{TRANSCRIPTS_DIR} does not exist (no transcripts recorded yet)")
+    count, found = validate_transcripts(TRANSCRIPTS_DIR)
+    if count == 0:
+        pytest.skip(f"no *.jsonl files in {TRANSCRIPTS_DIR}")
+    assert found == [], "\n".join(found[:50])
+
+
+# ---------------------------------------------------------------------------------------------
+# The server's method table
+
+
+def test_method_table_matches_the_server_with_test_methods() -> None:
+    with Server("ndjson", "--enable-test-methods") as server:
+        capabilities = initialize(server)["capabilities"]
+    assert set(capabilities["methods"]) == method_names(notifications=False)
+    assert set(capabilities["notifications"]) == method_names(notifications=True)
+    assert capabilities["methods"] == sorted(capabilities["methods"])
+
+
+def test_method_table_matches_the_server_without_test_methods() -> None:
+    with Server("ndjson") as server:
+        capabilities = initialize(server)["capabilities"]
+    assert set(capabilities["methods"]) == method_names(notifications=False, test_only=False)
+    assert set(capabilities["notifications"]) == method_names(notifications=True, test_only=False)
+    assert not {name for name in capabilities["methods"] if METHODS.get(name, {}).get("x-testOnly")}
+
+
+# ---------------------------------------------------------------------------------------------
+# Params examples against the server: the schemas accept exactly what the server accepts
+
+
+def params_cases() -> list[tuple[str, str, Path, bool]]:
+    cases = []
+    for name, method in METHODS.items():
+        uri = params_uri(method)
+        if uri is None or is_notification(method):
+            continue
+        schema = uri.rsplit("/", 1)[1].removesuffix(".json")
+        for valid, root in ((True, EXAMPLES_DIR), (False, INVALID_DIR)):
+            for path in sorted((root / schema).glob("*.json")):
+                cases.append((name, schema, path, valid))
+    return cases
+
+
+@pytest.mark.parametrize(
+    "case", params_cases(), ids=lambda c: f"{c[0]}:{'valid' if c[3] else 'invalid'}:{c[2].stem}"
+)
+def test_params_examples_agree_with_the_server(case: tuple[str, str, Path, bool], tmp_path: Path) -> None:
+    method, _, path, valid = case
+    params = load_json(path)
+    with Server("ndjson", "--enable-test-methods", cwd=tmp_path) as server:
+        server.request(1, method, params)
+        response = server.next_message()
+    assert response.get("id") == 1, response
+    assert validate_server_message(method, response) == []
+    if valid:
+        assert "result" in response, f"the server rejected a valid example: {response}"
+    else:
+        assert response.get("error", {}).get("code") == -32602, f"expected -32602 for {path.name}: {response}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Live conformance in both framings
+
+NON_ASCII = "héllo wörld — 世界 ✓ 😀 \u0000 \"quoted\" \\ \n"
+
+
+@pytest.mark.parametrize("framing", ["lsp", "ndjson"])
+def test_live_exchange_conforms(framing: str, tmp_path: Path) -> None:
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    with Server(framing, "--enable-test-methods", cwd=workspace) as server:
+        exchange = Exchange(server)
+
+        exchange.request(1, "initialize", {
+            "processId": os.getpid(),
+            "clientInfo": {"name": "test_protocol.py", "version": "1"},
+            "protocolVersion": "1.0",
+            "capabilities": {},
+        })
+        init = exchange.result(1)
+        assert init["protocolVersion"] == "1.0"
+        assert init["capabilities"]["framing"] == framing
+        assert init["workspace"]["root"] == str(workspace.resolve())
+        exchange.server.notify("initialized", {})
+
+        # ping with and without echo
+        exchange.request(2, "ping")
+        exchange.request("p-3", "ping", {})
+        exchange.request(4, "ping", {"echo": NON_ASCII})
+        structure = {"list": [1, 2.5, True, None, "ü"], "nested": {"b": {}, "a": []}}
+        exchange.request(5, "ping", {"echo": structure})
+        exchange.request(6, "ping", {"echo": None})
+        assert exchange.result(2) == {}
+        assert exchange.result("p-3") == {}
+        assert exchange.result(4) == {"echo": NON_ASCII}
+        assert exchange.result(5) == {"echo": structure}
+        assert exchange.result(6) == {"echo": None}
+
+        # bad params
+        exchange.request(7, "test/sleep", {"ms": "soon"})
+        data = exchange.error(7, -32602)["data"]
+        assert data["field"] == "params.ms" and data["problem"]
+        exchange.request(8, "ping", [])
+        assert exchange.error(8, -32602)["data"]["field"] == "params"
+
+        # unknown method
+        exchange.request(9, "noSuchMethod", {})
+        data = exchange.error(9, -32601)["data"]
+        assert data["method"] == "noSuchMethod"
+        assert data["available"] == init["capabilities"]["methods"]
+
+        # stray output on fd 1 must not reach the protocol stream
+        exchange.request(10, "test/print", {"text": "stray text on fd 1"})
+        assert exchange.result(10) == {}
+
+        # a batch: requests, a notification, an unknown method and an invalid element
+        exchange.batch([
+            {"jsonrpc": "2.0", "id": "b1", "method": "ping", "params": {"echo": "x"}},
+            {"jsonrpc": "2.0", "method": "initialized"},
+            {"jsonrpc": "2.0", "id": "b2", "method": "nope"},
+            {"jsonrpc": "2.0", "id": "b3", "method": "test/sleep", "params": {"ms": 20}},
+            5,
+        ])
+        batch = exchange.receive()
+        assert isinstance(batch, list) and len(batch) == 4, batch
+        assert {json.dumps(element["id"]) for element in batch} == {'"b1"', '"b2"', '"b3"', "null"}
+        assert exchange.result("b1") == {"echo": "x"}
+        exchange.error("b2", -32601)
+        assert exchange.result("b3") == {"slept": 20}
+        assert [element["error"]["code"] for element in batch if element["id"] is None] == [-32600]
+
+        # a notification-only batch gets no reply: the next message is ping 12's answer
+        exchange.batch([{"jsonrpc": "2.0", "method": "initialized"}])
+
+        # cancellation: exactly one response, -32800
+        exchange.request(11, "test/sleep", {"ms": 60_000})
+        exchange.request(12, "ping")
+        assert exchange.result(12) == {}
+        exchange.server.notify("$/cancelRequest", {"id": 11})
+        started = time.monotonic()
+        exchange.error(11, -32800)
+        assert time.monotonic() - started < 5
+        exchange.server.notify("$/cancelRequest", {"id": 11})  # late cancel: ignored, no answer
+        exchange.request(13, "test/sleep", {"ms": 10})
+        assert exchange.result(13) == {"slept": 10}
+
+        # shutdown, then every request is refused, then exit
+        exchange.request(14, "shutdown")
+        assert exchange.result(14) is None
+        exchange.request(15, "ping")
+        assert "hint" in exchange.error(15, -32600)["data"]
+        exchange.server.notify("exit")
+        assert server.wait_exit() == 0
+        with pytest.raises(EOFError):
+            while True:
+                exchange.receive()
+
+        assert server.framing_problems == []
+        unmatched = [
+            element
+            for record in exchange.records
+            for element in (record["message"] if isinstance(record["message"], list) else [record["message"]])
+            if element.get("id") is None
+        ]
+        assert len(unmatched) == 1, f"only the batch's invalid element may be answered with id null: {unmatched}"
+        assert exchange.pending == {}, f"requests never answered: {exchange.pending}"
+        assert "stray text on fd 1" in server.stderr_text()
+
+        transcript = tmp_path / f"live-{framing}.jsonl"
+        write_jsonl(transcript, exchange.records)
+        assert validate_transcript(transcript) == []
