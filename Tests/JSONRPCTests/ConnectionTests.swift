@@ -299,6 +299,11 @@ struct ConnectionTests {
             #"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"pad":""# + String(repeating: "x", count: 2000) + "\"}}"
         peer.send(huge)
         peer.send(bytes: Array("{not json}".utf8) + Array((framing == .ndjson ? "\n" : "\r\n\r\n").utf8))
+        peer.send(
+            bytes: framed(#"{"jsonrpc":"2.0","id":"\#u{FFFD}","method":"ping"}"#, framing).map {
+                $0 == 0xBD ? 0xFF : $0
+            }
+        )
         if framing == .lsp { peer.send(bytes: Array("Content-Length: 0\r\n\r\n".utf8)) }
         let answer = try await peer.call(2, "ping")
         #expect(answer == json(#"{"jsonrpc":"2.0","id":2,"result":{}}"#))
@@ -306,6 +311,8 @@ struct ConnectionTests {
         #expect(errors.allSatisfy { $0["id"] == .null })
         #expect(errors.first?["error"]?["code"] == -32600)
         #expect(errors.first?["error"]?["data"]?["limit"] == 1024)
-        #expect(errors.count == (framing == .lsp ? 3 : 2))
+        #expect(errors.count == (framing == .lsp ? 4 : 3))
+        // U+FFFD (EF BF BD at bytes 23-25) with its last byte made 0xFF: a parse error at byte 25.
+        #expect(errors.contains { $0["error"]?["message"] == "Parse error: invalid UTF-8 (byte 0xFF) at byte 25" })
     }
 }

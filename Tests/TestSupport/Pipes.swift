@@ -1,3 +1,4 @@
+import Foundation
 import JSONRPC
 
 #if canImport(Glibc)
@@ -21,21 +22,11 @@ public struct PipePair: Sendable {
     }
 }
 
-/// Writes every byte, retrying short writes; returns false when the reader is gone.
+/// Writes every byte; returns false when the reader is gone.
 @discardableResult
 public func writeAll(_ descriptor: Int32, _ bytes: [UInt8]) -> Bool {
-    bytes.withUnsafeBytes { raw in
-        var offset = 0
-        while offset < raw.count {
-            let written = write(descriptor, raw.baseAddress! + offset, raw.count - offset)
-            if written < 0 {
-                if errno == EINTR { continue }
-                return false
-            }
-            offset += written
-        }
-        return true
-    }
+    let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: false)
+    return (try? handle.write(contentsOf: bytes)) != nil
 }
 
 /// `body` framed for the wire.
@@ -54,41 +45,13 @@ public func json(_ text: String) -> JSONValue {
     }
 }
 
-/// Runs `body` on a fresh OS thread and returns its result without blocking the caller's
-/// thread (tests must not park the cooperative pool that the handlers under test need).
-public func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-    await withCheckedContinuation { continuation in
-        let thread = ThreadBody { continuation.resume(returning: body()) }
-        thread.start()
-    }
-}
-
+/// Runs `body` on a fresh OS thread, which may block (tests must not park the cooperative pool
+/// that the handlers under test need).
 final class ThreadBody: @unchecked Sendable {
     let body: () -> Void
     init(_ body: @escaping () -> Void) { self.body = body }
 
     func start() {
-        let context = Unmanaged.passRetained(self).toOpaque()
-        #if canImport(Glibc)
-        var thread = pthread_t()
-        #else
-        var thread: pthread_t?
-        #endif
-        let result = pthread_create(
-            &thread,
-            nil,
-            { raw in
-                #if canImport(Glibc)
-                let box = Unmanaged<ThreadBody>.fromOpaque(raw!).takeRetainedValue()
-                #else
-                let box = Unmanaged<ThreadBody>.fromOpaque(raw).takeRetainedValue()
-                #endif
-                box.body()
-                return nil
-            },
-            context
-        )
-        precondition(result == 0)
-        pthread_detach(thread)
+        Thread.detachNewThread { [self] in body() }
     }
 }
