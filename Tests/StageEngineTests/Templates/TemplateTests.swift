@@ -1,0 +1,234 @@
+import Foundation
+import StageEngine
+import Testing
+
+private func render(
+    _ source: String,
+    _ context: [String: TemplateValue] = [:],
+    name: String = "t",
+    options: TemplateOptions = .init()
+) throws(TemplateError) -> String {
+    try Template(source: source, name: name, options: options).render(context)
+}
+
+private func failure(
+    _ source: String,
+    _ context: [String: TemplateValue] = [:],
+    name: String = "t"
+) -> TemplateError? {
+    do {
+        _ = try render(source, context, name: name)
+        return nil
+    } catch {
+        return error
+    }
+}
+
+@Suite("Template errors")
+struct TemplateErrorTests {
+    @Test func undefinedVariableNamesTemplateAndLine() throws {
+        let error = try #require(failure("Title\n\n{{ topic }}\n", name: "draft/idea.txt"))
+        #expect(error.kind == .undefined)
+        #expect(error.line == 3)
+        #expect(error.templateName == "draft/idea.txt")
+        #expect(error.description == "undefined variable 'topic' in template 'draft/idea.txt' at line 3")
+    }
+
+    @Test(
+        "undefined values say which name, attribute or item is missing",
+        arguments: [
+            ("{{ user.email }}", "undefined attribute 'email' of 'user' in template 't' at line 1"),
+            ("{{ user.profile.site }}", "undefined attribute 'site' of 'user.profile' in template 't' at line 1"),
+            ("{{ xs[5] }}", "undefined item 5 of 'xs' in template 't' at line 1"),
+            ("a\n{{ missing.attr }}", "undefined variable 'missing' in template 't' at line 2"),
+            (
+                "{% for x in xs %}\n{{ x }}{{ nope }}\n{% endfor %}",
+                "undefined variable 'nope' in template 't' at line 2"
+            ),
+            ("{% if flag %}\n\n{% endif %}", "undefined variable 'flag' in template 't' at line 1"),
+            ("{{ 1 +\n  later }}", "undefined variable 'later' in template 't' at line 2"),
+        ]
+    )
+    func undefinedMessages(source: String, message: String) throws {
+        let context: [String: TemplateValue] = ["user": ["name": "Ada", "profile": [:]], "xs": [1, 2]]
+        let error = try #require(failure(source, context))
+        #expect(error.kind == .undefined)
+        #expect(error.description == message)
+    }
+
+    @Test func definedTestAndDefaultSeeUndefinedValues() throws {
+        let text = try render(
+            "{{ a is defined }} {{ a|default('x') }} {{ u.b|default('y') }} {{ u.b is defined }}",
+            ["u": [:]]
+        )
+        #expect(text == "False x y False")
+    }
+
+    @Test(
+        "syntax errors point at the line",
+        arguments: [
+            ("a\n{% frobnicate %}", 2, "unknown tag 'frobnicate'"),
+            (
+                "x\n{% if true %}\nno end", 2,
+                "unclosed 'if' block: the template ended while looking for 'elif' or 'else' or 'endif'"
+            ),
+            (
+                "{% for x in xs %}\n{{ x }}", 1,
+                "unclosed 'for' block: the template ended while looking for 'else' or 'endfor'"
+            ),
+            ("a\nb\n{{ 1 + }}", 3, "unexpected end of print statement in expression"),
+            ("{% endif %}", 1, "unexpected 'endif' outside of if block"),
+            ("one\n{# never closed", 2, "missing end of comment tag"),
+            ("{{ (1 + 2 }}", 1, "unexpected '}', expected ')'"),
+        ]
+    )
+    func syntaxErrors(source: String, line: Int, message: String) throws {
+        let error = try #require(failure(source))
+        #expect(error.kind == .syntax)
+        #expect(error.line == line)
+        #expect(error.message == message)
+    }
+
+    @Test func syntaxErrorsCarryAColumn() throws {
+        let error = try #require(failure("ok\n  {% frobnicate %}", name: "c.txt"))
+        #expect(error.line == 2)
+        #expect(error.column == 6)
+        #expect(error.description == "unknown tag 'frobnicate' in template 'c.txt' at line 2, column 6")
+        let expression = try #require(failure("{{ a +* b }}"))
+        #expect(expression.column == 7)
+        let character = try #require(failure("x\n{{ 1 $ 2 }}"))
+        #expect(character.line == 2 && character.column == 6)
+    }
+
+    @Test func typeErrorsAreReported() throws {
+        let error = try #require(failure("\n{{ 'a' + 1 }}"))
+        #expect(error.kind == .type)
+        #expect(error.line == 2)
+        #expect(error.description == "unsupported operand type(s) for +: 'str' and 'int' in template 't' at line 2")
+        #expect(failure("{{ 1 / 0 }}")?.kind == .zeroDivision)
+        #expect(failure("{{ 'x'|nosuch }}")?.kind == .unknownName)
+    }
+}
+
+@Suite("Template hostile input")
+struct TemplateHostileInputTests {
+    @Test(
+        "deep nesting is an error, not a stack overflow",
+        arguments: [
+            "{{ " + String(repeating: "(", count: 100_000) + "1" + String(repeating: ")", count: 100_000) + " }}",
+            "{{ " + String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000) + " }}",
+            "{{ " + String(repeating: "not ", count: 100_000) + "true }}",
+            "{{ " + String(repeating: "-", count: 100_000) + "1 }}",
+            "{{ 1" + String(repeating: " + 1", count: 100_000) + " }}",
+            "{{ x" + String(repeating: "|upper", count: 100_000) + " }}",
+            "{{ x" + String(repeating: ".a", count: 100_000) + " }}",
+            String(repeating: "{% if true %}", count: 100_000) + String(repeating: "{% endif %}", count: 100_000),
+            String(repeating: "{% for x in [1] %}", count: 10_000),
+        ]
+    )
+    func deepNesting(source: String) {
+        let error = failure(source, ["x": "a"])
+        #expect(error != nil)
+        #expect(error?.kind == .limit || error?.kind == .syntax)
+    }
+
+    @Test func nestingJustUnderTheLimitsWorks() throws {
+        let parens = String(repeating: "(", count: 95) + "1" + String(repeating: ")", count: 95)
+        #expect(try render("{{ \(parens) }}") == "1")
+        let sum = "1" + String(repeating: " + 1", count: 300)
+        #expect(try render("{{ \(sum) }}") == "301")
+        let blocks = String(repeating: "{% if true %}", count: 190) + "x" + String(repeating: "{% endif %}", count: 190)
+        let lists = String(repeating: "[", count: 95) + String(repeating: "]", count: 95)
+        #expect(try render("{{ \(lists)|length }}") == "1")
+        let filters = "x" + String(repeating: "|upper", count: 390)
+        #expect(try render("{{ \(filters) }}", ["x": "a"]) == "A")
+        #expect(try render(blocks) == "x")
+    }
+
+    @Test func recursiveMacrosStopAtALimit() {
+        #expect(failure("{% macro r(n) %}{{ r(n + 1) }}{% endmacro %}{{ r(0) }}")?.kind == .limit)
+        // Deep nesting inside each recursion level hits the overall depth limit first.
+        let nested =
+            String(repeating: "{% if true %}", count: 150) + "{{ r(n + 1) }}"
+            + String(repeating: "{% endif %}", count: 150)
+        #expect(failure("{% macro r(n) %}\(nested){% endmacro %}{{ r(0) }}")?.kind == .limit)
+        let deepExpression = "(" + String(repeating: "1 + ", count: 350) + "r(n + 1)|length)"
+        #expect(failure("{% macro r(n) %}{{ \(deepExpression) }}{% endmacro %}{{ r(0) }}")?.kind == .limit)
+    }
+
+    @Test func runawaySizesAreRefused() {
+        #expect(failure("{{ range(10 ** 12)|length }}")?.kind == .limit)
+        #expect(failure("{{ 'x' * 10 ** 12 }}")?.kind == .limit)
+        #expect(failure("{{ 2 ** 1000 }}")?.kind == .limit)
+    }
+
+    @Test func garbageNeverCrashes() {
+        var generator = SystemRandomNumberGenerator()
+        let pieces = [
+            "{{", "}}", "{%", "%}", "{#", "#}", "-", "+", "(", ")", "[", "]", "'", "\"", "if", "for", "x", " ", "\n",
+            "|", ".", "endif", "in", "1", "raw", "endraw", "~", "*", "is",
+        ]
+        for _ in 0..<2_000 {
+            let source = (0..<Int.random(in: 1...30, using: &generator)).map { _ in
+                pieces.randomElement(using: &generator)!
+            }.joined()
+            _ = try? render(source, ["x": [1, 2]])
+        }
+    }
+
+    @Test func largeOutputIsFine() throws {
+        let text = try render("{% for i in range(200000) %}line {{ i }}\n{% endfor %}")
+        #expect(text.utf8.count > 2_000_000)
+    }
+}
+
+@Suite("Template API")
+struct TemplateAPITests {
+    @Test func jsonContextKeepsOrderAndNumberKinds() throws {
+        let context = try TemplateValue.context(json: #"{"d": {"z": 1, "a": 2.0, "m": [true, null, "é\u00e9"]}}"#)
+        #expect(try render("{{ d }}", context) == "{'z': 1, 'a': 2.0, 'm': [True, None, 'éé']}")
+        #expect(throws: TemplateError.self) { try TemplateValue(json: "{1: 2}") }
+    }
+
+    @Test func compiledTemplateIsSharedAcrossThreads() async throws {
+        let template = try Template(source: "{% for x in xs %}{{ x * n }},{% endfor %}", name: "shared")
+        let outputs = try await withThrowingTaskGroup(of: String.self) { group in
+            for n in 0..<32 {
+                group.addTask { try template.render(["xs": [1, 2, 3], "n": .int(n)]) }
+            }
+            var all: [String] = []
+            for try await output in group { all.append(output) }
+            return all
+        }
+        #expect(Set(outputs).count == 32)
+    }
+
+    @Test func rendersATypicalPromptQuickly() throws {
+        var source = "You are {{ name }}, working on {{ project }}.\n"
+        for section in 0..<12 {
+            source += """
+                {% if items\(section % 3) %}## Section \(section): {{ title|upper }}
+                {% for item in items\(section % 3) %}- {{ loop.index }}. {{ item.label|default('untitled') }} \
+                ({{ item.score|round(1) }}){% if not loop.last %},{% endif %}
+                {% endfor %}{% endif %}Notes: {{ notes|trim|truncate(60) }} / {{ user.name }} <{{ user.email }}>
+
+                """
+        }
+        #expect(source.utf8.count > 1_500)
+        let item: TemplateValue = ["label": "thing", "score": 3.14159]
+        let context: [String: TemplateValue] = [
+            "name": "Stage", "project": "runner", "title": "plan", "notes": "  some notes about the work  ",
+            "items0": [item, item], "items1": [item], "items2": [], "user": ["name": "Ada", "email": "a@example.com"],
+            "unused1": 1, "unused2": "two",
+        ]
+        let template = try Template(source: source, name: "prompt")
+        _ = try template.render(context)
+        let rounds = 300
+        let start = ContinuousClock.now
+        for _ in 0..<rounds { _ = try template.render(context) }
+        let perRender = (ContinuousClock.now - start) / rounds
+        print("typical prompt template (\(source.utf8.count) bytes): \(perRender) per render")
+        // Debug builds are several times slower than release; this only catches pathological regressions.
+        #expect(perRender < .milliseconds(2))
+    }
+}
