@@ -24,6 +24,12 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        // SHA-256 for deterministic generation ids.
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        // SQLite for the call log (and later the response cache).
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        // The workspace configuration file (stagerunner.yaml) and YAML task files.
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // libcurl's headers at build time (Debian: libcurl4-openssl-dev); the library itself is
@@ -32,6 +38,9 @@ let package = Package(
             name: "CCurl",
             linkerSettings: [.linkedLibrary("dl", .when(platforms: [.linux]))]
         ),
+
+        // Atomic directory exchange for committing generations.
+        .target(name: "CFileSystem"),
 
         .target(
             name: "JSONRPC",
@@ -60,13 +69,17 @@ let package = Package(
             name: "StageEngine",
             dependencies: [
                 "CCurl",
+                "CFileSystem",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strictSwift
         ),
         .testTarget(
             name: "StageEngineTests",
-            dependencies: ["StageEngine"],
+            dependencies: ["StageEngine", "TestSupport"],
             swiftSettings: strictSwift
         ),
 

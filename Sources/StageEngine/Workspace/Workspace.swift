@@ -1,3 +1,5 @@
+import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -37,5 +39,65 @@ public struct Workspace: Sendable, Hashable {
     /// The workspace at the process's current directory.
     public static func currentDirectory() throws(Problem) -> Workspace {
         try Workspace(path: ".")
+    }
+}
+
+extension Workspace {
+    /// The absolute path of `relative`, which must already be confined (built from validated ids).
+    public func path(_ relative: String) -> String { root + "/" + relative }
+
+    /// Whether `relative`, once every symlink in it is resolved, is still inside the workspace.
+    /// Paths built from validated ids cannot climb out by name; this catches a symlink that does.
+    /// A path that does not exist yet is judged by its nearest existing ancestor.
+    public func contains(_ relative: String) -> Bool {
+        var candidate = path(relative)
+        while true {
+            if let resolved = realpath(candidate, nil) {
+                defer { free(resolved) }
+                let real = String(cString: resolved)
+                return real == root || real.hasPrefix(root + "/")
+            }
+            guard errno == ENOENT, let slash = candidate.lastIndex(of: "/"), slash > candidate.startIndex else {
+                return false
+            }
+            candidate = String(candidate[..<slash])
+        }
+    }
+
+    /// A workspace file's contents as text, or why there are none.
+    public enum FileText: Sendable, Hashable {
+        case text(String)
+        case missing
+        case notUTF8
+    }
+
+    /// Reads a workspace file, telling a missing file from one that is not UTF-8 text.
+    public func loadText(_ relative: String) -> FileText {
+        guard let data = FileManager.default.contents(atPath: path(relative)) else { return .missing }
+        guard let text = String(data: data, encoding: .utf8) else { return .notUTF8 }
+        return .text(text)
+    }
+
+    /// The diagnostic for a file that is not UTF-8 text.
+    static func notUTF8(_ relative: String) -> Diagnostic {
+        Diagnostic(file: relative, code: "file.not-utf8", message: "is not UTF-8 text; save it as UTF-8")
+    }
+
+    /// The text of a workspace file, or nil when it does not exist or is not UTF-8.
+    public func readText(_ relative: String) -> String? {
+        guard let data = FileManager.default.contents(atPath: path(relative)) else { return nil }
+        return String(data: data, encoding: .utf8)
+    }
+
+    /// Whether `relative` is a regular file.
+    public func isFile(_ relative: String) -> Bool {
+        var isDirectory: ObjCBool = false
+        return FileManager.default.fileExists(atPath: path(relative), isDirectory: &isDirectory)
+            && !isDirectory.boolValue
+    }
+
+    /// The names in a workspace directory (empty when it does not exist).
+    public func listFiles(_ relative: String) -> [String] {
+        (try? FileManager.default.contentsOfDirectory(atPath: path(relative))) ?? []
     }
 }

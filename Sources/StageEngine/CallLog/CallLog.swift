@@ -1,0 +1,167 @@
+import Foundation
+import GRDB
+
+/// One model call (cached or not), as a row of the call log (seed 001's `llm_call_logs`).
+public struct CallRecord: Sendable, Hashable, Codable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "llm_calls"
+
+    public var id: Int64?
+    /// ISO 8601, UTC.
+    public var createdAt: String
+    public var runId: String
+    public var stage: String
+    public var genId: String
+    public var templateId: String?
+    public var model: String
+    public var provider: String
+    /// SHA-256 of the template text: which version of the prompt was used.
+    public var promptVersion: String?
+    /// The call's parameters (max tokens, temperature, …) as JSON.
+    public var parameters: String
+    /// `success`, `json_parse_error`, `parser_failure`, `stub_fallback`, `truncated`, or `error`.
+    public var status: String
+    public var error: String?
+    public var latencyMs: Double
+    public var promptTokens: Int
+    public var completionTokens: Int
+    public var cost: Double
+    public var cached: Bool
+
+    public init(
+        createdAt: String,
+        runId: String,
+        stage: String,
+        genId: String,
+        templateId: String?,
+        model: String,
+        provider: String,
+        promptVersion: String?,
+        parameters: String,
+        status: String,
+        error: String?,
+        latencyMs: Double,
+        promptTokens: Int,
+        completionTokens: Int,
+        cost: Double,
+        cached: Bool
+    ) {
+        self.createdAt = createdAt
+        self.runId = runId
+        self.stage = stage
+        self.genId = genId
+        self.templateId = templateId
+        self.model = model
+        self.provider = provider
+        self.promptVersion = promptVersion
+        self.parameters = parameters
+        self.status = status
+        self.error = error
+        self.latencyMs = latencyMs
+        self.promptTokens = promptTokens
+        self.completionTokens = completionTokens
+        self.cost = cost
+        self.cached = cached
+    }
+
+    public mutating func didInsert(_ inserted: InsertionSuccess) {
+        id = inserted.rowID
+    }
+}
+
+/// Spend and failures per model and status: how a user answers "what did we spend and what failed".
+public struct CallSummary: Sendable, Hashable, Codable, FetchableRecord {
+    public var model: String
+    public var status: String
+    public var calls: Int
+    public var promptTokens: Int
+    public var completionTokens: Int
+    public var cost: Double
+}
+
+/// The SQLite call log of a workspace, at `.stagerunner/calls.sqlite`.
+public final class CallLog: Sendable {
+    let database: DatabaseQueue
+
+    public static let relativePath = ".stagerunner/calls.sqlite"
+
+    /// Opens (and creates or migrates) the log at `path`.
+    public init(path: String) throws {
+        try FileManager.default.createDirectory(
+            atPath: (path as NSString).deletingLastPathComponent,
+            withIntermediateDirectories: true
+        )
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(5)  // another process may be writing
+        configuration.prepareDatabase { db in
+            // WAL with synchronous=NORMAL: a commit costs no fsync and survives a crash of the
+            // process; only a power loss can drop the last rows, which a log of calls can afford.
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
+        database = try DatabaseQueue(path: path, configuration: configuration)
+        try database.writeWithoutTransaction { db in _ = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL") }
+        try Self.migrator.migrate(database)
+    }
+
+    /// Opens the log of `workspace`.
+    public convenience init(workspace: Workspace) throws {
+        try self.init(path: workspace.path(Self.relativePath))
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("1: llm_calls") { db in
+            try db.create(table: CallRecord.databaseTableName) { table in
+                table.autoIncrementedPrimaryKey("id")
+                table.column("createdAt", .text).notNull()
+                table.column("runId", .text).notNull()
+                table.column("stage", .text).notNull()
+                table.column("genId", .text).notNull()
+                table.column("templateId", .text)
+                table.column("model", .text).notNull()
+                table.column("provider", .text).notNull()
+                table.column("promptVersion", .text)
+                table.column("parameters", .text).notNull()
+                table.column("status", .text).notNull()
+                table.column("error", .text)
+                table.column("latencyMs", .double).notNull()
+                table.column("promptTokens", .integer).notNull()
+                table.column("completionTokens", .integer).notNull()
+                table.column("cost", .double).notNull()
+                table.column("cached", .boolean).notNull()
+            }
+            try db.create(index: "llm_calls_gen", on: CallRecord.databaseTableName, columns: ["genId"])
+        }
+        return migrator
+    }
+
+    /// Appends a call; returns it with its id.
+    @discardableResult
+    public func record(_ call: CallRecord) async throws -> CallRecord {
+        try await database.write { db in
+            var inserted = call
+            try inserted.insert(db)
+            return inserted
+        }
+    }
+
+    /// The most recent calls, newest first.
+    public func recent(limit: Int = 50) async throws -> [CallRecord] {
+        try await database.read { db in
+            try CallRecord.order(Column("id").desc).limit(limit).fetchAll(db)
+        }
+    }
+
+    /// Totals per model and status.
+    public func summary() async throws -> [CallSummary] {
+        try await database.read { db in
+            try CallSummary.fetchAll(
+                db,
+                sql: """
+                    SELECT model, status, COUNT(*) AS calls, SUM(promptTokens) AS promptTokens,
+                           SUM(completionTokens) AS completionTokens, SUM(cost) AS cost
+                    FROM llm_calls GROUP BY model, status ORDER BY model, status
+                    """
+            )
+        }
+    }
+}

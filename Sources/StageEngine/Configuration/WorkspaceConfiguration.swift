@@ -1,0 +1,152 @@
+import Foundation
+import Yams
+
+/// `stagerunner.yaml` at the workspace root. Every key is optional.
+///
+/// ```yaml
+/// values:              # template variables every generation sees
+///   idea_count: 3
+/// combos:              # variables per combo_id of the membership
+///   combo-1:
+///     concepts: [{name: Default mode network, description: …}]
+/// embedded:            # scripted answers of the embedded provider, first match wins
+///   rules:
+///     - stage: evaluation
+///       template: novelty
+///       promptContains: "mind-wandering"
+///       response: "Solid reasoning.\nSCORE: 8"
+///     - stage: draft
+///       responseFile: responses/draft.txt
+///       finishReason: length
+/// ```
+public struct WorkspaceConfiguration: Sendable, Hashable, Decodable {
+    /// Template variables every generation sees; a request's own values win.
+    public var values: [String: TemplateValue]?
+    /// Variables per concept combination, merged in when a membership row names its `combo_id`.
+    public var combos: [String: [String: TemplateValue]]?
+    public var embedded: EmbeddedProvider.Configuration?
+
+    public init(
+        values: [String: TemplateValue]? = nil,
+        combos: [String: [String: TemplateValue]]? = nil,
+        embedded: EmbeddedProvider.Configuration? = nil
+    ) {
+        self.values = values
+        self.combos = combos
+        self.embedded = embedded
+    }
+
+    public static let fileName = "stagerunner.yaml"
+
+    /// Reads the workspace's configuration: an absent file is the defaults; a bad one is a diagnostic.
+    public static func load(_ workspace: Workspace) -> (WorkspaceConfiguration, [Diagnostic]) {
+        let text: String
+        switch workspace.loadText(fileName) {
+        case .missing: return (WorkspaceConfiguration(), [])
+        case .notUTF8: return (WorkspaceConfiguration(), [Workspace.notUTF8(fileName)])
+        case .text(let contents): text = contents
+        }
+        do {
+            let configuration = try YAMLDecoder().decode(WorkspaceConfiguration.self, from: text)
+            return (configuration, configuration.embedded?.check(workspace) ?? [])
+        } catch let error as YamlError {
+            return (WorkspaceConfiguration(), [diagnostic(for: error)])
+        } catch let error as DecodingError {
+            let path = error.codingPathText
+            return (
+                WorkspaceConfiguration(),
+                [Diagnostic(file: fileName, code: "config.invalid", message: "\(path): \(error.plainDescription)")]
+            )
+        } catch {
+            return (WorkspaceConfiguration(), [Diagnostic(file: fileName, code: "config.invalid", message: "\(error)")])
+        }
+    }
+
+    private static func diagnostic(for error: YamlError) -> Diagnostic {
+        switch error {
+        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
+            .composer(let context, let problem, let mark, _):
+            let detail = [context?.description, problem].compactMap { $0 }.filter { !$0.isEmpty }.joined(
+                separator: ": "
+            )
+            return Diagnostic(
+                file: fileName,
+                line: mark.line,
+                column: mark.column,
+                code: "config.yaml-syntax",
+                message: "invalid YAML: \(detail)"
+            )
+        default:
+            return Diagnostic(file: fileName, code: "config.yaml-syntax", message: "invalid YAML: \(error)")
+        }
+    }
+}
+
+extension DecodingError {
+    /// `embedded.rules[2].stage`
+    var codingPathText: String {
+        let path: [any CodingKey]
+        switch self {
+        case .keyNotFound(let key, let context): path = context.codingPath + [key]
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+            path = context.codingPath
+        @unknown default: path = []
+        }
+        return path.reduce("") { partial, key in
+            if let index = key.intValue { return partial + "[\(index)]" }
+            return partial.isEmpty ? key.stringValue : partial + "." + key.stringValue
+        }
+    }
+
+    var plainDescription: String {
+        switch self {
+        case .keyNotFound: return "is required but missing"
+        case .typeMismatch(let type, _): return "has the wrong type (expected \(type))"
+        case .valueNotFound(let type, _): return "must not be null (expected \(type))"
+        case .dataCorrupted(let context): return context.debugDescription
+        @unknown default: return "\(self)"
+        }
+    }
+}
+
+extension TemplateValue: Decodable {
+    /// Decodes any YAML or JSON value. (Mappings come back in the decoder's key order, which for
+    /// YAML is not the file's: templates that depend on key order should iterate sorted keys.)
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() {
+            self = .null
+        } else if let value = try? container.decode(Bool.self) {
+            self = .bool(value)
+        } else if let value = try? container.decode(Int.self) {
+            self = .int(value)
+        } else if let value = try? container.decode(Double.self) {
+            self = .double(value)
+        } else if let value = try? container.decode(String.self) {
+            self = .string(value)
+        } else if let value = try? container.decode([TemplateValue].self) {
+            self = .array(value)
+        } else {
+            let members = try container.decode([String: TemplateValue].self)
+            self = .object(TemplateObject(members.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }))
+        }
+    }
+}
+
+extension TemplateValue {
+    /// A stable text of the value (object keys sorted, strings quoted), for hashing.
+    public var canonicalText: String {
+        switch self {
+        case .null: return "null"
+        case .bool(let value): return value ? "true" : "false"
+        case .int(let value): return String(value)
+        case .double(let value): return "\(value)d"
+        case .string(let value): return "\"" + value.replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        case .array(let values): return "[" + values.map(\.canonicalText).joined(separator: ",") + "]"
+        case .object(let object):
+            return "{"
+                + object.entries.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value.canonicalText)" }
+                .joined(separator: ",") + "}"
+        }
+    }
+}

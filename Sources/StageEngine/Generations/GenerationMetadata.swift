@@ -1,0 +1,145 @@
+import Foundation
+
+/// `metadata.json` of a generation: what produced it and how it went.
+///
+/// Keys are snake_case on disk, as in the Python pipelines this layout comes from; the JSON
+/// Schema is `protocol/schema/metadata.json`.
+public struct GenerationMetadata: Sendable, Hashable, Codable {
+    /// Token counts reported by the model.
+    public struct Usage: Sendable, Hashable, Codable {
+        public var promptTokens: Int
+        public var completionTokens: Int
+        public var totalTokens: Int { promptTokens + completionTokens }
+
+        public init(promptTokens: Int, completionTokens: Int) {
+            self.promptTokens = promptTokens
+            self.completionTokens = completionTokens
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case promptTokens, completionTokens, totalTokens
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            promptTokens = try container.decode(Int.self, forKey: .promptTokens)
+            completionTokens = try container.decode(Int.self, forKey: .completionTokens)
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(promptTokens, forKey: .promptTokens)
+            try container.encode(completionTokens, forKey: .completionTokens)
+            try container.encode(totalTokens, forKey: .totalTokens)
+        }
+    }
+
+    public var schemaVersion = 1
+    public var stage: Stage
+    public var genId: String
+    public var templateId: String
+    public var mode: Generator
+    public var model: String?
+    public var provider: String?
+    public var parser: String?
+    public var parentGenId: String?
+    public var runId: String
+    /// ISO 8601, UTC.
+    public var createdAt: String
+    public var durationMs: Double
+    public var finishReason: String?
+    public var truncated: Bool
+    public var usage: Usage?
+    /// In US dollars; 0 for the embedded provider and for cached answers.
+    public var cost: Double?
+    public var status: GenerationStatus
+    public var llmError: String?
+    /// The files of the generation, relative to its directory.
+    public var files: [String]
+    /// SHA-256 of the template text the prompt was rendered from (prompt versioning).
+    public var templateSha256: String?
+    public var rawLength: Int?
+    public var rawLines: Int?
+
+    public init(
+        stage: Stage,
+        genId: String,
+        templateId: String,
+        mode: Generator,
+        model: String? = nil,
+        provider: String? = nil,
+        parser: String? = nil,
+        parentGenId: String? = nil,
+        runId: String,
+        createdAt: String,
+        durationMs: Double,
+        finishReason: String? = nil,
+        truncated: Bool,
+        usage: Usage? = nil,
+        cost: Double? = nil,
+        status: GenerationStatus,
+        llmError: String? = nil,
+        files: [String],
+        templateSha256: String? = nil,
+        rawLength: Int? = nil,
+        rawLines: Int? = nil
+    ) {
+        self.stage = stage
+        self.genId = genId
+        self.templateId = templateId
+        self.mode = mode
+        self.model = model
+        self.provider = provider
+        self.parser = parser
+        self.parentGenId = parentGenId
+        self.runId = runId
+        self.createdAt = createdAt
+        self.durationMs = durationMs
+        self.finishReason = finishReason
+        self.truncated = truncated
+        self.usage = usage
+        self.cost = cost
+        self.status = status
+        self.llmError = llmError
+        self.files = files
+        self.templateSha256 = templateSha256
+        self.rawLength = rawLength
+        self.rawLines = rawLines
+    }
+}
+
+/// How a generation ended (seed 001's taxonomy, plus truncation).
+public enum GenerationStatus: String, Sendable, Hashable, Codable {
+    case success
+    case jsonParseError = "json_parse_error"
+    case parserFailure = "parser_failure"
+    case stubFallback = "stub_fallback"
+    case truncated
+}
+
+extension GenerationMetadata {
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
+
+    static let decoder: JSONDecoder = {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return decoder
+    }()
+
+    /// The file's bytes.
+    public func encoded() throws -> Data {
+        var data = try Self.encoder.encode(self)
+        data.append(0x0A)
+        return data
+    }
+
+    /// Reads `metadata.json`.
+    public static func decode(_ data: Data) throws -> GenerationMetadata {
+        try decoder.decode(GenerationMetadata.self, from: data)
+    }
+}

@@ -1,0 +1,177 @@
+import CFileSystem
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Commits generations in batches on a thread of its own, so that the blocking file-system
+/// work never runs on Swift's cooperative pool, and one durability barrier serves every
+/// generation that arrived while the previous batch was being written (group commit, as
+/// databases do it): an fsync costs about 0.3 ms here, six per generation would cap a store at
+/// a few hundred generations a second.
+///
+/// A batch is written into hidden temporaries, made durable with one `syncfs`, renamed (or
+/// swapped) into place, and the renames made durable by fsyncing the stage directories.
+final class GroupCommitter: @unchecked Sendable {
+    struct Job {
+        let temporary: String
+        let final: String
+        let stageDirectory: String
+        let files: [(String, Data)]
+        let continuation: CheckedContinuation<Void, any Error>
+    }
+
+    /// One committer (one thread) serves every store in the process.
+    static let shared = GroupCommitter()
+
+    private let lock = NSCondition()
+    // Guarded by `lock`.
+    private var pending: [Job] = []
+
+    private init() {
+        Thread.detachNewThread { [self] in run() }
+    }
+
+    /// Commits one generation's files atomically and durably.
+    func commit(files: [(String, Data)], temporary: String, final: String, stageDirectory: String) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            lock.lock()
+            pending.append(
+                Job(
+                    temporary: temporary,
+                    final: final,
+                    stageDirectory: stageDirectory,
+                    files: files,
+                    continuation: continuation
+                )
+            )
+            lock.signal()
+            lock.unlock()
+        }
+    }
+
+    private func run() {
+        while true {
+            lock.lock()
+            while pending.isEmpty { lock.wait() }
+            let batch = pending
+            pending = []
+            lock.unlock()
+            commit(batch)
+        }
+    }
+
+    private func commit(_ batch: [Job]) {
+        var written: [Job] = []
+        for job in batch {
+            do {
+                try write(job)
+                written.append(job)
+            } catch {
+                remove(job.temporary)
+                job.continuation.resume(throwing: error)
+            }
+        }
+        guard !written.isEmpty else { return }
+        // One barrier per file system makes every file of the batch durable before any of them
+        // becomes visible (a batch may hold workspaces on different file systems).
+        var byDevice: [UInt64: [Job]] = [:]
+        for job in written {
+            var status = stat()
+            let device = stat(job.stageDirectory, &status) == 0 ? UInt64(status.st_dev) : 0
+            byDevice[device, default: []].append(job)
+        }
+        written = []
+        for jobs in byDevice.values {
+            if let error = barrier(jobs[0].stageDirectory) {
+                fail(jobs, error)
+            } else {
+                written += jobs
+            }
+        }
+        var placed: [Job] = []
+        for job in written {
+            if rename(job.temporary, job.final) == 0 {
+                placed.append(job)
+            } else if (errno == ENOTEMPTY || errno == EEXIST) && sr_rename_exchange(job.temporary, job.final) == 0 {
+                // Replaced in one step; the old files are now in the temporary.
+                remove(job.temporary)
+                placed.append(job)
+            } else {
+                let error = failure(job.final, "cannot move into place")
+                remove(job.temporary)
+                job.continuation.resume(throwing: error)
+            }
+        }
+        for directory in Set(placed.map(\.stageDirectory)) {
+            if let error = syncDirectory(directory) {
+                fail(placed.filter { $0.stageDirectory == directory }, error)
+                placed.removeAll { $0.stageDirectory == directory }
+            }
+        }
+        for job in placed { job.continuation.resume() }
+    }
+
+    private func fail(_ jobs: [Job], _ error: GensStore.Failure) {
+        for job in jobs {
+            remove(job.temporary)
+            job.continuation.resume(throwing: error)
+        }
+    }
+
+    private func write(_ job: Job) throws(GensStore.Failure) {
+        do {
+            try FileManager.default.createDirectory(atPath: job.stageDirectory, withIntermediateDirectories: true)
+        } catch {
+            throw GensStore.Failure(
+                path: job.stageDirectory,
+                reason: "cannot create directory: \(error.localizedDescription)"
+            )
+        }
+        guard mkdir(job.temporary, 0o755) == 0 else { throw failure(job.temporary, "cannot create") }
+        for (name, data) in job.files {
+            let path = job.temporary + "/" + name
+            let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+            guard descriptor >= 0 else { throw failure(path, "cannot create") }
+            defer { close(descriptor) }
+            let complete = data.withUnsafeBytes { raw -> Bool in
+                var offset = 0
+                while offset < raw.count {
+                    let count = Glibc.write(descriptor, raw.baseAddress! + offset, raw.count - offset)
+                    if count < 0 {
+                        if errno == EINTR { continue }
+                        return false
+                    }
+                    offset += count
+                }
+                return true
+            }
+            guard complete else { throw failure(path, "cannot write") }
+        }
+    }
+
+    private func barrier(_ directory: String) -> GensStore.Failure? {
+        let descriptor = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard descriptor >= 0 else { return failure(directory, "cannot open directory") }
+        defer { close(descriptor) }
+        return sr_syncfs(descriptor) == 0 ? nil : failure(directory, "cannot flush to disk")
+    }
+
+    private func syncDirectory(_ path: String) -> GensStore.Failure? {
+        let descriptor = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard descriptor >= 0 else { return failure(path, "cannot open directory") }
+        defer { close(descriptor) }
+        return fsync(descriptor) == 0 ? nil : failure(path, "cannot flush directory")
+    }
+
+    private func failure(_ path: String, _ action: String) -> GensStore.Failure {
+        GensStore.Failure(path: path, reason: "\(action): \(String(cString: strerror(errno)))")
+    }
+
+    private func remove(_ path: String) {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}

@@ -1,0 +1,88 @@
+/// What to generate (seed 000's `StageRunSpec`). Everything but `stage` is optional: a gen id
+/// found in the membership brings its template, model and parent; the catalogs bring the mode
+/// and the parser.
+public struct StageRunSpec: Sendable, Hashable {
+    public var stage: Stage
+    /// Without one, a deterministic id is made from the template, model and parent.
+    public var genId: String?
+    public var templateId: String?
+    /// Template variables.
+    public var values: [String: TemplateValue]
+    /// `llm` or `copy`; by default the template's generator.
+    public var mode: Generator?
+    public var model: String?
+    /// By default the template's parser (identity for drafts without one).
+    public var parserName: String?
+    /// For copy essays and as the parent of others: the gen id whose parsed text flows in.
+    public var passThroughFrom: String?
+    public var maxTokens: Int?
+    /// When set, this is the prompt and no template is rendered.
+    public var promptText: String?
+    /// Regenerate even when the generation exists.
+    public var force = false
+    /// On a parse failure, store a stub and report `stub_fallback` instead of failing (seed 001).
+    public var stubFallback = false
+    /// Treat a truncated answer as a failure.
+    public var failOnTruncation = false
+    /// Groups the calls of one run in metadata and the call log.
+    public var runId: String?
+
+    public init(stage: Stage, genId: String? = nil, templateId: String? = nil, values: [String: TemplateValue] = [:]) {
+        self.stage = stage
+        self.genId = genId
+        self.templateId = templateId
+        self.values = values
+    }
+}
+
+/// What a stage run produced.
+public struct StageResult: Sendable, Hashable {
+    public var genId: String
+    public var stage: Stage
+    public var status: GenerationStatus
+    /// The generation already existed and was returned as it was (no model call).
+    public var reused: Bool
+    /// Workspace-relative paths of the generation's files.
+    public var files: [String]
+    public var prompt: String?
+    public var raw: String?
+    public var parsed: String?
+    /// The score, for score parsers.
+    public var score: Double?
+    public var llmRawText: String?
+    public var llmCleanedJSON: String?
+    public var llmError: String?
+    public var metadata: GenerationMetadata
+}
+
+/// Why a stage could not run. Each case says what to fix.
+public struct StageError: Error, Sendable, Hashable, CustomStringConvertible {
+    public enum Kind: String, Sendable, Hashable {
+        /// The request itself is wrong (a field names the problem).
+        case invalidSpec = "invalid_spec"
+        /// The workspace is missing something the request needs.
+        case workspace
+        case template
+        case model
+        case storage
+        case truncated
+    }
+
+    public var kind: Kind
+    /// The request field at fault (`templateId`, `genId`, …), when there is one.
+    public var field: String?
+    public var message: String
+    /// Where in the workspace, for template errors (`data/1_raw/templates/draft/x.txt`, line).
+    public var file: String?
+    public var line: Int?
+
+    public init(_ kind: Kind, _ message: String, field: String? = nil, file: String? = nil, line: Int? = nil) {
+        self.kind = kind
+        self.message = message
+        self.field = field
+        self.file = file
+        self.line = line
+    }
+
+    public var description: String { message }
+}

@@ -1,0 +1,563 @@
+import Crypto
+import Foundation
+import Logging
+
+/// Runs one generation — draft, essay or evaluation — through one stage-agnostic path (seed
+/// 000): resolve the template (membership first), render it strictly, call the model (or copy
+/// the parent's output), parse, and commit the artifacts atomically with their metadata.
+///
+/// Safe to use from many tasks at once; two runs of the same generation share one execution.
+public final class StageRunner: Sendable {
+    public let workspace: Workspace
+    public let parsers: ParserRegistry
+    public let store: GensStore
+    public let callLog: CallLog
+    let state: WorkspaceState
+    let inFlight = InFlightGenerations()
+    let logger: Logger
+
+    /// Opens the runner of `workspace` (creating its call log when needed).
+    public init(
+        workspace: Workspace,
+        parsers: ParserRegistry = .standard,
+        logger: Logger = Logger(label: "stage-runner")
+    )
+        throws
+    {
+        self.workspace = workspace
+        self.parsers = parsers
+        self.logger = logger
+        store = GensStore(workspace: workspace)
+        callLog = try CallLog(workspace: workspace)
+        state = WorkspaceState(workspace: workspace, knownParsers: Set(parsers.names))
+    }
+
+    /// Everything the workspace declares, and every problem in it (catalogs, membership, configuration).
+    public func validate() async -> (catalog: WorkspaceCatalog, diagnostics: [Diagnostic]) {
+        let snapshot = await state.current()
+        let diagnostics = (snapshot.catalog.diagnostics + snapshot.configurationProblems).sorted {
+            ($0.file, $0.line, $0.column) < ($1.file, $1.line, $1.column)
+        }
+        return (snapshot.catalog, diagnostics)
+    }
+
+    /// The provider that serves plain model ids.
+    public func defaultProvider() async -> String { await state.current().router.defaultProvider }
+
+    // MARK: - Resolution
+
+    /// A spec with everything filled in from the membership, the catalogs and the parent.
+    struct Plan: Sendable {
+        var stage: Stage
+        var genId: String
+        var template: TemplateEntry
+        var mode: Generator
+        var model: String?
+        var parser: String?
+        var parentGenId: String?
+        var values: [String: TemplateValue]
+        /// The parent is in the membership, so it can be generated when missing.
+        var parentInMembership: Bool
+        var runId: String?
+    }
+
+    func plan(_ spec: StageRunSpec, _ snapshot: WorkspaceState.Snapshot) throws(StageError) -> Plan {
+        let catalog = snapshot.catalog
+        var spec = spec
+        var comboValues: [String: TemplateValue] = [:]
+        if let genId = spec.genId, let reason = Identifier.problem(genId, kind: "genId") {
+            throw StageError(.invalidSpec, reason, field: "genId")
+        }
+        // Membership first: a known gen id brings its template, model and parent.
+        if let genId = spec.genId, let row = catalog.membership.row(genId) {
+            guard row.stage == spec.stage else {
+                throw StageError(
+                    .invalidSpec,
+                    "gen id '\(genId)' is \(row.stage.withArticle) in the membership, not \(spec.stage.withArticle)",
+                    field: "stage"
+                )
+            }
+            if let templateId = spec.templateId, templateId != row.templateId {
+                throw StageError(
+                    .invalidSpec,
+                    "the membership gives \(genId) template '\(row.templateId)', not '\(templateId)'",
+                    field: "templateId"
+                )
+            }
+            spec.templateId = row.templateId
+            spec.model = spec.model ?? row.llmModelId
+            spec.passThroughFrom = spec.passThroughFrom ?? row.parentGenId
+            if let combo = row.comboId { comboValues = snapshot.configuration.combos?[combo] ?? [:] }
+        }
+        guard let templateId = spec.templateId else {
+            throw StageError(
+                .invalidSpec,
+                "templateId is required unless genId is in the membership",
+                field: "templateId"
+            )
+        }
+        if let reason = Identifier.problem(templateId, kind: "templateId") {
+            throw StageError(.invalidSpec, reason, field: "templateId")
+        }
+        guard let template = catalog.templates.entry(spec.stage, templateId) else {
+            let known = (catalog.templates.entries[spec.stage] ?? [:]).keys.sorted().joined(separator: ", ")
+            throw StageError(
+                .invalidSpec,
+                "no \(spec.stage.rawValue) template '\(templateId)' in \(TemplateCatalog.catalogFile(spec.stage))"
+                    + (known.isEmpty ? "" : " (known: \(known))"),
+                field: "templateId"
+            )
+        }
+        let mode = spec.mode ?? template.generator
+        if mode == .copy && spec.stage != .essay {
+            throw StageError(
+                .invalidSpec,
+                "only essays can be copied; \(spec.stage.rawValue)s call a model",
+                field: "mode"
+            )
+        }
+        if mode == .llm && spec.model == nil {
+            throw StageError(.invalidSpec, "model is required to generate \(spec.stage.withArticle)", field: "model")
+        }
+        var parser: String?
+        switch spec.stage {
+        case .draft: parser = spec.parserName ?? template.parser
+        case .essay: parser = spec.parserName
+        case .evaluation:
+            guard let name = spec.parserName ?? template.parser else {
+                throw StageError(.invalidSpec, "evaluations need a parser", field: "parserName")
+            }
+            parser = name
+        }
+        if let parser, !parsers.names.contains(parser) {
+            throw StageError(
+                .invalidSpec,
+                "unknown parser '\(parser)'; known parsers: \(parsers.names.joined(separator: ", "))",
+                field: "parserName"
+            )
+        }
+        if let parent = spec.passThroughFrom, let reason = Identifier.problem(parent, kind: "passThroughFrom") {
+            throw StageError(.invalidSpec, reason, field: "passThroughFrom")
+        }
+        if spec.stage != .draft && spec.passThroughFrom == nil && (mode == .copy || spec.stage == .evaluation)
+            && spec.values["response"] == nil
+        {
+            throw StageError(
+                .invalidSpec,
+                "\(spec.stage.withArticle) needs its parent: give passThroughFrom or a gen id in the membership",
+                field: "passThroughFrom"
+            )
+        }
+        let values = (snapshot.configuration.values ?? [:]).merging(comboValues) { $1 }.merging(spec.values) { $1 }
+        // A derived id covers everything that changes the output, so different requests never collide.
+        let genId =
+            spec.genId
+            ?? GenerationID.make(
+                stage: spec.stage,
+                templateId: templateId,
+                model: spec.model,
+                parentGenId: spec.passThroughFrom,
+                salt: [
+                    TemplateValue.object(TemplateObject(values.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }))
+                        .canonicalText,
+                    spec.promptText ?? "", parser ?? "", spec.maxTokens.map(String.init) ?? "", mode.rawValue,
+                ].joined(separator: "\u{1F}")
+            )
+        return Plan(
+            stage: spec.stage,
+            genId: genId,
+            template: template,
+            mode: mode,
+            model: spec.model,
+            parser: parser,
+            parentGenId: spec.passThroughFrom,
+            // Request values win over the combo's, which win over the workspace defaults.
+            values: values,
+            parentInMembership: spec.passThroughFrom.map { catalog.membership.row($0) != nil } ?? false,
+            runId: spec.runId
+        )
+    }
+
+    /// The parent's parsed text (a draft for essays, an essay for evaluations).
+    ///
+    /// A parent the membership knows but that has not been generated is generated first, as
+    /// `make` builds a missing prerequisite; runs of the same generation share one execution, so
+    /// a client may send dependent stages together.
+    func parentText(_ plan: Plan, generateMissing: Bool = true) async throws(StageError) -> String? {
+        guard let parentStage = plan.stage.parentStage, let parent = plan.parentGenId else { return nil }
+        var generation = try readGeneration(parentStage, parent)
+        if generation == nil && plan.parentInMembership && generateMissing {
+            var spec = StageRunSpec(stage: parentStage, genId: parent)
+            spec.runId = plan.runId
+            _ = try await run(spec)
+            generation = try readGeneration(parentStage, parent)
+        }
+        guard let generation else {
+            throw StageError(
+                .workspace,
+                "parent \(parentStage.rawValue) '\(parent)' has not been generated yet; run it first",
+                field: "passThroughFrom"
+            )
+        }
+        guard let parsed = generation.parsed else {
+            throw StageError(
+                .workspace,
+                "parent \(parentStage.rawValue) '\(parent)' has no parsed output (status \(generation.metadata.status.rawValue))",
+                field: "passThroughFrom"
+            )
+        }
+        return parsed
+    }
+
+    func readGeneration(_ stage: Stage, _ genId: String) throws(StageError) -> GensStore.Generation? {
+        do {
+            return try store.read(stage, genId)
+        } catch {
+            throw StageError(.storage, error.description)
+        }
+    }
+
+    // MARK: - Rendering
+
+    /// The prompt a spec would send, without calling anything: the rendered text and the
+    /// variables it was rendered with.
+    public func renderPrompt(
+        _ spec: StageRunSpec
+    ) async throws(StageError) -> (
+        prompt: String, variables: [String: TemplateValue], template: TemplateEntry
+    ) {
+        let snapshot = await state.current()
+        var plan = try plan(spec, snapshot)
+        // A dry run: a missing parent is an error here, never generated.
+        try await addParentValues(&plan, generateMissing: false)
+        if let prompt = spec.promptText { return (prompt, plan.values, plan.template) }
+        guard plan.mode == .llm else {
+            throw StageError(.invalidSpec, "copy essays have no prompt", field: "mode")
+        }
+        let (template, _) = try await state.template(plan.template.file)
+        return (try render(template, plan), plan.values, plan.template)
+    }
+
+    /// Evaluations see the essay under `response`; llm essays see the draft under `draft`.
+    func addParentValues(_ plan: inout Plan, generateMissing: Bool = true) async throws(StageError) {
+        guard let text = try await parentText(plan, generateMissing: generateMissing) else { return }
+        switch plan.stage {
+        case .evaluation where plan.values["response"] == nil: plan.values["response"] = .string(text)
+        case .essay where plan.values["draft"] == nil: plan.values["draft"] = .string(text)
+        default: break
+        }
+    }
+
+    func render(_ template: Template, _ plan: Plan) throws(StageError) -> String {
+        do {
+            return try template.render(plan.values)
+        } catch {
+            throw StageError(.template, error.description, file: plan.template.file, line: error.line)
+        }
+    }
+
+    // MARK: - Running
+
+    /// Runs the spec: reuses the committed generation unless `force`, else generates and commits it.
+    public func run(_ spec: StageRunSpec) async throws(StageError) -> StageResult {
+        let snapshot = await state.current()
+        let plan = try plan(spec, snapshot)
+        if !spec.force, let existing = try reused(plan) { return existing }
+        let key = "\(plan.stage.rawValue)/\(plan.genId)"
+        let outcome = await inFlight.run(key) { () async -> Result<StageResult, StageError> in
+            do throws(StageError) {
+                // Checked again here: another run may have committed it since the check above.
+                if !spec.force, let existing = try self.reused(plan) { return .success(existing) }
+                return .success(try await self.generate(spec, plan, snapshot))
+            } catch {
+                return .failure(error)
+            }
+        }
+        let result = try outcome.get()
+        if spec.failOnTruncation && result.metadata.truncated {
+            throw StageError(
+                .truncated,
+                "the model's answer for \(plan.genId) was cut at the token limit (finish reason "
+                    + "\(result.metadata.finishReason ?? "length")); raise maxTokens or shorten the prompt",
+                field: "maxTokens"
+            )
+        }
+        return result
+    }
+
+    func reused(_ plan: Plan) throws(StageError) -> StageResult? {
+        let generation: GensStore.Generation?
+        do {
+            generation = try store.read(plan.stage, plan.genId)
+        } catch {
+            throw StageError(.storage, error.description)
+        }
+        guard let generation else { return nil }
+        // Parsers are pure: parsing the stored answer again gives back its score and debug fields.
+        let outcome = generation.metadata.parser.flatMap { name in
+            generation.raw.flatMap { raw in try? parsers.parse(raw, with: name) }
+        }
+        return StageResult(
+            genId: plan.genId,
+            stage: plan.stage,
+            status: generation.metadata.status,
+            reused: true,
+            files: generation.metadata.files.map { GensStore.directory(plan.stage, plan.genId) + "/" + $0 },
+            prompt: generation.prompt,
+            raw: generation.raw,
+            parsed: generation.parsed,
+            score: outcome?.score,
+            llmRawText: generation.raw,
+            llmCleanedJSON: outcome?.llmCleanedJSON,
+            llmError: generation.metadata.llmError,
+            metadata: generation.metadata
+        )
+    }
+
+    func generate(
+        _ spec: StageRunSpec,
+        _ plan: Plan,
+        _ snapshot: WorkspaceState.Snapshot
+    ) async throws(StageError)
+        -> StageResult
+    {
+        var plan = plan
+        let started = ContinuousClock.now
+        let runId = spec.runId ?? UUID().uuidString.lowercased()
+        let createdAt = Date().ISO8601Format()
+        if plan.mode == .copy {
+            guard let text = try await parentText(plan) else {
+                throw StageError(.invalidSpec, "a copy essay needs passThroughFrom", field: "passThroughFrom")
+            }
+            let metadata = GenerationMetadata(
+                stage: plan.stage,
+                genId: plan.genId,
+                templateId: plan.template.id,
+                mode: .copy,
+                parentGenId: plan.parentGenId,
+                runId: runId,
+                createdAt: createdAt,
+                durationMs: milliseconds(since: started),
+                truncated: false,
+                status: .success,
+                files: ["parsed.txt", "metadata.json"]
+            )
+            return try await commit(
+                plan,
+                prompt: nil,
+                raw: nil,
+                parsed: text,
+                score: nil,
+                debug: nil,
+                metadata: metadata
+            )
+        }
+
+        try await addParentValues(&plan)
+        var templateSha: String?
+        let prompt: String
+        if let text = spec.promptText {
+            prompt = text
+        } else {
+            let (template, source) = try await state.template(plan.template.file)
+            templateSha = SHA256.hash(data: Data(source.utf8)).map { String(format: "%02x", $0) }.joined()
+            prompt = try render(template, plan)
+        }
+        let model = plan.model ?? ""
+        let routed: (client: any ModelClient, model: String)
+        do {
+            routed = try snapshot.router.route(model)
+        } catch {
+            throw StageError(.model, error.message, field: "model")
+        }
+        let request = CompletionRequest(
+            model: routed.model,
+            messages: [ChatMessage(role: .user, content: prompt)],
+            maxTokens: spec.maxTokens,
+            stage: plan.stage,
+            templateId: plan.template.id,
+            genId: plan.genId
+        )
+        let call = CallContext(
+            plan: plan,
+            maxTokens: spec.maxTokens,
+            provider: routed.client.provider,
+            model: model,
+            templateSha: templateSha,
+            runId: runId,
+            createdAt: createdAt,
+            started: ContinuousClock.now
+        )
+        let completion: Completion
+        do {
+            completion = try await routed.client.complete(request)
+        } catch {
+            await log(call, nil, status: "error", error: error.description)
+            throw StageError(.model, "\(routed.client.provider) could not answer: \(error.description)", field: "model")
+        }
+        let truncated =
+            completion.finishReason == .length
+            || (spec.maxTokens.map { completion.usage.completionTokens >= $0 } ?? false)
+
+        var parsed: String? = completion.text
+        var score: Double?
+        var debug: ParseOutcome?
+        var status: GenerationStatus = .success
+        if let parserName = plan.parser {
+            let stub: (() -> String)? = spec.stubFallback ? { parserName == "json" ? "{}" : completion.text } : nil
+            let outcome: ParseOutcome
+            do {
+                outcome = try parsers.parse(completion.text, with: parserName, stubFallback: stub)
+            } catch {
+                throw StageError(.invalidSpec, error.description, field: "parserName")
+            }
+            debug = outcome
+            score = outcome.score
+            parsed = outcome.text ?? score.map(Self.scoreText)
+            switch outcome.status {
+            case .success: status = .success
+            case .jsonParseError: status = .jsonParseError
+            case .parserFailure: status = .parserFailure
+            case .stubFallback: status = .stubFallback
+            }
+            if !outcome.succeeded && outcome.status != .stubFallback { parsed = nil }
+        }
+        if truncated && status == .success { status = .truncated }
+        var files = ["prompt.txt", "raw.txt"]
+        if parsed != nil { files.append("parsed.txt") }
+        files.append("metadata.json")
+        let metadata = GenerationMetadata(
+            stage: plan.stage,
+            genId: plan.genId,
+            templateId: plan.template.id,
+            mode: .llm,
+            model: model,
+            provider: completion.provider,
+            parser: plan.parser,
+            parentGenId: plan.parentGenId,
+            runId: runId,
+            createdAt: createdAt,
+            durationMs: milliseconds(since: started),
+            finishReason: completion.finishReason.rawValue,
+            truncated: truncated,
+            usage: completion.usage,
+            cost: completion.cost,
+            status: status,
+            llmError: debug?.llmError,
+            files: files,
+            templateSha256: templateSha,
+            rawLength: completion.text.count,
+            rawLines: completion.text.split(separator: "\n", omittingEmptySubsequences: false).count
+        )
+        let result = try await commit(
+            plan,
+            prompt: prompt,
+            raw: completion.text,
+            parsed: parsed,
+            score: score,
+            debug: debug,
+            metadata: metadata
+        )
+        await log(call, completion, status: status.rawValue, error: debug?.llmError)
+        return result
+    }
+
+    static func scoreText(_ score: Double) -> String {
+        score.rounded() == score ? String(format: "%.1f", score) : String(score)
+    }
+
+    func commit(
+        _ plan: Plan,
+        prompt: String?,
+        raw: String?,
+        parsed: String?,
+        score: Double?,
+        debug: ParseOutcome?,
+        metadata: GenerationMetadata
+    ) async throws(StageError) -> StageResult {
+        do {
+            try await store.commit(GensStore.Generation(prompt: prompt, raw: raw, parsed: parsed, metadata: metadata))
+        } catch {
+            throw StageError(.storage, "cannot store \(plan.genId): \(error.description)")
+        }
+        return StageResult(
+            genId: plan.genId,
+            stage: plan.stage,
+            status: metadata.status,
+            reused: false,
+            files: metadata.files.map { GensStore.directory(plan.stage, plan.genId) + "/" + $0 },
+            prompt: prompt,
+            raw: raw,
+            parsed: parsed,
+            score: score,
+            llmRawText: debug?.llmRawText ?? raw,
+            llmCleanedJSON: debug?.llmCleanedJSON,
+            llmError: debug?.llmError,
+            metadata: metadata
+        )
+    }
+
+    /// What the call log records about a model call besides its outcome.
+    struct CallContext: Sendable {
+        var plan: Plan
+        var maxTokens: Int?
+        var provider: String
+        var model: String
+        var templateSha: String?
+        var runId: String
+        var createdAt: String
+        var started: ContinuousClock.Instant
+    }
+
+    func log(_ call: CallContext, _ completion: Completion?, status: String, error: String?) async {
+        let parameters = call.maxTokens.map { #"{"max_tokens":\#($0)}"# } ?? "{}"
+        let record = CallRecord(
+            createdAt: call.createdAt,
+            runId: call.runId,
+            stage: call.plan.stage.rawValue,
+            genId: call.plan.genId,
+            templateId: call.plan.template.id,
+            model: call.model,
+            provider: call.provider,
+            promptVersion: call.templateSha,
+            parameters: parameters,
+            status: status,
+            error: error,
+            latencyMs: milliseconds(since: call.started),
+            promptTokens: completion?.usage.promptTokens ?? 0,
+            completionTokens: completion?.usage.completionTokens ?? 0,
+            cost: completion?.cost ?? 0,
+            cached: completion?.cached ?? false
+        )
+        do {
+            try await callLog.record(record)
+        } catch {
+            // The generation is committed; a call log that cannot be written must not undo it.
+            logger.error("cannot write the call log", metadata: ["error": "\(error)"])
+        }
+    }
+
+    func milliseconds(since start: ContinuousClock.Instant) -> Double {
+        let elapsed = ContinuousClock.now - start
+        return Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+    }
+}
+
+/// Runs of the same generation that overlap share one execution.
+actor InFlightGenerations {
+    private var running: [String: Task<Result<StageResult, StageError>, Never>] = [:]
+
+    func run(
+        _ key: String,
+        _ body: @escaping @Sendable () async -> Result<StageResult, StageError>
+    ) async -> Result<
+        StageResult, StageError
+    > {
+        if let task = running[key] { return await task.value }
+        let task = Task { await body() }
+        running[key] = task
+        let result = await task.value
+        running[key] = nil
+        return result
+    }
+}

@@ -1,0 +1,91 @@
+import Foundation
+
+/// The workspace's catalogs, configuration and compiled templates, reloaded when their files
+/// change: a stage run costs a few `stat` calls, not a re-read of every CSV.
+actor WorkspaceState {
+    struct Snapshot: Sendable {
+        let catalog: WorkspaceCatalog
+        let configuration: WorkspaceConfiguration
+        let configurationProblems: [Diagnostic]
+        let router: ModelRouter
+    }
+
+    let workspace: Workspace
+    let knownParsers: Set<String>
+    private var snapshot: Snapshot?
+    private var stamps: [String: FileStamp] = [:]
+    private var templates: [String: (FileStamp, Template)] = [:]
+
+    /// What identifies a version of a file without reading it.
+    struct FileStamp: Hashable {
+        var modified: timespec?
+        var size: Int64
+
+        static func == (left: FileStamp, right: FileStamp) -> Bool {
+            left.size == right.size && left.modified?.tv_sec == right.modified?.tv_sec
+                && left.modified?.tv_nsec == right.modified?.tv_nsec
+        }
+
+        func hash(into hasher: inout Hasher) { hasher.combine(size) }
+    }
+
+    init(workspace: Workspace, knownParsers: Set<String>) {
+        self.workspace = workspace
+        self.knownParsers = knownParsers
+    }
+
+    private func stamp(_ relative: String) -> FileStamp {
+        var status = stat()
+        guard stat(workspace.path(relative), &status) == 0 else { return FileStamp(modified: nil, size: -1) }
+        return FileStamp(modified: status.st_mtim, size: Int64(status.st_size))
+    }
+
+    /// The files whose change invalidates the snapshot.
+    private func watchedFiles() -> [String] {
+        Stage.allCases.map { TemplateCatalog.catalogFile($0) } + Membership.files(in: workspace)
+            + [WorkspaceConfiguration.fileName, "data/membership.csv", "data/cohorts"]
+    }
+
+    /// The current catalogs and configuration, re-read only when a watched file changed.
+    func current() -> Snapshot {
+        let now = Dictionary(uniqueKeysWithValues: watchedFiles().map { ($0, stamp($0)) })
+        if let snapshot, now == stamps { return snapshot }
+        let catalog = WorkspaceCatalog(workspace: workspace, knownParsers: knownParsers)
+        let (configuration, problems) = WorkspaceConfiguration.load(workspace)
+        let router = ModelRouter(
+            embedded: EmbeddedProvider(configuration: configuration.embedded ?? .init(rules: []), workspace: workspace)
+        )
+        let fresh = Snapshot(
+            catalog: catalog,
+            configuration: configuration,
+            configurationProblems: problems,
+            router: router
+        )
+        snapshot = fresh
+        stamps = now
+        return fresh
+    }
+
+    /// The compiled template at `file`, compiled again only when the file changed.
+    func template(_ file: String) throws(StageError) -> (Template, String) {
+        let current = stamp(file)
+        guard workspace.contains(file) else {
+            throw StageError(
+                .workspace,
+                "the template \(file) leads outside the workspace through a symbolic link",
+                file: file
+            )
+        }
+        guard let source = workspace.readText(file) else {
+            throw StageError(.workspace, "the template text \(file) cannot be read", file: file)
+        }
+        if let (stamp, compiled) = templates[file], stamp == current { return (compiled, source) }
+        do {
+            let compiled = try Template(source: source, name: file)
+            templates[file] = (current, compiled)
+            return (compiled, source)
+        } catch {
+            throw StageError(.template, error.description, file: file, line: error.line)
+        }
+    }
+}

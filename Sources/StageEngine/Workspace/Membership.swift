@@ -1,0 +1,191 @@
+import Foundation
+
+/// One generation a cohort calls for (a row of `membership.csv`): the only source of its
+/// template, its model and its parent.
+public struct MembershipRow: Sendable, Hashable, Codable {
+    public var stage: Stage
+    public var genId: String
+    public var templateId: String
+    /// Empty for `copy` essays, which call no model.
+    public var llmModelId: String?
+    /// The draft of an essay, the essay of an evaluation; nil for drafts.
+    public var parentGenId: String?
+    public var cohortId: String?
+    public var comboId: String?
+    /// Where the row is, for diagnostics.
+    public var file: String
+    public var line: Int
+}
+
+/// All membership rows of a workspace: `data/membership.csv` and `data/cohorts/<cohort>/membership.csv`.
+public struct Membership: Sendable {
+    public private(set) var rows: [String: MembershipRow] = [:]
+
+    /// The row for `genId`, whatever its stage.
+    public func row(_ genId: String) -> MembershipRow? { rows[genId] }
+
+    /// Rows in pipeline order: drafts, then essays, then evaluations, each by gen id.
+    public var ordered: [MembershipRow] {
+        rows.values.sorted { ($0.stage, $0.genId) < ($1.stage, $1.genId) }
+    }
+
+    static func files(in workspace: Workspace) -> [String] {
+        var files: [String] = []
+        if workspace.isFile("data/membership.csv") { files.append("data/membership.csv") }
+        for cohort in workspace.listFiles("data/cohorts").sorted()
+        where workspace.isFile("data/cohorts/\(cohort)/membership.csv") {
+            files.append("data/cohorts/\(cohort)/membership.csv")
+        }
+        return files
+    }
+
+    static func load(_ workspace: Workspace, templates: TemplateCatalog) -> (Membership, [Diagnostic]) {
+        var membership = Membership()
+        var diagnostics: [Diagnostic] = []
+        for file in files(in: workspace) {
+            guard case .text(let text) = workspace.loadText(file) else {
+                diagnostics.append(Workspace.notUTF8(file))
+                continue
+            }
+            let table = CSVTable(text: text, file: file)
+            diagnostics += table.diagnostics
+            diagnostics += membership.read(table)
+        }
+        diagnostics += membership.check(templates: templates)
+        return (membership, diagnostics)
+    }
+
+    private mutating func read(_ table: CSVTable) -> [Diagnostic] {
+        var diagnostics: [Diagnostic] = []
+        let file = table.file
+        for name in ["stage", "gen_id", "template_id", "llm_model_id", "parent_gen_id"]
+        where table.columnIndex(name) == nil {
+            diagnostics.append(
+                Diagnostic(
+                    file: file,
+                    line: 1,
+                    code: "membership.missing-column",
+                    message: "the header has no '\(name)' column"
+                )
+            )
+        }
+        guard let stageColumn = table.columnIndex("stage"), let genColumn = table.columnIndex("gen_id"),
+            let templateColumn = table.columnIndex("template_id")
+        else { return diagnostics }
+        let modelColumn = table.columnIndex("llm_model_id")
+        let parentColumn = table.columnIndex("parent_gen_id")
+        let cohortColumn = table.columnIndex("cohort_id")
+        let comboColumn = table.columnIndex("combo_id")
+        func optional(_ row: CSVTable.Row, _ column: Int?) -> String? {
+            guard let column else { return nil }
+            let value = row.cells[column].value.trimmingCharacters(in: .whitespaces)
+            return value.isEmpty ? nil : value
+        }
+        for row in table.rows {
+            let stageCell = row.cells[stageColumn]
+            guard let stage = Stage(rawValue: stageCell.value) else {
+                diagnostics.append(
+                    Diagnostic(
+                        file: file,
+                        line: stageCell.line,
+                        column: stageCell.column,
+                        code: "membership.invalid-stage",
+                        message: "stage '\(stageCell.value)' is not one of draft, essay, evaluation"
+                    )
+                )
+                continue
+            }
+            let genCell = row.cells[genColumn]
+            if let reason = Identifier.problem(genCell.value, kind: "gen_id") {
+                diagnostics.append(
+                    Diagnostic(
+                        file: file,
+                        line: genCell.line,
+                        column: genCell.column,
+                        code: "membership.invalid-id",
+                        message: reason
+                    )
+                )
+                continue
+            }
+            if let earlier = rows[genCell.value] {
+                diagnostics.append(
+                    Diagnostic(
+                        file: file,
+                        line: genCell.line,
+                        column: genCell.column,
+                        code: "membership.duplicate-gen-id",
+                        message: "gen_id '\(genCell.value)' is already listed at \(earlier.file):\(earlier.line)"
+                    )
+                )
+                continue
+            }
+            rows[genCell.value] = MembershipRow(
+                stage: stage,
+                genId: genCell.value,
+                templateId: row.cells[templateColumn].value,
+                llmModelId: optional(row, modelColumn),
+                parentGenId: optional(row, parentColumn),
+                cohortId: optional(row, cohortColumn),
+                comboId: optional(row, comboColumn),
+                file: file,
+                line: row.line
+            )
+        }
+        return diagnostics
+    }
+
+    /// Cross-checks rows against the catalogs and each other.
+    private func check(templates: TemplateCatalog) -> [Diagnostic] {
+        var diagnostics: [Diagnostic] = []
+        for row in ordered {
+            func problem(_ code: String, _ message: String, _ severity: Diagnostic.Severity = .error) {
+                diagnostics.append(
+                    Diagnostic(file: row.file, line: row.line, severity: severity, code: code, message: message)
+                )
+            }
+            if let template = templates.entry(row.stage, row.templateId) {
+                if !template.active {
+                    problem(
+                        "membership.inactive-template",
+                        "\(row.genId) uses \(row.stage.rawValue) template '\(row.templateId)', which is not active",
+                        .warning
+                    )
+                }
+                if template.generator == .llm && row.llmModelId == nil {
+                    problem("membership.missing-model", "\(row.genId) calls a model but has no llm_model_id")
+                }
+            } else {
+                problem(
+                    "membership.unknown-template",
+                    "\(row.genId) uses \(row.stage.rawValue) template '\(row.templateId)', which is not in "
+                        + TemplateCatalog.catalogFile(row.stage)
+                )
+            }
+            switch (row.stage.parentStage, row.parentGenId) {
+            case (nil, let parent?):
+                problem("membership.unexpected-parent", "draft \(row.genId) must not have a parent (found '\(parent)')")
+            case (let parentStage?, nil):
+                problem(
+                    "membership.missing-parent",
+                    "\(row.stage.rawValue) \(row.genId) needs parent_gen_id (\(parentStage.withArticle))"
+                )
+            case (let parentStage?, let parent?):
+                if let parentRow = rows[parent] {
+                    if parentRow.stage != parentStage {
+                        problem(
+                            "membership.parent-stage",
+                            "the parent of \(row.stage.rawValue) \(row.genId) must be \(parentStage.withArticle), "
+                                + "but \(parent) is \(parentRow.stage.withArticle)"
+                        )
+                    }
+                } else {
+                    problem("membership.unknown-parent", "parent '\(parent)' of \(row.genId) is not in the membership")
+                }
+            case (nil, nil):
+                break
+            }
+        }
+        return diagnostics
+    }
+}
