@@ -10,23 +10,25 @@ SWIFT_FORMAT_PATHS := Package.swift Sources Tests Benchmarks/Package.swift Bench
 .PHONY: demo test deps venv build release lint swift-test protocol-test bench clean
 
 demo: deps release
-	@scripts/demo.sh .build/release/stagerunner
+	@python3 scripts/demo.py .build/release/stagerunner
 
 test: deps venv lint swift-test protocol-test
 
-# libcurl's headers are the one system package the build needs.
+# The system packages the build needs: libcurl's and SQLite's headers.
 deps:
-	@if ! pkg-config --exists libcurl 2>/dev/null; then \
-		echo "Installing libcurl4-openssl-dev and pkg-config (apt)..."; \
+	@if ! pkg-config --exists libcurl sqlite3 2>/dev/null; then \
+		echo "Installing libcurl4-openssl-dev, libsqlite3-dev and pkg-config (apt)..."; \
 		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq libcurl4-openssl-dev pkg-config; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq libcurl4-openssl-dev libsqlite3-dev pkg-config; \
 	fi
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: protocol/tests/requirements.txt
+# pytest and jsonschema for protocol/, Jinja2 as the reference of the template engine.
+$(VENV)/.installed: protocol/tests/requirements.txt Tests/TemplateCorpus/requirements.txt
 	python3 -m venv $(VENV)
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r protocol/tests/requirements.txt
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check \
+		-r protocol/tests/requirements.txt -r Tests/TemplateCorpus/requirements.txt
 	touch $@
 
 build: deps
@@ -39,16 +41,19 @@ release: deps
 lint:
 	swift format lint --strict --recursive $(SWIFT_FORMAT_PATHS)
 
-swift-test: deps
+# STAGERUNNER_JINJA2_PYTHON lets the template tests render the corpus with Jinja2 live.
+swift-test: deps venv
 	rm -rf .build/transcripts
 	swift build --build-tests
-	swift test --skip-build
+	STAGERUNNER_JINJA2_PYTHON=$(abspath $(PYTHON)) swift test --skip-build
 
 protocol-test: venv
 	$(PYTHON) -m pytest protocol/tests -q
 
+# The transport benchmark, then runStage throughput (its venv holds the Python peers and Jinja2).
 bench: release
 	Benchmarks/run.sh .build/release/stagerunner
+	Benchmarks/.venv/bin/python Benchmarks/stage_bench.py .build/release/stagerunner
 
 clean:
 	rm -rf .build $(VENV) Benchmarks/.build Benchmarks/.venv

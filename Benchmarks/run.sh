@@ -25,6 +25,7 @@ venv="$bench_dir/.venv"
 python="$venv/bin/python"
 pylsp_version="1.1.2"
 pygls_version="2.1.1"
+jinja2_version="3.1.6"
 
 # Prints the installed version of a distribution, or nothing.
 installed_version() {
@@ -38,10 +39,11 @@ setup_venv() {
         python3 -m venv "$venv" || return 1
     fi
     if [[ "$(installed_version python-lsp-jsonrpc)" != "$pylsp_version" ||
-          "$(installed_version pygls)" != "$pygls_version" ]]; then
+          "$(installed_version pygls)" != "$pygls_version" ||
+          "$(installed_version jinja2)" != "$jinja2_version" ]]; then
         echo "run.sh: installing python-lsp-jsonrpc==$pylsp_version pygls==$pygls_version" >&2
         "$python" -m pip install --quiet --disable-pip-version-check \
-            "python-lsp-jsonrpc==$pylsp_version" "pygls==$pygls_version" >&2 || return 1
+            "python-lsp-jsonrpc==$pylsp_version" "pygls==$pygls_version" "jinja2==$jinja2_version" >&2 || return 1
     fi
 }
 

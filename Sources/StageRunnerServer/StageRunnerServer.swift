@@ -10,10 +10,12 @@ public final class StageRunnerServer: Sendable {
     public let options: ServerOptions
     let lifecycle: Lifecycle
     let logger: Logger
+    let engine: Engine
     public init(options: ServerOptions, logger: Logger = Logger(label: "stagerunner")) {
         self.options = options
         self.logger = logger
         lifecycle = Lifecycle(workspace: options.workspace, requireInitialize: options.requireInitialize)
+        engine = Engine(lifecycle: lifecycle, logger: logger)
     }
 
     /// Creates the connection that serves this server over a pair of descriptors; call `start()` on it.
@@ -53,6 +55,10 @@ public final class StageRunnerServer: Sendable {
         table.register("shutdown", execution: .concurrent) { [self] context in try await shutdown(context) }
         table.onNotification("exit") { [self] context in exit(context) }
         table.register(immediate: "ping") { context throws(ResponseError) in try Self.ping(context) }
+        table.register("runStage") { [self] context in try await runStage(context) }
+        table.register("renderPrompt") { [self] context in try await renderPrompt(context) }
+        table.register("listTemplates") { [self] context in try await listTemplates(context) }
+        table.register("validateWorkspace") { [self] context in try await validateWorkspace(context) }
         if options.enableTestMethods { TestMethods.register(in: &table) }
         return table
     }

@@ -34,7 +34,8 @@ struct ServerMethodTests {
                 == json(
                     #"""
                     {"protocolVersion":"1.0","serverInfo":{"name":"stagerunner","version":"0.1.0"},
-                     "capabilities":{"methods":["initialize","ping","shutdown","test/print","test/sleep"],
+                     "capabilities":{"methods":["initialize","listTemplates","ping","renderPrompt","runStage","shutdown","test/print","test/sleep",
+                                  "validateWorkspace"],
                        "notifications":["exit","initialized","$/cancelRequest"],"batches":true,"cancellation":true,
                        "framing":"\#(framing.rawValue)","maxMessageSize":67108864},
                      "workspace":{"root":"/tmp"}}
@@ -89,7 +90,8 @@ struct ServerMethodTests {
                 == json(
                     #"""
                     {"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"Method not found: 'runStagee'",
-                     "data":{"method":"runStagee","available":["initialize","ping","shutdown"]}}}
+                     "data":{"method":"runStagee","available":["initialize","listTemplates","ping","renderPrompt","runStage",
+                       "shutdown","validateWorkspace"]}}}
                     """#
                 )
         )

@@ -1,0 +1,209 @@
+import JSONRPC
+import StageEngine
+
+/// `runStage` and `renderPrompt` parameters: seed 000's StageRunSpec on the wire.
+struct StageRunParams: Decodable, Sendable {
+    var stage: String
+    var genId: String?
+    var templateId: String?
+    var values: JSONValue?
+    var mode: String?
+    var model: String?
+    var parserName: String?
+    var passThroughFrom: String?
+    var maxTokens: Int?
+    var promptText: String?
+    var force: Bool?
+    var stubFallback: Bool?
+    var failOnTruncation: Bool?
+    var runId: String?
+    /// Longest `raw`/`parsed` text returned inline; the files hold everything.
+    var maxTextLength: Int?
+
+    func spec() throws(ResponseError) -> StageRunSpec {
+        guard let stage = Stage(rawValue: stage) else {
+            throw .invalidParams(
+                field: "params.stage",
+                problem: "must be one of draft, essay, evaluation, not '\(self.stage)'"
+            )
+        }
+        var spec = StageRunSpec(stage: stage, genId: genId, templateId: templateId)
+        if let values {
+            guard case .object(let members) = values else {
+                throw .invalidParams(field: "params.values", problem: "must be an object of template variables")
+            }
+            spec.values = members.mapValues(TemplateValue.init(json:))
+        }
+        if let mode {
+            guard let generator = Generator(rawValue: mode) else {
+                throw .invalidParams(field: "params.mode", problem: "must be llm or copy, not '\(mode)'")
+            }
+            spec.mode = generator
+        }
+        if let maxTokens, maxTokens < 1 {
+            throw .invalidParams(field: "params.maxTokens", problem: "must be at least 1")
+        }
+        if let maxTextLength, maxTextLength < 0 {
+            throw .invalidParams(field: "params.maxTextLength", problem: "must be 0 or more")
+        }
+        spec.model = model
+        spec.parserName = parserName
+        spec.passThroughFrom = passThroughFrom
+        spec.maxTokens = maxTokens
+        spec.promptText = promptText
+        spec.force = force ?? false
+        spec.stubFallback = stubFallback ?? false
+        spec.failOnTruncation = failOnTruncation ?? false
+        spec.runId = runId
+        return spec
+    }
+}
+
+extension TemplateValue {
+    /// A JSON value as a template value (JSON objects arrive unordered; their keys are sorted).
+    init(json: JSONValue) {
+        switch json {
+        case .null: self = .null
+        case .bool(let value): self = .bool(value)
+        case .integer(let value): self = Int(exactly: value).map(TemplateValue.int) ?? .double(Double(value))
+        case .double(let value): self = .double(value)
+        case .string(let value): self = .string(value)
+        case .array(let values): self = .array(values.map(TemplateValue.init(json:)))
+        case .object(let members):
+            self = .object(TemplateObject(members.keys.sorted().map { ($0, TemplateValue(json: members[$0]!)) }))
+        }
+    }
+
+    /// The value as JSON.
+    var json: JSONValue {
+        switch self {
+        case .null: return .null
+        case .bool(let value): return .bool(value)
+        case .int(let value): return .integer(Int64(value))
+        case .double(let value): return .double(value)
+        case .string(let value): return .string(value)
+        case .array(let values): return .array(values.map(\.json))
+        case .object(let object):
+            return .object(Dictionary(uniqueKeysWithValues: object.entries.map { ($0.key, $0.value.json) }))
+        }
+    }
+}
+
+/// Application error codes (documented in protocol/README.md).
+enum StageErrorCode {
+    static let workspace = -32010
+    static let template = -32011
+    static let model = -32012
+    static let storage = -32013
+    static let truncated = -32014
+}
+
+extension ResponseError {
+    /// How a stage failure reaches a client: bad requests name the field; the rest carry a code
+    /// of their own and `data` that says where and what to fix.
+    init(_ error: StageError) {
+        switch error.kind {
+        case .invalidSpec:
+            // The engine's message is a whole sentence; the field goes in data.
+            self.init(
+                code: Code.invalidParams,
+                message: "Invalid params: \(error.message)",
+                data: [
+                    "field": .string("params" + (error.field.map { "." + $0 } ?? "")),
+                    "problem": .string(error.message),
+                ]
+            )
+            return
+        case .workspace: self.init(code: StageErrorCode.workspace, message: "Workspace: \(error.message)")
+        case .template: self.init(code: StageErrorCode.template, message: "Template: \(error.message)")
+        case .model: self.init(code: StageErrorCode.model, message: "Model: \(error.message)")
+        case .storage: self.init(code: StageErrorCode.storage, message: "Storage: \(error.message)")
+        case .truncated: self.init(code: StageErrorCode.truncated, message: "Truncated: \(error.message)")
+        }
+        var data: [String: JSONValue] = ["kind": .string(error.kind.rawValue)]
+        if let field = error.field { data["field"] = .string("params." + field) }
+        if let file = error.file { data["file"] = .string(file) }
+        if let line = error.line, line > 0 { data["line"] = .integer(Int64(line)) }
+        data["hint"] = .string(Self.hint(error.kind))
+        self.data = .object(data)
+    }
+
+    private static func hint(_ kind: StageError.Kind) -> String {
+        switch kind {
+        case .invalidSpec: return "correct the request"
+        case .workspace:
+            return "run the parent stage first, or fix the workspace (validateWorkspace lists its problems)"
+        case .template: return "fix the template at data.file, line data.line, or pass the missing values"
+        case .model: return "check the model id and the provider's configuration"
+        case .storage: return "check that the workspace is writable and has free space"
+        case .truncated: return "raise maxTokens, shorten the prompt, or drop failOnTruncation"
+        }
+    }
+}
+
+extension StageRunnerServer {
+    func runStage(_ context: RequestContext) async throws -> RawJSON {
+        let params = try context.decodeParams(StageRunParams.self)
+        let spec = try params.spec()
+        let runner = try await engine.runner()
+        let result: StageResult
+        do {
+            result = try await runner.run(spec)
+        } catch {
+            throw ResponseError(error)
+        }
+        return try Self.encode(result, limit: params.maxTextLength ?? 65_536)
+    }
+
+    static func encode(_ result: StageResult, limit: Int) throws -> RawJSON {
+        // At most `limit` UTF-8 bytes, never splitting a character.
+        func clipped(_ text: String?) -> (JSONValue, Bool) {
+            guard let text else { return (.null, false) }
+            guard text.utf8.count > limit else { return (.string(text), false) }
+            var bytes = 0
+            var end = text.unicodeScalars.startIndex
+            for index in text.unicodeScalars.indices {
+                let size = UTF8.width(text.unicodeScalars[index])
+                if bytes + size > limit { break }
+                bytes += size
+                end = text.unicodeScalars.index(after: index)
+            }
+            return (.string(String(text.unicodeScalars[..<end])), true)
+        }
+        let (raw, rawClipped) = clipped(result.raw)
+        let (parsed, parsedClipped) = clipped(result.parsed)
+        var members: [String: JSONValue] = [
+            "genId": .string(result.genId),
+            "stage": .string(result.stage.rawValue),
+            "status": .string(result.status.rawValue),
+            "reused": .bool(result.reused),
+            "files": .array(result.files.map(JSONValue.string)),
+            "raw": raw,
+            "parsed": parsed,
+            "textTruncated": .bool(rawClipped || parsedClipped),
+            "metadata": try RawJSON(validated: Array(result.metadata.encoded())).value(),
+        ]
+        if let score = result.score { members["score"] = .double(score) }
+        var debug: [String: JSONValue] = [:]
+        if let cleaned = result.llmCleanedJSON { debug["llm_cleaned_json"] = .string(cleaned) }
+        if let error = result.llmError { debug["llm_error"] = .string(error) }
+        members["debug"] = .object(debug)
+        return RawJSON(.object(members))
+    }
+
+    func renderPrompt(_ context: RequestContext) async throws -> RawJSON {
+        let spec = try context.decodeParams(StageRunParams.self).spec()
+        let runner = try await engine.runner()
+        do {
+            let rendered = try await runner.renderPrompt(spec)
+            return RawJSON([
+                "prompt": .string(rendered.prompt),
+                "variables": .object(rendered.variables.mapValues(\.json)),
+                "templateId": .string(rendered.template.id),
+                "templateFile": .string(rendered.template.file),
+            ])
+        } catch {
+            throw ResponseError(error)
+        }
+    }
+}

@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Runs the daydream example through a live `stagerunner serve` and prints what happened.
+
+A copy of examples/daydream is made in a temporary directory, the server is started on it, and
+every generation of its membership (drafts, essays, evaluations) is requested at once with
+`runStage`: the server orders the dependent ones itself. Standard library only.
+"""
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BINARY = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / ".build/release/stagerunner"
+COLOR = sys.stdout.isatty()
+
+
+def shade(text: str, code: str) -> str:
+    return f"\033[{code}m{text}\033[0m" if COLOR else text
+
+
+class Server:
+    """A stagerunner process spoken to in newline-delimited JSON."""
+
+    def __init__(self, workspace: Path) -> None:
+        self.process = subprocess.Popen(
+            [str(BINARY), "serve", "--workspace", str(workspace), "--log-level", "warning"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+        )
+        self.next_id = 0
+
+    def send(self, method: str, params: dict | None = None, notify: bool = False) -> int | None:
+        message: dict = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            message["params"] = params
+        request_id = None
+        if not notify:
+            self.next_id += 1
+            request_id = message["id"] = self.next_id
+        self.process.stdin.write(json.dumps(message) + "\n")
+        self.process.stdin.flush()
+        return request_id
+
+    def receive(self) -> dict:
+        line = self.process.stdout.readline()
+        if not line:
+            raise SystemExit("the server closed its output unexpectedly")
+        return json.loads(line)
+
+    def call(self, method: str, params: dict | None = None) -> dict:
+        request_id = self.send(method, params)
+        response = self.receive()
+        assert response.get("id") == request_id, response
+        if "error" in response:
+            raise SystemExit(f"{method} failed: {response['error']['message']}")
+        return response["result"]
+
+    def close(self) -> int:
+        self.call("shutdown")
+        self.send("exit", notify=True)
+        self.process.stdin.close()
+        return self.process.wait(timeout=10)
+
+
+def main() -> None:
+    workspace = Path(tempfile.mkdtemp(prefix="stagerunner-demo-")) / "daydream"
+    shutil.copytree(ROOT / "examples/daydream", workspace)
+    server = Server(workspace)
+
+    hello = server.call("initialize", {"clientInfo": {"name": "make demo"}, "protocolVersion": "1.0"})
+    print(f"stagerunner {hello['serverInfo']['version']} (protocol {hello['protocolVersion']}), "
+          f"framing {hello['capabilities']['framing']}, workspace {workspace}")
+    report = server.call("validateWorkspace")
+    print(f"validateWorkspace: {report['templates']} templates, {report['generations']} generations, "
+          f"{report['errors']} errors, {report['warnings']} warnings")
+    templates = server.call("listTemplates")["templates"]
+    for stage in ("draft", "essay", "evaluation"):
+        names = ", ".join(t["id"] + (" (copy)" if t["generator"] == "copy" else "") for t in templates if t["stage"] == stage)
+        print(f"  {stage:<10} {names}")
+
+    rows = list(csv.DictReader(open(workspace / "data/cohorts/demo/membership.csv", encoding="utf-8")))
+    print(f"\nrunStage × {len(rows)}, all sent at once (model provider: embedded, no network, no key):\n")
+    pending = {}
+    for row in reversed(rows):  # evaluations first: their missing parents are generated on demand
+        request_id = server.send("runStage", {"stage": row["stage"], "genId": row["gen_id"]})
+        pending[request_id] = row
+    results = {}
+    while pending:
+        response = server.receive()
+        row = pending.pop(response["id"])
+        results[row["gen_id"]] = response
+
+    header = f"{'gen id':<26} {'stage':<11} {'template':<22} {'model':<11} {'status':<9} {'score':>5}"
+    print(shade(header, "1"))
+    for row in rows:
+        response = results[row["gen_id"]]
+        if "error" in response:
+            status, score = shade("error", "31"), ""
+            print(f"{row['gen_id']:<26} {row['stage']:<11} {row['template_id']:<22} "
+                  f"{row['llm_model_id'] or '-':<11} {status} {response['error']['message']}")
+            continue
+        result = response["result"]
+        score = f"{result['score']:.1f}" if "score" in result else ""
+        status = result["status"]
+        colored = shade(f"{status:<9}", "32" if status == "success" else "33")
+        print(f"{row['gen_id']:<26} {row['stage']:<11} {row['template_id']:<22} "
+              f"{row['llm_model_id'] or '-':<11} {colored} {score:>5}")
+
+    again = server.call("runStage", {"stage": "evaluation", "genId": rows[-1]["gen_id"]})
+    print(f"\nasked again for {rows[-1]['gen_id']}: reused={str(again['reused']).lower()} (no model call)")
+    status = server.close()
+    print(f"server exited with status {status}")
+    print(f"artifacts: {workspace}/data/gens/<stage>/<gen_id>/"
+          "{prompt.txt, raw.txt, parsed.txt, metadata.json}")
+    print(f"call log:  {workspace}/.stagerunner/calls.sqlite")
+
+
+if __name__ == "__main__":
+    main()
