@@ -76,6 +76,26 @@ public struct GensStore: Sendable {
         )
     }
 
+    /// Removes the temporaries of commits whose process died before finishing them (a crash
+    /// between writing and renaming). A temporary's name carries its writer's pid, so one that
+    /// belongs to a live process (this one or another server on the same workspace) is kept.
+    /// Returns the removed paths, relative to the workspace.
+    @discardableResult
+    public func removeAbandonedTemporaries() -> [String] {
+        var removed: [String] = []
+        for stage in Stage.allCases {
+            let directory = "data/gens/\(stage.rawValue)"
+            for name in workspace.listFiles(directory) where name.hasPrefix(".tmp-") {
+                let fields = name.split(separator: "-")
+                guard fields.count >= 3, let pid = Int32(fields[fields.count - 2]) else { continue }
+                if kill(pid, 0) == 0 || errno == EPERM { continue }  // its writer is still running
+                let path = directory + "/" + name
+                if (try? FileManager.default.removeItem(atPath: workspace.path(path))) != nil { removed.append(path) }
+            }
+        }
+        return removed
+    }
+
     /// Commits a generation atomically and durably, replacing an existing one. The file-system
     /// work runs on the store's committer thread, batched with concurrent commits.
     public func commit(_ generation: Generation) async throws(Failure) {

@@ -28,6 +28,10 @@ public final class StageRunner: Sendable {
         self.parsers = parsers
         self.logger = logger
         store = GensStore(workspace: workspace)
+        let abandoned = store.removeAbandonedTemporaries()
+        if !abandoned.isEmpty {
+            logger.notice("removed the temporaries of interrupted commits", metadata: ["paths": "\(abandoned)"])
+        }
         callLog = try CallLog(workspace: workspace)
         state = WorkspaceState(workspace: workspace, knownParsers: Set(parsers.names))
     }

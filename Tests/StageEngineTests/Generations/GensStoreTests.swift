@@ -82,6 +82,22 @@ struct GensStoreTests {
         #expect(temporary.workspace.listFiles("data/gens/draft").sorted() == (0..<10).map { "g\($0)" }.sorted())
     }
 
+    @Test("temporaries of dead writers are removed; a live writer's are kept")
+    func abandonedTemporaries() throws {
+        let temporary = try TemporaryWorkspace(
+            files: [
+                "data/gens/draft/.tmp-g1-999999999-12/raw.txt": "half written",
+                "data/gens/essay/.tmp-g2-\(getpid())-7/raw.txt": "being written by this process",
+                "data/gens/essay/g3/metadata.json": "{}",
+            ]
+        )
+        defer { temporary.remove() }
+        let store = GensStore(workspace: temporary.workspace)
+        #expect(store.removeAbandonedTemporaries() == ["data/gens/draft/.tmp-g1-999999999-12"])
+        #expect(temporary.workspace.listFiles("data/gens/draft") == [])
+        #expect(temporary.workspace.listFiles("data/gens/essay").sorted() == [".tmp-g2-\(getpid())-7", "g3"])
+    }
+
     @Test func unreadableMetadataIsAnError() throws {
         let temporary = try TemporaryWorkspace(files: ["data/gens/draft/g1/metadata.json": "{broken"])
         defer { temporary.remove() }
