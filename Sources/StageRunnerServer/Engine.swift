@@ -22,10 +22,16 @@ actor Engine {
         do {
             let runner = try StageRunner(workspace: workspace, logger: logger)
             current = runner
-            logger.notice(
-                "engine ready",
-                metadata: ["workspace": "\(workspace.root)", "provider": "embedded (no model provider configured)"]
-            )
+            Task { [logger] in
+                let provider = await runner.defaultProvider()
+                logger.notice(
+                    "engine ready",
+                    metadata: [
+                        "workspace": "\(workspace.root)",
+                        "defaultProvider": "\(provider)\(provider == "embedded" ? " (no network, no key)" : "")",
+                    ]
+                )
+            }
             return runner
         } catch {
             throw ResponseError(

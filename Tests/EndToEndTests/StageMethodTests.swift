@@ -1,3 +1,4 @@
+import Foundation
 import JSONRPC
 import TestSupport
 import Testing
@@ -79,8 +80,8 @@ struct StageMethodTests {
                 #"{"code":-32011,"message":"Template: undefined variable 'concepts' in template 'data/1_raw/templates/draft/creative-synthesis.txt' at line 4","data":{"kind":"template","file":"data/1_raw/templates/draft/creative-synthesis.txt","line":4,"hint":"fix the template at data.file, line data.line, or pass the missing values"}}"#
             ),
             (
-                #"{"stage":"draft","templateId":"systematic-analytical","model":"openai:gpt-5","values":{"concepts":[]}}"#,
-                #"{"code":-32012,"message":"Model: provider 'openai' of model 'openai:gpt-5' is not configured; available: embedded","data":{"kind":"model","field":"params.model","hint":"check the model id and the provider's configuration"}}"#
+                #"{"stage":"draft","templateId":"systematic-analytical","model":"acme:gpt-5","values":{"concepts":[]}}"#,
+                #"{"code":-32012,"message":"Model: provider 'acme' of model 'acme:gpt-5' is not configured; available: anthropic, embedded, ollama, openai, openrouter","data":{"kind":"model","field":"params.model","hint":"check the model id and the provider's configuration"}}"#
             ),
             (
                 #"{"stage":"essay","genId":"e-analytic-llm","maxTokens":1,"failOnTruncation":true}"#,
@@ -151,5 +152,64 @@ extension JSONValue {
     func arrayPrefix(_ count: Int) -> JSONValue? {
         guard case .array(let elements) = self else { return nil }
         return .array(Array(elements.prefix(count)))
+    }
+}
+
+@Suite("runStage on a real HTTP provider", .serialized)
+struct ProviderProcessTests {
+    @Test("the server calls a provider over HTTP; its key reaches no file and no log")
+    func keyNeverLeaks() async throws {
+        let mock = try MockModelServer()
+        let example = try ExampleCopy(
+            "daydream",
+            files: [
+                "stagerunner.yaml": """
+                values:
+                  concepts: [{name: Sleep, description: rest}]
+                providers:
+                  mock: {kind: openai, baseURL: "\(mock.url("/v1"))", apiKeyEnv: MOCK_API_KEY, streaming: true}
+                defaultProvider: mock
+                """
+            ]
+        )
+        defer { example.remove() }
+        let server = try ServerProcess(
+            ["serve", "--workspace", example.root, "--log-level", "trace"],
+            environment: ["MOCK_API_KEY": MockModelServer.key]
+        )
+        // Plain model ids now go to the mock; "echo" behaviour for any name but the fault ones.
+        let result = try await server.call(1, "runStage", #"{"stage":"draft","genId":"d-analytic"}"#)["result"]
+        #expect(result?["metadata"]?["provider"] == "mock")
+        #expect(result?["raw"]?.stringValue?.hasPrefix("echo: Analyse each pair") == true)
+        let failing = try await server.call(
+            2,
+            "runStage",
+            #"{"stage":"draft","templateId":"systematic-analytical","model":"fault-401"}"#
+        )
+        #expect(failing["error"]?["code"] == -32012)
+        #expect(
+            failing["error"]?["message"]
+                == "Model: mock could not answer: authentication: mock refused the API key (HTTP 401): invalid x-api-key; check MOCK_API_KEY"
+        )
+        server.closeInput()
+        #expect(try await server.exitStatus() == 0)
+        try await server.output.waitForEnd()
+        let key = Array(MockModelServer.key.utf8)
+        #expect(!server.output.rawBytes.contains(key), "the protocol stream holds the key")
+        #expect(!server.standardError.contains(MockModelServer.key), "the log holds the key")
+        #expect(server.standardError.contains("trace"), "the log was at trace level, the most talkative")
+        let enumerator = FileManager.default.enumerator(atPath: example.root)!
+        while let path = enumerator.nextObject() as? String {
+            guard let data = FileManager.default.contents(atPath: example.root + "/" + path) else { continue }
+            #expect(data.range(of: Data(key)) == nil, "\(path) holds the key")
+        }
+        server.saveTranscript("provider-process")
+    }
+}
+
+extension Array where Element == UInt8 {
+    func contains(_ needle: [UInt8]) -> Bool {
+        guard needle.count <= count else { return false }
+        return (0...(count - needle.count)).contains { Array(self[$0..<($0 + needle.count)]) == needle }
     }
 }

@@ -131,7 +131,12 @@ public final class ServerProcess: RPCPeer {
     }
 
     /// Spawns `stagerunner` with `arguments` (for example `["serve"]`).
-    public init(_ arguments: [String], framing: Framing = .ndjson, readFraming: FramingMode = .auto) throws {
+    public init(
+        _ arguments: [String],
+        framing: Framing = .ndjson,
+        readFraming: FramingMode = .auto,
+        environment extra: [String: String] = [:]
+    ) throws {
         self.framing = framing
         let stdinPipe = PipePair()
         let stdoutPipe = PipePair()
@@ -145,7 +150,17 @@ public final class ServerProcess: RPCPeer {
         let argv = ([Self.binaryPath] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var child: pid_t = 0
-        let result = posix_spawn(&child, Self.binaryPath, &actions, nil, argv, environ)
+        var environment: [String] = []
+        var index = 0
+        while let entry = environ[index] {
+            let text = String(cString: entry)
+            if !extra.keys.contains(where: { text.hasPrefix($0 + "=") }) { environment.append(text) }
+            index += 1
+        }
+        environment += extra.map { "\($0.key)=\($0.value)" }
+        let envp = environment.map { strdup($0) } + [nil]
+        defer { envp.forEach { free($0) } }
+        let result = posix_spawn(&child, Self.binaryPath, &actions, nil, argv, envp)
         guard result == 0 else { throw TimedOut(description: "posix_spawn failed: \(result)") }
         pid = child
         close(stdinPipe.readEnd)

@@ -2,7 +2,7 @@ import Foundation
 import GRDB
 
 /// One model call (cached or not), as a row of the call log (seed 001's `llm_call_logs`).
-public struct CallRecord: Sendable, Hashable, Codable, FetchableRecord, PersistableRecord {
+public struct CallRecord: Sendable, Hashable, Codable, FetchableRecord, MutablePersistableRecord {
     public static let databaseTableName = "llm_calls"
 
     public var id: Int64?

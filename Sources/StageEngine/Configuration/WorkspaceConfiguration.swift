@@ -9,6 +9,10 @@ import Yams
 /// combos:              # variables per combo_id of the membership
 ///   combo-1:
 ///     concepts: [{name: Default mode network, description: …}]
+/// providers:           # model providers besides the built-in openai, anthropic, openrouter, ollama
+///   local: {kind: openai, baseURL: "http://localhost:8080/v1"}
+/// aliases: {sonnet-4: "anthropic:claude-sonnet-4-5"}
+/// defaultProvider: embedded   # for model ids that name no provider
 /// embedded:            # scripted answers of the embedded provider, first match wins
 ///   rules:
 ///     - stage: evaluation
@@ -25,15 +29,27 @@ public struct WorkspaceConfiguration: Sendable, Hashable, Decodable {
     /// Variables per concept combination, merged in when a membership row names its `combo_id`.
     public var combos: [String: [String: TemplateValue]]?
     public var embedded: EmbeddedProvider.Configuration?
+    /// Model providers beyond (or adjusting) the built-in ones, by name.
+    public var providers: [String: ModelRouter.ProviderSettings]?
+    /// Model ids standing for others (`sonnet-4: anthropic:claude-sonnet-4-5`).
+    public var aliases: [String: String]?
+    /// The provider of model ids that name none (default: embedded).
+    public var defaultProvider: String?
 
     public init(
         values: [String: TemplateValue]? = nil,
         combos: [String: [String: TemplateValue]]? = nil,
-        embedded: EmbeddedProvider.Configuration? = nil
+        embedded: EmbeddedProvider.Configuration? = nil,
+        providers: [String: ModelRouter.ProviderSettings]? = nil,
+        aliases: [String: String]? = nil,
+        defaultProvider: String? = nil
     ) {
         self.values = values
         self.combos = combos
         self.embedded = embedded
+        self.providers = providers
+        self.aliases = aliases
+        self.defaultProvider = defaultProvider
     }
 
     public static let fileName = "stagerunner.yaml"

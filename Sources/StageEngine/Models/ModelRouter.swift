@@ -1,33 +1,130 @@
 /// Chooses the client that serves a model id.
 ///
-/// Ids may name their provider (`embedded:…`); plain ids such as a membership's `llm_model_id`
-/// go to the default provider. With no provider configured the default is the embedded one, and
-/// every result and metadata file says `provider: embedded`.
+/// Ids name their provider (`openai:gpt-4o-mini`, `anthropic:claude-sonnet-4-5`,
+/// `ollama:llama3.1`) or not (a membership's `sonnet-4`); aliases from `stagerunner.yaml` are
+/// resolved first. A plain id goes to the default provider: per request, else
+/// `STAGERUNNER_DEFAULT_PROVIDER`, else the file's `defaultProvider`, else the embedded
+/// provider, which is then named in every result and metadata file.
+///
+/// Built-in providers: `openai` (`OPENAI_API_KEY`, `OPENAI_BASE_URL`), `anthropic`
+/// (`ANTHROPIC_API_KEY`, `ANTHROPIC_BASE_URL`), `openrouter` (`OPENROUTER_API_KEY`), `ollama`
+/// (no key, `OLLAMA_BASE_URL`) and `embedded`. Keys are read from the environment only, never
+/// from files, and never appear in any output.
 public struct ModelRouter: Sendable {
+    /// A provider as configured.
+    public struct ProviderSettings: Sendable, Hashable, Decodable {
+        public enum Kind: String, Sendable, Hashable, Decodable {
+            case openai
+            case anthropic
+        }
+
+        public var kind: Kind
+        public var baseURL: String?
+        /// The environment variable holding the key (no key when absent).
+        public var apiKeyEnv: String?
+        /// The variable that overrides `baseURL`.
+        public var baseURLEnv: String?
+        public var streaming: Bool?
+        /// Seconds for a whole call.
+        public var timeout: Double?
+
+        public init(
+            kind: Kind,
+            baseURL: String? = nil,
+            apiKeyEnv: String? = nil,
+            baseURLEnv: String? = nil,
+            streaming: Bool? = nil,
+            timeout: Double? = nil
+        ) {
+            self.kind = kind
+            self.baseURL = baseURL
+            self.apiKeyEnv = apiKeyEnv
+            self.baseURLEnv = baseURLEnv
+            self.streaming = streaming
+            self.timeout = timeout
+        }
+    }
+
+    static let builtIn: [String: ProviderSettings] = [
+        "openai": .init(
+            kind: .openai,
+            baseURL: "https://api.openai.com/v1",
+            apiKeyEnv: "OPENAI_API_KEY",
+            baseURLEnv: "OPENAI_BASE_URL"
+        ),
+        "anthropic": .init(
+            kind: .anthropic,
+            baseURL: "https://api.anthropic.com",
+            apiKeyEnv: "ANTHROPIC_API_KEY",
+            baseURLEnv: "ANTHROPIC_BASE_URL"
+        ),
+        "openrouter": .init(kind: .openai, baseURL: "https://openrouter.ai/api/v1", apiKeyEnv: "OPENROUTER_API_KEY"),
+        "ollama": .init(kind: .openai, baseURL: "http://localhost:11434/v1", baseURLEnv: "OLLAMA_BASE_URL"),
+    ]
+
     public let embedded: EmbeddedProvider
-    /// Providers by name; the embedded one is always there.
-    let providers: [String: any ModelClient]
+    let settings: [String: ProviderSettings]
+    let aliases: [String: String]
+    let environment: [String: String]
+    /// The provider that serves ids without one.
     public let defaultProvider: String
 
-    public init(embedded: EmbeddedProvider) {
+    public init(
+        embedded: EmbeddedProvider,
+        providers: [String: ProviderSettings] = [:],
+        aliases: [String: String] = [:],
+        defaultProvider: String? = nil,
+        environment: [String: String] = [:]
+    ) {
         self.embedded = embedded
-        providers = [embedded.provider: embedded]
-        defaultProvider = embedded.provider
+        settings = Self.builtIn.merging(providers) { $1 }
+        self.aliases = aliases
+        self.environment = environment
+        self.defaultProvider = environment["STAGERUNNER_DEFAULT_PROVIDER"] ?? defaultProvider ?? embedded.provider
     }
+
+    /// The provider names that can be used.
+    public var providerNames: [String] { (Array(settings.keys) + [embedded.provider]).sorted() }
 
     /// The client for `model`, and the model name to send it.
     public func route(_ model: String) throws(ModelError) -> (client: any ModelClient, model: String) {
-        if let colon = model.firstIndex(of: ":") {
-            let name = String(model[..<colon])
-            guard let client = providers[name] else {
-                throw ModelError(
-                    .unavailable,
-                    "provider '\(name)' of model '\(model)' is not configured; available: "
-                        + providers.keys.sorted().joined(separator: ", ")
-                )
-            }
-            return (client, String(model[model.index(after: colon)...]))
+        let resolved = aliases[model] ?? model
+        var provider = defaultProvider
+        var name = resolved
+        if let colon = resolved.firstIndex(of: ":") {
+            provider = String(resolved[..<colon])
+            name = String(resolved[resolved.index(after: colon)...])
         }
-        return (providers[defaultProvider]!, model)
+        if provider == embedded.provider { return (embedded, name) }
+        guard let settings = settings[provider] else {
+            throw ModelError(
+                .unavailable,
+                "provider '\(provider)' of model '\(model)' is not configured; available: "
+                    + providerNames.joined(separator: ", ")
+            )
+        }
+        var key: String?
+        if let variable = settings.apiKeyEnv {
+            guard let value = environment[variable], !value.isEmpty else {
+                throw ModelError(.unavailable, "provider '\(provider)' needs an API key: set \(variable)")
+            }
+            key = value
+        }
+        let baseURL = settings.baseURLEnv.flatMap { environment[$0] } ?? settings.baseURL
+        guard let baseURL, !baseURL.isEmpty else {
+            throw ModelError(.unavailable, "provider '\(provider)' has no baseURL; set it in stagerunner.yaml")
+        }
+        var endpoint = ProviderEndpoint(
+            name: provider,
+            baseURL: baseURL,
+            apiKey: key,
+            apiKeyVariable: settings.apiKeyEnv
+        )
+        if let timeout = settings.timeout { endpoint.timeout = .milliseconds(Int(timeout * 1000)) }
+        let streaming = settings.streaming ?? false
+        switch settings.kind {
+        case .openai: return (OpenAICompatibleProvider(endpoint: endpoint, streaming: streaming), name)
+        case .anthropic: return (AnthropicProvider(endpoint: endpoint, streaming: streaming), name)
+        }
     }
 }

@@ -16,14 +16,14 @@ public final class StageRunner: Sendable {
     let inFlight = InFlightGenerations()
     let logger: Logger
 
-    /// Opens the runner of `workspace` (creating its call log when needed).
+    /// Opens the runner of `workspace` (creating its call log when needed). Provider keys and
+    /// overrides come from `environment` (the process's, by default).
     public init(
         workspace: Workspace,
         parsers: ParserRegistry = .standard,
+        environment: [String: String] = ProcessInfo.processInfo.environment,
         logger: Logger = Logger(label: "stage-runner")
-    )
-        throws
-    {
+    ) throws {
         self.workspace = workspace
         self.parsers = parsers
         self.logger = logger
@@ -33,7 +33,7 @@ public final class StageRunner: Sendable {
             logger.notice("removed the temporaries of interrupted commits", metadata: ["paths": "\(abandoned)"])
         }
         callLog = try CallLog(workspace: workspace)
-        state = WorkspaceState(workspace: workspace, knownParsers: Set(parsers.names))
+        state = WorkspaceState(workspace: workspace, knownParsers: Set(parsers.names), environment: environment)
     }
 
     /// Everything the workspace declares, and every problem in it (catalogs, membership, configuration).
@@ -232,12 +232,13 @@ public final class StageRunner: Sendable {
     ) {
         let snapshot = await state.current()
         var plan = try plan(spec, snapshot)
+        // A copy essay has no prompt whatever its parent's state: say so first.
+        guard plan.mode == .llm || spec.promptText != nil else {
+            throw StageError(.invalidSpec, "copy essays have no prompt", field: "mode")
+        }
         // A dry run: a missing parent is an error here, never generated.
         try await addParentValues(&plan, generateMissing: false)
         if let prompt = spec.promptText { return (prompt, plan.values, plan.template) }
-        guard plan.mode == .llm else {
-            throw StageError(.invalidSpec, "copy essays have no prompt", field: "mode")
-        }
         let (template, _) = try await state.template(plan.template.file)
         return (try render(template, plan), plan.values, plan.template)
     }
@@ -368,11 +369,17 @@ public final class StageRunner: Sendable {
             prompt = try render(template, plan)
         }
         let model = plan.model ?? ""
-        let routed: (client: any ModelClient, model: String)
+        var routed: (client: any ModelClient, model: String)
+        var routingProblem: String?
         do {
             routed = try snapshot.router.route(model)
         } catch {
-            throw StageError(.model, error.message, field: "model")
+            // Seed 001: a provider that cannot be used (no key, say) is a stub only when asked for.
+            guard spec.stubFallback && error.kind == .unavailable else {
+                throw StageError(.model, error.message, field: "model")
+            }
+            routingProblem = error.message
+            routed = (snapshot.router.embedded, model)
         }
         let request = CompletionRequest(
             model: routed.model,
@@ -427,6 +434,7 @@ public final class StageRunner: Sendable {
             if !outcome.succeeded && outcome.status != .stubFallback { parsed = nil }
         }
         if truncated && status == .success { status = .truncated }
+        if routingProblem != nil { status = .stubFallback }
         var files = ["prompt.txt", "raw.txt"]
         if parsed != nil { files.append("parsed.txt") }
         files.append("metadata.json")
@@ -447,7 +455,7 @@ public final class StageRunner: Sendable {
             usage: completion.usage,
             cost: completion.cost,
             status: status,
-            llmError: debug?.llmError,
+            llmError: routingProblem.map { "\($0); the embedded provider's answer stands in" } ?? debug?.llmError,
             files: files,
             templateSha256: templateSha,
             rawLength: completion.text.count,
@@ -496,7 +504,7 @@ public final class StageRunner: Sendable {
             score: score,
             llmRawText: debug?.llmRawText ?? raw,
             llmCleanedJSON: debug?.llmCleanedJSON,
-            llmError: debug?.llmError,
+            llmError: metadata.llmError,
             metadata: metadata
         )
     }

@@ -12,6 +12,8 @@ actor WorkspaceState {
 
     let workspace: Workspace
     let knownParsers: Set<String>
+    /// Where provider keys and overrides come from (the process's environment).
+    let environment: [String: String]
     private var snapshot: Snapshot?
     private var stamps: [String: FileStamp] = [:]
     private var templates: [String: (FileStamp, Template)] = [:]
@@ -29,9 +31,10 @@ actor WorkspaceState {
         func hash(into hasher: inout Hasher) { hasher.combine(size) }
     }
 
-    init(workspace: Workspace, knownParsers: Set<String>) {
+    init(workspace: Workspace, knownParsers: Set<String>, environment: [String: String]) {
         self.workspace = workspace
         self.knownParsers = knownParsers
+        self.environment = environment
     }
 
     private func stamp(_ relative: String) -> FileStamp {
@@ -53,7 +56,11 @@ actor WorkspaceState {
         let catalog = WorkspaceCatalog(workspace: workspace, knownParsers: knownParsers)
         let (configuration, problems) = WorkspaceConfiguration.load(workspace)
         let router = ModelRouter(
-            embedded: EmbeddedProvider(configuration: configuration.embedded ?? .init(rules: []), workspace: workspace)
+            embedded: EmbeddedProvider(configuration: configuration.embedded ?? .init(rules: []), workspace: workspace),
+            providers: configuration.providers ?? [:],
+            aliases: configuration.aliases ?? [:],
+            defaultProvider: configuration.defaultProvider,
+            environment: environment
         )
         let fresh = Snapshot(
             catalog: catalog,

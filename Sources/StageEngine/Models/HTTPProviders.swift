@@ -1,0 +1,363 @@
+import Foundation
+
+/// Where a provider is and how it authenticates.
+public struct ProviderEndpoint: Sendable, Hashable {
+    /// The provider's name, as model ids prefix it (`openai:gpt-4o-mini`).
+    public var name: String
+    public var baseURL: String
+    public var apiKey: String?
+    /// The environment variable the key comes from, named in errors (never the key itself).
+    public var apiKeyVariable: String?
+    public var timeout: Duration = .seconds(600)
+
+    public init(name: String, baseURL: String, apiKey: String? = nil, apiKeyVariable: String? = nil) {
+        self.name = name
+        self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        self.apiKey = apiKey
+        self.apiKeyVariable = apiKeyVariable
+    }
+}
+
+/// Helpers both HTTP providers share.
+enum ProviderCall {
+    /// Sends `body` and returns the completion, streamed or not. `onText` sees streamed text.
+    static func run(
+        _ endpoint: ProviderEndpoint,
+        path: String,
+        headers: [(name: String, value: String)],
+        body: [String: Any],
+        stream: Bool,
+        onText: (@Sendable (String) -> Void)?,
+        decode: (Data) throws(ModelError) -> Completion,
+        decodeStream: (inout StreamState, ServerSentEvents.Event) throws(ModelError) -> Void
+    ) async throws(ModelError) -> Completion {
+        let client: HTTPClient
+        do {
+            client = try HTTPClient.shared()
+        } catch {
+            throw ModelError(.unavailable, error.message)
+        }
+        var request = HTTPRequest(url: endpoint.baseURL + path, headers: headers)
+        request.totalTimeout = endpoint.timeout
+        do {
+            request.body = try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])
+        } catch {
+            throw ModelError(.invalidRequest, "cannot encode the request: \(error)")
+        }
+        var status = 0
+        var responseHeaders: [String: String] = [:]
+        var collected = Data()
+        var events = ServerSentEvents()
+        var state = StreamState()
+        do {
+            for try await event in client.stream(request) {
+                switch event {
+                case .head(let code, let fields):
+                    status = code
+                    responseHeaders = fields
+                case .body(let chunk):
+                    guard stream && status == 200 else {
+                        collected.append(chunk)
+                        continue
+                    }
+                    for message in events.feed(chunk) {
+                        let before = state.text.count
+                        try decodeStream(&state, message)
+                        if let onText, state.text.count > before { onText(String(state.text.dropFirst(before))) }
+                    }
+                }
+            }
+        } catch let error as HTTPError {
+            throw map(error, endpoint)
+        } catch let error as ModelError {
+            throw error
+        } catch {
+            throw ModelError(.network, "\(error)")
+        }
+        // A cancelled task's stream ends instead of throwing: say so rather than blame the provider.
+        if Task.isCancelled { throw ModelError(.cancelled, "the request was cancelled") }
+        guard status == 200 else {
+            throw providerError(status: status, body: collected, headers: responseHeaders, endpoint)
+        }
+        if stream {
+            guard state.finished else {
+                throw ModelError(
+                    .network,
+                    "\(endpoint.name)'s event stream ended before the answer was complete; retry the request"
+                )
+            }
+            return Completion(
+                text: state.text,
+                finishReason: state.finishReason ?? .other,
+                usage: .init(promptTokens: state.promptTokens, completionTokens: state.completionTokens),
+                cost: 0,
+                provider: endpoint.name,
+                model: state.model ?? ""
+            )
+        }
+        return try decode(collected)
+    }
+
+    /// What a streamed answer has accumulated so far.
+    struct StreamState {
+        var text = ""
+        var finishReason: FinishReason?
+        var promptTokens = 0
+        var completionTokens = 0
+        var model: String?
+        var finished = false
+    }
+
+    static func map(_ error: HTTPError, _ endpoint: ProviderEndpoint) -> ModelError {
+        switch error.kind {
+        case .timeout: return ModelError(.timeout, "\(endpoint.name) did not answer in time: \(error.message)")
+        case .cancelled: return ModelError(.cancelled, "the request was cancelled")
+        case .unavailable: return ModelError(.unavailable, error.message)
+        case .network, .tls, .responseTooLarge:
+            return ModelError(.network, "cannot reach \(endpoint.name) at \(endpoint.baseURL): \(error.message)")
+        }
+    }
+
+    /// A typed error for a non-200 answer, with the provider's own message when it gave one.
+    static func providerError(
+        status: Int,
+        body: Data,
+        headers: [String: String],
+        _ endpoint: ProviderEndpoint
+    )
+        -> ModelError
+    {
+        let object = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any]
+        let detail =
+            ((object?["error"] as? [String: Any])?["message"] as? String)
+            ?? (object?["message"] as? String)
+            ?? String(decoding: body.prefix(300), as: UTF8.self)
+        let said = detail.isEmpty ? "" : ": \(detail)"
+        switch status {
+        case 401, 403:
+            let variable = endpoint.apiKeyVariable.map { "check \($0)" } ?? "check the provider's API key"
+            return ModelError(
+                .authentication,
+                "\(endpoint.name) refused the API key (HTTP \(status))\(said); \(variable)"
+            )
+        case 429:
+            let wait = headers["retry-after"].map { " (retry after \($0) s)" } ?? ""
+            return ModelError(.rateLimit, "\(endpoint.name) is rate limiting requests (HTTP 429)\(wait)\(said)")
+        case 503, 529:
+            return ModelError(.overloaded, "\(endpoint.name) is overloaded (HTTP \(status))\(said); retry later")
+        case 400, 404, 413, 422:
+            let lowered = detail.lowercased()
+            if lowered.contains("context") && (lowered.contains("length") || lowered.contains("window"))
+                || lowered.contains("too many tokens") || lowered.contains("prompt is too long")
+            {
+                return ModelError(.contextLength, "the prompt is too long for the model (HTTP \(status))\(said)")
+            }
+            return ModelError(.invalidRequest, "\(endpoint.name) rejected the request (HTTP \(status))\(said)")
+        case 500...599:
+            return ModelError(.server, "\(endpoint.name) failed (HTTP \(status))\(said); retry later")
+        default:
+            return ModelError(.server, "\(endpoint.name) answered HTTP \(status)\(said)")
+        }
+    }
+
+    static func malformed(_ endpoint: ProviderEndpoint, _ what: String) -> ModelError {
+        ModelError(.server, "\(endpoint.name) sent a malformed answer (\(what))")
+    }
+
+    static func object(_ data: Data, _ endpoint: ProviderEndpoint) throws(ModelError) -> [String: Any] {
+        guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw malformed(endpoint, "not a JSON object")
+        }
+        return object
+    }
+}
+
+/// The OpenAI chat-completions API, and every server that speaks it (OpenAI, OpenRouter, Ollama,
+/// vLLM, llama.cpp server, LM Studio, Groq, DeepSeek, Together, …).
+public struct OpenAICompatibleProvider: ModelClient {
+    public let endpoint: ProviderEndpoint
+    /// Stream the answer (server-sent events) instead of waiting for it whole.
+    public var streaming: Bool
+    public var onText: (@Sendable (String) -> Void)?
+
+    public var provider: String { endpoint.name }
+
+    public init(endpoint: ProviderEndpoint, streaming: Bool = false, onText: (@Sendable (String) -> Void)? = nil) {
+        self.endpoint = endpoint
+        self.streaming = streaming
+        self.onText = onText
+    }
+
+    public func complete(_ request: CompletionRequest) async throws(ModelError) -> Completion {
+        var body: [String: Any] = [
+            "model": request.model,
+            "messages": request.messages.map { ["role": $0.role.rawValue, "content": $0.content] },
+        ]
+        if let maxTokens = request.maxTokens { body["max_tokens"] = maxTokens }
+        if let temperature = request.temperature { body["temperature"] = temperature }
+        if streaming {
+            body["stream"] = true
+            body["stream_options"] = ["include_usage": true]
+        }
+        var headers: [(name: String, value: String)] = []
+        if let key = endpoint.apiKey { headers.append(("Authorization", "Bearer \(key)")) }
+        let endpoint = endpoint
+        return try await ProviderCall.run(
+            endpoint,
+            path: "/chat/completions",
+            headers: headers,
+            body: body,
+            stream: streaming,
+            onText: onText,
+            decode: { data throws(ModelError) in
+                let object = try ProviderCall.object(data, endpoint)
+                guard let choice = (object["choices"] as? [[String: Any]])?.first,
+                    let message = choice["message"] as? [String: Any]
+                else { throw ProviderCall.malformed(endpoint, "no choices[0].message") }
+                let usage = object["usage"] as? [String: Any]
+                return Completion(
+                    text: message["content"] as? String ?? "",
+                    finishReason: Self.finishReason(choice["finish_reason"] as? String),
+                    usage: .init(
+                        promptTokens: usage?["prompt_tokens"] as? Int ?? 0,
+                        completionTokens: usage?["completion_tokens"] as? Int ?? 0
+                    ),
+                    cost: 0,
+                    provider: endpoint.name,
+                    model: object["model"] as? String ?? request.model
+                )
+            },
+            decodeStream: { state, event throws(ModelError) in
+                if event.data == "[DONE]" {
+                    state.finished = true
+                    return
+                }
+                let object = try ProviderCall.object(Data(event.data.utf8), endpoint)
+                if let message = (object["error"] as? [String: Any])?["message"] as? String {
+                    throw ModelError(.server, "\(endpoint.name) failed while streaming: \(message)")
+                }
+                state.model = state.model ?? object["model"] as? String
+                if let choice = (object["choices"] as? [[String: Any]])?.first {
+                    if let delta = choice["delta"] as? [String: Any], let text = delta["content"] as? String {
+                        state.text += text
+                    }
+                    if let reason = choice["finish_reason"] as? String {
+                        state.finishReason = Self.finishReason(reason)
+                    }
+                }
+                if let usage = object["usage"] as? [String: Any] {
+                    state.promptTokens = usage["prompt_tokens"] as? Int ?? state.promptTokens
+                    state.completionTokens = usage["completion_tokens"] as? Int ?? state.completionTokens
+                }
+            }
+        )
+    }
+
+    static func finishReason(_ reason: String?) -> FinishReason {
+        switch reason {
+        case "stop": return .stop
+        case "length": return .length
+        case "content_filter": return .contentFilter
+        case "tool_calls", "function_call": return .toolCalls
+        default: return .other
+        }
+    }
+}
+
+/// Anthropic's Messages API.
+public struct AnthropicProvider: ModelClient {
+    public let endpoint: ProviderEndpoint
+    public var streaming: Bool
+    public var onText: (@Sendable (String) -> Void)?
+    /// Anthropic requires max_tokens; this is sent when the request names none.
+    public var defaultMaxTokens = 4096
+
+    public var provider: String { endpoint.name }
+
+    public init(endpoint: ProviderEndpoint, streaming: Bool = false, onText: (@Sendable (String) -> Void)? = nil) {
+        self.endpoint = endpoint
+        self.streaming = streaming
+        self.onText = onText
+    }
+
+    public func complete(_ request: CompletionRequest) async throws(ModelError) -> Completion {
+        let system = request.messages.filter { $0.role == .system }.map(\.content).joined(separator: "\n\n")
+        var body: [String: Any] = [
+            "model": request.model,
+            "max_tokens": request.maxTokens ?? defaultMaxTokens,
+            "messages": request.messages.filter { $0.role != .system }.map {
+                ["role": $0.role.rawValue, "content": $0.content]
+            },
+        ]
+        if !system.isEmpty { body["system"] = system }
+        if let temperature = request.temperature { body["temperature"] = temperature }
+        if streaming { body["stream"] = true }
+        var headers: [(name: String, value: String)] = [("anthropic-version", "2023-06-01")]
+        if let key = endpoint.apiKey { headers.append(("x-api-key", key)) }
+        let endpoint = endpoint
+        return try await ProviderCall.run(
+            endpoint,
+            path: "/v1/messages",
+            headers: headers,
+            body: body,
+            stream: streaming,
+            onText: onText,
+            decode: { data throws(ModelError) in
+                let object = try ProviderCall.object(data, endpoint)
+                guard let content = object["content"] as? [[String: Any]] else {
+                    throw ProviderCall.malformed(endpoint, "no content")
+                }
+                let usage = object["usage"] as? [String: Any]
+                return Completion(
+                    text: content.compactMap { $0["type"] as? String == "text" ? $0["text"] as? String : nil }.joined(),
+                    finishReason: Self.finishReason(object["stop_reason"] as? String),
+                    usage: .init(
+                        promptTokens: usage?["input_tokens"] as? Int ?? 0,
+                        completionTokens: usage?["output_tokens"] as? Int ?? 0
+                    ),
+                    cost: 0,
+                    provider: endpoint.name,
+                    model: object["model"] as? String ?? request.model
+                )
+            },
+            decodeStream: { state, event throws(ModelError) in
+                let object = try ProviderCall.object(Data(event.data.utf8), endpoint)
+                switch object["type"] as? String {
+                case "message_start":
+                    let message = object["message"] as? [String: Any]
+                    state.model = message?["model"] as? String
+                    state.promptTokens = (message?["usage"] as? [String: Any])?["input_tokens"] as? Int ?? 0
+                case "content_block_delta":
+                    if let delta = object["delta"] as? [String: Any], let text = delta["text"] as? String {
+                        state.text += text
+                    }
+                case "message_delta":
+                    if let reason = (object["delta"] as? [String: Any])?["stop_reason"] as? String {
+                        state.finishReason = Self.finishReason(reason)
+                    }
+                    if let tokens = (object["usage"] as? [String: Any])?["output_tokens"] as? Int {
+                        state.completionTokens = tokens
+                    }
+                case "message_stop":
+                    state.finished = true
+                case "error":
+                    let message = (object["error"] as? [String: Any])?["message"] as? String ?? "unknown error"
+                    let kind = (object["error"] as? [String: Any])?["type"] as? String
+                    throw ModelError(kind == "overloaded_error" ? .overloaded : .server, "\(endpoint.name): \(message)")
+                default:
+                    break  // ping, content_block_start/stop
+                }
+            }
+        )
+    }
+
+    static func finishReason(_ reason: String?) -> FinishReason {
+        switch reason {
+        case "end_turn", "stop_sequence": return .stop
+        case "max_tokens": return .length
+        case "tool_use": return .toolCalls
+        case "refusal": return .contentFilter
+        default: return .other
+        }
+    }
+}

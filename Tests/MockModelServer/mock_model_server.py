@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""A model server on loopback that speaks the OpenAI chat-completions and Anthropic Messages
+APIs, streamed or not, and injects the faults real providers produce. The test suite starts it.
+
+The model name chooses the behaviour:
+  echo            answers "echo: <last user message>" (any other name does the same)
+  long            answers with finish reason length / stop reason max_tokens
+  fault-429       429 with Retry-After: 1         fault-500   500
+  fault-529       529 overloaded                  fault-401   401 bad key
+  fault-context   400 "maximum context length"    malformed   200 with a body that is not JSON
+  slow-body       sends the head, then one byte per second
+  never           accepts the request and never answers
+  reset-stream    streams two events, then drops the connection
+  truncated       streams without the final event
+  huge            a 2 MB answer
+Requests must carry the key "test-key" (Authorization: Bearer for OpenAI, x-api-key for
+Anthropic) unless the model is "no-auth". It prints "PORT <n>" once listening.
+"""
+
+import json
+import socket
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+KEY = "test-key"
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def send_json(self, status, payload, headers=()):
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", 0))
+        request = json.loads(self.rfile.read(length) or b"{}")
+        anthropic = self.path.endswith("/v1/messages")
+        if not anthropic and not self.path.endswith("/chat/completions"):
+            return self.send_json(404, {"error": {"message": f"no route {self.path}"}})
+        model = request.get("model", "")
+        key = self.headers.get("x-api-key") if anthropic else (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+        if model != "no-auth" and key != KEY or model == "fault-401":
+            return self.send_json(401, {"error": {"type": "authentication_error", "message": "invalid x-api-key"}})
+        if model == "fault-429":
+            return self.send_json(429, {"error": {"message": "Rate limit reached"}}, [("Retry-After", "1")])
+        if model == "fault-500":
+            return self.send_json(500, {"error": {"message": "internal server error"}})
+        if model == "fault-529":
+            return self.send_json(529, {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+        if model == "fault-context":
+            return self.send_json(400, {"error": {"message": "This model's maximum context length is 8192 tokens"}})
+        if model == "never":
+            time.sleep(120)
+            return
+        if model == "malformed":
+            body = b'{"choices": [ this is not json'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        if model == "slow-body":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            for _ in range(1000):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(1)
+            return
+        messages = request.get("messages", [])
+        last = messages[-1]["content"] if messages else ""
+        text = "x" * 2_000_000 if model == "huge" else f"echo: {last}"
+        stopped = "long" if model == "long" else "stop"
+        prompt_tokens = sum(len(m["content"].split()) for m in messages)
+        completion_tokens = len(text.split())
+        if request.get("stream"):
+            return self.stream(anthropic, model, text, stopped, prompt_tokens, completion_tokens)
+        if anthropic:
+            return self.send_json(200, {
+                "id": "msg_1", "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "text", "text": text}],
+                "stop_reason": "max_tokens" if stopped == "long" else "end_turn",
+                "usage": {"input_tokens": prompt_tokens, "output_tokens": completion_tokens},
+            })
+        return self.send_json(200, {
+            "id": "chatcmpl-1", "object": "chat.completion", "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": "length" if stopped == "long" else "stop"}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
+        })
+
+    def stream(self, anthropic, model, text, stopped, prompt_tokens, completion_tokens):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.end_headers()  # no Content-Length: the connection closes at the end
+        pieces = [text[i:i + 7] for i in range(0, len(text), 7)] or [""]
+
+        def send(event, payload):
+            prefix = f"event: {event}\n" if event else ""
+            self.wfile.write(f"{prefix}data: {json.dumps(payload) if not isinstance(payload, str) else payload}\n\n".encode())
+            self.wfile.flush()
+
+        if anthropic:
+            send("message_start", {"type": "message_start", "message": {"model": model, "usage": {"input_tokens": prompt_tokens}}})
+            send("ping", {"type": "ping"})
+        for number, piece in enumerate(pieces):
+            if model == "reset-stream" and number == 2:
+                # shutdown, not close: the handler's file objects still hold the socket open.
+                self.connection.shutdown(socket.SHUT_RDWR)
+                self.close_connection = True
+                return
+            if anthropic:
+                send("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                             "delta": {"type": "text_delta", "text": piece}})
+            else:
+                send(None, {"model": model, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
+        if model == "truncated":
+            self.close_connection = True
+            return
+        if anthropic:
+            send("message_delta", {"type": "message_delta",
+                                   "delta": {"stop_reason": "max_tokens" if stopped == "long" else "end_turn"},
+                                   "usage": {"output_tokens": completion_tokens}})
+            send("message_stop", {"type": "message_stop"})
+        else:
+            reason = "length" if stopped == "long" else "stop"
+            send(None, {"model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
+            send(None, {"model": model, "choices": [],
+                        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}})
+            send(None, "[DONE]")
+        self.close_connection = True
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 512  # the tests open a hundred connections at once
+
+    def handle_error(self, request, client_address):
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a client that hung up (a cancelled or timed-out request) is expected here
+        super().handle_error(request, client_address)
+
+
+def main():
+    server = Server(("127.0.0.1", 0), Handler)
+    print(f"PORT {server.server_address[1]}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+import Foundation
+import StageEngine
+import Synchronization
+import TestSupport
+import Testing
+
+@Suite("HTTP providers against the mock server", .serialized)
+struct HTTPProviderTests {
+    static let server = try! MockModelServer()
+
+    func openAI(streaming: Bool = false, key: String? = MockModelServer.key) -> OpenAICompatibleProvider {
+        OpenAICompatibleProvider(
+            endpoint: .init(
+                name: "openai",
+                baseURL: Self.server.url("/v1"),
+                apiKey: key,
+                apiKeyVariable: "OPENAI_API_KEY"
+            ),
+            streaming: streaming
+        )
+    }
+
+    func anthropic(streaming: Bool = false, key: String? = MockModelServer.key) -> AnthropicProvider {
+        AnthropicProvider(
+            endpoint: .init(
+                name: "anthropic",
+                baseURL: Self.server.url(),
+                apiKey: key,
+                apiKeyVariable: "ANTHROPIC_API_KEY"
+            ),
+            streaming: streaming
+        )
+    }
+
+    func request(_ model: String, maxTokens: Int? = nil) -> CompletionRequest {
+        CompletionRequest(
+            model: model,
+            messages: [.init(role: .system, content: "be brief"), .init(role: .user, content: "héllo wörld 😀")],
+            maxTokens: maxTokens
+        )
+    }
+
+    @Test("both APIs, whole and streamed: the same text, finish reason and usage", arguments: [false, true])
+    func answers(streaming: Bool) async throws {
+        for provider in [openAI(streaming: streaming) as any ModelClient, anthropic(streaming: streaming)] {
+            let completion = try await provider.complete(request("echo"))
+            #expect(completion.text == "echo: héllo wörld 😀", "\(provider.provider)")
+            #expect(completion.finishReason == .stop)
+            #expect(completion.usage.promptTokens > 0)
+            #expect(completion.usage.completionTokens == 4)
+            #expect(completion.provider == provider.provider)
+            #expect(completion.model == "echo")
+            let long = try await provider.complete(request("long"))
+            #expect(long.finishReason == .length, "\(provider.provider) maps its truncation reason")
+        }
+    }
+
+    @Test("streamed text arrives in pieces as it comes")
+    func streamedDeltas() async throws {
+        let pieces = Mutex<[String]>([])
+        var provider = openAI(streaming: true)
+        provider.onText = { piece in pieces.withLock { $0.append(piece) } }
+        let completion = try await provider.complete(request("echo"))
+        #expect(pieces.withLock { $0.count } > 1)
+        #expect(pieces.withLock { $0.joined() } == completion.text)
+    }
+
+    @Test(
+        "each fault becomes a typed error that says what to do, in bounded time",
+        arguments: [
+            (
+                "fault-429", ModelError.Kind.rateLimit,
+                "openai is rate limiting requests (HTTP 429) (retry after 1 s): Rate limit reached"
+            ),
+            ("fault-500", .server, "openai failed (HTTP 500): internal server error; retry later"),
+            ("fault-529", .overloaded, "openai is overloaded (HTTP 529): Overloaded; retry later"),
+            (
+                "fault-401", .authentication,
+                "openai refused the API key (HTTP 401): invalid x-api-key; check OPENAI_API_KEY"
+            ),
+            (
+                "fault-context", .contextLength,
+                "the prompt is too long for the model (HTTP 400): This model's maximum context length is 8192 tokens"
+            ),
+            ("malformed", .server, "openai sent a malformed answer (not a JSON object)"),
+        ]
+    )
+    func faults(model: String, kind: ModelError.Kind, message: String) async throws {
+        let started = ContinuousClock.now
+        do {
+            _ = try await openAI().complete(request(model))
+            Issue.record("\(model) succeeded")
+        } catch {
+            #expect(error.kind == kind)
+            #expect(error.message == message)
+            #expect(!error.message.contains(MockModelServer.key), "the key must never appear in an error")
+        }
+        #expect(ContinuousClock.now - started < .seconds(5))
+    }
+
+    @Test("a stream cut short is an error, never a silently short answer", arguments: ["truncated", "reset-stream"])
+    func brokenStreams(model: String) async throws {
+        for provider in [openAI(streaming: true) as any ModelClient, anthropic(streaming: true)] {
+            do {
+                let completion = try await provider.complete(request(model))
+                Issue.record("\(provider.provider) returned \(completion.text.count) characters from a broken stream")
+            } catch {
+                #expect(error.kind == .network, "\(provider.provider): \(error)")
+            }
+        }
+    }
+
+    @Test("a missing key is refused by the server with the variable to set")
+    func missingKey() async throws {
+        do {
+            _ = try await anthropic(key: nil).complete(request("echo"))
+            Issue.record("answered without a key")
+        } catch {
+            #expect(error.kind == .authentication)
+            #expect(error.message.hasSuffix("check ANTHROPIC_API_KEY"))
+        }
+    }
+
+    @Test("cancelling the caller aborts the transfer at once")
+    func cancellation() async throws {
+        let task = Task { try await openAI().complete(request("never")) }
+        try await Task.sleep(for: .milliseconds(200))
+        let started = ContinuousClock.now
+        task.cancel()
+        do {
+            _ = try await task.value
+            Issue.record("a cancelled request answered")
+        } catch let error as ModelError {
+            #expect(error.kind == .cancelled)
+        }
+        #expect(ContinuousClock.now - started < .seconds(1))
+    }
+
+    @Test("a body that stops flowing and an answer that never comes both time out")
+    func timeouts() async throws {
+        var endpoint = ProviderEndpoint(name: "openai", baseURL: Self.server.url("/v1"), apiKey: MockModelServer.key)
+        endpoint.timeout = .seconds(2)
+        let provider = OpenAICompatibleProvider(endpoint: endpoint)
+        for model in ["never", "slow-body"] {
+            let started = ContinuousClock.now
+            do {
+                _ = try await provider.complete(request(model))
+                Issue.record("\(model) answered")
+            } catch {
+                #expect(error.kind == .timeout, "\(model): \(error)")
+            }
+            #expect(ContinuousClock.now - started < .seconds(4))
+        }
+    }
+
+    @Test("a connection refused is a network error naming where")
+    func unreachable() async throws {
+        let provider = OpenAICompatibleProvider(endpoint: .init(name: "local", baseURL: "http://127.0.0.1:1/v1"))
+        do {
+            _ = try await provider.complete(request("echo"))
+            Issue.record("answered from a closed port")
+        } catch {
+            #expect(error.kind == .network)
+            #expect(error.message.hasPrefix("cannot reach local at http://127.0.0.1:1/v1: "))
+        }
+    }
+
+    @Test("100 calls in flight share the one transfer thread")
+    func concurrency() async throws {
+        let provider = anthropic()
+        try await withThrowingTaskGroup(of: String.self) { group in
+            for index in 0..<100 {
+                group.addTask {
+                    try await provider.complete(
+                        CompletionRequest(model: "echo", messages: [.init(role: .user, content: "n\(index)")])
+                    ).text
+                }
+            }
+            var answers: Set<String> = []
+            for try await text in group { answers.insert(text) }
+            #expect(answers.count == 100)
+        }
+    }
+}
