@@ -7,28 +7,33 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 SWIFT_FORMAT_PATHS := Package.swift Sources Tests Benchmarks/Package.swift Benchmarks/Sources
 
-.PHONY: demo test deps venv build release lint swift-test protocol-test bench clean
+.PHONY: demo test deps venv build release lint swift-test protocol-test client-test bench clean
 
 demo: deps release
 	@python3 scripts/demo.py .build/release/stagerunner
 
-test: deps venv lint swift-test protocol-test
+test: deps venv lint swift-test protocol-test client-test
 
-# The system packages the build needs: libcurl's and SQLite's headers.
+# The system packages the build needs (libcurl's and SQLite's headers), and Node for its client.
 deps:
 	@if ! pkg-config --exists libcurl sqlite3 2>/dev/null; then \
 		echo "Installing libcurl4-openssl-dev, libsqlite3-dev and pkg-config (apt)..."; \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq libcurl4-openssl-dev libsqlite3-dev pkg-config; \
 	fi
+	@if ! command -v node >/dev/null 2>&1; then \
+		echo "Installing nodejs (apt)..."; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs; \
+	fi
 
 venv: $(VENV)/.installed
 
 # pytest and jsonschema for protocol/, Jinja2 as the reference of the template engine.
-$(VENV)/.installed: protocol/tests/requirements.txt Tests/TemplateCorpus/requirements.txt
+# The Python client is installed editable, as its users would install it.
+$(VENV)/.installed: protocol/tests/requirements.txt Tests/TemplateCorpus/requirements.txt clients/python/pyproject.toml
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check \
-		-r protocol/tests/requirements.txt -r Tests/TemplateCorpus/requirements.txt
+		-r protocol/tests/requirements.txt -r Tests/TemplateCorpus/requirements.txt -e clients/python
 	touch $@
 
 build: deps
@@ -51,6 +56,11 @@ protocol-test: venv
 	$(PYTHON) -m pytest protocol/tests -q
 
 # The transport benchmark, then runStage throughput (its venv holds the Python peers and Jinja2).
+# The Python and Node clients against the built binary.
+client-test: venv
+	STAGERUNNER_BIN=$(abspath .build/debug/stagerunner) $(PYTHON) -m pytest clients/python/tests -q
+	STAGERUNNER_BIN=$(abspath .build/debug/stagerunner) node --test clients/node/test/
+
 bench: release
 	Benchmarks/run.sh .build/release/stagerunner
 	Benchmarks/.venv/bin/python Benchmarks/stage_bench.py .build/release/stagerunner

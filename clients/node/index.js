@@ -1,0 +1,8 @@
+export { Client, CLIENT_NAME, CLIENT_VERSION } from "./src/client.js";
+export {
+  RpcError, ParseError, InvalidRequest, MethodNotFound, InvalidParams, InternalError,
+  ServerNotInitialized, RequestCancelled, ContentModified, RequestFailed,
+  WorkspaceError, TemplateError, ModelError, StorageError, TruncatedError,
+  ServerExitedError, AbortError, TimeoutError, ProtocolError, ErrorCodes, rpcErrorFromObject,
+} from "./src/errors.js";
+export { NdjsonFramer, LspFramer, createFramer, encodeMessage } from "./src/framing.js";

@@ -1,0 +1,37 @@
+// Runs the README's quick start against the real binary.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { promisify } from "node:util";
+
+import { BIN, SKIP_NO_BIN, PACKAGE_DIR, workspaceCopy, cleanupWorkspaces } from "./helpers.js";
+
+test("README quick start runs", { skip: SKIP_NO_BIN }, async (t) => {
+  t.after(cleanupWorkspaces);
+  const readme = fs.readFileSync(path.join(PACKAGE_DIR, "README.md"), "utf8");
+  const block = /## Quick start\s+```js\n([\s\S]*?)```/.exec(readme);
+  assert.ok(block, "no js block under ## Quick start");
+  const code = block[1];
+  assert.ok(code.trim().split("\n").length <= 10, "the quick start is ten lines");
+  const ws = workspaceCopy();
+  const dir = path.dirname(ws);
+  // The package is imported by name: point a node_modules entry at it.
+  fs.mkdirSync(path.join(dir, "node_modules"), { recursive: true });
+  fs.symlinkSync(PACKAGE_DIR, path.join(dir, "node_modules", "stagerunner-client"), "dir");
+  fs.mkdirSync(path.join(dir, "examples"));
+  fs.renameSync(ws, path.join(dir, "examples", "daydream"));
+  const script = path.join(dir, "quickstart.mjs");
+  fs.writeFileSync(script, code);
+  const { stdout } = await promisify(execFile)(process.execPath, [script], {
+    cwd: dir,
+    env: { ...process.env, STAGERUNNER_BIN: BIN },
+    timeout: 30000,
+  });
+  assert.match(stdout, /\{ echo: 'héllo' \}/);
+  assert.match(stdout, /creative-synthesis/);
+  assert.match(stdout, /success \[/);
+  assert.match(stdout, /data\/1_raw\/templates\/draft\/systematic-analytical\.txt \d+/);
+  assert.ok(fs.existsSync(path.join(dir, "examples/daydream/data/gens/draft/d-creative/metadata.json")));
+});

@@ -1,0 +1,80 @@
+// index.d.ts must list exactly the properties of the schemas it was written from.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+
+import { PACKAGE_DIR, SCHEMA_DIR } from "./helpers.js";
+
+// interface name -> [schema file, JSON pointer inside it]
+const MAP = {
+  InitializeParams: ["initialize.params.json", ""],
+  ClientInfo: ["initialize.params.json", "/properties/clientInfo/oneOf/0"],
+  InitializeResult: ["initialize.result.json", ""],
+  ServerInfo: ["initialize.result.json", "/properties/serverInfo"],
+  ServerCapabilities: ["initialize.result.json", "/properties/capabilities"],
+  WorkspaceInfo: ["initialize.result.json", "/properties/workspace"],
+  PingParams: ["ping.params.json", ""],
+  PingResult: ["ping.result.json", ""],
+  StageRunParams: ["runStage.params.json", ""],
+  StageResult: ["runStage.result.json", ""],
+  StageDebug: ["runStage.result.json", "/properties/debug"],
+  GenerationMetadata: ["metadata.json", ""],
+  Usage: ["metadata.json", "/properties/usage"],
+  RenderPromptResult: ["renderPrompt.result.json", ""],
+  ListTemplatesParams: ["listTemplates.params.json", ""],
+  ListTemplatesResult: ["listTemplates.result.json", ""],
+  Template: ["listTemplates.result.json", "/$defs/template"],
+  ValidateWorkspaceResult: ["validateWorkspace.result.json", ""],
+  Diagnostic: ["validateWorkspace.result.json", "/$defs/diagnostic"],
+  CancelParams: ["cancelRequest.params.json", ""],
+  TestSleepParams: ["test-sleep.params.json", ""],
+  TestSleepResult: ["test-sleep.result.json", ""],
+  TestPrintParams: ["test-print.params.json", ""],
+  ErrorData: ["error.json", "/$defs/data"],
+  ErrorObject: ["error.json", ""],
+};
+
+const dts = fs.readFileSync(path.join(PACKAGE_DIR, "index.d.ts"), "utf8");
+
+/** Members of `export interface Name { ... }`: {name, optional} for each top-level member line. */
+function interfaceMembers(name) {
+  const m = new RegExp(`export interface ${name}(?:<[^>]*>)?(?: extends [^{]+)? \\{\\n([\\s\\S]*?)\\n\\}`).exec(dts);
+  assert.ok(m, `interface ${name} not found in index.d.ts`);
+  const members = [];
+  for (const line of m[1].split("\n")) {
+    const mm = /^ {2}(?:readonly )?["']?([A-Za-z_$][\w$]*)["']?(\?)?:/.exec(line);
+    if (mm) members.push({ name: mm[1], optional: mm[2] === "?" });
+  }
+  return members;
+}
+
+function schemaAt(file, pointer) {
+  let node = JSON.parse(fs.readFileSync(path.join(SCHEMA_DIR, file), "utf8"));
+  for (const part of pointer.split("/").slice(1)) node = node[part.replace(/~1/g, "/").replace(/~0/g, "~")];
+  return node;
+}
+
+for (const [iface, [file, pointer]] of Object.entries(MAP)) {
+  test(`index.d.ts ${iface} matches ${file}${pointer ? "#" + pointer : ""}`, () => {
+    const schema = schemaAt(file, pointer);
+    assert.ok(schema && typeof schema === "object", `${file}#${pointer} not found`);
+    const members = interfaceMembers(iface);
+    const props = Object.keys(schema.properties ?? {});
+    assert.deepEqual(members.map((m) => m.name).sort(), [...props].sort(), `${iface} members vs schema properties`);
+    const required = new Set(schema.required ?? []);
+    for (const m of members) {
+      assert.equal(!m.optional, required.has(m.name), `${iface}.${m.name}: optional in .d.ts must mean not required in the schema`);
+    }
+  });
+}
+
+test("every result schema is mapped to an interface (or is null)", () => {
+  const mapped = new Set(Object.values(MAP).filter(([, p]) => p === "").map(([f]) => f));
+  for (const f of fs.readdirSync(SCHEMA_DIR).filter((f) => f.endsWith(".result.json"))) {
+    const schema = JSON.parse(fs.readFileSync(path.join(SCHEMA_DIR, f), "utf8"));
+    if (schema.type === "null") continue; // shutdown: ShutdownResult = null
+    if (f === "test-print.result.json") continue; // {}: no properties
+    assert.ok(mapped.has(f), `${f} has no interface in MAP`);
+  }
+});

@@ -1,0 +1,238 @@
+"""Exceptions raised by the StageRunner client.
+
+Every JSON-RPC error response becomes an :class:`RpcError`; known codes map to a
+subclass (``MethodNotFound``, ``InvalidParams``, ``TemplateError`` …) so callers can
+``except`` the ones they care about. Unknown codes stay plain :class:`RpcError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+__all__ = [
+    "StageRunnerError",
+    "RpcError",
+    "ParseError",
+    "InvalidRequest",
+    "MethodNotFound",
+    "InvalidParams",
+    "InternalError",
+    "ServerNotInitialized",
+    "RequestCancelled",
+    "ContentModified",
+    "RequestFailed",
+    "WorkspaceError",
+    "TemplateError",
+    "ModelError",
+    "StorageError",
+    "TruncatedError",
+    "ServerExited",
+    "ProtocolError",
+    "ERROR_CLASSES",
+    "error_from_response",
+]
+
+
+class StageRunnerError(Exception):
+    """Base class of every exception this package raises (except ``TimeoutError``)."""
+
+
+class RpcError(StageRunnerError):
+    """An error response from the server: ``code``, ``message`` and ``data``.
+
+    ``data`` is the server's ``error.data`` object (``{}`` when absent); the helpers
+    :attr:`field`, :attr:`hint`, :attr:`file`, :attr:`line`, :attr:`kind` and
+    :attr:`problem` read its conventional members (protocol README section 7.2).
+    """
+
+    CODE: ClassVar[int | None] = None
+
+    def __init__(self, code: int, message: str, data: Mapping[str, Any] | None = None) -> None:
+        super().__init__(f"[{code}] {message}")
+        self.code: int = code
+        self.message: str = message
+        self.data: dict[str, Any] = dict(data) if isinstance(data, Mapping) else {}
+        if data is not None and not isinstance(data, Mapping):
+            self.data = {"value": data}
+
+    def _str(self, key: str) -> str | None:
+        value = self.data.get(key)
+        return value if isinstance(value, str) else None
+
+    @property
+    def field(self) -> str | None:
+        """Path of the offending parameter (``params.stage``), when given."""
+        return self._str("field")
+
+    @property
+    def problem(self) -> str | None:
+        """What is wrong with :attr:`field`, when given."""
+        return self._str("problem")
+
+    @property
+    def hint(self) -> str | None:
+        """How to fix the request, in words, when given."""
+        return self._str("hint")
+
+    @property
+    def file(self) -> str | None:
+        """The workspace file at fault (template errors), when given."""
+        return self._str("file")
+
+    @property
+    def line(self) -> int | None:
+        """The 1-based line of :attr:`file` at fault, when known."""
+        value = self.data.get("line")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    @property
+    def kind(self) -> str | None:
+        """For application errors: ``workspace``, ``template``, ``model``, ``storage`` or ``truncated``."""
+        return self._str("kind")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, message={self.message!r}, data={self.data!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (error_from_response, ({"code": self.code, "message": self.message, "data": self.data},))
+
+
+class ParseError(RpcError):
+    """-32700: the frame was not valid JSON, or its framing was broken."""
+
+    CODE = -32700
+
+
+class InvalidRequest(RpcError):
+    """-32600: not a valid request (also: any request after ``shutdown``)."""
+
+    CODE = -32600
+
+
+class MethodNotFound(RpcError):
+    """-32601: no such method; ``data`` has ``method`` and ``available``."""
+
+    CODE = -32601
+
+
+class InvalidParams(RpcError):
+    """-32602: a parameter is missing or wrong; ``data`` has ``field`` and ``problem``."""
+
+    CODE = -32602
+
+
+class InternalError(RpcError):
+    """-32603: a bug or unexpected failure in the server."""
+
+    CODE = -32603
+
+
+class ServerNotInitialized(RpcError):
+    """-32002: a request before ``initialize`` with ``--require-initialize``."""
+
+    CODE = -32002
+
+
+class RequestCancelled(RpcError):
+    """-32800: cancelled by ``$/cancelRequest``, ``exit`` or SIGINT."""
+
+    CODE = -32800
+
+
+class ContentModified(RpcError):
+    """-32801: the state the request depended on changed; retrying may succeed."""
+
+    CODE = -32801
+
+
+class RequestFailed(RpcError):
+    """-32803: valid request that failed for a reason of the domain."""
+
+    CODE = -32803
+
+
+class WorkspaceError(RpcError):
+    """-32010: the workspace lacks something the request needs (a parent generation …)."""
+
+    CODE = -32010
+
+
+class TemplateError(RpcError):
+    """-32011: the template does not compile or render; ``data`` has ``file`` and ``line``."""
+
+    CODE = -32011
+
+
+class ModelError(RpcError):
+    """-32012: the model cannot be used or did not answer."""
+
+    CODE = -32012
+
+
+class StorageError(RpcError):
+    """-32013: a generation cannot be read or committed."""
+
+    CODE = -32013
+
+
+class TruncatedError(RpcError):
+    """-32014: ``failOnTruncation`` was set and the answer was truncated."""
+
+    CODE = -32014
+
+
+ERROR_CLASSES: dict[int, type[RpcError]] = {
+    cls.CODE: cls
+    for cls in (
+        ParseError,
+        InvalidRequest,
+        MethodNotFound,
+        InvalidParams,
+        InternalError,
+        ServerNotInitialized,
+        RequestCancelled,
+        ContentModified,
+        RequestFailed,
+        WorkspaceError,
+        TemplateError,
+        ModelError,
+        StorageError,
+        TruncatedError,
+    )
+}
+
+
+def error_from_response(error: Mapping[str, Any]) -> RpcError:
+    """Build the :class:`RpcError` subclass matching a JSON-RPC ``error`` object."""
+    code = error.get("code")
+    if not isinstance(code, int) or isinstance(code, bool):
+        code = -32603
+    message = error.get("message")
+    if not isinstance(message, str):
+        message = str(message)
+    cls = ERROR_CLASSES.get(code, RpcError)
+    return cls(code, message, error.get("data"))
+
+
+class ServerExited(StageRunnerError):
+    """The server process ended (or its pipes closed) before answering.
+
+    ``returncode`` is the exit status (negative for a signal, ``None`` if unknown);
+    ``stderr_tail`` holds the last lines the server wrote to stderr.
+    """
+
+    def __init__(self, returncode: int | None, stderr_tail: str = "") -> None:
+        detail = f"stagerunner server exited with status {returncode}"
+        if stderr_tail:
+            detail += "; last stderr lines:\n" + stderr_tail
+        super().__init__(detail)
+        self.returncode: int | None = returncode
+        self.stderr_tail: str = stderr_tail
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ServerExited, (self.returncode, self.stderr_tail))
+
+
+class ProtocolError(StageRunnerError):
+    """The server sent something that is not a valid frame or JSON-RPC message."""

@@ -1,0 +1,147 @@
+"""Test helpers: paths, the fake server, and schema validation of every message (draft 2020-12).
+
+(A module with a unique name rather than ``conftest``, so that test modules can import it
+even when pytest collects other suites' ``conftest.py`` files in the same run.)
+
+``ValidatingClient`` is a :class:`stagerunner.Client` that checks each outgoing request
+and notification (envelope and params) and each incoming response (envelope, and the
+result against ``protocol/schema/<method>.result.json``). Failures are collected in
+``schema_failures`` because the reader task must not raise; the test fixtures assert
+the list is empty when a test ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from stagerunner import Client
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+SCHEMA_DIR = REPO_ROOT / "protocol" / "schema"
+EXAMPLE = REPO_ROOT / "examples" / "daydream"
+HERE = Path(__file__).resolve().parent
+
+
+def server_bin() -> str | None:
+    """STAGERUNNER_BIN, else the debug build, else None."""
+    env = os.environ.get("STAGERUNNER_BIN")
+    if env:
+        return env
+    path = REPO_ROOT / ".build" / "debug" / "stagerunner"
+    return str(path) if path.exists() else None
+
+
+def fake_server(directory: Path) -> str:
+    """An executable wrapper around fake_server.py (the client runs ``<exe> serve ...``)."""
+    script = directory / "fake-stagerunner"
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{HERE / "fake_server.py"}" "$@"\n')
+    script.chmod(0o755)
+    return str(script)
+
+
+def _load_registry() -> tuple[Registry, dict[str, str]]:
+    registry: Registry = Registry()
+    ids: dict[str, str] = {}
+    for path in sorted(SCHEMA_DIR.glob("*.json")):
+        schema = json.loads(path.read_text(encoding="utf-8"))
+        registry = registry.with_resource(
+            schema["$id"], Resource.from_contents(schema, default_specification=DRAFT202012)
+        )
+        ids[path.name] = schema["$id"]
+    return registry.crawl(), ids
+
+
+REGISTRY, SCHEMA_IDS = _load_registry()
+_VALIDATORS: dict[str, Draft202012Validator] = {}
+
+
+def schema_file_for(method: str, kind: str) -> str | None:
+    """The schema file name of a method's ``params`` or ``result`` (``None`` when none exists)."""
+    if kind == "params" and method == "renderPrompt":
+        method = "runStage"
+    if method == "$/cancelRequest":
+        method = "cancelRequest"
+    name = f"{method.replace('/', '-')}.{kind}.json"
+    return name if name in SCHEMA_IDS else None
+
+
+def load_schema(name: str) -> dict[str, Any]:
+    """The parsed schema file ``protocol/schema/<name>``."""
+    schema: dict[str, Any] = json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8"))
+    return schema
+
+
+def validator(name: str) -> Draft202012Validator:
+    """A cached validator for ``protocol/schema/<name>`` with offline ``$ref`` resolution."""
+    if name not in _VALIDATORS:
+        schema = load_schema(name)
+        _VALIDATORS[name] = Draft202012Validator(schema, registry=REGISTRY)
+    return _VALIDATORS[name]
+
+
+def errors_for(name: str, value: Any) -> list[str]:
+    """Every validation error of ``value`` against schema ``name``, as text."""
+    return [
+        f"{name}: {'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+        for e in validator(name).iter_errors(value)
+    ]
+
+
+def validate_result(method: str, result: Any) -> None:
+    """Assert ``result`` validates against ``protocol/schema/<method>.result.json``."""
+    name = schema_file_for(method, "result")
+    assert name is not None, f"no result schema for {method}"
+    problems = errors_for(name, result)
+    assert not problems, "\n".join(problems)
+
+
+class ValidatingClient(Client):
+    """A Client that validates every message it sends and receives against the schemas."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.schema_failures: list[str] = []
+        self.validated_results: dict[str, int] = {}
+        self._sent_methods: dict[Any, str] = {}
+        self.check_params = True  # tests that send bad params on purpose turn this off
+
+    async def _send(self, message: Mapping[str, Any]) -> None:
+        method = message.get("method")
+        if isinstance(method, str):
+            envelope = "request.json" if "id" in message else "notification.json"
+            self.schema_failures += errors_for(envelope, dict(message))
+            params_schema = schema_file_for(method, "params")
+            if self.check_params and params_schema is not None and "params" in message:
+                self.schema_failures += errors_for(params_schema, message["params"])
+            if "id" in message:
+                self._sent_methods[message["id"]] = method
+        else:
+            self.schema_failures += errors_for("response.json", dict(message))
+        await super()._send(message)
+
+    def _handle_response(self, message: dict[str, Any]) -> None:
+        self.schema_failures += errors_for("response.json", message)
+        method = self._sent_methods.pop(message.get("id"), None)
+        if method is not None and "result" in message:
+            name = schema_file_for(method, "result")
+            if name is None:
+                self.schema_failures.append(f"no result schema for {method}")
+            else:
+                self.schema_failures += errors_for(name, message["result"])
+                self.validated_results[method] = self.validated_results.get(method, 0) + 1
+        if "error" in message:
+            self.schema_failures += errors_for("error.json", message["error"])
+        super()._handle_response(message)
+
+
+Spawner = Callable[..., ValidatingClient]
+"""The type of the ``spawn`` fixture: ``spawn(**Client.spawn kwargs)`` returns a ValidatingClient."""

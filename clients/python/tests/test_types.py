@@ -1,0 +1,59 @@
+"""The TypedDicts of stagerunner.types must match protocol/schema, in both directions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from stagerunner import types
+from stagerunner_testkit import load_schema
+
+# TypedDict -> (schema file, JSON pointer of the object inside it)
+MAPPING: dict[str, tuple[str, str]] = {
+    "InitializeResult": ("initialize.result.json", ""),
+    "ServerInfo": ("initialize.result.json", "/properties/serverInfo"),
+    "ServerCapabilities": ("initialize.result.json", "/properties/capabilities"),
+    "WorkspaceInfo": ("initialize.result.json", "/properties/workspace"),
+    "PingResult": ("ping.result.json", ""),
+    "StageResult": ("runStage.result.json", ""),
+    "StageDebug": ("runStage.result.json", "/properties/debug"),
+    "GenerationMetadata": ("metadata.json", ""),
+    "Usage": ("metadata.json", "/properties/usage"),
+    "RenderPromptResult": ("renderPrompt.result.json", ""),
+    "ListTemplatesResult": ("listTemplates.result.json", ""),
+    "Template": ("listTemplates.result.json", "/$defs/template"),
+    "ValidateWorkspaceResult": ("validateWorkspace.result.json", ""),
+    "Diagnostic": ("validateWorkspace.result.json", "/$defs/diagnostic"),
+    "TestSleepResult": ("test-sleep.result.json", ""),
+}
+
+
+def resolve(schema: dict[str, Any], pointer: str) -> dict[str, Any]:
+    node: Any = schema
+    for part in [p for p in pointer.split("/") if p]:
+        node = node[part]
+    assert isinstance(node, dict)
+    return node
+
+
+@pytest.mark.parametrize("name", sorted(MAPPING))
+def test_typeddict_matches_schema(name: str) -> None:
+    file, pointer = MAPPING[name]
+    obj = resolve(load_schema(file), pointer)
+    td = getattr(types, name)
+    schema_keys = set(obj.get("properties", {}))
+    td_keys = set(td.__annotations__)
+    assert schema_keys - td_keys == set(), f"{name}: schema members without a field"
+    assert td_keys - schema_keys == set(), f"{name}: fields the schema does not have"
+    assert set(td.__required_keys__) == set(obj.get("required", [])), f"{name}: required members differ"
+
+
+def test_every_result_schema_is_covered() -> None:
+    from stagerunner_testkit import SCHEMA_IDS
+
+    covered = {file for file, pointer in MAPPING.values() if pointer == ""}
+    results = {f for f in SCHEMA_IDS if f.endswith(".result.json")}
+    # shutdown's result is null and test/print's is {}: no TypedDict for those.
+    assert results - covered == {"shutdown.result.json", "test-print.result.json"}
+    assert "metadata.json" in covered
