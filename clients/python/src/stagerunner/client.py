@@ -93,6 +93,15 @@ def _drop_none(params: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if v is not None}
 
 
+def _stage_params(stage: str, values: Mapping[str, Any] | None, **fields: Any) -> dict[str, Any]:
+    """runStage/renderPrompt params: snake_case keywords to the protocol's camelCase, None dropped."""
+    params: dict[str, Any] = {"stage": stage, "values": dict(values) if values is not None else None}
+    for name, value in fields.items():
+        head, *rest = name.split("_")
+        params[head + "".join(part.capitalize() for part in rest)] = value
+    return _drop_none(params)
+
+
 class NotificationStream:
     """An async iterator over the server's notifications (optionally of one method).
 
@@ -682,24 +691,22 @@ class Client:
         timeout: float | None = None,
     ) -> StageResult:
         """``runStage``: produce (or reuse) one generation and return it."""
-        params = _drop_none(
-            {
-                "stage": stage,
-                "genId": gen_id,
-                "templateId": template_id,
-                "values": dict(values) if values is not None else None,
-                "mode": mode,
-                "model": model,
-                "parserName": parser_name,
-                "passThroughFrom": pass_through_from,
-                "maxTokens": max_tokens,
-                "promptText": prompt_text,
-                "force": force or None,
-                "stubFallback": stub_fallback or None,
-                "failOnTruncation": fail_on_truncation or None,
-                "runId": run_id,
-                "maxTextLength": max_text_length,
-            }
+        params = _stage_params(
+            stage,
+            values,
+            gen_id=gen_id,
+            template_id=template_id,
+            mode=mode,
+            model=model,
+            parser_name=parser_name,
+            pass_through_from=pass_through_from,
+            max_tokens=max_tokens,
+            prompt_text=prompt_text,
+            force=force or None,
+            stub_fallback=stub_fallback or None,
+            fail_on_truncation=fail_on_truncation or None,
+            run_id=run_id,
+            max_text_length=max_text_length,
         )
         return cast(StageResult, await self.request("runStage", params, timeout=timeout))
 
@@ -719,19 +726,17 @@ class Client:
         timeout: float | None = None,
     ) -> RenderPromptResult:
         """``renderPrompt``: the prompt :meth:`run_stage` would send, without sending it."""
-        params = _drop_none(
-            {
-                "stage": stage,
-                "genId": gen_id,
-                "templateId": template_id,
-                "values": dict(values) if values is not None else None,
-                "mode": mode,
-                "model": model,
-                "parserName": parser_name,
-                "passThroughFrom": pass_through_from,
-                "promptText": prompt_text,
-                "runId": run_id,
-            }
+        params = _stage_params(
+            stage,
+            values,
+            gen_id=gen_id,
+            template_id=template_id,
+            mode=mode,
+            model=model,
+            parser_name=parser_name,
+            pass_through_from=pass_through_from,
+            prompt_text=prompt_text,
+            run_id=run_id,
         )
         return cast(RenderPromptResult, await self.request("renderPrompt", params, timeout=timeout))
 
