@@ -86,7 +86,7 @@ def main() -> None:
         print(f"  {stage:<10} {names}")
 
     rows = list(csv.DictReader(open(workspace / "data/cohorts/demo/membership.csv", encoding="utf-8")))
-    print(f"\nrunStage × {len(rows)}, all sent at once (model provider: embedded, no network, no key):\n")
+    print(f"\nrunStage × {len(rows)}, all sent at once:\n")
     pending = {}
     for row in reversed(rows):  # evaluations first: their missing parents are generated on demand
         request_id = server.send("runStage", {"stage": row["stage"], "genId": row["gen_id"]})
@@ -113,8 +113,12 @@ def main() -> None:
         print(f"{row['gen_id']:<26} {row['stage']:<11} {row['template_id']:<22} "
               f"{row['llm_model_id'] or '-':<11} {colored} {score:>5}")
 
+    providers = sorted({r["result"]["metadata"].get("provider") for r in results.values()
+                        if "result" in r and r["result"]["metadata"].get("provider")})
+    note = " (no network, no key)" if providers == ["embedded"] else ""
+    print(f"\nmodel provider: {', '.join(providers)}{note}")
     again = server.call("runStage", {"stage": "evaluation", "genId": rows[-1]["gen_id"]})
-    print(f"\nasked again for {rows[-1]['gen_id']}: reused={str(again['reused']).lower()} (no model call)")
+    print(f"asked again for {rows[-1]['gen_id']}: reused={str(again['reused']).lower()} (no model call)")
     status = server.close()
     print(f"server exited with status {status}")
     print(f"artifacts: {workspace}/data/gens/<stage>/<gen_id>/"
