@@ -13,6 +13,8 @@ The model name chooses the behaviour:
   reset-stream    streams two events, then drops the connection
   truncated       streams without the final event
   huge            a 2 MB answer
+  flaky-<n>-<tag> fails its first n requests with 500, then answers
+  ratelimited-<tag>  429 with Retry-After: 1 once, then answers
 Requests must carry the key "test-key" (Authorization: Bearer for OpenAI, x-api-key for
 Anthropic) unless the model is "no-auth". It prints "PORT <n>" once listening.
 """
@@ -20,10 +22,22 @@ Anthropic) unless the model is "no-auth". It prints "PORT <n>" once listening.
 import json
 import socket
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 KEY = "test-key"
+# Requests seen per model name, for the models that fail a given number of times first.
+SEEN: dict[str, int] = {}
+SEEN_LOCK = threading.Lock()
+
+
+def seen(model: str) -> int:
+    """How many requests for `model` came before this one."""
+    with SEEN_LOCK:
+        count = SEEN.get(model, 0)
+        SEEN[model] = count + 1
+        return count
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -52,6 +66,10 @@ class Handler(BaseHTTPRequestHandler):
         key = self.headers.get("x-api-key") if anthropic else (self.headers.get("Authorization") or "").removeprefix("Bearer ")
         if model != "no-auth" and key != KEY or model == "fault-401":
             return self.send_json(401, {"error": {"type": "authentication_error", "message": "invalid x-api-key"}})
+        if model.startswith("flaky-") and seen(model) < int(model.split("-")[1]):
+            return self.send_json(500, {"error": {"message": "transient failure"}})
+        if model.startswith("ratelimited-") and seen(model) == 0:
+            return self.send_json(429, {"error": {"message": "slow down"}}, [("Retry-After", "1")])
         if model == "fault-429":
             return self.send_json(429, {"error": {"message": "Rate limit reached"}}, [("Retry-After", "1")])
         if model == "fault-500":

@@ -143,6 +143,8 @@ export interface GenerationMetadata {
   template_sha256?: string;
   raw_length?: number;
   raw_lines?: number;
+  /** Failed attempts retried before the answer; absent when the first attempt succeeded. */
+  retries?: number;
 }
 
 /** schema/metadata.json#/properties/usage */

@@ -26,6 +26,9 @@ public struct CallRecord: Sendable, Hashable, Codable, FetchableRecord, MutableP
     public var completionTokens: Int
     public var cost: Double
     public var cached: Bool
+    /// Failed attempts retried before the outcome, and why each failed ("kind: message; …").
+    public var retries = 0
+    public var retryErrors: String?
 
     public init(
         createdAt: String,
@@ -43,7 +46,9 @@ public struct CallRecord: Sendable, Hashable, Codable, FetchableRecord, MutableP
         promptTokens: Int,
         completionTokens: Int,
         cost: Double,
-        cached: Bool
+        cached: Bool,
+        retries: Int = 0,
+        retryErrors: String? = nil
     ) {
         self.createdAt = createdAt
         self.runId = runId
@@ -61,6 +66,8 @@ public struct CallRecord: Sendable, Hashable, Codable, FetchableRecord, MutableP
         self.completionTokens = completionTokens
         self.cost = cost
         self.cached = cached
+        self.retries = retries
+        self.retryErrors = retryErrors
     }
 
     public mutating func didInsert(_ inserted: InsertionSuccess) {
@@ -130,6 +137,12 @@ public final class CallLog: Sendable {
                 table.column("cached", .boolean).notNull()
             }
             try db.create(index: "llm_calls_gen", on: CallRecord.databaseTableName, columns: ["genId"])
+        }
+        migrator.registerMigration("2: retries") { db in
+            try db.alter(table: CallRecord.databaseTableName) { table in
+                table.add(column: "retries", .integer).notNull().defaults(to: 0)
+                table.add(column: "retryErrors", .text)
+            }
         }
         return migrator
     }

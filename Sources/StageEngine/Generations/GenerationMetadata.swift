@@ -60,6 +60,8 @@ public struct GenerationMetadata: Sendable, Hashable, Codable {
     public var templateSha256: String?
     public var rawLength: Int?
     public var rawLines: Int?
+    /// Failed attempts retried before the answer (absent when there were none).
+    public var retries: Int?
 
     public init(
         stage: Stage,
@@ -82,7 +84,8 @@ public struct GenerationMetadata: Sendable, Hashable, Codable {
         files: [String],
         templateSha256: String? = nil,
         rawLength: Int? = nil,
-        rawLines: Int? = nil
+        rawLines: Int? = nil,
+        retries: Int? = nil
     ) {
         self.stage = stage
         self.genId = genId
@@ -105,6 +108,7 @@ public struct GenerationMetadata: Sendable, Hashable, Codable {
         self.templateSha256 = templateSha256
         self.rawLength = rawLength
         self.rawLines = rawLines
+        self.retries = retries
     }
 }
 

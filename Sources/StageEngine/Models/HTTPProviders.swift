@@ -142,9 +142,17 @@ enum ProviderCall {
             )
         case 429:
             let wait = headers["retry-after"].map { " (retry after \($0) s)" } ?? ""
-            return ModelError(.rateLimit, "\(endpoint.name) is rate limiting requests (HTTP 429)\(wait)\(said)")
+            return ModelError(
+                .rateLimit,
+                "\(endpoint.name) is rate limiting requests (HTTP 429)\(wait)\(said)",
+                retryAfter: RetryPolicy.parse(headers)
+            )
         case 503, 529:
-            return ModelError(.overloaded, "\(endpoint.name) is overloaded (HTTP \(status))\(said); retry later")
+            return ModelError(
+                .overloaded,
+                "\(endpoint.name) is overloaded (HTTP \(status))\(said); retry later",
+                retryAfter: RetryPolicy.parse(headers)
+            )
         case 400, 404, 413, 422:
             let lowered = detail.lowercased()
             if lowered.contains("context") && (lowered.contains("length") || lowered.contains("window"))
@@ -154,7 +162,11 @@ enum ProviderCall {
             }
             return ModelError(.invalidRequest, "\(endpoint.name) rejected the request (HTTP \(status))\(said)")
         case 500...599:
-            return ModelError(.server, "\(endpoint.name) failed (HTTP \(status))\(said); retry later")
+            return ModelError(
+                .server,
+                "\(endpoint.name) failed (HTTP \(status))\(said); retry later",
+                retryAfter: RetryPolicy.parse(headers)
+            )
         default:
             return ModelError(.server, "\(endpoint.name) answered HTTP \(status)\(said)")
         }

@@ -72,6 +72,8 @@ public struct Completion: Sendable, Hashable {
     public var model: String
     /// Served from the response cache.
     public var cached: Bool
+    /// Failed attempts retried before this answer, and why each failed.
+    public var retries: [String] = []
 
     public init(
         text: String,
@@ -110,10 +112,24 @@ public struct ModelError: Error, Sendable, Hashable, CustomStringConvertible {
 
     public var kind: Kind
     public var message: String
+    /// How long the provider asked to wait before trying again (`Retry-After`).
+    public var retryAfter: Duration?
+    /// Retries made before giving up with this error.
+    public var retries = 0
 
-    public init(_ kind: Kind, _ message: String) {
+    public init(_ kind: Kind, _ message: String, retryAfter: Duration? = nil) {
         self.kind = kind
         self.message = message
+        self.retryAfter = retryAfter
+    }
+
+    /// Whether trying again may succeed: rate limits, overload, server and network faults, and
+    /// timeouts; never a bad key, a bad request, a prompt too long or a cancellation.
+    public var isRetryable: Bool {
+        switch kind {
+        case .rateLimit, .overloaded, .server, .network, .timeout: return true
+        case .authentication, .invalidRequest, .contextLength, .cancelled, .unavailable: return false
+        }
     }
 
     public var description: String { "\(kind.rawValue): \(message)" }

@@ -27,6 +27,8 @@ public struct ModelRouter: Sendable {
         public var streaming: Bool?
         /// Seconds for a whole call.
         public var timeout: Double?
+        /// How failed calls are retried (default: ``RetryPolicy()``).
+        public var retries: RetryPolicy?
 
         public init(
             kind: Kind,
@@ -34,7 +36,8 @@ public struct ModelRouter: Sendable {
             apiKeyEnv: String? = nil,
             baseURLEnv: String? = nil,
             streaming: Bool? = nil,
-            timeout: Double? = nil
+            timeout: Double? = nil,
+            retries: RetryPolicy? = nil
         ) {
             self.kind = kind
             self.baseURL = baseURL
@@ -42,6 +45,7 @@ public struct ModelRouter: Sendable {
             self.baseURLEnv = baseURLEnv
             self.streaming = streaming
             self.timeout = timeout
+            self.retries = retries
         }
     }
 
@@ -122,9 +126,11 @@ public struct ModelRouter: Sendable {
         )
         if let timeout = settings.timeout { endpoint.timeout = .milliseconds(Int(timeout * 1000)) }
         let streaming = settings.streaming ?? false
+        let client: any ModelClient
         switch settings.kind {
-        case .openai: return (OpenAICompatibleProvider(endpoint: endpoint, streaming: streaming), name)
-        case .anthropic: return (AnthropicProvider(endpoint: endpoint, streaming: streaming), name)
+        case .openai: client = OpenAICompatibleProvider(endpoint: endpoint, streaming: streaming)
+        case .anthropic: client = AnthropicProvider(endpoint: endpoint, streaming: streaming)
         }
+        return (RetryingClient(client, policy: settings.retries ?? RetryPolicy()), name)
     }
 }

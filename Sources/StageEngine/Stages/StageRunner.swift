@@ -403,7 +403,7 @@ public final class StageRunner: Sendable {
         do {
             completion = try await routed.client.complete(request)
         } catch {
-            await log(call, nil, status: "error", error: error.description)
+            await log(call, nil, status: "error", error: error.description, retries: error.retries)
             throw StageError(.model, "\(routed.client.provider) could not answer: \(error.description)", field: "model")
         }
         let truncated =
@@ -459,7 +459,8 @@ public final class StageRunner: Sendable {
             files: files,
             templateSha256: templateSha,
             rawLength: completion.text.count,
-            rawLines: completion.text.split(separator: "\n", omittingEmptySubsequences: false).count
+            rawLines: completion.text.split(separator: "\n", omittingEmptySubsequences: false).count,
+            retries: completion.retries.isEmpty ? nil : completion.retries.count
         )
         let result = try await commit(
             plan,
@@ -521,7 +522,7 @@ public final class StageRunner: Sendable {
         var started: ContinuousClock.Instant
     }
 
-    func log(_ call: CallContext, _ completion: Completion?, status: String, error: String?) async {
+    func log(_ call: CallContext, _ completion: Completion?, status: String, error: String?, retries: Int = 0) async {
         let parameters = call.maxTokens.map { #"{"max_tokens":\#($0)}"# } ?? "{}"
         let record = CallRecord(
             createdAt: call.createdAt,
@@ -539,7 +540,9 @@ public final class StageRunner: Sendable {
             promptTokens: completion?.usage.promptTokens ?? 0,
             completionTokens: completion?.usage.completionTokens ?? 0,
             cost: completion?.cost ?? 0,
-            cached: completion?.cached ?? false
+            cached: completion?.cached ?? false,
+            retries: completion?.retries.count ?? retries,
+            retryErrors: completion.flatMap { $0.retries.isEmpty ? nil : $0.retries.joined(separator: "; ") }
         )
         do {
             try await callLog.record(record)

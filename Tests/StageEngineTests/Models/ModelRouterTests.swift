@@ -33,7 +33,8 @@ struct ModelRouterTests {
         let (client, model) = try router.route("sonnet")
         #expect(client.provider == "anthropic")
         #expect(model == "claude-sonnet-4-5")
-        let ollama = try #require(try router.route("ollama:qwen3").client as? OpenAICompatibleProvider)
+        let routed = try #require(try router.route("ollama:qwen3").client as? RetryingClient)
+        let ollama = try #require(routed.base as? OpenAICompatibleProvider)
         #expect(ollama.endpoint.baseURL == "http://gpu-box:11434/v1")
         #expect(ollama.endpoint.apiKey == nil)
     }
@@ -73,7 +74,8 @@ struct ProviderStageTests {
                 values:
                   concepts: [{name: Sleep, description: rest}]
                 providers:
-                  mock: {kind: openai, baseURL: "\(Self.server.url("/v1"))", apiKeyEnv: MOCK_API_KEY}
+                  mock: {kind: openai, baseURL: "\(Self.server.url("/v1"))", apiKeyEnv: MOCK_API_KEY,
+                         retries: {attempts: 2, baseDelay: 0.01}}
                   mock-anthropic: {kind: anthropic, baseURL: "\(Self.server.url())", apiKeyEnv: MOCK_API_KEY, streaming: true}
                 aliases:
                   sonnet-4: mock-anthropic:echo
@@ -102,7 +104,7 @@ struct ProviderStageTests {
             #expect(error.kind == .model)
             #expect(
                 error.message
-                    == "mock could not answer: server: mock failed (HTTP 500): internal server error; retry later"
+                    == "mock could not answer: server: mock failed (HTTP 500): internal server error; retry later (after 1 retry)"
             )
         }
         let calls = try await runner.callLog.recent()

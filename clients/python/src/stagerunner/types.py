@@ -113,6 +113,7 @@ class GenerationMetadata(TypedDict):
     template_sha256: NotRequired[str]
     raw_length: NotRequired[int]
     raw_lines: NotRequired[int]
+    retries: NotRequired[int]
 
 
 class StageDebug(TypedDict):
