@@ -321,8 +321,7 @@ public final class Connection: @unchecked Sendable {
     private func finish(_ id: RequestID, _ marker: InFlight, _ outcome: Result<RawJSON, ResponseError>, _ batch: Batch?)
     {
         // Answer first, so that whoever waits for idleness sees the answer already queued.
-        var none: [UInt8]? = nil
-        send(id: id, outcome, batch: batch, inline: &none)
+        if let body = responseBody(id: id, outcome, batch: batch) { enqueue(body) }
         var ready: [CheckedContinuation<Void, Never>] = []
         state.withLock {
             if inFlight[id] === marker { inFlight[id] = nil }
@@ -368,57 +367,35 @@ public final class Connection: @unchecked Sendable {
 
     // MARK: - Writing
 
-    /// Answers a request: into the batch when it belongs to one; inline on the reader when
-    /// `inline` is the reader's buffer; else through the writer thread.
-    private func send(
-        id: RequestID,
-        _ outcome: Result<RawJSON, ResponseError>,
-        batch: Batch?,
-        inline: inout [UInt8]
-    ) {
-        if let batch {
-            guard let body = batch.complete(id: id, outcome) else { return }
-            emit(body, inline: &inline)
-            return
-        }
+    /// Answers a request on the reader thread, into the reader's output buffer.
+    private func send(id: RequestID, _ outcome: Result<RawJSON, ResponseError>, batch: Batch?, inline: inout [UInt8]) {
+        if let body = responseBody(id: id, outcome, batch: batch) { frame(body, into: &inline) }
+    }
+
+    /// The frame body answering a request: the response itself, or the whole batch when this
+    /// response completes one; nil while the batch waits for its other members.
+    private func responseBody(id: RequestID, _ outcome: Result<RawJSON, ResponseError>, batch: Batch?) -> [UInt8]? {
+        if let batch { return batch.complete(id: id, outcome) }
         var body: [UInt8] = []
         body.reserveCapacity(64)
         MessageEncoder.response(id: id, outcome, into: &body)
-        emit(body, inline: &inline)
+        return body
     }
 
-    private func send(id: RequestID, _ outcome: Result<RawJSON, ResponseError>, batch: Batch?, inline: inout [UInt8]?) {
-        if var buffer = inline {
-            send(id: id, outcome, batch: batch, inline: &buffer)
-            inline = buffer
-        } else {
-            var body: [UInt8] = []
-            if let batch {
-                guard let batchBody = batch.complete(id: id, outcome) else { return }
-                body = batchBody
-            } else {
-                MessageEncoder.response(id: id, outcome, into: &body)
-            }
-            enqueue(body)
-        }
-    }
-
-    private func emit(_ body: [UInt8], inline: inout [UInt8]) {
+    /// Appends `body` in the connection's framing.
+    private func frame(_ body: [UInt8], into output: inout [UInt8]) {
         if logger.logLevel <= .trace {
             logger.trace("sent", metadata: ["message": "\(String(decoding: body, as: UTF8.self))"])
         }
         let framing = state.withLock { outputFraming } ?? .lsp
-        framing.frame(body, into: &inline)
+        framing.frame(body, into: &output)
     }
 
+    /// Queues `body` for the writer thread (from tasks, which must not block).
     private func enqueue(_ body: [UInt8]) {
-        if logger.logLevel <= .trace {
-            logger.trace("sent", metadata: ["message": "\(String(decoding: body, as: UTF8.self))"])
-        }
-        let framing = state.withLock { outputFraming } ?? .lsp
         var framed: [UInt8] = []
         framed.reserveCapacity(body.count + 32)
-        framing.frame(body, into: &framed)
+        frame(body, into: &framed)
         writer.enqueue(framed)
     }
 
