@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import Logging
 
@@ -239,8 +238,8 @@ public final class StageRunner: Sendable {
         // A dry run: a missing parent is an error here, never generated.
         try await addParentValues(&plan, generateMissing: false)
         if let prompt = spec.promptText { return (prompt, plan.values, plan.template) }
-        let (template, _) = try await state.template(plan.template.file)
-        return (try render(template, plan), plan.values, plan.template)
+        let compiled = try await state.template(plan.template.file)
+        return (try render(compiled.template, plan), plan.values, plan.template)
     }
 
     /// Evaluations see the essay under `response`; llm essays see the draft under `draft`.
@@ -364,9 +363,9 @@ public final class StageRunner: Sendable {
         if let text = spec.promptText {
             prompt = text
         } else {
-            let (template, source) = try await state.template(plan.template.file)
-            templateSha = SHA256.hash(data: Data(source.utf8)).map { String(format: "%02x", $0) }.joined()
-            prompt = try render(template, plan)
+            let compiled = try await state.template(plan.template.file)
+            templateSha = compiled.sha256
+            prompt = try render(compiled.template, plan)
         }
         let model = plan.model ?? ""
         var routed: (client: any ModelClient, model: String)

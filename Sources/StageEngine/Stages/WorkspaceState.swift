@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 
 /// The workspace's catalogs, configuration and compiled templates, reloaded when their files
@@ -16,7 +17,7 @@ actor WorkspaceState {
     let environment: [String: String]
     private var snapshot: Snapshot?
     private var stamps: [String: FileStamp] = [:]
-    private var templates: [String: (FileStamp, Template)] = [:]
+    private var templates: [String: (FileStamp, CompiledTemplate)] = [:]
 
     /// What identifies a version of a file without reading it.
     struct FileStamp: Hashable {
@@ -73,9 +74,14 @@ actor WorkspaceState {
         return fresh
     }
 
-    /// The compiled template at `file`, compiled again only when the file changed.
-    func template(_ file: String) throws(StageError) -> (Template, String) {
-        let current = stamp(file)
+    /// A template compiled, with the SHA-256 of its text (the prompt version).
+    struct CompiledTemplate: Sendable {
+        let template: Template
+        let sha256: String
+    }
+
+    /// The compiled template at `file`: read, hashed and compiled again only when the file changed.
+    func template(_ file: String) throws(StageError) -> CompiledTemplate {
         guard workspace.contains(file) else {
             throw StageError(
                 .workspace,
@@ -83,14 +89,18 @@ actor WorkspaceState {
                 file: file
             )
         }
+        let current = stamp(file)
+        if let (stamp, compiled) = templates[file], stamp == current { return compiled }
         guard let source = workspace.readText(file) else {
             throw StageError(.workspace, "the template text \(file) cannot be read", file: file)
         }
-        if let (stamp, compiled) = templates[file], stamp == current { return (compiled, source) }
         do {
-            let compiled = try Template(source: source, name: file)
+            let compiled = CompiledTemplate(
+                template: try Template(source: source, name: file),
+                sha256: SHA256.hash(data: Data(source.utf8)).map { String(format: "%02x", $0) }.joined()
+            )
             templates[file] = (current, compiled)
-            return (compiled, source)
+            return compiled
         } catch {
             throw StageError(.template, error.description, file: file, line: error.line)
         }

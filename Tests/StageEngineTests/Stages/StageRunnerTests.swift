@@ -166,6 +166,27 @@ struct StageRunnerTests {
         }
     }
 
+    @Test("an edited template is read again: new prompt, new prompt version")
+    func editedTemplate() async throws {
+        let temporary = try TemporaryWorkspace(copying: "daydream")
+        defer { temporary.remove() }
+        let runner = try StageRunner(workspace: temporary.workspace)
+        var spec = StageRunSpec(stage: .draft, templateId: "systematic-analytical", values: ["concepts": []])
+        spec.model = "m"
+        let first = try await runner.run(spec)
+        try "Version two: {{ concepts | length }} concepts."
+            .write(
+                toFile: temporary.workspace.path("data/1_raw/templates/draft/systematic-analytical.txt"),
+                atomically: true,
+                encoding: .utf8
+            )
+        spec.force = true
+        let second = try await runner.run(spec)
+        #expect(second.prompt == "Version two: 0 concepts.")
+        #expect(second.metadata.templateSha256 != first.metadata.templateSha256)
+        #expect(second.metadata.templateSha256?.count == 64)
+    }
+
     @Test("an undefined template variable names the variable, the template and the line")
     func strictUndefined() async throws {
         let temporary = try TemporaryWorkspace(copying: "daydream")
