@@ -16,7 +16,6 @@ final class Lifecycle: Sendable {
     struct State: Sendable {
         var phase: Phase = .starting
         var workspace: Workspace
-        var clientName: String?
         var shutdownReceived = false
     }
 

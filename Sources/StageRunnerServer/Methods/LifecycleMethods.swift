@@ -69,7 +69,6 @@ extension StageRunnerServer {
             }
             state.phase = .initialized
             state.workspace = workspace
-            state.clientName = params.clientInfo?.name
             return nil
         }
         if let problem { throw problem }
