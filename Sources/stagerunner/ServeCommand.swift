@@ -83,11 +83,12 @@ struct ServeCommand: AsyncParsableCommand {
         let server = StageRunnerServer(options: options, logger: logger)
         let connection = server.connect(input: STDIN_FILENO, output: protocolOutput)
         let signals = SignalHandlers(connection: connection, logger: logger)
-        connection.start()
+        // Logged before reading starts, so that it precedes whatever the first requests log.
         logger.info(
             "serving on stdio",
             metadata: ["version": "\(StageRunnerVersion.current)", "workspace": "\(workspace.root)"]
         )
+        connection.start()
         let reason = await connection.waitUntilClosed()
         withExtendedLifetime(signals) {}
         logger.info("closed", metadata: ["reason": "\(reason)"])
