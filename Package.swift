@@ -17,6 +17,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "stagerunner", targets: ["stagerunner"]),
+        .library(name: "JSON", targets: ["JSON"]),
         .library(name: "JSONRPC", targets: ["JSONRPC"]),
         .library(name: "StageEngine", targets: ["StageEngine"]),
         .library(name: "StageRunnerServer", targets: ["StageRunnerServer"]),
@@ -42,22 +43,32 @@ let package = Package(
         // Atomic directory exchange for committing generations.
         .target(name: "CFileSystem"),
 
+        // The JSON value, parser and writer shared by the protocol and the engine.
+        .target(name: "JSON", swiftSettings: strictSwift),
+        .testTarget(
+            name: "JSONTests",
+            dependencies: ["JSON"],
+            swiftSettings: strictSwift
+        ),
+
         .target(
             name: "JSONRPC",
             dependencies: [
-                .product(name: "Logging", package: "swift-log")
+                "JSON",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift
         ),
         .testTarget(
             name: "JSONRPCTests",
-            dependencies: ["JSONRPC", "TestSupport"],
+            dependencies: ["JSON", "JSONRPC", "TestSupport"],
             swiftSettings: strictSwift
         ),
         // Pipes, spawned servers and frame readers shared by the test targets.
         .target(
             name: "TestSupport",
             dependencies: [
+                "JSON",
                 "JSONRPC",
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -70,6 +81,7 @@ let package = Package(
             dependencies: [
                 "CCurl",
                 "CFileSystem",
+                "JSON",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -79,13 +91,14 @@ let package = Package(
         ),
         .testTarget(
             name: "StageEngineTests",
-            dependencies: ["StageEngine", "TestSupport"],
+            dependencies: ["StageEngine", "JSON", "TestSupport"],
             swiftSettings: strictSwift
         ),
 
         .target(
             name: "StageRunnerServer",
             dependencies: [
+                "JSON",
                 "JSONRPC",
                 "StageEngine",
                 .product(name: "Logging", package: "swift-log"),
@@ -94,13 +107,14 @@ let package = Package(
         ),
         .testTarget(
             name: "StageRunnerServerTests",
-            dependencies: ["StageRunnerServer", "JSONRPC", "TestSupport"],
+            dependencies: ["StageRunnerServer", "JSON", "JSONRPC", "TestSupport"],
             swiftSettings: strictSwift
         ),
 
         .executableTarget(
             name: "stagerunner",
             dependencies: [
+                "JSON",
                 "JSONRPC",
                 "StageEngine",
                 "StageRunnerServer",
@@ -112,7 +126,7 @@ let package = Package(
         // Spawns the built `stagerunner` binary over pipes.
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["stagerunner", "JSONRPC", "TestSupport"],
+            dependencies: ["stagerunner", "JSON", "JSONRPC", "TestSupport"],
             swiftSettings: strictSwift
         ),
     ]

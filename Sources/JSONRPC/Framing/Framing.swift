@@ -1,3 +1,5 @@
+import JSON
+
 /// How messages are delimited on the byte stream.
 public enum Framing: String, Sendable, Hashable, CaseIterable {
     /// The LSP base protocol: `Content-Length: N\r\n\r\n` then N bytes of JSON.

@@ -1,3 +1,5 @@
+import JSON
+
 /// Decodes frames into messages, following the JSON-RPC 2.0 specification to the letter:
 /// invalid JSON anywhere in a frame is a parse error for the whole frame; a structurally wrong
 /// message is an Invalid Request answered with its id when the id could be read, else `null`.

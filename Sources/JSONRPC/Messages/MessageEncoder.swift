@@ -1,3 +1,5 @@
+import JSON
+
 /// Encodes outgoing messages as compact JSON bytes (the frame body, without framing).
 public enum MessageEncoder {
     private static let resultPrefix = Array(#"{"jsonrpc":"2.0","id":"#.utf8)

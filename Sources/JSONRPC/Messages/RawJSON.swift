@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 
 /// One JSON value kept as its UTF-8 text, already validated.
 ///

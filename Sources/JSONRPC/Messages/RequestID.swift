@@ -1,3 +1,5 @@
+import JSON
+
 /// A request id: JSON-RPC allows a string, a number or null.
 ///
 /// Fractional numbers are rejected when decoding (the specification says ids SHOULD NOT have

@@ -1,3 +1,5 @@
+import JSON
+
 /// A JSON-RPC error object: what went wrong, with `data` that says where and how to fix it.
 ///
 /// The codes are the JSON-RPC 2.0 set, the LSP lifecycle and cancellation codes, and the

@@ -17,11 +17,11 @@ public struct JSONParser: ~Copyable {
     /// Nesting deeper than this is rejected rather than risking the stack.
     public static let defaultMaximumDepth = 512
 
-    let bytes: UnsafeBufferPointer<UInt8>
-    let maximumDepth: Int
+    package let bytes: UnsafeBufferPointer<UInt8>
+    package let maximumDepth: Int
     /// Index of the next unread byte.
-    var index: Int = 0
-    var depth: Int = 0
+    package var index: Int = 0
+    package var depth: Int = 0
 
     /// Parses `bytes` as exactly one JSON value (surrounding whitespace allowed).
     public static func parse(
@@ -51,37 +51,37 @@ public struct JSONParser: ~Copyable {
         }
     }
 
-    init(bytes: UnsafeBufferPointer<UInt8>, maximumDepth: Int = defaultMaximumDepth) {
+    package init(bytes: UnsafeBufferPointer<UInt8>, maximumDepth: Int = defaultMaximumDepth) {
         self.bytes = bytes
         self.maximumDepth = maximumDepth
     }
 
     // MARK: - Structure
 
-    var isAtEnd: Bool { index >= bytes.count }
+    package var isAtEnd: Bool { index >= bytes.count }
 
-    var current: UInt8 { bytes[index] }
+    package var current: UInt8 { bytes[index] }
 
-    func failure(_ reason: String) -> JSONParseError {
+    package func failure(_ reason: String) -> JSONParseError {
         JSONParseError(offset: index, reason: reason)
     }
 
-    func unexpected(_ expectation: String) -> JSONParseError {
+    package func unexpected(_ expectation: String) -> JSONParseError {
         guard !isAtEnd else { return failure("unexpected end of input, expected \(expectation)") }
         return failure("unexpected \(describe(current)), expected \(expectation)")
     }
 
-    func describe(_ byte: UInt8) -> String {
+    package func describe(_ byte: UInt8) -> String {
         if byte >= 0x21 && byte < 0x7F { return "'\(Character(Unicode.Scalar(byte)))'" }
         return hex(byte)
     }
 
-    func hex(_ byte: UInt8) -> String {
+    package func hex(_ byte: UInt8) -> String {
         let digits = String(byte, radix: 16, uppercase: true)
         return "byte 0x\(digits.count == 1 ? "0" + digits : digits)"
     }
 
-    mutating func skipWhitespace() {
+    package mutating func skipWhitespace() {
         while index < bytes.count {
             switch bytes[index] {
             case 0x20, 0x09, 0x0A, 0x0D: index += 1
@@ -91,17 +91,17 @@ public struct JSONParser: ~Copyable {
     }
 
     /// Fails unless only whitespace remains.
-    mutating func expectEnd() throws(JSONParseError) {
+    package mutating func expectEnd() throws(JSONParseError) {
         skipWhitespace()
         if !isAtEnd { throw failure("unexpected \(describe(current)) after the end of the JSON value") }
     }
 
-    mutating func consume(_ byte: UInt8, _ expectation: String) throws(JSONParseError) {
+    package mutating func consume(_ byte: UInt8, _ expectation: String) throws(JSONParseError) {
         guard !isAtEnd, current == byte else { throw unexpected(expectation) }
         index += 1
     }
 
-    mutating func enterContainer() throws(JSONParseError) {
+    package mutating func enterContainer() throws(JSONParseError) {
         depth += 1
         if depth > maximumDepth { throw failure("nesting deeper than \(maximumDepth) levels") }
     }
@@ -109,7 +109,7 @@ public struct JSONParser: ~Copyable {
     // MARK: - Values
 
     /// Parses one value; the index must be at its first byte.
-    mutating func parseValue() throws(JSONParseError) -> JSONValue {
+    package mutating func parseValue() throws(JSONParseError) -> JSONValue {
         guard !isAtEnd else { throw unexpected("a JSON value") }
         switch current {
         case UInt8(ascii: "{"):
@@ -168,7 +168,7 @@ public struct JSONParser: ~Copyable {
     }
 
     /// After an element: consumes ',' (returns false) or the closing byte (returns true).
-    mutating func endOfContainer(_ closing: UInt8, _ expectation: String) throws(JSONParseError) -> Bool {
+    package mutating func endOfContainer(_ closing: UInt8, _ expectation: String) throws(JSONParseError) -> Bool {
         guard !isAtEnd else { throw unexpected(expectation) }
         if current == UInt8(ascii: ",") {
             index += 1
@@ -182,7 +182,7 @@ public struct JSONParser: ~Copyable {
     }
 
     /// Validates one value without building it.
-    mutating func skipValue() throws(JSONParseError) {
+    package mutating func skipValue() throws(JSONParseError) {
         guard !isAtEnd else { throw unexpected("a JSON value") }
         switch current {
         case UInt8(ascii: "{"):
@@ -229,7 +229,7 @@ public struct JSONParser: ~Copyable {
         }
     }
 
-    mutating func literal(_ word: StaticString) throws(JSONParseError) {
+    package mutating func literal(_ word: StaticString) throws(JSONParseError) {
         let count = word.utf8CodeUnitCount
         let start = word.utf8Start
         for offset in 0..<count {
@@ -244,7 +244,7 @@ public struct JSONParser: ~Copyable {
     // MARK: - Numbers
 
     /// Scans the number at the index; returns whether it is a plain integer.
-    mutating func scanNumber() throws(JSONParseError) -> (start: Int, isInteger: Bool) {
+    package mutating func scanNumber() throws(JSONParseError) -> (start: Int, isInteger: Bool) {
         let start = index
         var isInteger = true
         if current == UInt8(ascii: "-") { index += 1 }
@@ -271,9 +271,9 @@ public struct JSONParser: ~Copyable {
         return (start, isInteger)
     }
 
-    func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
+    package func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
 
-    mutating func parseNumber() throws(JSONParseError) -> JSONValue {
+    package mutating func parseNumber() throws(JSONParseError) -> JSONValue {
         let (start, isInteger) = try scanNumber()
         let text = UnsafeBufferPointer(rebasing: bytes[start..<index])
         if isInteger, let value = Self.integer(text) { return .integer(value) }
@@ -284,7 +284,7 @@ public struct JSONParser: ~Copyable {
     }
 
     /// The value of an integer literal, or nil when it does not fit in 64 bits.
-    static func integer(_ text: UnsafeBufferPointer<UInt8>) -> Int64? {
+    package static func integer(_ text: UnsafeBufferPointer<UInt8>) -> Int64? {
         var negative = false
         var position = 0
         if text[0] == UInt8(ascii: "-") {
@@ -310,7 +310,7 @@ public struct JSONParser: ~Copyable {
     // MARK: - Strings
 
     /// Parses the string literal at the index (which is at the opening quote).
-    mutating func parseString() throws(JSONParseError) -> String {
+    package mutating func parseString() throws(JSONParseError) -> String {
         index += 1
         let start = index
         // Fast path: no escapes. UTF-8 is validated as we go.
@@ -354,7 +354,7 @@ public struct JSONParser: ~Copyable {
     }
 
     /// Validates the string literal at the index without building it.
-    mutating func skipString() throws(JSONParseError) {
+    package mutating func skipString() throws(JSONParseError) {
         index += 1
         while index < bytes.count {
             let byte = bytes[index]
@@ -377,7 +377,7 @@ public struct JSONParser: ~Copyable {
     }
 
     /// Decodes the escape at the index (at the backslash) into UTF-8.
-    mutating func appendEscape(into output: inout [UInt8]) throws(JSONParseError) {
+    package mutating func appendEscape(into output: inout [UInt8]) throws(JSONParseError) {
         index += 1
         guard index < bytes.count else { throw failure("unterminated string") }
         let escape = bytes[index]
@@ -418,7 +418,7 @@ public struct JSONParser: ~Copyable {
         }
     }
 
-    mutating func hex4() throws(JSONParseError) -> UInt32 {
+    package mutating func hex4() throws(JSONParseError) -> UInt32 {
         var value: UInt32 = 0
         for _ in 0..<4 {
             guard index < bytes.count else { throw failure("unterminated \\u escape") }
@@ -438,7 +438,7 @@ public struct JSONParser: ~Copyable {
 
     /// Checks one multi-byte UTF-8 sequence at the index (RFC 3629: no overlongs, no surrogates,
     /// nothing above U+10FFFF) and steps over it.
-    mutating func skipUTF8Sequence() throws(JSONParseError) {
+    package mutating func skipUTF8Sequence() throws(JSONParseError) {
         let lead = bytes[index]
         let length: Int
         var lower: UInt8 = 0x80
