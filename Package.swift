@@ -19,6 +19,7 @@ let package = Package(
         .executable(name: "stagerunner", targets: ["stagerunner"]),
         .library(name: "JSON", targets: ["JSON"]),
         .library(name: "JSONRPC", targets: ["JSONRPC"]),
+        .library(name: "JSONSchema", targets: ["JSONSchema"]),
         .library(name: "StageEngine", targets: ["StageEngine"]),
         .library(name: "StageRunnerServer", targets: ["StageRunnerServer"]),
     ],
@@ -31,6 +32,11 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         // The workspace configuration file (stagerunner.yaml) and YAML task files.
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        // External task-stage commands: async spawn, pipes, and a SIGTERM-then-SIGKILL teardown
+        // when a stage times out or is cancelled.
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+        // FilePath, which Subprocess takes for working directories.
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
     ],
     targets: [
         // libcurl's headers at build time (Debian: libcurl4-openssl-dev); the library itself is
@@ -48,6 +54,15 @@ let package = Package(
         .testTarget(
             name: "JSONTests",
             dependencies: ["JSON"],
+            swiftSettings: strictSwift
+        ),
+
+        // JSON Schema (draft 2020-12) validation of JSON values.
+        .target(name: "JSONSchema", dependencies: ["JSON"], swiftSettings: strictSwift),
+        .testTarget(
+            name: "JSONSchemaTests",
+            dependencies: ["JSONSchema", "JSON"],
+            exclude: ["Suite"],
             swiftSettings: strictSwift
         ),
 
@@ -82,10 +97,13 @@ let package = Package(
                 "CCurl",
                 "CFileSystem",
                 "JSON",
+                "JSONSchema",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strictSwift
         ),

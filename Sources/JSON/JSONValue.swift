@@ -67,6 +67,13 @@ extension JSONValue: CustomStringConvertible {
         JSONWriter.write(self, into: &bytes)
         return String(decoding: bytes, as: UTF8.self)
     }
+
+    /// The value as indented JSON text.
+    public var prettyDescription: String {
+        var bytes: [UInt8] = []
+        JSONWriter.writePretty(self, into: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
 }
 
 extension JSONValue: Codable {

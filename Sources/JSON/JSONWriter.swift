@@ -32,6 +32,38 @@ public enum JSONWriter {
         }
     }
 
+    /// Appends `value` as indented JSON (two spaces per level, keys sorted), for files people read.
+    public static func writePretty(_ value: JSONValue, into bytes: inout [UInt8], level: Int = 0) {
+        func newline(_ depth: Int) {
+            bytes.append(UInt8(ascii: "\n"))
+            bytes.append(contentsOf: repeatElement(UInt8(ascii: " "), count: depth * 2))
+        }
+        switch value {
+        case .array(let elements) where !elements.isEmpty:
+            bytes.append(UInt8(ascii: "["))
+            for (index, element) in elements.enumerated() {
+                if index > 0 { bytes.append(UInt8(ascii: ",")) }
+                newline(level + 1)
+                writePretty(element, into: &bytes, level: level + 1)
+            }
+            newline(level)
+            bytes.append(UInt8(ascii: "]"))
+        case .object(let members) where !members.isEmpty:
+            bytes.append(UInt8(ascii: "{"))
+            for (index, key) in members.keys.sorted().enumerated() {
+                if index > 0 { bytes.append(UInt8(ascii: ",")) }
+                newline(level + 1)
+                writeString(key, into: &bytes)
+                bytes.append(contentsOf: ": ".utf8)
+                writePretty(members[key]!, into: &bytes, level: level + 1)
+            }
+            newline(level)
+            bytes.append(UInt8(ascii: "}"))
+        default:
+            write(value, into: &bytes)
+        }
+    }
+
     /// Appends `number` in decimal.
     public static func writeInteger(_ number: Int64, into bytes: inout [UInt8]) {
         if number >= 0 && number < 10 {

@@ -17,6 +17,8 @@ final class Lifecycle: Sendable {
         var phase: Phase = .starting
         var workspace: Workspace
         var shutdownReceived = false
+        /// The `executeStage` handlers the client declared in `initialize`.
+        var stageHandlers: Set<String> = []
     }
 
     let state: Mutex<State>
@@ -30,6 +32,8 @@ final class Lifecycle: Sendable {
     var workspace: Workspace { state.withLock { $0.workspace } }
 
     var shutdownReceived: Bool { state.withLock { $0.shutdownReceived } }
+
+    var stageHandlers: Set<String> { state.withLock { $0.stageHandlers } }
 
     /// Runs on the intake for every request, in arrival order: rejects what the phase forbids,
     /// and enters the shutting-down phase as soon as `shutdown` is read, so that a request

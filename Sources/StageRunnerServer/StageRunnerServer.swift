@@ -58,6 +58,7 @@ public final class StageRunnerServer: Sendable {
         table.register("runStage") { [self] context in try await runStage(context) }
         table.register("renderPrompt") { [self] context in try await renderPrompt(context) }
         table.register("listTemplates") { [self] context in try await listTemplates(context) }
+        table.register("runTask") { [self] context in try await runTask(context) }
         table.register("validateWorkspace") { [self] context in try await validateWorkspace(context) }
         if options.enableTestMethods { TestMethods.register(in: &table) }
         return table

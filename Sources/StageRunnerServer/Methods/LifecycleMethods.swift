@@ -61,6 +61,7 @@ extension StageRunnerServer {
                 throw .invalidParams(field: "params.workspaceRoot", problem: "\(error)")
             }
         }
+        let stageHandlers = try Self.stageHandlers(params.capabilities)
         let problem: ResponseError? = lifecycle.state.withLock { state in
             guard state.phase == .starting else {
                 return .invalidRequest(
@@ -70,6 +71,7 @@ extension StageRunnerServer {
             }
             state.phase = .initialized
             state.workspace = workspace
+            state.stageHandlers = stageHandlers
             return nil
         }
         if let problem { throw problem }
@@ -95,6 +97,28 @@ extension StageRunnerServer {
         } catch {
             throw .internalError("could not encode the initialize result: \(error)")
         }
+    }
+
+    /// `capabilities.stageHandlers`: the names of the task stages the client runs itself.
+    static func stageHandlers(_ capabilities: JSONValue?) throws(ResponseError) -> Set<String> {
+        guard let declared = capabilities?["stageHandlers"] else { return [] }
+        guard case .array(let names) = declared else {
+            throw .invalidParams(
+                field: "params.capabilities.stageHandlers",
+                problem: "must be an array of handler names"
+            )
+        }
+        var handlers: Set<String> = []
+        for (index, name) in names.enumerated() {
+            guard case .string(let text) = name, !text.isEmpty else {
+                throw .invalidParams(
+                    field: "params.capabilities.stageHandlers[\(index)]",
+                    problem: "must be a non-empty string, not \(name)"
+                )
+            }
+            handlers.insert(text)
+        }
+        return handlers
     }
 
     func shutdown(_ context: RequestContext) async throws -> RawJSON {

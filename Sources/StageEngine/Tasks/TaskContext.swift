@@ -1,0 +1,213 @@
+import JSON
+
+/// Model routing of a task run (seed 002 §9): which models the stages may use and which one
+/// they use unless a stage names its own.
+public struct ModelConfig: Sendable, Hashable {
+    /// The provider of model ids that name none (seed 002 §3.1); the workspace's default if nil.
+    public var defaultProvider: String?
+    /// The model stages use; `default` means the task's or the workspace's default.
+    public var defaultModel: String?
+    /// The models a stage may switch between.
+    public var models: [String]?
+
+    public init(defaultProvider: String? = nil, defaultModel: String? = nil, models: [String]? = nil) {
+        self.defaultProvider = defaultProvider
+        self.defaultModel = defaultModel
+        self.models = models
+    }
+
+    var json: JSONValue {
+        var members: [String: JSONValue] = [:]
+        if let defaultProvider { members["defaultProvider"] = .string(defaultProvider) }
+        if let defaultModel { members["defaultModel"] = .string(defaultModel) }
+        if let models { members["models"] = .array(models.map(JSONValue.string)) }
+        return .object(members)
+    }
+}
+
+/// The state a task run threads through its stages (seed 002 §3.5): what every handler sees.
+public struct TaskContext: Sendable, Hashable {
+    /// The task's name.
+    public var taskName: String
+    /// The run's id, also the name of its work directory.
+    public var runId: String
+    /// The run's work directory, relative to the workspace (artifacts and stage logs).
+    public var workDir: String
+    /// The input the task was started with (`context.data.seed`).
+    public var seed: JSONValue
+    /// Each executed stage's output, by stage name, plus `seed`.
+    public var data: [String: JSONValue]
+    /// Control flags merged from stage results.
+    public var flags: [String: JSONValue] = [:]
+    /// The log so far.
+    public var logs: [TaskLogEntry] = []
+    /// The stage being considered.
+    public var currentStage: TaskStage?
+    /// The chained input of the current stage: the last successful non-validation output.
+    public var output: JSONValue
+    /// Refinement cycles started so far.
+    public var refinementCount = 0
+    /// Model routing (seed 002 §9).
+    public var modelConfig: ModelConfig
+    /// `modelConfig.models`, or `["default"]`.
+    public var availableModels: [String]
+    /// `modelConfig.defaultModel`, or `"default"`.
+    public var currentModel: String
+
+    public init(taskName: String, runId: String, workDir: String, seed: JSONValue, modelConfig: ModelConfig) {
+        self.taskName = taskName
+        self.runId = runId
+        self.workDir = workDir
+        self.seed = seed
+        data = ["seed": seed]
+        output = seed
+        self.modelConfig = modelConfig
+        availableModels = modelConfig.models ?? ["default"]
+        currentModel = modelConfig.defaultModel ?? "default"
+    }
+
+    /// The context as handlers receive it (a command's stdin, a client's `executeStage`, a
+    /// template's variables) and as the result payload carries it.
+    public var json: JSONValue {
+        .object([
+            "meta": .object([
+                "taskName": .string(taskName),
+                "runId": .string(runId),
+                "workDir": .string(workDir),
+                "modelConfig": modelConfig.json,
+            ]),
+            "data": .object(data),
+            "flags": .object(flags),
+            "logs": .array(logs.map(\.json)),
+            "currentStage": currentStage.map { .string($0.rawValue) } ?? .null,
+            "output": output,
+            "refinementCount": .integer(Int64(refinementCount)),
+            "availableModels": .array(availableModels.map(JSONValue.string)),
+            "currentModel": .string(currentModel),
+        ])
+    }
+}
+
+/// One entry of a task's log (seed 002 §8.1).
+public struct TaskLogEntry: Sendable, Hashable {
+    /// The stage name, or `refinement-trigger`.
+    public var stage: String
+    /// Set when the stage ran: whether it succeeded.
+    public var ok: Bool?
+    /// Set when the stage did not run.
+    public var skipped: Bool?
+    /// How long the stage ran, in milliseconds.
+    public var ms: Double?
+    /// Why the stage was skipped, or why a refinement cycle started.
+    public var reason: String?
+    /// The refinement cycle the entry belongs to (0 for the first pass).
+    public var refinementCycle: Int
+    /// The normalized error of a failed stage.
+    public var error: TaskError?
+    /// The stage ran as pre-refinement, ahead of validation (seed 002 §6.3).
+    public var preRefinement: Bool?
+
+    public init(
+        stage: String,
+        ok: Bool? = nil,
+        skipped: Bool? = nil,
+        ms: Double? = nil,
+        reason: String? = nil,
+        refinementCycle: Int,
+        error: TaskError? = nil,
+        preRefinement: Bool? = nil
+    ) {
+        self.stage = stage
+        self.ok = ok
+        self.skipped = skipped
+        self.ms = ms
+        self.reason = reason
+        self.refinementCycle = refinementCycle
+        self.error = error
+        self.preRefinement = preRefinement
+    }
+
+    public var json: JSONValue {
+        var members: [String: JSONValue] = [
+            "stage": .string(stage), "refinementCycle": .integer(Int64(refinementCycle)),
+        ]
+        if let ok { members["ok"] = .bool(ok) }
+        if let skipped { members["skipped"] = .bool(skipped) }
+        if let ms { members["ms"] = .double((ms * 1000).rounded() / 1000) }
+        if let reason { members["reason"] = .string(reason) }
+        if let error { members["error"] = error.json }
+        if let preRefinement { members["preRefinement"] = .bool(preRefinement) }
+        return .object(members)
+    }
+}
+
+/// One model call of a task run (seed 002 §8.2), annotated with its task and stage.
+public struct LLMMetric: Sendable, Hashable {
+    public var task: String
+    public var stage: String
+    public var provider: String
+    public var model: String
+    public var promptTokens: Int
+    public var completionTokens: Int
+    /// US dollars.
+    public var cost: Double
+    public var durationMs: Double
+    public var finishReason: String?
+    public var cached: Bool
+    public var retries: Int
+    /// The call failed; `error` says why.
+    public var failed: Bool
+    public var error: String?
+
+    public var json: JSONValue {
+        var members: [String: JSONValue] = [
+            "task": .string(task),
+            "stage": .string(stage),
+            "provider": .string(provider),
+            "model": .string(model),
+            "promptTokens": .integer(Int64(promptTokens)),
+            "completionTokens": .integer(Int64(completionTokens)),
+            "totalTokens": .integer(Int64(promptTokens + completionTokens)),
+            "cost": .double(cost),
+            "durationMs": .double((durationMs * 1000).rounded() / 1000),
+            "cached": .bool(cached),
+            "retries": .integer(Int64(retries)),
+        ]
+        if let finishReason { members["finishReason"] = .string(finishReason) }
+        if failed { members["failed"] = .bool(true) }
+        if let error { members["error"] = .string(error) }
+        return .object(members)
+    }
+}
+
+/// What a task run returns (seed 002 §11).
+public struct TaskResult: Sendable, Hashable {
+    /// The task succeeded.
+    public var ok: Bool
+    /// The stage that failed, or `final-validation`.
+    public var failedStage: String?
+    /// Why it failed.
+    public var error: TaskError?
+    public var logs: [TaskLogEntry]
+    public var context: TaskContext
+    /// Refinement cycles run.
+    public var refinementAttempts: Int
+    /// Every model call, failed ones marked `failed`.
+    public var llmMetrics: [LLMMetric]
+
+    /// The payload as seed 002 §11 gives it: `{ok, logs, context, refinementAttempts,
+    /// llmMetrics}`, or `{ok: false, failedStage, error, logs, context, refinementAttempts,
+    /// llmMetrics}` (a failure carries its metrics too, so that its cost is known).
+    public var json: JSONValue {
+        var members: [String: JSONValue] = [
+            "ok": .bool(ok),
+            "logs": .array(logs.map(\.json)),
+            "context": context.json,
+            "refinementAttempts": .integer(Int64(refinementAttempts)),
+            "llmMetrics": .array(llmMetrics.map(\.json)),
+        ]
+        if let failedStage { members["failedStage"] = .string(failedStage) }
+        if let error { members["error"] = error.json }
+        return .object(members)
+    }
+}

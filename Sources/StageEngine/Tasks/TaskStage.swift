@@ -1,0 +1,28 @@
+/// The eleven stages of a task, in the order the task runner considers them (seed 002 §4).
+public enum TaskStage: String, Sendable, Hashable, Codable, CaseIterable {
+    case ingestion
+    case preProcessing
+    case promptTemplating
+    case inference
+    case parsing
+    case validateStructure
+    case validateQuality
+    case critique
+    case refine
+    case finalValidation
+    case integration
+
+    /// The two validation stages: they may start a refinement cycle, and their output is not
+    /// chained into the next stage (seed 002 §12).
+    public var isValidation: Bool { self == .validateStructure || self == .validateQuality }
+
+    /// Stages skipped in refinement cycles (seed 002 §6.2).
+    public var runsOnlyInFirstCycle: Bool { self == .ingestion || self == .preProcessing }
+
+    /// The stages that pre-refinement runs ahead of validation, and that are skipped while
+    /// validation passes (seed 002 §5, §6.3).
+    public var isRefinement: Bool { self == .critique || self == .refine }
+
+    /// The stage names, comma-separated, as error messages list them.
+    static var namesList: String { allCases.map(\.rawValue).joined(separator: ", ") }
+}

@@ -1,0 +1,93 @@
+import JSON
+import Logging
+
+/// Runs one stage of a task: a built-in handler from a task file, or code of the caller's own.
+public protocol TaskStageHandler: Sendable {
+    /// What the handler does, for logs and errors (`command python3 ingest.py`).
+    var summary: String { get }
+
+    /// Runs the stage. Cancellation (a stage timeout, a cancelled task) must end it promptly.
+    func run(_ invocation: StageInvocation) async throws -> StageOutput
+}
+
+/// A handler written in Swift: how a Swift program implements a stage without a task file.
+public struct ClosureStageHandler: TaskStageHandler {
+    public let summary: String
+    let body: @Sendable (StageInvocation) async throws -> StageOutput
+
+    public init(
+        _ summary: String = "swift closure",
+        _ body: @escaping @Sendable (StageInvocation) async throws -> StageOutput
+    ) {
+        self.summary = summary
+        self.body = body
+    }
+
+    public func run(_ invocation: StageInvocation) async throws -> StageOutput { try await body(invocation) }
+}
+
+/// One call of a stage handler.
+public struct StageInvocation: Sendable {
+    /// The stage being run.
+    public var stage: TaskStage
+    /// The context as it stands before the stage.
+    public var context: TaskContext
+    /// The stage runs ahead of validation in a refinement cycle (seed 002 §6.3).
+    public var preRefinement: Bool
+    /// What the handler may use: the workspace, models, parsers, the connected client.
+    public var environment: TaskEnvironment
+}
+
+/// A client that implements stages itself (the server's `executeStage` request).
+public protocol ClientStageExecutor: Sendable {
+    /// The handler names the client declared when it connected.
+    var handlerNames: Set<String> { get }
+
+    /// Asks the client to run `stage` with its handler `handler`; returns its `{output, flags}`.
+    func executeStage(handler: String, stage: TaskStage, context: JSONValue) async throws -> JSONValue
+}
+
+/// The services a task run offers its handlers.
+public struct TaskEnvironment: Sendable {
+    public var workspace: Workspace
+    /// The directory of the task file, relative to the workspace: handlers resolve their files there.
+    public var taskDirectory: String
+    /// Model routing for `llm` and `prompt` stages.
+    public var router: ModelRouter
+    /// Parsers for `parse` stages.
+    public var parsers: ParserRegistry
+    /// The connected client, when there is one, for `client` stages.
+    public var clientStages: (any ClientStageExecutor)?
+    /// The task's default model (its `model`), used when the context names `default`.
+    public var defaultModel: String?
+    let metrics: MetricsRecorder
+    let logger: Logger
+
+    /// The model a stage uses: its own, else the context's current model, else the task's.
+    func model(stageModel: String?, context: TaskContext) -> String {
+        var model =
+            stageModel ?? (context.currentModel == "default" ? nil : context.currentModel) ?? defaultModel ?? "default"
+        if !model.contains(":"), let provider = context.modelConfig.defaultProvider, router.aliases[model] == nil {
+            model = "\(provider):\(model)"
+        }
+        return model
+    }
+
+    /// `relative` (to the task file) as a path relative to the workspace, refusing paths that leave it.
+    func resolve(_ relative: String, what: String) throws(TaskError) -> String {
+        if relative.hasPrefix("/") || relative.split(separator: "/").contains("..") || relative.utf8.contains(0) {
+            throw TaskError(
+                .stage,
+                "\(what) '\(relative)' must be a relative path inside the task's folder, without '..'"
+            )
+        }
+        return taskDirectory.isEmpty || taskDirectory == "." ? relative : "\(taskDirectory)/\(relative)"
+    }
+}
+
+/// Collects the model calls of a run, from whichever handler makes them.
+actor MetricsRecorder {
+    private(set) var metrics: [LLMMetric] = []
+
+    func record(_ metric: LLMMetric) { metrics.append(metric) }
+}

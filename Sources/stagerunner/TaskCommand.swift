@@ -1,0 +1,91 @@
+import ArgumentParser
+import Foundation
+import JSON
+import Logging
+import StageEngine
+
+/// `stagerunner task`: runs one task file through the same engine as `runTask`, and prints the
+/// result payload.
+struct TaskCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "task",
+        abstract: "Run a task file (seed 002's eleven stages) and print its result as JSON.",
+        discussion: """
+            The task file's path is relative to the workspace. The result is the payload that \
+            'runTask' returns: {ok, logs, context, refinementAttempts, llmMetrics}, with failedStage \
+            and error when ok is false. The exit status is 0 when the task succeeded, 1 when it \
+            failed, 2 when the task file or the options are wrong. Stages handled by a client \
+            ('client' handlers) need a client: run those through 'stagerunner serve'.
+
+            Example:
+              stagerunner task tasks/summary.task.yaml --workspace examples/research-task \\
+                --input '{"topic": "tide pools"}'
+            """
+    )
+
+    @Argument(help: "The task file (YAML or JSON), relative to the workspace.")
+    var file: String
+
+    @Option(help: "The task's input as JSON (default: {}).")
+    var input: String = "{}"
+
+    @Option(help: "Workspace directory (default: the current directory).")
+    var workspace: String?
+
+    @Option(help: "Refinement cycles allowed (default: the task's maxRefinements, else 3).")
+    var maxRefinements: Int?
+
+    @Option(help: "The model of stages that name none, e.g. embedded:research or openai:gpt-4o-mini.")
+    var model: String?
+
+    @Option(help: "Seconds the whole task may take.")
+    var timeout: Double?
+
+    @Flag(help: "Print the payload on one line instead of indented.")
+    var compact = false
+
+    @Option(help: "Lowest level logged to stderr.")
+    var logLevel: Logger.Level = .warning
+
+    func run() async throws {
+        let level = logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let seed: JSONValue
+        do {
+            seed = try JSONParser.parse(Array(input.utf8))
+        } catch {
+            throw ValidationError("--input is not JSON: \(error)")
+        }
+        let root: Workspace
+        do {
+            root =
+                try workspace.map { path throws(Workspace.Problem) in try Workspace(path: path) }
+                ?? Workspace.currentDirectory()
+        } catch {
+            throw ValidationError("--workspace: \(error)")
+        }
+        let runner = try StageRunner(workspace: root, logger: Logger(label: "stagerunner"))
+        let task: TaskDefinition
+        do {
+            task = try TaskDefinition.load(file, workspace: root, parsers: runner.parsers)
+        } catch {
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        let result = try await runner.runTask(
+            task,
+            options: TaskRunOptions(
+                input: seed,
+                modelConfig: ModelConfig(defaultModel: model),
+                maxRefinements: maxRefinements,
+                timeout: timeout.map { .milliseconds(Int64($0 * 1000)) }
+            )
+        )
+        print(compact ? result.json.description : result.json.prettyDescription)
+        if !result.ok { throw ExitCode(1) }
+    }
+}

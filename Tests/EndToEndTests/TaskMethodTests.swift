@@ -1,0 +1,138 @@
+import Foundation
+import JSON
+import JSONRPC
+import TestSupport
+import Testing
+
+/// runTask over the wire: the research example, client-handled stages through executeStage, and
+/// the errors a client sees for bad task files.
+@Suite("Task methods")
+struct TaskMethodTests {
+    @Test(
+        "the research task: a draft fails its schema, is critiqued and refined, and passes",
+        arguments: Transport.allCases
+    )
+    func researchTask(transport: Transport) async throws {
+        let example = try ExampleCopy("research-task")
+        defer { example.remove() }
+        let peer = try ServerSetup(workspace: example.root).peer(transport, .ndjson)
+        let response = try await peer.call(
+            1,
+            "runTask",
+            #"{"task":"tasks/summary.task.yaml","input":{"topic":"Tide pools of the Atlantic"},"runId":"demo"}"#
+        )
+        let result = try #require(response["result"], "\(response)")
+        #expect(result["ok"] == true)
+        #expect(result["refinementAttempts"] == 1)
+        #expect(
+            result["context"]?["data"]?["ingestion"] == [
+                "topic": "Tide pools of the Atlantic", "keywords": ["tide", "pools", "atlantic"],
+            ]
+        )
+        #expect(result["context"]?["flags"]?["validationFailed"] == false)
+        let summary = try #require(example.read("data/tasks/research-summary/demo/summary.json"))
+        #expect(summary.contains("\"confidence\": 0.72"))
+        #expect(
+            example.read("data/tasks/research-summary/demo/logs/stage-ingestion.log")?.contains("ingested topic")
+                == true
+        )
+        peer.saveTranscript("run-task-\(transport)")
+    }
+
+    @Test(
+        "a stage the client handles goes out as executeStage and its answer comes back in",
+        arguments: Transport.allCases
+    )
+    func clientStage(transport: Transport) async throws {
+        let workspace = try ExampleCopy(nil)
+        defer { workspace.remove() }
+        let peer = try ServerSetup(workspace: workspace.root).peer(transport, .ndjson)
+        _ = try await peer.call(1, "initialize", #"{"capabilities":{"stageHandlers":["quality"]}}"#)
+        let task =
+            #"{"name":"graded","stages":{"ingestion":{"template":{"text":"draft about {{ input.topic }}"}},"validateQuality":{"client":"quality"}}}"#
+        peer.send(#"{"jsonrpc":"2.0","id":2,"method":"runTask","params":{"task":\#(task),"input":{"topic":"kelp"}}}"#)
+        try await peer.output.wait("executeStage") { messages, _ in messages.contains { $0["method"] == "executeStage" }
+        }
+        let request = try #require(peer.output.messages.first { $0["method"] == "executeStage" })
+        #expect(request["params"]?["handler"] == "quality")
+        #expect(request["params"]?["stage"] == "validateQuality")
+        #expect(request["params"]?["context"]?["output"] == "draft about kelp")
+        #expect(request["params"]?["context"]?["meta"]?["taskName"] == "graded")
+        let id = try #require(request["id"])
+        peer.send(
+            #"{"jsonrpc":"2.0","id":\#(id),"result":{"output":{"grade":"A"},"flags":{"validationFailed":false}}}"#
+        )
+        let response = try await peer.output.response(id: 2)
+        #expect(response["result"]?["ok"] == true)
+        #expect(response["result"]?["context"]?["data"]?["validateQuality"] == ["grade": "A"])
+        peer.saveTranscript("client-stage-\(transport)")
+    }
+
+    @Test("a client that answers executeStage with an error fails the stage with its message")
+    func clientStageError() async throws {
+        let workspace = try ExampleCopy(nil)
+        defer { workspace.remove() }
+        let peer = try ServerSetup(workspace: workspace.root).peer(.process, .ndjson)
+        _ = try await peer.call(1, "initialize", #"{"capabilities":{"stageHandlers":["quality"]}}"#)
+        peer.send(
+            #"{"jsonrpc":"2.0","id":2,"method":"runTask","params":{"task":{"stages":{"critique":{"client":"quality"}}}}}"#
+        )
+        try await peer.output.wait("executeStage") { messages, _ in messages.contains { $0["method"] == "executeStage" }
+        }
+        let request = try #require(peer.output.messages.first { $0["method"] == "executeStage" })
+        peer.send(#"{"jsonrpc":"2.0","id":\#(request["id"]!),"error":{"code":-32803,"message":"grader crashed"}}"#)
+        let result = try await peer.output.response(id: 2)["result"]
+        #expect(result?["ok"] == false)
+        #expect(result?["failedStage"] == "critique")
+        #expect(
+            result?["error"]
+                == [
+                    "name": "ClientStageError",
+                    "message": "the client's handler 'quality' answered executeStage with error -32803: grader crashed",
+                ]
+        )
+    }
+
+    @Test("bad task files get error -32015 naming the file, the place and the fix")
+    func taskErrors() async throws {
+        let example = try ExampleCopy(
+            "research-task",
+            files: ["tasks/broken.yaml": "stages:\n  infrence: { llm: {} }\n"]
+        )
+        defer { example.remove() }
+        let peer = try ServerSetup(workspace: example.root).peer(.process, .ndjson)
+        let cases: [(String, String)] = [
+            (
+                #"{"task":"tasks/missing.yaml"}"#,
+                #"{"code":-32015,"message":"Task: tasks/missing.yaml: no such task file in the workspace \#(example.root)","data":{"file":"tasks/missing.yaml","kind":"task"}}"#
+            ),
+            (
+                #"{"task":"tasks/broken.yaml"}"#,
+                #"{"code":-32015,"message":"Task: tasks/broken.yaml: stages.infrence: is not a stage; the stages are ingestion, preProcessing, promptTemplating, inference, parsing, validateStructure, validateQuality, critique, refine, finalValidation, integration","data":{"file":"tasks/broken.yaml","kind":"task","path":"stages.infrence"}}"#
+            ),
+            (
+                #"{"task":"../outside.yaml"}"#,
+                #"{"code":-32015,"message":"Task: ../outside.yaml: the task file must be a path relative to the workspace, inside it","data":{"file":"../outside.yaml","kind":"task"}}"#
+            ),
+            (
+                #"{"task":{"stages":{"parsing":{"parse":"yaml"}}}}"#,
+                #"{"code":-32015,"message":"Task: <inline>: stages.parsing.parse: unknown parser 'yaml'; known parsers: complex, essay_block, essay_block_lenient, essay_idea_last, identity, in_last_line, json","data":{"file":"<inline>","kind":"task","path":"stages.parsing.parse"}}"#
+            ),
+            (
+                #"{"task":7}"#,
+                #"{"code":-32602,"message":"Invalid params: params.task must be a task file's path (relative to the workspace) or a task object, not number","data":{"field":"params.task","problem":"must be a task file's path (relative to the workspace) or a task object, not number"}}"#
+            ),
+            (
+                #"{"task":{"stages":{}},"runId":"../x"}"#,
+                #"{"code":-32602,"message":"Invalid params: params.runId must be 1 to 100 letters, digits, '.', '_' or '-' (it names the run's folder)","data":{"field":"params.runId","problem":"must be 1 to 100 letters, digits, '.', '_' or '-' (it names the run's folder)"}}"#
+            ),
+        ]
+        for (index, (params, expected)) in cases.enumerated() {
+            let response = try await peer.call(10 + index, "runTask", params)
+            #expect(response["error"] == (try JSONParser.parse(Array(expected.utf8))), "\(params)")
+        }
+        // The connection survives every one of them.
+        #expect(try await peer.call(99, "ping")["result"] == [:])
+        peer.saveTranscript("run-task-errors")
+    }
+}
