@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-"""Runs the daydream example through a live `stagerunner serve` and prints what happened.
+"""Runs the examples through a live `stagerunner serve` and prints what happened.
 
-A copy of examples/daydream is made in a temporary directory, the server is started on it, and
-every generation of its membership (drafts, essays, evaluations) is requested at once with
-`runStage`: the server orders the dependent ones itself. Standard library only.
+1. examples/daydream: every generation of its membership (drafts, essays, evaluations) is
+   requested at once with `runStage`; the server orders the dependent ones itself.
+2. examples/research-task: one `runTask` of seed 002's eleven stages, whose first answer fails
+   its JSON Schema and is critiqued and refined until it passes.
+
+Each example is copied to a temporary directory first. Standard library only.
 """
 
 import csv
@@ -69,8 +72,49 @@ class Server:
         return self.process.wait(timeout=10)
 
 
+def research_task(base: Path) -> None:
+    workspace = base / "research-task"
+    shutil.copytree(ROOT / "examples/research-task", workspace)
+    server = Server(workspace)
+    topic = "Tide pools of the Atlantic"
+    print(shade(f"\nrunTask tasks/summary.task.yaml with topic {topic!r}:\n", "1"))
+    result = server.call("runTask", {"task": "tasks/summary.task.yaml", "input": {"topic": topic}, "runId": "demo"})
+    print(shade(f"{'cycle':<6} {'stage':<18} {'outcome':<26} {'ms':>8}", "1"))
+    logs = result["logs"]
+    for index, entry in enumerate(logs):
+        following = logs[index + 1] if index + 1 < len(logs) else {}
+        if entry["stage"] == "refinement-trigger":
+            print(shade(f"{entry['refinementCycle']:<6} refinement cycle ({entry['reason']})", "33"))
+            continue
+        if entry.get("skipped"):
+            if entry["reason"] == "no-handler":
+                continue
+            print(f"{entry['refinementCycle']:<6} {entry['stage']:<18} {'skipped: ' + entry['reason']:<26}")
+            continue
+        outcome = "ok" if entry["ok"] else "failed"
+        rejected = following.get("stage") == "refinement-trigger"
+        if rejected:
+            outcome = "output rejected"
+        if entry.get("preRefinement"):
+            outcome += " (before validation)"
+        print(f"{entry['refinementCycle']:<6} {entry['stage']:<18} {shade(f'{outcome:<26}', '32' if entry['ok'] and not rejected else '31')} "
+              f"{entry['ms']:>8.2f}")
+    error = result["context"]["flags"].get("lastValidationError", {})
+    if error:
+        print(f"\nfirst answer rejected: {error['message']}")
+    calls = result["llmMetrics"]
+    tokens = sum(metric["totalTokens"] for metric in calls)
+    print(f"ok={str(result['ok']).lower()} after {result['refinementAttempts']} refinement cycle(s); "
+          f"{len(calls)} model calls, {tokens} tokens, provider {', '.join(sorted({m['provider'] for m in calls}))}")
+    summary = json.loads((workspace / "data/tasks/research-summary/demo/summary.json").read_text(encoding="utf-8"))
+    print(f"summary.json: {json.dumps(summary)}")
+    print(f"artifacts: {workspace}/data/tasks/research-summary/demo/ (summary.json, logs/)")
+    server.close()
+
+
 def main() -> None:
-    workspace = Path(tempfile.mkdtemp(prefix="stagerunner-demo-")) / "daydream"
+    base = Path(tempfile.mkdtemp(prefix="stagerunner-demo-"))
+    workspace = base / "daydream"
     shutil.copytree(ROOT / "examples/daydream", workspace)
     server = Server(workspace)
 
@@ -124,6 +168,7 @@ def main() -> None:
     print(f"artifacts: {workspace}/data/gens/<stage>/<gen_id>/"
           "{prompt.txt, raw.txt, parsed.txt, metadata.json}")
     print(f"call log:  {workspace}/.stagerunner/calls.sqlite")
+    research_task(base)
 
 
 if __name__ == "__main__":

@@ -135,4 +135,35 @@ struct TaskMethodTests {
         #expect(try await peer.call(99, "ping")["result"] == [:])
         peer.saveTranscript("run-task-errors")
     }
+
+    @Test("cancelling runTask stops the command a stage is running")
+    func cancelStopsTheCommand() async throws {
+        let workspace = try ExampleCopy(nil)
+        defer { workspace.remove() }
+        let peer = try ServerSetup(workspace: workspace.root).peer(.process, .ndjson)
+        let marker = "37.\(Int.random(in: 100...999))"
+        peer.send(#"{"jsonrpc":"2.0","id":1,"method":"runTask","params":{"task":{"stages":{"ingestion":{"command":["sleep","\#(marker)"]}}}}}"#)
+        try await eventually("the command starts") { Self.running("sleep \(marker)") }
+        let start = ContinuousClock.now
+        peer.send(#"{"jsonrpc":"2.0","method":"$/cancelRequest","params":{"id":1}}"#)
+        let response = try await peer.output.response(id: 1)
+        #expect(response["error"]?["code"] == -32800)
+        #expect(ContinuousClock.now - start < .seconds(5))
+        try await eventually("the command is gone") { !Self.running("sleep \(marker)") }
+        #expect(try await peer.call(2, "ping")["result"] == [:])
+    }
+
+    /// Whether a process with exactly this command line runs.
+    static func running(_ commandLine: String) -> Bool {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.contains { entry in
+            guard entry.allSatisfy(\.isNumber), let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else {
+                return false
+            }
+            var arguments = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            guard let program = arguments.first else { return false }
+            arguments[0] = (program as NSString).lastPathComponent  // spawned by its resolved path
+            return arguments.joined(separator: " ") == commandLine
+        }
+    }
 }
