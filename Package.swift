@@ -19,6 +19,7 @@ let package = Package(
         .executable(name: "stagerunner", targets: ["stagerunner"]),
         .library(name: "JSON", targets: ["JSON"]),
         .library(name: "JSONRPC", targets: ["JSONRPC"]),
+        .library(name: "JSONSchema", targets: ["JSONSchema"]),
         .library(name: "StageEngine", targets: ["StageEngine"]),
         .library(name: "StageRunnerServer", targets: ["StageRunnerServer"]),
     ],
@@ -48,6 +49,15 @@ let package = Package(
         .testTarget(
             name: "JSONTests",
             dependencies: ["JSON"],
+            swiftSettings: strictSwift
+        ),
+
+        // JSON Schema (draft 2020-12) validation of JSON values.
+        .target(name: "JSONSchema", dependencies: ["JSON"], swiftSettings: strictSwift),
+        .testTarget(
+            name: "JSONSchemaTests",
+            dependencies: ["JSONSchema", "JSON"],
+            exclude: ["Suite"],
             swiftSettings: strictSwift
         ),
 
@@ -82,6 +92,7 @@ let package = Package(
                 "CCurl",
                 "CFileSystem",
                 "JSON",
+                "JSONSchema",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
