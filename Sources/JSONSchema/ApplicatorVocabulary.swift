@@ -266,6 +266,8 @@ extension Evaluator {
         _ instance: JSONValue,
         _ evaluated: inout Evaluated
     ) -> Bool {
+        // Without then or else, if only matters for the annotations of a successful match.
+        if then == nil && otherwise == nil && !tracksAnnotations { return true }
         let holds = withCollecting(false) {
             evaluateInPlace(condition, instance, keywordTokens: ["if"], &evaluated)
         }

@@ -92,3 +92,30 @@ struct NestingTests {
         )
     }
 }
+
+/// One compiled schema shared by many tasks at once.
+@Suite("Concurrent use")
+struct ConcurrencyTests {
+    @Test func oneSchemaValidatesFromManyTasksAtOnce() async throws {
+        let schema = try JSONSchema([
+            "type": "array",
+            "items": ["type": "string", "pattern": "^[a-z]+[0-9]*$"],
+            "uniqueItems": true,
+        ])
+        let results = await withTaskGroup(of: [Bool].self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    (0..<200).map { index in
+                        schema.isValid([.string("abc\(index)"), index.isMultiple(of: 2) ? "x1" : "Y1"])
+                    }
+                }
+            }
+            var all: [[Bool]] = []
+            for await result in group { all.append(result) }
+            return all
+        }
+        let expected = (0..<200).map { $0.isMultiple(of: 2) }
+        #expect(results.count == 8)
+        #expect(results.allSatisfy { $0 == expected })
+    }
+}

@@ -77,8 +77,8 @@ struct SchemaErrorTests {
     @Test func referencesToMissingPlacesInsideKnownDocuments() {
         #expect(
             compileError(["$ref": "#/$defs/missing"])?.description
-                == ##"invalid schema at /$ref: $ref "#/$defs/missing" points to nothing: "root.json" has no value "##
-                + "at /$defs/missing"
+                == ##"invalid schema at /$ref: $ref "#/$defs/missing" points to nothing: the root schema has no "##
+                + "value at /$defs/missing"
         )
         #expect(
             compileError(["$id": "https://example.com/a", "$ref": "#nowhere"])?.description
