@@ -32,7 +32,7 @@ enum Describe {
     /// A URI as users wrote it: the internal base of schemas without an absolute `$id` is left out.
     static func uri(_ uri: String) -> String {
         if uri == SchemaCompiler.anonymousBase { return "the root schema" }
-        let prefix = "stagerunner-schema:/"
+        let prefix = SchemaCompiler.anonymousScheme + "/"
         if uri.hasPrefix(prefix) { return "\"" + uri.dropFirst(prefix.count) + "\"" }
         return "\"" + uri + "\""
     }

@@ -7,8 +7,10 @@ import JSON
 /// subschema reached both by nesting and by `$ref` is compiled once, and recursive references
 /// become cycles in the node graph.
 final class SchemaCompiler {
-    /// The base URI of a root schema without an absolute `$id`; never shown to users.
-    static let anonymousBase = "stagerunner-schema:/root.json"
+    /// The scheme of URIs that only exist because a schema has no absolute `$id`; never shown to users.
+    static let anonymousScheme = "stagerunner-schema:"
+    /// The base URI of a root schema without an absolute `$id`.
+    static let anonymousBase = anonymousScheme + "/root.json"
 
     /// A schema resource: the subschema that declared an `$id` (or a document root), with its anchors.
     struct Resource {
@@ -190,7 +192,7 @@ final class SchemaCompiler {
         nodes.append(nil)
         nodeByLocation[location] = index
         var absoluteLocation: String?
-        if !base.hasPrefix(Self.anonymousBase) {
+        if !base.hasPrefix(Self.anonymousScheme) {
             let resourcePointer = resources[resource].pointer
             absoluteLocation = base + "#" + pointer.dropFirst(resourcePointer.count)
         }

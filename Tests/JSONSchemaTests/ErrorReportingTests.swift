@@ -110,6 +110,9 @@ struct ErrorReportingTests {
         #expect(result.errors.map(\.keywordLocation) == ["/properties/count/$ref/minimum"])
         #expect(result.errors.map(\.instanceLocation) == ["/count"])
         #expect(result.errors.map(\.absoluteKeywordLocation) == [nil])
+        // A relative root $id gives no absolute location either.
+        let relative = try JSONSchema(["$id": "order.json", "minimum": 1])
+        #expect(relative.validate(0).errors.map(\.absoluteKeywordLocation) == [nil])
     }
 
     @Test func absoluteKeywordLocationWhenTheSchemaHasAnID() throws {
