@@ -133,229 +133,342 @@ extension SchemaCompiler {
 }
 
 extension Evaluator {
+    /// Dispatches to one small function per keyword, which keeps stack frames small in deep recursion.
     func evaluateApplicator(_ keyword: Keyword, _ instance: JSONValue, _ evaluated: inout Evaluated) -> Bool {
         switch keyword.kind {
         case .allOf(let schemas):
-            var valid = true
-            for (position, schema) in schemas.enumerated()
-            where !evaluateInPlace(schema, instance, keywordTokens: [keyword.name, String(position)], &evaluated) {
-                valid = false
-                if !collecting { return false }
-            }
-            return valid
-
+            return applyAllOf(schemas, keyword, instance, &evaluated)
         case .anyOf(let schemas):
-            var matched = false
-            var messages: [String] = []
-            for (position, schema) in schemas.enumerated() {
-                let outcome = firstMessage {
-                    evaluateInPlace(schema, instance, keywordTokens: [keyword.name, String(position)], &evaluated)
-                }
-                if outcome.valid {
-                    matched = true
-                    if !tracksAnnotations { return true }
-                } else if let message = outcome.message {
-                    messages.append("[\(position)] \(message)")
-                }
-            }
-            if !matched {
-                fail(
-                    keyword,
-                    "the value matches none of the \(schemas.count) alternatives of anyOf" + listing(messages)
-                )
-            }
-            return matched
-
+            return applyAnyOf(schemas, keyword, instance, &evaluated)
         case .oneOf(let schemas):
-            var matches: [Int] = []
-            var messages: [String] = []
-            for (position, schema) in schemas.enumerated() {
-                let outcome = firstMessage {
-                    evaluateInPlace(schema, instance, keywordTokens: [keyword.name, String(position)], &evaluated)
-                }
-                if outcome.valid {
-                    matches.append(position)
-                    if matches.count > 1 && !collecting && !tracksAnnotations { return false }
-                } else if let message = outcome.message {
-                    messages.append("[\(position)] \(message)")
-                }
-            }
-            if matches.isEmpty {
-                fail(
-                    keyword,
-                    "the value matches none of the \(schemas.count) alternatives of oneOf" + listing(messages)
-                )
-            } else if matches.count > 1 {
-                let positions = matches.map(String.init).joined(separator: ", ")
-                fail(
-                    keyword,
-                    "the value matches more than one alternative of oneOf (\(positions)), but must match exactly one"
-                )
-            }
-            return matches.count == 1
-
+            return applyOneOf(schemas, keyword, instance, &evaluated)
         case .not(let schema):
-            var ignored = Evaluated()
-            let matched = withCollecting(false) {
-                evaluateInPlace(schema, instance, keywordTokens: [keyword.name], &ignored)
-            }
-            if matched { fail(keyword, "the value must not match the schema of not, but it does") }
-            return !matched
-
+            return applyNot(schema, keyword, instance, &evaluated)
         case .conditional(let condition, let then, let otherwise):
-            let holds = withCollecting(false) {
-                evaluateInPlace(condition, instance, keywordTokens: ["if"], &evaluated)
-            }
-            if holds, let then {
-                return evaluateInPlace(then, instance, keywordTokens: ["then"], &evaluated)
-            }
-            if !holds, let otherwise {
-                return evaluateInPlace(otherwise, instance, keywordTokens: ["else"], &evaluated)
-            }
-            return true
-
+            return applyConditional(condition, then, otherwise, keyword, instance, &evaluated)
         case .dependentSchemas(let schemas):
-            guard case .object(let members) = instance else { return true }
-            var valid = true
-            for dependent in schemas where members[dependent.name] != nil {
-                let tokens = [keyword.name, JSONPointer.escape(dependent.name)]
-                if !evaluateInPlace(dependent.schema, instance, keywordTokens: tokens, &evaluated) {
-                    valid = false
-                    if !collecting { return false }
-                }
-            }
-            return valid
-
+            return applyDependentSchemas(schemas, keyword, instance, &evaluated)
         case .prefixItems(let schemas):
-            guard case .array(let items) = instance else { return true }
-            var valid = true
-            for position in 0..<min(schemas.count, items.count) {
-                let token = String(position)
-                if !evaluateChild(
-                    schemas[position],
-                    items[position],
-                    instanceToken: token,
-                    keywordTokens: [keyword.name, token]
-                ) {
-                    valid = false
-                    if !collecting { return false }
-                }
-            }
-            evaluated.itemPrefix = max(evaluated.itemPrefix, min(schemas.count, items.count))
-            return valid
-
+            return applyPrefixItems(schemas, keyword, instance, &evaluated)
         case .items(let schema, let firstIndex):
-            guard case .array(let items) = instance else { return true }
-            var valid = true
-            if firstIndex < items.count {
-                for position in firstIndex..<items.count where !evaluateItem(schema, items[position], position, keyword)
-                {
-                    valid = false
-                    if !collecting { return false }
-                }
-            }
-            evaluated.allItems = true
-            return valid
-
+            return applyItems(schema, firstIndex, keyword, instance, &evaluated)
         case .contains(let schema, let minimum, let maximum):
-            guard case .array(let items) = instance else { return true }
-            var matching: [Int] = []
-            withCollecting(false) {
-                for (position, item) in items.enumerated()
-                where evaluateChild(schema, item, instanceToken: String(position), keywordTokens: [keyword.name]) {
-                    matching.append(position)
-                }
-            }
-            if tracksAnnotations { evaluated.itemIndices.formUnion(matching) }
-            if matching.count < minimum {
-                fail(
-                    keyword,
-                    matching.isEmpty
-                        ? "no item matches the schema of contains"
-                            + (minimum > 1 ? " (at least \(minimum) must)" : "")
-                        : "\(Describe.count(matching.count, "item")) \(matching.count == 1 ? "matches" : "match") "
-                            + "the schema of contains, fewer than the minimum \(minimum)"
-                )
-                return false
-            }
-            if let maximum, matching.count > maximum {
-                fail(
-                    keyword,
-                    "\(Describe.count(matching.count, "item")) match the schema of contains, more than the maximum \(maximum)"
-                )
-                return false
-            }
-            return true
-
+            return applyContains(schema, minimum, maximum, keyword, instance, &evaluated)
         case .properties(let schemas):
-            guard case .object(let members) = instance else { return true }
-            var valid = true
-            for property in schemas {
-                guard let member = members[property.name] else { continue }
-                if tracksAnnotations { evaluated.properties.insert(property.name) }
-                let token = JSONPointer.escape(property.name)
-                if !evaluateMember(property.schema, member, token, keywordTokens: [keyword.name, token], keyword) {
-                    valid = false
-                    if !collecting { return false }
-                }
-            }
-            return valid
-
+            return applyProperties(schemas, keyword, instance, &evaluated)
         case .patternProperties(let schemas):
-            guard case .object(let members) = instance else { return true }
-            var valid = true
-            for name in members.keys.sorted() {
-                let token = JSONPointer.escape(name)
-                for pattern in schemas where pattern.pattern.matches(name) {
-                    if tracksAnnotations { evaluated.properties.insert(name) }
-                    let tokens = [keyword.name, JSONPointer.escape(pattern.pattern.source)]
-                    if !evaluateMember(pattern.schema, members[name]!, token, keywordTokens: tokens, keyword) {
-                        valid = false
-                        if !collecting { return false }
-                    }
-                }
-            }
-            return valid
-
+            return applyPatternProperties(schemas, keyword, instance, &evaluated)
         case .additionalProperties(let schema, let declared, let patterns):
-            guard case .object(let members) = instance else { return true }
-            var valid = true
-            for name in members.keys.sorted()
-            where !declared.contains(name) && !patterns.contains(where: { $0.matches(name) }) {
-                if tracksAnnotations { evaluated.properties.insert(name) }
-                let token = JSONPointer.escape(name)
-                if !evaluateMember(schema, members[name]!, token, keywordTokens: [keyword.name], keyword) {
-                    valid = false
-                    if !collecting { return false }
-                }
-            }
-            return valid
-
+            return applyAdditionalProperties(schema, declared, patterns, keyword, instance, &evaluated)
         case .propertyNames(let schema):
-            guard case .object(let members) = instance else { return true }
-            var valid = true
-            instanceDepth += 1
-            defer { instanceDepth -= 1 }
-            for name in members.keys.sorted() {
-                var ignored = Evaluated()
-                let outcome = firstMessage {
-                    evaluateInPlace(schema, .string(name), keywordTokens: [keyword.name], &ignored)
-                }
-                if !outcome.valid {
-                    valid = false
-                    fail(
-                        keyword,
-                        "the property name \(Describe.value(.string(name))) is not allowed"
-                            + (outcome.message.map { ": \($0)" } ?? "")
-                    )
-                    if !collecting { return false }
-                }
-            }
-            return valid
-
+            return applyPropertyNames(schema, keyword, instance, &evaluated)
         default:
             preconditionFailure("not an applicator keyword")
         }
+    }
+
+    private func applyAllOf(
+        _ schemas: [Int],
+        _ keyword: Keyword,
+        _ instance: JSONValue,
+        _ evaluated: inout Evaluated
+    ) -> Bool {
+        var valid = true
+        for (position, schema) in schemas.enumerated()
+        where !evaluateInPlace(schema, instance, keywordTokens: [keyword.name, String(position)], &evaluated) {
+            valid = false
+            if !collecting { return false }
+        }
+        return valid
+    }
+
+    private func applyAnyOf(
+        _ schemas: [Int],
+        _ keyword: Keyword,
+        _ instance: JSONValue,
+        _ evaluated: inout Evaluated
+    ) -> Bool {
+        var matched = false
+        var messages: [String] = []
+        for (position, schema) in schemas.enumerated() {
+            let outcome = firstMessage {
+                evaluateInPlace(schema, instance, keywordTokens: [keyword.name, String(position)], &evaluated)
+            }
+            if outcome.valid {
+                matched = true
+                if !tracksAnnotations { return true }
+            } else if let message = outcome.message {
+                messages.append("[\(position)] \(message)")
+            }
+        }
+        if !matched {
+            fail(
+                keyword,
+                "the value matches none of the \(schemas.count) alternatives of anyOf" + listing(messages)
+            )
+        }
+        return matched
+    }
+
+    private func applyOneOf(
+        _ schemas: [Int],
+        _ keyword: Keyword,
+        _ instance: JSONValue,
+        _ evaluated: inout Evaluated
+    ) -> Bool {
+        var matches: [Int] = []
+        var messages: [String] = []
+        for (position, schema) in schemas.enumerated() {
+            let outcome = firstMessage {
+                evaluateInPlace(schema, instance, keywordTokens: [keyword.name, String(position)], &evaluated)
+            }
+            if outcome.valid {
+                matches.append(position)
+                if matches.count > 1 && !collecting && !tracksAnnotations { return false }
+            } else if let message = outcome.message {
+                messages.append("[\(position)] \(message)")
+            }
+        }
+        if matches.isEmpty {
+            fail(
+                keyword,
+                "the value matches none of the \(schemas.count) alternatives of oneOf" + listing(messages)
+            )
+        } else if matches.count > 1 {
+            let positions = matches.map(String.init).joined(separator: ", ")
+            fail(
+                keyword,
+                "the value matches more than one alternative of oneOf (\(positions)), but must match exactly one"
+            )
+        }
+        return matches.count == 1
+    }
+
+    private func applyNot(
+        _ schema: Int,
+        _ keyword: Keyword,
+        _ instance: JSONValue,
+        _ evaluated: inout Evaluated
+    ) -> Bool {
+        var ignored = Evaluated()
+        let matched = withCollecting(false) {
+            evaluateInPlace(schema, instance, keywordTokens: [keyword.name], &ignored)
+        }
+        if matched { fail(keyword, "the value must not match the schema of not, but it does") }
+        return !matched
+    }
+
+    private func applyConditional(
+        _ condition: Int,
+        _ then: Int?,
+        _ otherwise: Int?,
+        _ keyword: Keyword,
+        _ instance: JSONValue,
+        _ evaluated: inout Evaluated
+    ) -> Bool {
+        // Without then or else, if only matters for the annotations of a successful match.
+        if then == nil && otherwise == nil && !tracksAnnotations { return true }
+        let holds = withCollecting(false) {
+            evaluateInPlace(condition, instance, keywordTokens: ["if"], &evaluated)
+        }
+        if holds, let then {
+            return evaluateInPlace(then, instance, keywordTokens: ["then"], &evaluated)
+        }
+        if !holds, let otherwise {
+            return evaluateInPlace(otherwise, instance, keywordTokens: ["else"], &evaluated)
+        }
+        return true
+    }
+
+    private func applyDependentSchemas(
+        _ schemas: [NamedSchema],
+        _ keyword: Keyword,
+        _ instance: JSONValue,
+        _ evaluated: inout Evaluated
+    ) -> Bool {
+        guard case .object(let members) = instance else { return true }
+        var valid = true
+        for dependent in schemas where members[dependent.name] != nil {
+            let tokens = [keyword.name, JSONPointer.escape(dependent.name)]
+            if !evaluateInPlace(dependent.schema, instance, keywordTokens: tokens, &evaluated) {
+                valid = false
+                if !collecting { return false }
+            }
+        }
+        return valid
+    }
+
+    private func applyPrefixItems(
+        _ schemas: [Int],
+        _ keyword: Keyword,
+        _ instance: JSONValue,
+        _ evaluated: inout Evaluated
+    ) -> Bool {
+        guard case .array(let items) = instance else { return true }
+        var valid = true
+        for position in 0..<min(schemas.count, items.count) {
+            let token = String(position)
+            if !evaluateChild(
+                schemas[position],
+                items[position],
+                instanceToken: token,
+                keywordTokens: [keyword.name, token]
+            ) {
+                valid = false
+                if !collecting { return false }
+            }
+        }
+        evaluated.itemPrefix = max(evaluated.itemPrefix, min(schemas.count, items.count))
+        return valid
+    }
+
+    private func applyItems(
+        _ schema: Int,
+        _ firstIndex: Int,
+        _ keyword: Keyword,
+        _ instance: JSONValue,
+        _ evaluated: inout Evaluated
+    ) -> Bool {
+        guard case .array(let items) = instance else { return true }
+        var valid = true
+        if firstIndex < items.count {
+            for position in firstIndex..<items.count where !evaluateItem(schema, items[position], position, keyword) {
+                valid = false
+                if !collecting { return false }
+            }
+        }
+        evaluated.allItems = true
+        return valid
+    }
+
+    private func applyContains(
+        _ schema: Int,
+        _ minimum: Int,
+        _ maximum: Int?,
+        _ keyword: Keyword,
+        _ instance: JSONValue,
+        _ evaluated: inout Evaluated
+    ) -> Bool {
+        guard case .array(let items) = instance else { return true }
+        var matching: [Int] = []
+        withCollecting(false) {
+            for (position, item) in items.enumerated()
+            where evaluateChild(schema, item, instanceToken: String(position), keywordTokens: [keyword.name]) {
+                matching.append(position)
+            }
+        }
+        if tracksAnnotations { evaluated.itemIndices.formUnion(matching) }
+        if matching.count < minimum {
+            fail(
+                keyword,
+                matching.isEmpty
+                    ? "no item matches the schema of contains"
+                        + (minimum > 1 ? " (at least \(minimum) must)" : "")
+                    : "\(Describe.count(matching.count, "item")) \(matching.count == 1 ? "matches" : "match") "
+                        + "the schema of contains, fewer than the minimum \(minimum)"
+            )
+            return false
+        }
+        if let maximum, matching.count > maximum {
+            fail(
+                keyword,
+                "\(Describe.count(matching.count, "item")) match the schema of contains, more than the maximum \(maximum)"
+            )
+            return false
+        }
+        return true
+    }
+
+    private func applyProperties(
+        _ schemas: [NamedSchema],
+        _ keyword: Keyword,
+        _ instance: JSONValue,
+        _ evaluated: inout Evaluated
+    ) -> Bool {
+        guard case .object(let members) = instance else { return true }
+        var valid = true
+        for property in schemas {
+            guard let member = members[property.name] else { continue }
+            if tracksAnnotations { evaluated.properties.insert(property.name) }
+            let token = JSONPointer.escape(property.name)
+            if !evaluateMember(property.schema, member, token, keywordTokens: [keyword.name, token], keyword) {
+                valid = false
+                if !collecting { return false }
+            }
+        }
+        return valid
+    }
+
+    private func applyPatternProperties(
+        _ schemas: [PatternSchema],
+        _ keyword: Keyword,
+        _ instance: JSONValue,
+        _ evaluated: inout Evaluated
+    ) -> Bool {
+        guard case .object(let members) = instance else { return true }
+        var valid = true
+        for name in members.keys.sorted() {
+            let token = JSONPointer.escape(name)
+            for pattern in schemas where pattern.pattern.matches(name) {
+                if tracksAnnotations { evaluated.properties.insert(name) }
+                let tokens = [keyword.name, JSONPointer.escape(pattern.pattern.source)]
+                if !evaluateMember(pattern.schema, members[name]!, token, keywordTokens: tokens, keyword) {
+                    valid = false
+                    if !collecting { return false }
+                }
+            }
+        }
+        return valid
+    }
+
+    private func applyAdditionalProperties(
+        _ schema: Int,
+        _ declared: Set<String>,
+        _ patterns: [ECMARegex],
+        _ keyword: Keyword,
+        _ instance: JSONValue,
+        _ evaluated: inout Evaluated
+    ) -> Bool {
+        guard case .object(let members) = instance else { return true }
+        var valid = true
+        for name in members.keys.sorted()
+        where !declared.contains(name) && !patterns.contains(where: { $0.matches(name) }) {
+            if tracksAnnotations { evaluated.properties.insert(name) }
+            let token = JSONPointer.escape(name)
+            if !evaluateMember(schema, members[name]!, token, keywordTokens: [keyword.name], keyword) {
+                valid = false
+                if !collecting { return false }
+            }
+        }
+        return valid
+    }
+
+    private func applyPropertyNames(
+        _ schema: Int,
+        _ keyword: Keyword,
+        _ instance: JSONValue,
+        _ evaluated: inout Evaluated
+    ) -> Bool {
+        guard case .object(let members) = instance else { return true }
+        var valid = true
+        instanceDepth += 1
+        defer { instanceDepth -= 1 }
+        for name in members.keys.sorted() {
+            var ignored = Evaluated()
+            let outcome = firstMessage {
+                evaluateInPlace(schema, .string(name), keywordTokens: [keyword.name], &ignored)
+            }
+            if !outcome.valid {
+                valid = false
+                fail(
+                    keyword,
+                    "the property name \(Describe.value(.string(name))) is not allowed"
+                        + (outcome.message.map { ": \($0)" } ?? "")
+                )
+                if !collecting { return false }
+            }
+        }
+        return valid
     }
 
     /// Applies an item schema; a `false` schema yields one clear error naming the item.

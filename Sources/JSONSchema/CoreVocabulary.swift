@@ -15,9 +15,11 @@ extension SchemaCompiler {
             }
         }
         if let value = members["$defs"] {
-            guard case .object = value else {
+            guard case .object(let definitions) = value else {
                 throw invalid("$defs", context, "$defs must be an object of schemas, found \(Describe.value(value))")
             }
+            // Compiled even when unused, so that a mistake in one is reported now rather than never.
+            for name in definitions.keys.sorted() { _ = try subschema(context, "$defs", name) }
         }
         if let value = members["$ref"] {
             guard case .string(let reference) = value else {
@@ -66,10 +68,15 @@ extension Evaluator {
         guard activeReferences.insert(active).inserted else {
             // The same subschema is already being applied to this very value: following the
             // reference again would never end.
-            fail(keyword, "the reference loops back to a schema already applied here, so it can never finish")
+            reportLoop(keyword)
             return false
         }
         defer { activeReferences.remove(active) }
         return evaluateInPlace(target, instance, keywordTokens: [keyword.name], &evaluated)
+    }
+
+    @inline(never)
+    private func reportLoop(_ keyword: Keyword) {
+        fail(keyword, "the reference loops back to a schema already applied here, so it can never finish")
     }
 }

@@ -31,7 +31,8 @@ enum Describe {
 
     /// A URI as users wrote it: the internal base of schemas without an absolute `$id` is left out.
     static func uri(_ uri: String) -> String {
-        let prefix = "stagerunner-schema:/"
+        if uri == SchemaCompiler.anonymousBase { return "the root schema" }
+        let prefix = SchemaCompiler.anonymousScheme + "/"
         if uri.hasPrefix(prefix) { return "\"" + uri.dropFirst(prefix.count) + "\"" }
         return "\"" + uri + "\""
     }

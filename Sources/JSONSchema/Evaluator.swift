@@ -65,19 +65,11 @@ final class Evaluator {
         case .always(true):
             return true
         case .always(false):
-            report(
-                "no value is allowed here (the schema is false)",
-                keyword: nil,
-                absoluteLocation: node.absoluteLocation
-            )
+            reportFalseSchema(node)
             return false
         case .keywords(let keywords):
             guard depth < maximumDepth else {
-                report(
-                    "the instance or schema is nested too deeply to validate (more than \(maximumDepth) levels)",
-                    keyword: nil,
-                    absoluteLocation: node.absoluteLocation
-                )
+                reportTooDeep(node)
                 return false
             }
             depth += 1
@@ -167,6 +159,21 @@ final class Evaluator {
     }
 
     // MARK: - Reporting
+
+    // Kept out of `evaluate(_:_:_:)` so that its stack frame, repeated at every level of nesting, stays small.
+    @inline(never)
+    private func reportFalseSchema(_ node: SchemaNode) {
+        report("no value is allowed here (the schema is false)", keyword: nil, absoluteLocation: node.absoluteLocation)
+    }
+
+    @inline(never)
+    private func reportTooDeep(_ node: SchemaNode) {
+        report(
+            "the instance or schema is nested too deeply to validate (more than \(maximumDepth) levels)",
+            keyword: nil,
+            absoluteLocation: node.absoluteLocation
+        )
+    }
 
     /// Records an error for `keyword` at the current instance location (extended by `instanceToken`).
     /// `keywordSuffix` extends the keyword location below the keyword (e.g. the property name under `properties`).

@@ -7,8 +7,10 @@ import JSON
 /// subschema reached both by nesting and by `$ref` is compiled once, and recursive references
 /// become cycles in the node graph.
 final class SchemaCompiler {
-    /// The base URI of a root schema without an absolute `$id`; never shown to users.
-    static let anonymousBase = "stagerunner-schema:/root.json"
+    /// The scheme of URIs that only exist because a schema has no absolute `$id`; never shown to users.
+    static let anonymousScheme = "stagerunner-schema:"
+    /// The base URI of a root schema without an absolute `$id`.
+    static let anonymousBase = anonymousScheme + "/root.json"
 
     /// A schema resource: the subschema that declared an `$id` (or a document root), with its anchors.
     struct Resource {
@@ -190,7 +192,7 @@ final class SchemaCompiler {
         nodes.append(nil)
         nodeByLocation[location] = index
         var absoluteLocation: String?
-        if !base.hasPrefix(Self.anonymousBase) {
+        if !base.hasPrefix(Self.anonymousScheme) {
             let resourcePointer = resources[resource].pointer
             absoluteLocation = base + "#" + pointer.dropFirst(resourcePointer.count)
         }
@@ -334,16 +336,21 @@ final class SchemaCompiler {
     /// Evaluation order: assertions on the value itself first (so a type mismatch is reported
     /// first), then references and in-place applicators, then members and items, and the
     /// `unevaluated*` keywords last, once every other keyword has recorded what it evaluated.
+    /// Items and members go in the order the specification lists their keywords.
     private static func rank(_ kind: Keyword.Kind) -> Int {
         switch kind {
         case .type: return 0
         case .enumeration, .constant: return 1
         case .ref, .dynamicRef: return 3
         case .allOf, .anyOf, .oneOf, .not, .conditional, .dependentSchemas: return 4
-        case .prefixItems, .items, .contains, .properties, .patternProperties, .additionalProperties,
-            .propertyNames:
-            return 5
-        case .unevaluatedItems, .unevaluatedProperties: return 6
+        case .prefixItems: return 5
+        case .items: return 6
+        case .contains: return 7
+        case .properties: return 8
+        case .patternProperties: return 9
+        case .additionalProperties: return 10
+        case .propertyNames: return 11
+        case .unevaluatedItems, .unevaluatedProperties: return 12
         default: return 2
         }
     }

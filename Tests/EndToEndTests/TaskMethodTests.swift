@@ -142,7 +142,9 @@ struct TaskMethodTests {
         defer { workspace.remove() }
         let peer = try ServerSetup(workspace: workspace.root).peer(.process, .ndjson)
         let marker = "37.\(Int.random(in: 100...999))"
-        peer.send(#"{"jsonrpc":"2.0","id":1,"method":"runTask","params":{"task":{"stages":{"ingestion":{"command":["sleep","\#(marker)"]}}}}}"#)
+        peer.send(
+            #"{"jsonrpc":"2.0","id":1,"method":"runTask","params":{"task":{"stages":{"ingestion":{"command":["sleep","\#(marker)"]}}}}}"#
+        )
         try await eventually("the command starts") { Self.running("sleep \(marker)") }
         let start = ContinuousClock.now
         peer.send(#"{"jsonrpc":"2.0","method":"$/cancelRequest","params":{"id":1}}"#)
@@ -157,7 +159,9 @@ struct TaskMethodTests {
     static func running(_ commandLine: String) -> Bool {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         return entries.contains { entry in
-            guard entry.allSatisfy(\.isNumber), let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else {
+            guard entry.allSatisfy(\.isNumber),
+                let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline")
+            else {
                 return false
             }
             var arguments = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
