@@ -71,7 +71,7 @@ struct TaskCommand: AsyncParsableCommand {
         let runner = try StageRunner(workspace: root, logger: Logger(label: "stagerunner"))
         let task: TaskDefinition
         do {
-            task = try TaskDefinition.load(file, workspace: root, parsers: runner.parsers)
+            task = try await runner.loadTask(file)
         } catch {
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))
             throw ExitCode(2)

@@ -65,35 +65,24 @@ public struct WorkspaceConfiguration: Sendable, Hashable, Decodable {
         do {
             let configuration = try YAMLDecoder().decode(WorkspaceConfiguration.self, from: text)
             return (configuration, configuration.embedded?.check(workspace) ?? [])
-        } catch let error as YamlError {
-            return (WorkspaceConfiguration(), [diagnostic(for: error)])
-        } catch let error as DecodingError {
-            let path = error.codingPathText
-            return (
-                WorkspaceConfiguration(),
-                [Diagnostic(file: fileName, code: "config.invalid", message: "\(path): \(error.plainDescription)")]
-            )
         } catch {
+            if let syntax = YAMLSyntaxError(error) {
+                let diagnostic = Diagnostic(
+                    file: fileName,
+                    line: syntax.line ?? 0,
+                    column: syntax.column ?? 0,
+                    code: "config.yaml-syntax",
+                    message: syntax.message
+                )
+                return (WorkspaceConfiguration(), [diagnostic])
+            }
+            if let error = error as? DecodingError {
+                let message = "\(error.codingPathText): \(error.plainDescription)"
+                return (
+                    WorkspaceConfiguration(), [Diagnostic(file: fileName, code: "config.invalid", message: message)]
+                )
+            }
             return (WorkspaceConfiguration(), [Diagnostic(file: fileName, code: "config.invalid", message: "\(error)")])
-        }
-    }
-
-    private static func diagnostic(for error: YamlError) -> Diagnostic {
-        switch error {
-        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
-            .composer(let context, let problem, let mark, _):
-            let detail = [context?.description, problem].compactMap { $0 }.filter { !$0.isEmpty }.joined(
-                separator: ": "
-            )
-            return Diagnostic(
-                file: fileName,
-                line: mark.line,
-                column: mark.column,
-                code: "config.yaml-syntax",
-                message: "invalid YAML: \(detail)"
-            )
-        default:
-            return Diagnostic(file: fileName, code: "config.yaml-syntax", message: "invalid YAML: \(error)")
         }
     }
 }

@@ -18,19 +18,7 @@ actor WorkspaceState {
     private var snapshot: Snapshot?
     private var stamps: [String: FileStamp] = [:]
     private var templates: [String: (FileStamp, CompiledTemplate)] = [:]
-
-    /// What identifies a version of a file without reading it.
-    struct FileStamp: Hashable {
-        var modified: timespec?
-        var size: Int64
-
-        static func == (left: FileStamp, right: FileStamp) -> Bool {
-            left.size == right.size && left.modified?.tv_sec == right.modified?.tv_sec
-                && left.modified?.tv_nsec == right.modified?.tv_nsec
-        }
-
-        func hash(into hasher: inout Hasher) { hasher.combine(size) }
-    }
+    private var tasks: [String: TaskDefinition] = [:]
 
     init(workspace: Workspace, knownParsers: Set<String>, environment: [String: String]) {
         self.workspace = workspace
@@ -38,11 +26,7 @@ actor WorkspaceState {
         self.environment = environment
     }
 
-    private func stamp(_ relative: String) -> FileStamp {
-        var status = stat()
-        guard stat(workspace.path(relative), &status) == 0 else { return FileStamp(modified: nil, size: -1) }
-        return FileStamp(modified: status.st_mtim, size: Int64(status.st_size))
-    }
+    private func stamp(_ relative: String) -> FileStamp { workspace.stamp(relative) }
 
     /// The files whose change invalidates the snapshot.
     private func watchedFiles() -> [String] {
@@ -104,5 +88,13 @@ actor WorkspaceState {
         } catch {
             throw StageError(.template, error.description, file: file, line: error.line)
         }
+    }
+
+    /// The task file at `file`, loaded again only when it or a file it refers to changed.
+    func task(_ file: String, parsers: ParserRegistry) throws(TaskDefinitionError) -> TaskDefinition {
+        if let cached = tasks[file], cached.sources.allSatisfy({ stamp($0.file) == $0.stamp }) { return cached }
+        let task = try TaskDefinition.load(file, workspace: workspace, parsers: parsers)
+        tasks[file] = task
+        return task
     }
 }

@@ -22,6 +22,12 @@ public struct TaskDefinition: Sendable {
     public var model: String?
     /// Declared flag types.
     public var flagSchemas: FlagSchemas
+    /// The workspace files the task was loaded from (the task file, then its templates and
+    /// schemas), each stamped before it was read, so that an edit made while loading is seen.
+    var sources: [(file: String, stamp: FileStamp)] = []
+
+    /// The workspace files the task was loaded from: the task file, then its templates and schemas.
+    public var sourceFiles: [String] { sources.map(\.file) }
 
     public static let defaultStageTimeout = Duration.seconds(300)
     public static let defaultMaxRefinements = 3
@@ -87,6 +93,7 @@ extension TaskDefinition {
                 message: "the task file must be a path relative to the workspace, inside it"
             )
         }
+        let stamp = workspace.stamp(file)
         let text: String
         switch workspace.loadText(file) {
         case .missing:
@@ -104,7 +111,9 @@ extension TaskDefinition {
         var stem = String(file[(slash.map { file.index(after: $0) } ?? file.startIndex)...])
         if let dot = stem.firstIndex(of: "."), dot > stem.startIndex { stem = String(stem[..<dot]) }
         var loader = TaskFileLoader(file: file, directory: directory, workspace: workspace, parsers: parsers)
-        return try loader.definition(from: document, defaultName: stem)
+        var definition = try loader.definition(from: document, defaultName: stem)
+        definition.sources = [(file, stamp)] + loader.filesRead
+        return definition
     }
 
     /// Builds a task from a document given inline (a `runTask` request's `task` object); its
@@ -116,7 +125,9 @@ extension TaskDefinition {
         parsers: ParserRegistry = .standard
     ) throws(TaskDefinitionError) -> TaskDefinition {
         var loader = TaskFileLoader(file: "<inline>", directory: directory, workspace: workspace, parsers: parsers)
-        return try loader.definition(from: document, defaultName: "inline")
+        var definition = try loader.definition(from: document, defaultName: "inline")
+        definition.sources = loader.filesRead
+        return definition
     }
 
     static func parseDocument(_ text: String, file: String) throws(TaskDefinitionError) -> JSONValue {
@@ -130,22 +141,14 @@ extension TaskDefinition {
         }
         do {
             return try YAMLDecoder().decode(JSONValue.self, from: text)
-        } catch let error as YamlError {
-            switch error {
-            case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
-                .composer(let context, let problem, let mark, _):
-                let detail = [context?.description, problem].compactMap { $0 }.filter { !$0.isEmpty }
-                throw TaskDefinitionError(
-                    file: file,
-                    path: "",
-                    message: "invalid YAML: " + detail.joined(separator: ": "),
-                    line: mark.line
-                )
-            default:
-                throw TaskDefinitionError(file: file, path: "", message: "invalid YAML: \(error)")
-            }
         } catch {
-            throw TaskDefinitionError(file: file, path: "", message: "invalid YAML: \(error)")
+            let syntax = YAMLSyntaxError(error)
+            throw TaskDefinitionError(
+                file: file,
+                path: "",
+                message: syntax?.message ?? "invalid YAML: \(error)",
+                line: syntax?.line
+            )
         }
     }
 }

@@ -6,6 +6,8 @@ struct TaskFileLoader {
     let directory: String
     let workspace: Workspace
     let parsers: ParserRegistry
+    /// The workspace files the task file refers to (templates, schemas), as read.
+    private(set) var filesRead: [(file: String, stamp: FileStamp)] = []
 
     func problem(_ path: String, _ message: String, line: Int? = nil) -> TaskDefinitionError {
         TaskDefinitionError(file: file, path: path, message: message, line: line)
@@ -59,7 +61,7 @@ struct TaskFileLoader {
 
     // MARK: - Stage handlers
 
-    func handler(
+    mutating func handler(
         _ value: JSONValue,
         stage: TaskStage,
         path: String
@@ -123,7 +125,7 @@ struct TaskFileLoader {
     }
 
     /// A template from `file` (relative to the task file) or inline `text`.
-    func template(
+    mutating func template(
         _ config: JSONValue,
         _ path: String,
         key: String = "file"
@@ -153,7 +155,7 @@ struct TaskFileLoader {
         }
     }
 
-    func readFile(_ relative: String, _ path: String) throws(TaskDefinitionError) -> (String, String) {
+    mutating func readFile(_ relative: String, _ path: String) throws(TaskDefinitionError) -> (String, String) {
         if relative.hasPrefix("/") || relative.split(separator: "/").contains("..") {
             throw problem(path, "'\(relative)' must be a relative path inside the task's folder, without '..'")
         }
@@ -161,20 +163,26 @@ struct TaskFileLoader {
         guard workspace.contains(resolved) else {
             throw problem(path, "'\(relative)' leads outside the workspace through a symbolic link")
         }
+        let stamp = workspace.stamp(resolved)
         switch workspace.loadText(resolved) {
         case .missing: throw problem(path, "'\(resolved)' does not exist")
         case .notUTF8: throw problem(path, "'\(resolved)' is not UTF-8 text")
-        case .text(let text): return (text, resolved)
+        case .text(let text):
+            filesRead.append((resolved, stamp))
+            return (text, resolved)
         }
     }
 
-    func templateHandler(_ config: JSONValue, _ path: String) throws(TaskDefinitionError) -> any TaskStageHandler {
+    mutating func templateHandler(
+        _ config: JSONValue,
+        _ path: String
+    ) throws(TaskDefinitionError) -> any TaskStageHandler {
         if case .object(let options) = config { try checkKeys(options, path, allowed: ["file", "text"]) }
         let (template, name) = try template(config, path)
         return TemplateStageHandler(template: template, templateName: name)
     }
 
-    func modelHandler(
+    mutating func modelHandler(
         _ config: JSONValue,
         _ path: String,
         withTemplate: Bool

@@ -39,6 +39,12 @@ public struct TaskRunOptions: Sendable {
 }
 
 extension StageRunner {
+    /// The task file at `file` (relative to the workspace), compiled; kept until it or one of
+    /// its templates or schemas changes on disk.
+    public func loadTask(_ file: String) async throws(TaskDefinitionError) -> TaskDefinition {
+        try await state.task(file, parsers: parsers)
+    }
+
     /// Runs `task` with exactly seed 002's semantics: the eleven stages in order, missing handlers
     /// skipped, the `{output, flags}` contract and flag types checked, outputs chained (validation
     /// stages excluded), and validation failures starting critique-and-refine cycles.

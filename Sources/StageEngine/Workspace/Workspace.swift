@@ -101,3 +101,26 @@ extension Workspace {
         (try? FileManager.default.contentsOfDirectory(atPath: path(relative))) ?? []
     }
 }
+
+/// What identifies a version of a file without reading it: its modification time and size.
+struct FileStamp: Hashable, Sendable {
+    var seconds: Int
+    var nanoseconds: Int
+    var size: Int64
+
+    /// The stamp of a file that does not exist.
+    static let missing = FileStamp(seconds: 0, nanoseconds: 0, size: -1)
+}
+
+extension Workspace {
+    /// The current stamp of a workspace file.
+    func stamp(_ relative: String) -> FileStamp {
+        var status = stat()
+        guard stat(path(relative), &status) == 0 else { return .missing }
+        return FileStamp(
+            seconds: Int(status.st_mtim.tv_sec),
+            nanoseconds: Int(status.st_mtim.tv_nsec),
+            size: Int64(status.st_size)
+        )
+    }
+}

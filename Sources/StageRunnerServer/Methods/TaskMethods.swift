@@ -64,7 +64,7 @@ extension StageRunnerServer {
         do {
             switch params.task {
             case .string(let file):
-                task = try TaskDefinition.load(file, workspace: runner.workspace, parsers: runner.parsers)
+                task = try await runner.loadTask(file)
             case .object:
                 task = try TaskDefinition.inline(params.task, workspace: runner.workspace, parsers: runner.parsers)
             default:

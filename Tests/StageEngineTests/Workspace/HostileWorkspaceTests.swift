@@ -53,4 +53,20 @@ struct HostileWorkspaceTests {
             }
         }
     }
+
+    @Test("a YAML syntax error in stagerunner.yaml is reported with its line and column")
+    func configurationSyntaxError() async throws {
+        let temporary = try TemporaryWorkspace(
+            copying: "daydream",
+            files: ["stagerunner.yaml": "values:\n  - x\n bad: [\n"]
+        )
+        defer { temporary.remove() }
+        let runner = try StageRunner(workspace: temporary.workspace)
+        let (_, diagnostics) = await runner.validate()
+        let problem = try #require(diagnostics.first { $0.file == "stagerunner.yaml" })
+        #expect(problem.code == "config.yaml-syntax")
+        #expect(problem.message == "invalid YAML: while parsing a block mapping: did not find expected key")
+        #expect(problem.line == 3)
+        #expect(problem.column == 2)
+    }
 }

@@ -45,7 +45,8 @@ struct SchemaStageHandler: TaskStageHandler {
 }
 
 extension TaskFileLoader {
-    func schemaHandler(_ config: JSONValue, _ path: String) throws(TaskDefinitionError) -> any TaskStageHandler {
+    mutating func schemaHandler(_ config: JSONValue, _ path: String) throws(TaskDefinitionError) -> any TaskStageHandler
+    {
         var document: JSONValue
         var source: String
         if case .string(let relative) = config {
@@ -72,7 +73,7 @@ extension TaskFileLoader {
         }
     }
 
-    func schemaFile(_ relative: String, _ path: String) throws(TaskDefinitionError) -> (JSONValue, String) {
+    mutating func schemaFile(_ relative: String, _ path: String) throws(TaskDefinitionError) -> (JSONValue, String) {
         let (text, resolved) = try readFile(relative, path)
         return (try TaskDefinition.parseDocument(text, file: resolved), resolved)
     }
