@@ -170,4 +170,39 @@ struct TaskMethodTests {
             return arguments.joined(separator: " ") == commandLine
         }
     }
+
+    @Test("stagerunner task prints the payload; exit 0 on success, 1 on failure, 2 for a bad task file")
+    func taskCommand() async throws {
+        let example = try ExampleCopy(
+            "research-task",
+            files: ["tasks/fails.yaml": "stages:\n  ingestion: { command: [python3, stages/ingest.py] }\n"]
+        )
+        defer { example.remove() }
+        let workspace = ["--workspace", example.root]
+        let success = try ServerProcess(
+            ["task", "tasks/summary.task.yaml", "--input", #"{"topic":"Kelp"}"#, "--compact"] + workspace
+        )
+        #expect(try await success.exitStatus() == 0)
+        let payload = try JSONParser.parse(success.output.rawBytes)
+        #expect(payload["ok"] == true)
+        #expect(payload["refinementAttempts"] == 1)
+        #expect(payload["context"]?["meta"]?["taskName"] == "research-summary")
+
+        let failure = try ServerProcess(["task", "tasks/fails.yaml", "--input", #"{"topic":"  "}"#] + workspace)
+        #expect(try await failure.exitStatus() == 1)
+        let failed = try JSONParser.parse(failure.output.rawBytes)
+        #expect(failed["failedStage"] == "ingestion")
+        #expect(
+            failed["error"]?["message"]
+                == "command python3 stages/ingest.py exited with status 2: the input needs a non-empty 'topic'"
+        )
+
+        let broken = try ServerProcess(["task", "tasks/none.yaml"] + workspace)
+        #expect(try await broken.exitStatus() == 2)
+        #expect(broken.standardError.contains("error: tasks/none.yaml: no such task file in the workspace"))
+
+        let badInput = try ServerProcess(["task", "tasks/summary.task.yaml", "--input", "{topic"] + workspace)
+        #expect(try await badInput.exitStatus() == 64)
+        #expect(badInput.standardError.contains("--input is not JSON"))
+    }
 }

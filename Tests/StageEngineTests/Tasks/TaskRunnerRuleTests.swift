@@ -386,4 +386,23 @@ struct TaskRunnerRuleTests {
         #expect(result.failedStage == "validateStructure")
         #expect(result.refinementAttempts == 0)
     }
+
+    @Test func theDefaultProviderComesFromModelConfig() async throws {
+        let workspace = try TemporaryWorkspace()
+        defer { workspace.remove() }
+        let runner = try StageRunner(workspace: workspace.workspace, environment: [:])
+        let task = try TaskDefinition.inline(
+            ["stages": ["inference": ["llm": ["model": "gpt-4o-mini"]]]],
+            workspace: workspace.workspace
+        )
+        let routed = try await runner.runTask(
+            task,
+            options: TaskRunOptions(modelConfig: ModelConfig(defaultProvider: "openai"))
+        )
+        #expect(routed.error?.message == "provider 'openai' needs an API key: set OPENAI_API_KEY")
+        #expect(routed.llmMetrics.first?.model == "openai:gpt-4o-mini")
+        let plain = try await runner.runTask(task, options: TaskRunOptions(input: "hello"))
+        #expect(plain.ok)
+        #expect(plain.llmMetrics.first?.provider == "embedded")
+    }
 }
