@@ -14,13 +14,17 @@ import Darwin
 /// a few hundred generations a second.
 ///
 /// A batch is written into hidden temporaries, made durable with one `syncfs`, renamed (or
-/// swapped) into place, and the renames made durable by fsyncing the stage directories.
+/// swapped) into place, and the renames made durable by fsyncing the stage directories. Task
+/// artifacts, single files, go the same way.
 final class GroupCommitter: @unchecked Sendable {
     struct Job {
         let temporary: String
         let final: String
         let stageDirectory: String
         let files: [(String, Data)]
+        /// `temporary` and `final` are one file (its contents the only entry of `files`), not a
+        /// directory of them.
+        var isFile = false
         let continuation: CheckedContinuation<Void, any Error>
     }
 
@@ -45,6 +49,26 @@ final class GroupCommitter: @unchecked Sendable {
                     final: final,
                     stageDirectory: stageDirectory,
                     files: files,
+                    continuation: continuation
+                )
+            )
+            lock.signal()
+            lock.unlock()
+        }
+    }
+
+    /// Writes one file atomically and durably: `data` goes to `temporary` beside `final` in
+    /// `directory`, then replaces `final` in one rename.
+    func commitFile(_ data: Data, temporary: String, final: String, directory: String) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            lock.lock()
+            pending.append(
+                Job(
+                    temporary: temporary,
+                    final: final,
+                    stageDirectory: directory,
+                    files: [("", data)],
+                    isFile: true,
                     continuation: continuation
                 )
             )
@@ -131,9 +155,11 @@ final class GroupCommitter: @unchecked Sendable {
                 reason: "cannot create directory: \(error.localizedDescription)"
             )
         }
-        guard mkdir(job.temporary, 0o755) == 0 else { throw failure(job.temporary, "cannot create") }
+        if !job.isFile {
+            guard mkdir(job.temporary, 0o755) == 0 else { throw failure(job.temporary, "cannot create") }
+        }
         for (name, data) in job.files {
-            let path = job.temporary + "/" + name
+            let path = job.isFile ? job.temporary : job.temporary + "/" + name
             let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
             guard descriptor >= 0 else { throw failure(path, "cannot create") }
             defer { close(descriptor) }

@@ -157,6 +157,16 @@ struct TaskHandlerTests {
         #expect(written == "{\n  \"topic\": \"tides\"\n}\n")
     }
 
+    @Test func anArtifactThatCannotBeWrittenFailsTheStage() async throws {
+        let result = try await Self.run(
+            "stages:\n  integration: { write: out.json }\n",
+            files: ["data/tasks/task": "a file where the run's folder should be"]
+        )
+        #expect(result.failedStage == "integration")
+        #expect(result.error?.kind == .write)
+        #expect(result.error?.message.hasPrefix("cannot write the artifact data/tasks/task/r1/out.json: ") == true)
+    }
+
     static let echoStage = """
         import json, sys
         request = json.load(sys.stdin)

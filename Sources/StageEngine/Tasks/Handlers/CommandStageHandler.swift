@@ -61,7 +61,7 @@ struct CommandStageHandler: TaskStageHandler {
         }
         let stderr = streams.error.contents(limit: Self.errorLimit) ?? Array("(more than 4 MiB on stderr)".utf8)
         if !stderr.isEmpty {
-            try? ArtifactFile.write(
+            try? await ArtifactFile.write(
                 stderr,
                 to: workspace.path("\(invocation.context.workDir)/logs/stage-\(invocation.stage.rawValue).log")
             )

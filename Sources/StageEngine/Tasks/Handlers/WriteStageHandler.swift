@@ -22,7 +22,7 @@ struct WriteStageHandler: TaskStageHandler {
         case let value: bytes = Array(value.prettyDescription.utf8) + [UInt8(ascii: "\n")]
         }
         do {
-            try ArtifactFile.write(bytes, to: workspace.path(relative))
+            try await ArtifactFile.write(bytes, to: workspace.path(relative))
         } catch {
             throw TaskError(.write, "cannot write the artifact \(relative): \(error)")
         }
@@ -30,34 +30,14 @@ struct WriteStageHandler: TaskStageHandler {
     }
 }
 
-/// Whole-file writes: a temporary beside the target, fsynced, renamed over it.
+/// Whole-file writes: a temporary beside the target, renamed over it once durable. The work runs
+/// on the group committer's thread, never on the cooperative pool, and concurrent writes share
+/// one durability barrier.
 enum ArtifactFile {
-    struct Failure: Error, CustomStringConvertible {
-        let description: String
-    }
-
-    static func write(_ bytes: [UInt8], to path: String) throws {
+    static func write(_ bytes: [UInt8], to path: String) async throws {
         let directory = (path as NSString).deletingLastPathComponent
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let temporary = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else { throw Failure(description: String(cString: strerror(errno))) }
-        var written = 0
-        while written < bytes.count {
-            let count = bytes[written...].withUnsafeBytes { Foundation.write(descriptor, $0.baseAddress, $0.count) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                let reason = String(cString: strerror(errno))
-                close(descriptor)
-                unlink(temporary)
-                throw Failure(description: reason)
-            }
-            written += count
-        }
-        guard fsync(descriptor) == 0, close(descriptor) == 0, rename(temporary, path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(temporary)
-            throw Failure(description: reason)
-        }
+        let name = (path as NSString).lastPathComponent
+        let temporary = "\(directory)/.\(name).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try await GroupCommitter.shared.commitFile(Data(bytes), temporary: temporary, final: path, directory: directory)
     }
 }
