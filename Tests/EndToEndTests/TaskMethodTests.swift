@@ -150,7 +150,7 @@ struct TaskMethodTests {
         peer.send(#"{"jsonrpc":"2.0","method":"$/cancelRequest","params":{"id":1}}"#)
         let response = try await peer.output.response(id: 1)
         #expect(response["error"]?["code"] == -32800)
-        #expect(ContinuousClock.now - start < .seconds(5))
+        #expect(ContinuousClock.now - start < .seconds(30))
         try await eventually("the command is gone") { !Self.running("sleep \(marker)") }
         #expect(try await peer.call(2, "ping")["result"] == [:])
     }

@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 import Yams
 
 /// `stagerunner.yaml` at the workspace root. Every key is optional.
@@ -118,23 +119,7 @@ extension TemplateValue: Decodable {
     /// Decodes any YAML or JSON value. (Mappings come back in the decoder's key order, which for
     /// YAML is not the file's: templates that depend on key order should iterate sorted keys.)
     public init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if container.decodeNil() {
-            self = .null
-        } else if let value = try? container.decode(Bool.self) {
-            self = .bool(value)
-        } else if let value = try? container.decode(Int.self) {
-            self = .int(value)
-        } else if let value = try? container.decode(Double.self) {
-            self = .double(value)
-        } else if let value = try? container.decode(String.self) {
-            self = .string(value)
-        } else if let value = try? container.decode([TemplateValue].self) {
-            self = .array(value)
-        } else {
-            let members = try container.decode([String: TemplateValue].self)
-            self = .object(TemplateObject(members.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }))
-        }
+        self.init(json: try JSONValue(from: decoder))
     }
 }
 

@@ -41,37 +41,37 @@ final class GroupCommitter: @unchecked Sendable {
 
     /// Commits one generation's files atomically and durably.
     func commit(files: [(String, Data)], temporary: String, final: String, stageDirectory: String) async throws {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            lock.lock()
-            pending.append(
-                Job(
-                    temporary: temporary,
-                    final: final,
-                    stageDirectory: stageDirectory,
-                    files: files,
-                    continuation: continuation
-                )
+        try await enqueue { continuation in
+            Job(
+                temporary: temporary,
+                final: final,
+                stageDirectory: stageDirectory,
+                files: files,
+                continuation: continuation
             )
-            lock.signal()
-            lock.unlock()
         }
     }
 
     /// Writes one file atomically and durably: `data` goes to `temporary` beside `final` in
     /// `directory`, then replaces `final` in one rename.
     func commitFile(_ data: Data, temporary: String, final: String, directory: String) async throws {
+        try await enqueue { continuation in
+            Job(
+                temporary: temporary,
+                final: final,
+                stageDirectory: directory,
+                files: [("", data)],
+                isFile: true,
+                continuation: continuation
+            )
+        }
+    }
+
+    /// Hands a job to the committer thread and waits for its outcome.
+    private func enqueue(_ job: (CheckedContinuation<Void, any Error>) -> Job) async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             lock.lock()
-            pending.append(
-                Job(
-                    temporary: temporary,
-                    final: final,
-                    stageDirectory: directory,
-                    files: [("", data)],
-                    isFile: true,
-                    continuation: continuation
-                )
-            )
+            pending.append(job(continuation))
             lock.signal()
             lock.unlock()
         }
