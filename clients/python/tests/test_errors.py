@@ -23,6 +23,7 @@ from stagerunner import (
     ServerNotInitialized,
     StorageError,
     TemplateError,
+    TaskError,
     TruncatedError,
     WorkspaceError,
     error_from_response,
@@ -44,6 +45,7 @@ EXPECTED = {
     -32012: ModelError,
     -32013: StorageError,
     -32014: TruncatedError,
+    -32015: TaskError,
 }
 
 
