@@ -51,7 +51,8 @@ async def test_research_example_runs_through_run_task(spawn: Spawner, research: 
 
 
 async def test_run_task_options_reach_the_context(spawn: Spawner, research: Path) -> None:
-    task = {"stages": {"ingestion": {"template": {"text": "{{ currentModel }}/{{ meta.modelConfig.models | length }}"}}}}
+    text = "{{ currentModel }}/{{ meta.modelConfig.models | length }}"
+    task = {"stages": {"ingestion": {"template": {"text": text}}}}
     async with spawn(workspace=research) as c:
         result = await c.run_task(
             task,
@@ -100,8 +101,13 @@ async def test_a_failing_validation_handler_drives_refinement(spawn: Spawner, re
         grade = next(grades)
         return {"output": grade, "flags": {"validationFailed": grade != "A"}}
 
-    task = {"stages": {"promptTemplating": {"template": {"text": "draft"}},
-                       "validateQuality": {"client": "quality"}, "critique": {"client": "critique"}}}
+    task = {
+        "stages": {
+            "promptTemplating": {"template": {"text": "draft"}},
+            "validateQuality": {"client": "quality"},
+            "critique": {"client": "critique"},
+        }
+    }
     async with spawn(workspace=research, stage_handlers={"quality": quality, "critique": critique}) as c:
         assert c.stage_handlers == ["critique", "quality"]
         result = await c.run_task(task)

@@ -38,14 +38,14 @@ from .errors import (
 from .sync import SyncClient
 from .types import (
     Diagnostic,
+    ExecuteStageParams,
     GenerationMetadata,
     InitializeResult,
     ListTemplatesResult,
-    Notification,
-    PingResult,
-    ExecuteStageParams,
     LLMMetric,
     ModelConfig,
+    Notification,
+    PingResult,
     RenderPromptResult,
     StageOutput,
     StageResult,

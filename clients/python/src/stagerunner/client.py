@@ -716,8 +716,11 @@ class Client:
     async def _execute_stage(self, params: Any) -> StageOutput:
         """Serve the server's ``executeStage`` with the registered stage handler."""
         if not isinstance(params, dict) or not isinstance(params.get("handler"), str):
-            raise RpcError(-32602, "Invalid params: executeStage needs handler, stage and context",
-                           {"field": "params.handler", "problem": "is required but missing"})
+            raise RpcError(
+                -32602,
+                "Invalid params: executeStage needs handler, stage and context",
+                {"field": "params.handler", "problem": "is required but missing"},
+            )
         name = params["handler"]
         handler = self._stage_handlers.get(name)
         if handler is None:
@@ -726,7 +729,8 @@ class Client:
                 f"no stage handler named {name!r}",
                 {"method": "executeStage", "available": sorted(self._stage_handlers)},
             )
-        stage, context = params.get("stage"), params.get("context")
+        stage = cast(TaskStage, params.get("stage"))
+        context = cast(TaskContext, params.get("context"))
         try:
             if inspect.iscoroutinefunction(handler):
                 outcome = await handler(stage, context)
@@ -876,14 +880,16 @@ class Client:
         loaded raises :class:`~stagerunner.errors.TaskError` (-32015). Stages whose handler
         is ``client`` are run by the handlers registered with :meth:`stage_handler`.
         """
-        params = _drop_none({
-            "task": dict(task) if isinstance(task, Mapping) else task,
-            "input": input,
-            "modelConfig": dict(model_config) if model_config is not None else None,
-            "maxRefinements": max_refinements,
-            "timeout": task_timeout,
-            "runId": run_id,
-        })
+        params = _drop_none(
+            {
+                "task": dict(task) if isinstance(task, Mapping) else task,
+                "input": input,
+                "modelConfig": dict(model_config) if model_config is not None else None,
+                "maxRefinements": max_refinements,
+                "timeout": task_timeout,
+                "runId": run_id,
+            }
+        )
         return cast(TaskResult, await self.request("runTask", params, timeout=timeout))
 
     async def shutdown(self, *, timeout: float | None = None) -> None:
