@@ -1143,6 +1143,16 @@ def next_server_request(exchange: Exchange, method: str) -> dict[str, Any]:
             return message
 
 
+def next_server_message(exchange: Exchange, method: str) -> dict[str, Any]:
+    """Reads messages until the server sends a request or notification of `method`; returns it."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        assert time.monotonic() < deadline, f"the server sent no {method}"
+        message = exchange.receive()
+        if isinstance(message, dict) and message.get("method") == method:
+            return message
+
+
 def answer(exchange: Exchange, request: dict[str, Any], member: dict[str, Any]) -> None:
     """Answers a server-to-client request, after checking the answer against the protocol."""
     response = {"jsonrpc": "2.0", "id": request["id"], **member}
@@ -1244,6 +1254,19 @@ def test_live_task_methods_conform(framing: str, tmp_path: Path) -> None:
         exchange.request(9, "runTask", {"task": {"stages": {}}, "maxRefinements": 101})
         assert exchange.error(9, -32602)["data"]["field"] == "params.maxRefinements"
 
+        # a client stage past its timeout: the server cancels executeStage and ignores a late answer
+        exchange.request(11, "runTask", {
+            "task": {"stages": {"validateQuality": {"client": "quality", "timeout": 0.3}}}, "maxRefinements": 0,
+        })
+        request = next_server_request(exchange, "executeStage")
+        cancel = next_server_message(exchange, "$/cancelRequest")
+        assert cancel["params"] == {"id": request["id"]} and "id" not in cancel
+        answer(exchange, request, {"error": {"code": -32800, "message": "Request cancelled"}})
+        result = exchange.result(11)
+        assert (result["ok"], result["failedStage"], result["error"]["name"]) == (
+            False, "validateQuality", "StageTimeoutError"
+        )
+
         exchange.request(10, "shutdown")
         assert exchange.result(10) is None
         exchange.server.notify("exit")
@@ -1254,7 +1277,8 @@ def test_live_task_methods_conform(framing: str, tmp_path: Path) -> None:
     transcript = tmp_path / f"task-{framing}.jsonl"
     write_jsonl(transcript, exchange.records)
     assert validate_transcript(transcript) == []
-    assert sum(1 for r in exchange.records if r["method"] == "executeStage") == 3
+    assert sum(1 for r in exchange.records if r["method"] == "executeStage") == 4
+    assert sum(1 for r in exchange.records if r["method"] == "$/cancelRequest") == 1
 
 
 def test_initialize_rejects_bad_stage_handlers() -> None:
