@@ -28,7 +28,7 @@ deps:
 
 venv: $(VENV)/.installed
 
-# pytest and jsonschema for protocol/, Jinja2 as the reference of the template engine.
+# pytest, jsonschema and PyYAML for protocol/, Jinja2 as the reference of the template engine.
 # The Python client is installed editable, as its users would install it.
 $(VENV)/.installed: protocol/tests/requirements.txt Tests/TemplateCorpus/requirements.txt clients/python/pyproject.toml
 	python3 -m venv $(VENV)

@@ -23,8 +23,14 @@ export interface InitializeParams {
   processId?: number | null;
   clientInfo?: ClientInfo | null;
   protocolVersion?: string | null;
-  capabilities?: unknown;
+  capabilities?: ClientCapabilities | null;
   workspaceRoot?: string | null;
+}
+
+/** schema/initialize.params.json#/properties/capabilities/then (any other value is ignored) */
+export interface ClientCapabilities {
+  /** Names of the task stage handlers this client runs (executeStage). */
+  stageHandlers?: string[];
 }
 
 /** schema/initialize.params.json#/properties/clientInfo/oneOf/0 */
@@ -235,6 +241,137 @@ export interface TestPrintParams {
   text: string;
 }
 
+// ---------------------------------------------------------------- tasks
+
+/** runTask.result.json#/$defs/stage: the eleven stages, in the order they run. */
+export type TaskStage =
+  | "ingestion" | "preProcessing" | "promptTemplating" | "inference" | "parsing" | "validateStructure"
+  | "validateQuality" | "critique" | "refine" | "finalValidation" | "integration";
+export type TaskErrorName =
+  | "ContractError" | "FlagTypeError" | "StageTimeoutError" | "TaskTimeoutError" | "ValidationError"
+  | "TemplateError" | "ModelError" | "ParseError" | "SchemaError" | "CommandError" | "ClientStageError"
+  | "WriteError" | "CancelledError" | "StageError";
+/** A task document (schema/task.json); see protocol/README.md section 8.7. */
+export type TaskDocument = { stages: Partial<Record<TaskStage, Record<string, unknown>>>; [key: string]: unknown };
+
+/** schema/runTask.params.json */
+export interface RunTaskParams {
+  /** A task file's path relative to the workspace, or the task document itself. */
+  task: string | TaskDocument;
+  input?: unknown;
+  modelConfig?: ModelConfig | null;
+  maxRefinements?: number | null;
+  /** Seconds the whole task may take (server side). */
+  timeout?: number | null;
+  runId?: string | null;
+}
+
+/** schema/runTask.params.json#/properties/modelConfig/oneOf/0 */
+export interface ModelConfig {
+  defaultProvider?: string | null;
+  defaultModel?: string | null;
+  models?: string[] | null;
+}
+
+/** schema/runTask.result.json: a failed task has ok false, failedStage and error. */
+export interface TaskResult {
+  ok: boolean;
+  logs: TaskLogEntry[];
+  context: TaskContext;
+  refinementAttempts: number;
+  llmMetrics: LLMMetric[];
+  failedStage?: TaskStage | "final-validation";
+  error?: TaskErrorInfo;
+}
+
+/** schema/runTask.result.json#/$defs/context: what every stage handler sees. */
+export interface TaskContext {
+  meta: TaskMeta;
+  data: { seed: unknown; [stage: string]: unknown };
+  flags: Record<string, unknown>;
+  logs: TaskLogEntry[];
+  currentStage: TaskStage | null;
+  /** The stage's input. */
+  output: unknown;
+  refinementCount: number;
+  availableModels: string[];
+  currentModel: string;
+}
+
+/** schema/runTask.result.json#/$defs/context/properties/meta */
+export interface TaskMeta {
+  taskName: string;
+  runId: string;
+  workDir: string;
+  modelConfig: TaskModelConfig;
+}
+
+/** schema/runTask.result.json#/$defs/context/properties/meta/properties/modelConfig */
+export interface TaskModelConfig {
+  defaultProvider?: string;
+  defaultModel?: string;
+  models?: string[];
+}
+
+/** schema/runTask.result.json#/$defs/logEntry */
+export interface TaskLogEntry {
+  stage: TaskStage | "refinement-trigger";
+  refinementCycle: number;
+  ok?: boolean;
+  ms?: number;
+  error?: TaskErrorInfo;
+  preRefinement?: true;
+  skipped?: true;
+  reason?:
+    | "no-handler" | "refinement-cycle" | "already-pre-refined" | "validation-passed"
+    | "validation-error" | "validation-failed-flag";
+}
+
+/** schema/runTask.result.json#/$defs/error */
+export interface TaskErrorInfo {
+  name: TaskErrorName;
+  message: string;
+  data?: unknown;
+}
+
+/** schema/runTask.result.json#/$defs/llmMetric */
+export interface LLMMetric {
+  task: string;
+  stage: TaskStage;
+  provider: string;
+  model: string;
+  promptTokens: number;
+  completionTokens: number;
+  totalTokens: number;
+  cost: number;
+  durationMs: number;
+  finishReason?: "stop" | "length" | "content_filter" | "tool_calls" | "other";
+  cached: boolean;
+  retries: number;
+  failed?: true;
+  error?: string;
+}
+
+/** schema/executeStage.params.json: sent by the server. */
+export interface ExecuteStageParams {
+  handler: string;
+  stage: TaskStage;
+  context: TaskContext;
+}
+
+/** schema/executeStage.result.json: what a stage handler returns. */
+export interface StageOutput {
+  output: unknown;
+  flags: Record<string, unknown>;
+}
+
+/** A stage run by the client; `signal` aborts when the server cancels (the stage timed out). */
+export type StageHandler = (
+  stage: TaskStage,
+  context: TaskContext,
+  options: { signal: AbortSignal },
+) => StageOutput | Promise<StageOutput>;
+
 // ---------------------------------------------------------------- errors
 
 /** schema/error.json#/$defs/data */
@@ -247,8 +384,9 @@ export interface ErrorData {
   size?: number;
   method?: string;
   available?: string[];
-  kind?: "workspace" | "template" | "model" | "storage" | "truncated";
+  kind?: "workspace" | "template" | "model" | "storage" | "truncated" | "task";
   file?: string;
+  path?: string;
   line?: number;
 }
 
@@ -263,7 +401,7 @@ export declare const ErrorCodes: Readonly<{
   ParseError: -32700; InvalidRequest: -32600; MethodNotFound: -32601; InvalidParams: -32602;
   InternalError: -32603; ServerNotInitialized: -32002; RequestCancelled: -32800;
   ContentModified: -32801; RequestFailed: -32803; WorkspaceError: -32010; TemplateError: -32011;
-  ModelError: -32012; StorageError: -32013; TruncatedError: -32014;
+  ModelError: -32012; StorageError: -32013; TruncatedError: -32014; TaskError: -32015;
 }>;
 
 export declare class RpcError extends Error {
@@ -293,6 +431,8 @@ export declare class TemplateError extends CodedRpcError<-32011> {}
 export declare class ModelError extends CodedRpcError<-32012> {}
 export declare class StorageError extends CodedRpcError<-32013> {}
 export declare class TruncatedError extends CodedRpcError<-32014> {}
+/** runTask's task cannot be used (data.file, data.path, data.line); a task that fails is a result. */
+export declare class TaskError extends CodedRpcError<-32015> {}
 export declare function rpcErrorFromObject(error: ErrorObject, method?: string): RpcError;
 
 export declare class ServerExitedError extends Error {
@@ -352,6 +492,8 @@ export interface SpawnOptions {
   initializeParams?: InitializeParams;
   /** Default 30000 ms. */
   initializeTimeout?: number;
+  /** Task stage handlers by name, declared in initialize (capabilities.stageHandlers). */
+  stageHandlers?: Record<string, StageHandler>;
 }
 
 export interface CallOptions {
@@ -402,8 +544,17 @@ export declare class Client extends EventEmitter {
   /** Answer server-to-client requests of `method`; returns a function that unregisters it. */
   handle<P = unknown, R = unknown>(
     method: string,
-    handler: (params: P, context: { id: RequestId; method: string }) => R | Promise<R>,
+    handler: (params: P, context: { id: RequestId; method: string; signal: AbortSignal }) => R | Promise<R>,
   ): () => void;
+  /**
+   * Run the stages whose handler is {client: name}. Register before initialize (or pass
+   * SpawnOptions.stageHandlers): a new name after initialize throws. Returns an unregister function.
+   */
+  handleStage(name: string, handler: StageHandler): () => void;
+  readonly stageHandlers: string[];
+  /** initialize (declaring the stage handlers) and initialized; spawn calls it unless initialize: false. */
+  initialize(params?: InitializeParams, options?: CallOptions): Promise<InitializeResult>;
+  readonly workspace: string | undefined;
   notifications(): AsyncIterableIterator<Notification>;
   notifications<P = unknown>(method: string, options?: { signal?: AbortSignal }): AsyncIterableIterator<P>;
   notifications(method: undefined, options?: { signal?: AbortSignal }): AsyncIterableIterator<Notification>;
@@ -414,6 +565,7 @@ export declare class Client extends EventEmitter {
   listTemplates(params?: ListTemplatesParams, options?: CallOptions): Promise<ListTemplatesResult>;
   validateWorkspace(options?: CallOptions): Promise<ValidateWorkspaceResult>;
   shutdown(options?: CallOptions): Promise<ShutdownResult>;
+  runTask(params: RunTaskParams, options?: CallOptions): Promise<TaskResult>;
 
   /** shutdown, exit, end stdin, wait 2 s, SIGTERM the group, wait 2 s, SIGKILL. */
   close(options?: { grace?: number; shutdownTimeout?: number }): Promise<ExitInfo>;

@@ -4,11 +4,12 @@ Run from the repository root:
 
     python -m pytest protocol/tests -q
 
-Needs pytest and jsonschema (see requirements.txt); `$ref`s are resolved from the local
+Needs pytest, jsonschema and PyYAML (see requirements.txt); `$ref`s are resolved from the local
 files only, never over the network. The tests that drive the server use the binary named by
 the environment variable STAGERUNNER_BIN (default: .build/debug/stagerunner, built with
 `swift build`) and are skipped when it does not exist. The workspace methods run in temporary
-copies of examples/daydream (skipped when it is missing); the example itself is never written.
+copies of examples/daydream and runTask in copies of examples/research-task (skipped when they are
+missing); the examples themselves are never written.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any, Iterator
 from urllib.parse import urldefrag, urljoin
 
 import pytest
+import yaml
 from jsonschema import Draft202012Validator
 from referencing import Registry
 from referencing.exceptions import Unresolvable
@@ -38,15 +40,25 @@ EXAMPLES_DIR = PROTOCOL / "examples"
 INVALID_DIR = PROTOCOL / "examples-invalid"
 TRANSCRIPTS_DIR = REPO / ".build" / "transcripts"
 DAYDREAM = REPO / "examples" / "daydream"
+RESEARCH = REPO / "examples" / "research-task"
 
 #: Where the protocol files live on the web; `$id`s and `$ref`s are relative to it.
 BASE = "https://stagerunner.dev/protocol/1.0/"
 OPENRPC_URI = BASE + "openrpc.json"
 META_SCHEMA = "https://json-schema.org/draft/2020-12/schema"
-DIRECTIONS = {"clientToServer", "serverToClient"}
+#: x-direction: who sends the method ("both" for $/cancelRequest, which either peer may send).
+DIRECTIONS = {"clientToServer", "serverToClient", "both"}
 TIMEOUT = 10.0
 #: The methods that work on a workspace; their params examples are tried in a copy of DAYDREAM.
 WORKSPACE_METHODS = {"runStage", "renderPrompt", "listTemplates", "validateWorkspace"}
+#: The task methods; their params examples are tried in a copy of RESEARCH.
+TASK_METHODS = {"runTask"}
+#: Invalid params examples whose problem the server reports with another code than -32602: a task
+#: object given inline is a task file, and its problems are -32015 like those of a task file.
+EXPECTED_ERROR_CODES: dict[tuple[str, str], int] = {
+    ("runTask", "task-unknown-key"): -32015,
+    ("runTask", "task-unknown-parser"): -32015,
+}
 #: (method, invalid example) pairs the server accepts although the protocol says it must not.
 #: Each is a server bug: the test is an expected failure until it is fixed, then remove the entry.
 KNOWN_SERVER_BUGS: dict[tuple[str, str], str] = {}
@@ -124,12 +136,17 @@ def params_uri(method: dict[str, Any]) -> str | None:
     return openrpc_ref_uri(ref) if ref else None
 
 
+def sent_by(method: dict[str, Any], direction: str) -> bool:
+    """Whether `method` goes in `direction` (clientToServer or serverToClient)."""
+    return method["x-direction"] in (direction, "both")
+
+
 def method_names(*, notifications: bool, direction: str = "clientToServer", test_only: bool = True) -> set[str]:
     return {
         name
         for name, method in METHODS.items()
         if is_notification(method) == notifications
-        and method["x-direction"] == direction
+        and sent_by(method, direction)
         and (test_only or not method.get("x-testOnly", False))
     }
 
@@ -190,7 +207,7 @@ def validate_server_message(method: Any, message: Any) -> list[str]:
         spec = METHODS.get(name)
         if spec is None:
             return [f"the server sent the {kind} {name!r}, which the protocol does not define"]
-        if spec["x-direction"] != "serverToClient" or is_notification(spec) != (kind == "notification"):
+        if not sent_by(spec, "serverToClient") or is_notification(spec) != (kind == "notification"):
             return [f"{name!r} is not a server-to-client {kind}"]
         uri = params_uri(spec)
         if uri is None:
@@ -206,6 +223,8 @@ def validate_server_message(method: Any, message: Any) -> list[str]:
     spec = METHODS.get(method)
     if spec is None or is_notification(spec):
         return [f"{method!r} is not a request method of the protocol, so it cannot have a result"]
+    if not sent_by(spec, "clientToServer"):
+        return [f"{method!r} is a server-to-client request: the server sends it, it never answers it"]
     return [f"result: {line}" for line in problems(validator(result_uri(spec)), message["result"])]
 
 
@@ -240,6 +259,23 @@ def validate_transcripts(directory: Path) -> tuple[int, list[str]]:
 
 # ---------------------------------------------------------------------------------------------
 # Driving the server
+
+
+def research_copy(directory: Path) -> Path:
+    """A fresh copy of the research-task example workspace in `directory`."""
+    if not (RESEARCH / "tasks" / "summary.task.yaml").is_file():
+        pytest.skip(f"no example workspace at {RESEARCH}")
+    workspace = directory / "research-task"
+    shutil.copytree(RESEARCH, workspace)
+    return workspace
+
+
+def task_files() -> list[Path]:
+    """Every task file of the repository's examples (`*.task.yaml`, `*.task.yml`, `*.task.json`)."""
+    examples = REPO / "examples"
+    return sorted(
+        path for pattern in ("*.task.yaml", "*.task.yml", "*.task.json") for path in examples.rglob(pattern)
+    )
 
 
 def server_binary() -> Path:
@@ -523,7 +559,7 @@ def test_every_ref_in_the_openrpc_document_resolves() -> None:
 def test_openrpc_method_is_well_formed(name: str) -> None:
     method = METHODS[name]
     assert [m["name"] for m in OPENRPC["methods"]].count(name) == 1, "method names must be unique"
-    assert method.get("x-direction") in DIRECTIONS, "x-direction must be clientToServer or serverToClient"
+    assert method.get("x-direction") in DIRECTIONS, "x-direction must be clientToServer, serverToClient or both"
     assert method.get("paramStructure") == "by-name"
     assert isinstance(method.get("x-testOnly", False), bool)
     assert method.get("summary"), "give a summary"
@@ -605,6 +641,22 @@ def test_invalid_example_fails(case: tuple[str, Path]) -> None:
     assert problems(schema_validator(schema), load_json(path)) != [], f"{path} should fail {schema}.json"
 
 
+def test_every_example_task_file_validates() -> None:
+    files = task_files()
+    assert files, "no task files under examples/"
+    check = schema_validator("task")
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        document = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        assert problems(check, document) == [], f"{path.relative_to(REPO)} does not match schema/task.json"
+
+
+def test_the_research_task_example_is_its_task_file_converted() -> None:
+    source = RESEARCH / "tasks" / "summary.task.yaml"
+    converted = load_json(EXAMPLES_DIR / "task" / "research-summary.json")
+    assert yaml.safe_load(source.read_text(encoding="utf-8")) == converted
+
+
 # ---------------------------------------------------------------------------------------------
 # Transcripts
 
@@ -613,8 +665,19 @@ def write_jsonl(path: Path, records: list[Any]) -> None:
     path.write_text("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records), encoding="utf-8")
 
 
+#: The smallest context a stage can see (schema runTask.result.json#/$defs/context).
+MINIMAL_CONTEXT = {
+    "meta": {"taskName": "t", "runId": "r", "workDir": "data/tasks/t/r", "modelConfig": {}},
+    "data": {"seed": {}}, "flags": {}, "logs": [], "currentStage": "critique", "output": {},
+    "refinementCount": 0, "availableModels": ["default"], "currentModel": "default",
+}
+
+
 def test_transcript_validator_accepts_good_lines(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "good.jsonl", [
+        {"method": "executeStage", "message": {"jsonrpc": "2.0", "id": 1, "method": "executeStage", "params": {
+            "handler": "quality", "stage": "critique", "context": MINIMAL_CONTEXT}}},
+        {"method": "$/cancelRequest", "message": {"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": "s1"}}},
         {"method": "ping", "message": {"jsonrpc": "2.0", "id": 1, "result": {"echo": "é"}}},
         {"method": "shutdown", "message": {"jsonrpc": "2.0", "id": "s", "result": None}},
         {"method": "test/sleep", "message": {"jsonrpc": "2.0", "id": 2, "error": {"code": -32800, "message": "Request cancelled"}}},
@@ -643,12 +706,16 @@ def test_transcript_validator_reports_bad_lines(tmp_path: Path) -> None:
         {"method": ["ping"], "message": [{"jsonrpc": "2.0", "id": "a", "result": {}}, {"jsonrpc": "2.0", "id": "b", "result": {}}]},
         {"message": {"jsonrpc": "2.0", "id": 8, "result": {}}},
         {"no": "message"},
+        {"method": "executeStage", "message": {"jsonrpc": "2.0", "id": 9, "method": "executeStage", "params": {
+            "handler": "quality", "stage": "critique"}}},
+        {"method": "executeStage", "message": {"jsonrpc": "2.0", "id": 10, "result": {"output": 1, "flags": {}}}},
+        {"method": "runTask", "message": {"jsonrpc": "2.0", "id": 11, "method": "runTask", "params": {"task": "t.yaml"}}},
     ])
     with path.open("a", encoding="utf-8") as handle:
         handle.write("{broken\n")
     found = validate_transcript(path)
     lines = sorted({int(problem.split(":")[1]) for problem in found})
-    assert lines == list(range(1, 13)), "\n".join(found)
+    assert lines == list(range(1, 16)), "\n".join(found)
 
 
 def test_recorded_transcripts_validate() -> None:
@@ -690,7 +757,7 @@ def params_cases() -> list[tuple[str, str, Path, bool]]:
     cases = []
     for name, method in METHODS.items():
         uri = params_uri(method)
-        if uri is None or is_notification(method):
+        if uri is None or is_notification(method) or not sent_by(method, "clientToServer"):
             continue
         schema = uri.rsplit("/", 1)[1].removesuffix(".json")
         for valid, root in ((True, EXAMPLES_DIR), (False, INVALID_DIR)):
@@ -710,7 +777,12 @@ def test_params_examples_agree_with_the_server(
     if bug is not None:
         request.applymarker(pytest.mark.xfail(reason=bug, strict=True))
     params = load_json(path)
-    cwd = daydream_copy(tmp_path) if method in WORKSPACE_METHODS else tmp_path
+    if method in WORKSPACE_METHODS:
+        cwd = daydream_copy(tmp_path)
+    elif method in TASK_METHODS:
+        cwd = research_copy(tmp_path)
+    else:
+        cwd = tmp_path
     with Server("ndjson", "--enable-test-methods", cwd=cwd) as server:
         server.request(1, method, params)
         response = server.next_message()
@@ -723,7 +795,8 @@ def test_params_examples_agree_with_the_server(
     elif valid:
         assert "result" in response, f"the server rejected a valid example: {response}"
     else:
-        assert response.get("error", {}).get("code") == -32602, f"expected -32602 for {path.name}: {response}"
+        code = EXPECTED_ERROR_CODES.get((method, path.stem), -32602)
+        assert response.get("error", {}).get("code") == code, f"expected {code} for {path.name}: {response}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1054,3 +1127,167 @@ def test_storage_error_when_the_call_log_cannot_be_opened(tmp_path: Path) -> Non
         assert server.wait_exit() == 0
     assert all(validate_server_message(r["method"], r["message"]) == [] for r in exchange.records)
     assert not (workspace / "data" / "gens").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Live conformance of runTask and executeStage, in a copy of the research-task example
+
+
+def next_server_request(exchange: Exchange, method: str) -> dict[str, Any]:
+    """Reads messages until the server sends a request of `method`; returns it."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        assert time.monotonic() < deadline, f"the server sent no {method} request"
+        message = exchange.receive()
+        if isinstance(message, dict) and message.get("method") == method and "id" in message:
+            return message
+
+
+def next_server_message(exchange: Exchange, method: str) -> dict[str, Any]:
+    """Reads messages until the server sends a request or notification of `method`; returns it."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        assert time.monotonic() < deadline, f"the server sent no {method}"
+        message = exchange.receive()
+        if isinstance(message, dict) and message.get("method") == method:
+            return message
+
+
+def answer(exchange: Exchange, request: dict[str, Any], member: dict[str, Any]) -> None:
+    """Answers a server-to-client request, after checking the answer against the protocol."""
+    response = {"jsonrpc": "2.0", "id": request["id"], **member}
+    assert problems(schema_validator("response"), response) == []
+    if "result" in response:
+        spec = METHODS[request["method"]]
+        assert problems(validator(result_uri(spec)), response["result"]) == []
+    exchange.server.send(response)
+
+
+@pytest.mark.parametrize("framing", ["lsp", "ndjson"])
+def test_live_task_methods_conform(framing: str, tmp_path: Path) -> None:
+    workspace = research_copy(tmp_path)
+    run_dir = workspace / "data" / "tasks" / "research-summary" / "live"
+    with Server(framing, "--workspace", str(workspace), cwd=tmp_path) as server:
+        exchange = Exchange(server)
+        exchange.request(1, "initialize", {
+            "clientInfo": {"name": "test_protocol.py"}, "protocolVersion": "1.0",
+            "capabilities": {"stageHandlers": ["quality", "grader"]},
+        })
+        assert {"runTask"} <= set(exchange.result(1)["capabilities"]["methods"])
+
+        # the research example: the first draft fails its schema, one refinement cycle fixes it
+        exchange.request(2, "runTask", {
+            "task": "tasks/summary.task.yaml", "input": {"topic": "Tide pools of the Atlantic"}, "runId": "live",
+        })
+        result = exchange.result(2)
+        assert (result["ok"], result["refinementAttempts"]) == (True, 1)
+        assert "failedStage" not in result and "error" not in result
+        context = result["context"]
+        assert context["meta"] == {
+            "taskName": "research-summary", "runId": "live", "workDir": "data/tasks/research-summary/live",
+            "modelConfig": {},
+        }
+        assert context["data"]["ingestion"] == {"topic": "Tide pools of the Atlantic", "keywords": ["tide", "pools", "atlantic"]}
+        assert context["flags"]["validationFailed"] is False and context["flags"]["keywordCount"] == 3
+        assert (context["availableModels"], context["currentModel"]) == (["default"], "default")
+        logs = [(e["stage"], e["refinementCycle"], e.get("ok"), e.get("reason")) for e in result["logs"]]
+        assert ("refinement-trigger", 1, None, "validation-failed-flag") in logs
+        assert ("preProcessing", 0, None, "no-handler") in logs
+        assert ("ingestion", 1, None, "refinement-cycle") in logs
+        assert ("critique", 0, None, "validation-passed") not in logs
+        assert [e["stage"] for e in result["logs"] if e.get("preRefinement")] == ["critique", "refine"]
+        assert all(e["ok"] for e in result["logs"] if "ok" in e)
+        assert [m["stage"] for m in result["llmMetrics"]] == ["inference", "inference", "critique", "refine"]
+        assert {m["provider"] for m in result["llmMetrics"]} == {"embedded"}
+        assert load_json(run_dir / "summary.json")["confidence"] == 0.72
+        assert "ingested topic" in (run_dir / "logs" / "stage-ingestion.log").read_text(encoding="utf-8")
+
+        # a stage the client handles: executeStage goes out, its answer comes back in
+        graded = {"name": "graded", "stages": {
+            "ingestion": {"template": {"text": "draft about {{ input.topic }}"}},
+            "validateQuality": {"client": "quality"},
+        }}
+        exchange.request(3, "runTask", {"task": graded, "input": {"topic": "kelp"}, "runId": "graded-1"})
+        request = next_server_request(exchange, "executeStage")
+        params = request["params"]
+        assert (params["handler"], params["stage"]) == ("quality", "validateQuality")
+        assert params["context"]["output"] == "draft about kelp"
+        assert params["context"]["currentStage"] == "validateQuality"
+        assert params["context"]["data"] == {"seed": {"topic": "kelp"}, "ingestion": "draft about kelp"}
+        answer(exchange, request, {"result": {"output": {"grade": "A"}, "flags": {"validationFailed": False}}})
+        result = exchange.result(3)
+        assert result["ok"] is True
+        assert result["context"]["data"]["validateQuality"] == {"grade": "A"}
+        assert result["context"]["output"] == "draft about kelp", "a validation stage's output is not chained"
+
+        # the client answers with an error: the stage fails with ClientStageError
+        exchange.request(4, "runTask", {"task": {"stages": {"critique": {"client": "grader"}}}})
+        request = next_server_request(exchange, "executeStage")
+        answer(exchange, request, {"error": {"code": -32803, "message": "grader crashed", "data": {"why": "test"}}})
+        result = exchange.result(4)
+        assert (result["ok"], result["failedStage"]) == (False, "critique")
+        assert result["error"] == {
+            "name": "ClientStageError",
+            "message": "the client's handler 'grader' answered executeStage with error -32803: grader crashed",
+            "data": {"why": "test"},
+        }
+
+        # a handler the client did not declare: the stage fails without asking the client
+        exchange.request(5, "runTask", {"task": {"stages": {"refine": {"client": "nobody"}}}})
+        result = exchange.result(5)
+        assert (result["ok"], result["failedStage"], result["error"]["name"]) == (False, "refine", "ClientStageError")
+
+        # an answer that breaks the {output, flags} contract
+        exchange.request(6, "runTask", {"task": {"stages": {"integration": {"client": "quality"}}}})
+        request = next_server_request(exchange, "executeStage")
+        exchange.server.send({"jsonrpc": "2.0", "id": request["id"], "result": {"output": 1}})
+        result = exchange.result(6)
+        assert (result["failedStage"], result["error"]["name"]) == ("integration", "ContractError")
+
+        # a task file that cannot be used: -32015, naming the file and the place
+        exchange.request(7, "runTask", {"task": "tasks/missing.yaml"})
+        data = exchange.error(7, -32015)["data"]
+        assert (data["kind"], data["file"]) == ("task", "tasks/missing.yaml")
+        exchange.request(8, "runTask", {"task": {"stages": {"inference": {"llm": {"temperature": 3}}}}})
+        data = exchange.error(8, -32015)["data"]
+        assert (data["file"], data["path"]) == ("<inline>", "stages.inference.llm.temperature")
+        exchange.request(9, "runTask", {"task": {"stages": {}}, "maxRefinements": 101})
+        assert exchange.error(9, -32602)["data"]["field"] == "params.maxRefinements"
+
+        # a client stage past its timeout: the server cancels executeStage and ignores a late answer
+        exchange.request(11, "runTask", {
+            "task": {"stages": {"validateQuality": {"client": "quality", "timeout": 0.3}}}, "maxRefinements": 0,
+        })
+        request = next_server_request(exchange, "executeStage")
+        cancel = next_server_message(exchange, "$/cancelRequest")
+        assert cancel["params"] == {"id": request["id"]} and "id" not in cancel
+        answer(exchange, request, {"error": {"code": -32800, "message": "Request cancelled"}})
+        result = exchange.result(11)
+        assert (result["ok"], result["failedStage"], result["error"]["name"]) == (
+            False, "validateQuality", "StageTimeoutError"
+        )
+
+        exchange.request(10, "shutdown")
+        assert exchange.result(10) is None
+        exchange.server.notify("exit")
+        assert server.wait_exit() == 0
+
+    assert server.framing_problems == []
+    assert exchange.pending == {}, f"requests never answered: {exchange.pending}"
+    transcript = tmp_path / f"task-{framing}.jsonl"
+    write_jsonl(transcript, exchange.records)
+    assert validate_transcript(transcript) == []
+    assert sum(1 for r in exchange.records if r["method"] == "executeStage") == 4
+    assert sum(1 for r in exchange.records if r["method"] == "$/cancelRequest") == 1
+
+
+def test_initialize_rejects_bad_stage_handlers() -> None:
+    with Server("ndjson") as server:
+        exchange = Exchange(server)
+        exchange.request(1, "initialize", {"capabilities": {"stageHandlers": ["quality", ""]}})
+        assert exchange.error(1, -32602)["data"]["field"] == "params.capabilities.stageHandlers[1]"
+        exchange.request(2, "initialize", {"capabilities": {"stageHandlers": "quality"}})
+        assert exchange.error(2, -32602)["data"]["field"] == "params.capabilities.stageHandlers"
+        exchange.request(3, "initialize", {"capabilities": {"stageHandlers": ["quality"]}})
+        exchange.result(3)
+    assert all(validate_server_message(r["method"], r["message"]) == [] for r in exchange.records)

@@ -5,8 +5,8 @@ import { EventEmitter } from "node:events";
 import path from "node:path";
 
 import {
-  AbortError, MethodNotFound, ProtocolError, RpcError, ServerExitedError, TimeoutError,
-  rpcErrorFromObject,
+  AbortError, MethodNotFound, ProtocolError, RequestCancelled, RequestFailed, RpcError, ServerExitedError,
+  TimeoutError, rpcErrorFromObject,
 } from "./errors.js";
 import { createFramer, encodeMessage } from "./framing.js";
 
@@ -87,7 +87,7 @@ export class Client extends EventEmitter {
       env: options.env ? { ...process.env, ...options.env } : process.env,
       windowsHide: true,
     });
-    const client = new Client(child, { ...options, framing, executable });
+    const client = new Client(child, { ...options, framing, executable, workspace });
     await new Promise((resolve, reject) => {
       const onError = (err) => { child.off("spawn", onSpawn); reject(err); };
       const onSpawn = () => { child.off("error", onError); resolve(); };
@@ -96,18 +96,7 @@ export class Client extends EventEmitter {
     });
     if (options.initialize === false) return client;
     try {
-      const params = {
-        processId: process.pid,
-        clientInfo: { name: CLIENT_NAME, version: CLIENT_VERSION },
-        protocolVersion: PROTOCOL_VERSION,
-        capabilities: {},
-        ...(workspace !== undefined ? { workspaceRoot: workspace } : {}),
-        ...(options.initializeParams || {}),
-      };
-      client.initializeResult = await client.request("initialize", params, {
-        timeout: options.initializeTimeout ?? 30000,
-      });
-      await client.notify("initialized", {});
+      await client.initialize(options.initializeParams, { timeout: options.initializeTimeout ?? 30000 });
     } catch (err) {
       await client.kill().catch(() => {});
       throw err;
@@ -128,6 +117,11 @@ export class Client extends EventEmitter {
     this._nextId = 1;
     this._pending = new Map();
     this._handlers = new Map();
+    this._stageHandlers = new Map();
+    this._declaredStageHandlers = null; // the names sent in initialize, once sent
+    this._serverRequests = new Map(); // id of a server request in progress -> AbortController
+    this.workspace = options.workspace;
+    for (const [name, handler] of Object.entries(options.stageHandlers ?? {})) this.handleStage(name, handler);
     this._iterators = new Set();
     this._stderr = new RingBuffer(options.stderrLimit ?? DEFAULT_STDERR_LIMIT);
     this._writeQueue = [];
@@ -258,6 +252,53 @@ export class Client extends EventEmitter {
   }
 
   /**
+   * Run the task stages whose handler is `{client: name}`: `handler(stage, context, {signal})`
+   * returns (or resolves to) `{output, flags}`. Names are declared in initialize
+   * (capabilities.stageHandlers), so register them before it: pass `stageHandlers` to
+   * Client.spawn, or call this on a client spawned with `initialize: false`, then
+   * `initialize()`. Registering a new name after initialize throws; replacing a declared
+   * one is allowed. Returns a function that removes the handler.
+   */
+  handleStage(name, handler) {
+    if (typeof name !== "string" || name === "") throw new TypeError("a stage handler name must be a non-empty string");
+    if (typeof handler !== "function") throw new TypeError("handler must be a function");
+    if (this._declaredStageHandlers && !this._declaredStageHandlers.has(name)) {
+      throw new Error(
+        `stage handler '${name}' registered after initialize: pass it in Client.spawn({stageHandlers}) ` +
+        "(or register it before initialize()) so that it is declared",
+      );
+    }
+    this._stageHandlers.set(name, handler);
+    if (!this._handlers.has("executeStage")) this._handlers.set("executeStage", (params, ctx) => this._executeStage(params, ctx));
+    return () => { if (this._stageHandlers.get(name) === handler) this._stageHandlers.delete(name); };
+  }
+
+  /** The names of the registered stage handlers, sorted. */
+  get stageHandlers() { return [...this._stageHandlers.keys()].sort(); }
+
+  /**
+   * Send `initialize` (declaring the stage handlers registered so far) and `initialized`.
+   * Client.spawn calls it unless `initialize: false`.
+   */
+  async initialize(params = {}, options = {}) {
+    const capabilities = this._stageHandlers.size ? { stageHandlers: this.stageHandlers } : {};
+    const full = {
+      processId: process.pid,
+      clientInfo: { name: CLIENT_NAME, version: CLIENT_VERSION },
+      protocolVersion: PROTOCOL_VERSION,
+      capabilities,
+      ...(this.workspace !== undefined ? { workspaceRoot: this.workspace } : {}),
+      ...(params || {}),
+    };
+    this._declaredStageHandlers = new Set(
+      Array.isArray(full.capabilities?.stageHandlers) ? full.capabilities.stageHandlers : [],
+    );
+    this.initializeResult = await this.request("initialize", full, options);
+    await this.notify("initialized", {});
+    return this.initializeResult;
+  }
+
+  /**
    * Async iterator over incoming notifications: of one method (yields params), or of all
    * when `method` is omitted (yields {method, params}). Ends when the server exits, the
    * loop breaks, or `options.signal` aborts.
@@ -312,6 +353,12 @@ export class Client extends EventEmitter {
   listTemplates(params = {}, options) { return this.request("listTemplates", params, options); }
   validateWorkspace(options) { return this.request("validateWorkspace", {}, options); }
   shutdown(options) { return this.request("shutdown", undefined, options); }
+  /**
+   * Run a task: `{task, input?, modelConfig?, maxRefinements?, timeout?, runId?}`; `task` is a task
+   * file's path relative to the workspace, or the task object. A failed task resolves with
+   * `ok: false`; a task that cannot be loaded rejects with TaskError (-32015).
+   */
+  runTask(params, options) { return this.request("runTask", params, options); }
 
   /**
    * Graceful stop: `shutdown` request, `exit` notification, end stdin, wait 2 s,
@@ -509,10 +556,37 @@ export class Client extends EventEmitter {
   }
 
   _onNotification(msg) {
+    if (msg.method === "$/cancelRequest") {
+      // The server no longer waits for one of its requests (a stage timed out): stop its handler.
+      const controller = this._serverRequests.get(msg.params?.id);
+      if (controller) controller.abort(new RequestCancelled("cancelled by the server"));
+    }
     const note = { method: msg.method, params: msg.params };
     for (const it of [...this._iterators]) it.push(note);
     this.emit("notification", note);
     if (!RESERVED_EVENTS.has(msg.method)) this.emit(msg.method, msg.params);
+  }
+
+  async _executeStage(params, { signal }) {
+    const name = params?.handler;
+    const handler = this._stageHandlers.get(name);
+    if (!handler) {
+      throw new MethodNotFound(`no stage handler named '${name}'`, {
+        method: "executeStage",
+        available: this.stageHandlers,
+      });
+    }
+    try {
+      return await handler(params.stage, params.context, { signal });
+    } catch (err) {
+      if (err instanceof RpcError) throw err;
+      const type = err?.name ?? "Error";
+      throw new RequestFailed(`${type}: ${err?.message ?? String(err)}`, {
+        exception: type,
+        handler: name,
+        stage: params.stage,
+      });
+    }
   }
 
   async _onServerRequest(msg) {
@@ -527,15 +601,20 @@ export class Client extends EventEmitter {
       });
       response = { jsonrpc: "2.0", id, error: err.toJSON() };
     } else {
+      const controller = new AbortController();
+      this._serverRequests.set(id, controller);
       try {
-        const result = await handler(params, { id, method });
+        const result = await handler(params, { id, method, signal: controller.signal });
         response = { jsonrpc: "2.0", id, result: result === undefined ? null : result };
       } catch (err) {
         const error = err instanceof RpcError
           ? err.toJSON()
           : { code: -32603, message: `Internal error: ${err?.message ?? String(err)}` };
         response = { jsonrpc: "2.0", id, error };
+      } finally {
+        this._serverRequests.delete(id);
       }
+      if (controller.signal.aborted) response = { jsonrpc: "2.0", id, error: new RequestCancelled("Request cancelled").toJSON() };
     }
     if (!this._exited && !this._stdinClosed) this._write(response).catch(() => {});
   }

@@ -16,6 +16,7 @@ export const ErrorCodes = Object.freeze({
   ModelError: -32012,
   StorageError: -32013,
   TruncatedError: -32014,
+  TaskError: -32015,
 });
 
 /** An error response from the server (or a local error with a JSON-RPC code). */
@@ -58,11 +59,12 @@ export const TemplateError = defineCode("TemplateError", -32011);
 export const ModelError = defineCode("ModelError", -32012);
 export const StorageError = defineCode("StorageError", -32013);
 export const TruncatedError = defineCode("TruncatedError", -32014);
+export const TaskError = defineCode("TaskError", -32015);
 
 const BY_CODE = new Map(
   [ParseError, InvalidRequest, MethodNotFound, InvalidParams, InternalError, ServerNotInitialized,
     RequestCancelled, ContentModified, RequestFailed, WorkspaceError, TemplateError, ModelError,
-    StorageError, TruncatedError].map((c) => [c.code, c]),
+    StorageError, TruncatedError, TaskError].map((c) => [c.code, c]),
 );
 
 /** Build the RpcError subclass for a JSON-RPC error object; unknown codes give a plain RpcError. */

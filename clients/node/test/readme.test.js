@@ -3,10 +3,11 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 
-import { BIN, SKIP_NO_BIN, PACKAGE_DIR, workspaceCopy, cleanupWorkspaces } from "./helpers.js";
+import { BIN, REPO, SKIP_NO_BIN, PACKAGE_DIR, workspaceCopy, cleanupWorkspaces } from "./helpers.js";
 
 test("README quick start runs", { skip: SKIP_NO_BIN }, async (t) => {
   t.after(cleanupWorkspaces);
@@ -34,4 +35,26 @@ test("README quick start runs", { skip: SKIP_NO_BIN }, async (t) => {
   assert.match(stdout, /success \[/);
   assert.match(stdout, /data\/1_raw\/templates\/draft\/systematic-analytical\.txt \d+/);
   assert.ok(fs.existsSync(path.join(dir, "examples/daydream/data/gens/draft/d-creative/metadata.json")));
+});
+
+test("README task example runs", { skip: SKIP_NO_BIN }, async () => {
+  const readme = fs.readFileSync(path.join(PACKAGE_DIR, "README.md"), "utf8");
+  const block = /### Tasks and stage handlers[\s\S]*?```js\n([\s\S]*?)```/.exec(readme);
+  assert.ok(block, "no js block under ### Tasks and stage handlers");
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "stagerunner-node-readme-"));
+  try {
+    fs.mkdirSync(path.join(dir, "node_modules"));
+    fs.symlinkSync(PACKAGE_DIR, path.join(dir, "node_modules", "stagerunner-client"), "dir");
+    fs.cpSync(path.join(REPO, "examples", "research-task"), path.join(dir, "examples", "research-task"), { recursive: true });
+    const script = path.join(dir, "tasks.mjs");
+    fs.writeFileSync(script, block[1]);
+    const { stdout } = await promisify(execFile)(process.execPath, [script], {
+      cwd: dir,
+      env: { ...process.env, STAGERUNNER_BIN: BIN },
+      timeout: 30000,
+    });
+    assert.equal(stdout, "true 1\n{ words: 2 }\n");
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -15,8 +15,8 @@ const ANNOTATIONS = new Set([
 ]);
 const SUPPORTED = new Set([
   "type", "required", "properties", "additionalProperties", "enum", "const", "items", "contains",
-  "uniqueItems", "minItems", "minLength", "minimum", "maximum", "pattern", "$ref", "oneOf",
-  "anyOf", "allOf", "if", "then", "else",
+  "uniqueItems", "minItems", "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum", "pattern",
+  "$ref", "oneOf", "anyOf", "allOf", "not", "if", "then", "else", "propertyNames",
 ]);
 
 function typeOf(v) {
@@ -110,9 +110,11 @@ export class SchemaValidator {
     if (typeOf(v) === "number") {
       if ("minimum" in schema && v < schema.minimum) err(`must be >= ${schema.minimum}`);
       if ("maximum" in schema && v > schema.maximum) err(`must be <= ${schema.maximum}`);
+      if ("exclusiveMinimum" in schema && v <= schema.exclusiveMinimum) err(`must be > ${schema.exclusiveMinimum}`);
     }
     if (typeof v === "string") {
       if ("minLength" in schema && [...v].length < schema.minLength) err(`must have at least ${schema.minLength} characters`);
+      if ("maxLength" in schema && [...v].length > schema.maxLength) err(`must have at most ${schema.maxLength} characters`);
       if ("pattern" in schema && !new RegExp(schema.pattern, "u").test(v)) err(`must match ${schema.pattern}`);
     }
     if (Array.isArray(v)) {
@@ -133,6 +135,9 @@ export class SchemaValidator {
       for (const [k, sub] of Object.entries(props)) {
         if (Object.hasOwn(v, k)) this._validate(v[k], sub, file, `${at}.${k}`, errors);
       }
+      if ("propertyNames" in schema) {
+        for (const k of Object.keys(v)) this._validate(k, schema.propertyNames, file, `${at} (name ${k})`, errors);
+      }
       if ("additionalProperties" in schema) {
         for (const k of Object.keys(v)) {
           if (Object.hasOwn(props, k)) continue;
@@ -141,6 +146,7 @@ export class SchemaValidator {
       }
     }
     if ("allOf" in schema) for (const s of schema.allOf) this._validate(v, s, file, at, errors);
+    if ("not" in schema && this._ok(v, schema.not, file)) err(`must not match ${JSON.stringify(schema.not).slice(0, 120)}`);
     if ("anyOf" in schema && !schema.anyOf.some((s) => this._ok(v, s, file))) err("matches none of anyOf");
     if ("oneOf" in schema) {
       const n = schema.oneOf.filter((s) => this._ok(v, s, file)).length;

@@ -70,8 +70,19 @@ test("validator: keywords behave on small cases", () => {
     assert.notDeepEqual(v.validateFile({ a: 1, b: null }, main), []); // if/then: c required
     assert.notDeepEqual(v.validateFile({ a: 1, b: null, c: [2, 2] }, main), []);
     assert.notDeepEqual(v.validateFile({ a: 1, b: null, c: [1] }, main), []);
-    fs.writeFileSync(main, JSON.stringify({ type: "string", maxLength: 3 }));
-    assert.throws(() => new SchemaValidator().validateFile("abcd", main), /unsupported keyword maxLength/);
+    fs.writeFileSync(main, JSON.stringify({
+      type: "object",
+      propertyNames: { enum: ["s", "n"] },
+      properties: { s: { type: "string", maxLength: 3, not: { enum: [".."] } }, n: { exclusiveMinimum: 0 } },
+    }));
+    const w = new SchemaValidator();
+    assert.deepEqual(w.validateFile({ s: "abc", n: 0.5 }, main), []);
+    assert.notDeepEqual(w.validateFile({ s: "abcd" }, main), []);
+    assert.notDeepEqual(w.validateFile({ s: ".." }, main), []);
+    assert.notDeepEqual(w.validateFile({ n: 0 }, main), []);
+    assert.notDeepEqual(w.validateFile({ x: 1 }, main), []);
+    fs.writeFileSync(main, JSON.stringify({ type: "object", dependentRequired: { a: ["b"] } }));
+    assert.throws(() => new SchemaValidator().validateFile({}, main), /unsupported keyword dependentRequired/);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

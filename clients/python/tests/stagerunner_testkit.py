@@ -112,6 +112,7 @@ class ValidatingClient(Client):
         self.schema_failures: list[str] = []
         self.validated_results: dict[str, int] = {}
         self._sent_methods: dict[Any, str] = {}
+        self._received_requests: dict[Any, str] = {}  # server request id -> method, until answered
         self.check_params = True  # tests that send bad params on purpose turn this off
 
     async def _send(self, message: Mapping[str, Any]) -> None:
@@ -126,7 +127,25 @@ class ValidatingClient(Client):
                 self._sent_methods[message["id"]] = method
         else:
             self.schema_failures += errors_for("response.json", dict(message))
+            answered = self._received_requests.pop(message.get("id"), None)
+            result_schema = schema_file_for(answered, "result") if answered else None
+            if result_schema is not None and "result" in message:
+                self.schema_failures += errors_for(result_schema, message["result"])
+                self.validated_results[answered] = self.validated_results.get(answered, 0) + 1
+            if "error" in message:
+                self.schema_failures += errors_for("error.json", message["error"])
         await super()._send(message)
+
+    def _start_incoming_request(self, rid: Any, method: str, params: Any) -> None:
+        request: dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": method}
+        if params is not None:
+            request["params"] = params
+        self.schema_failures += errors_for("request.json", request)
+        params_schema = schema_file_for(method, "params")
+        if params_schema is not None:
+            self.schema_failures += errors_for(params_schema, params)
+        self._received_requests[rid] = method
+        super()._start_incoming_request(rid, method, params)
 
     def _handle_response(self, message: dict[str, Any]) -> None:
         self.schema_failures += errors_for("response.json", message)

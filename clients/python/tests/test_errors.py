@@ -22,6 +22,7 @@ from stagerunner import (
     ServerExited,
     ServerNotInitialized,
     StorageError,
+    TaskError,
     TemplateError,
     TruncatedError,
     WorkspaceError,
@@ -44,6 +45,7 @@ EXPECTED = {
     -32012: ModelError,
     -32013: StorageError,
     -32014: TruncatedError,
+    -32015: TaskError,
 }
 
 

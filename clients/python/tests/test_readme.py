@@ -28,6 +28,7 @@ def run_block(code: str, bin_path: str, tmp_path: Path) -> subprocess.CompletedP
     """Run ``code`` from a directory laid out like the repository root (examples/daydream)."""
     root = tmp_path / "repo"
     shutil.copytree(EXAMPLE, root / "examples" / "daydream")
+    shutil.copytree(EXAMPLE.parent / "research-task", root / "examples" / "research-task")
     env = dict(os.environ, STAGERUNNER_BIN=bin_path, PYTHONPATH=str(SRC))
     return subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=60)
 
@@ -46,3 +47,10 @@ def test_sync_example_runs(bin_path: str, tmp_path: Path) -> None:
     done = run_block(python_blocks()[1], bin_path, tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "True\n"
+
+
+def test_task_example_runs(bin_path: str, tmp_path: Path) -> None:
+    done = run_block(python_blocks()[2], bin_path, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "True 1\n{'words': 2}\n"
+    assert list((tmp_path / "repo/examples/research-task/data/tasks/research-summary").glob("*/summary.json"))

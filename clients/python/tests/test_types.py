@@ -26,13 +26,24 @@ MAPPING: dict[str, tuple[str, str]] = {
     "ValidateWorkspaceResult": ("validateWorkspace.result.json", ""),
     "Diagnostic": ("validateWorkspace.result.json", "/$defs/diagnostic"),
     "TestSleepResult": ("test-sleep.result.json", ""),
+    "RunTaskParams": ("runTask.params.json", ""),
+    "ModelConfig": ("runTask.params.json", "/properties/modelConfig/oneOf/0"),
+    "TaskResult": ("runTask.result.json", ""),
+    "TaskContext": ("runTask.result.json", "/$defs/context"),
+    "TaskMeta": ("runTask.result.json", "/$defs/context/properties/meta"),
+    "TaskModelConfig": ("runTask.result.json", "/$defs/context/properties/meta/properties/modelConfig"),
+    "TaskLogEntry": ("runTask.result.json", "/$defs/logEntry"),
+    "TaskErrorInfo": ("runTask.result.json", "/$defs/error"),
+    "LLMMetric": ("runTask.result.json", "/$defs/llmMetric"),
+    "ExecuteStageParams": ("executeStage.params.json", ""),
+    "StageOutput": ("executeStage.result.json", ""),
 }
 
 
 def resolve(schema: dict[str, Any], pointer: str) -> dict[str, Any]:
     node: Any = schema
     for part in [p for p in pointer.split("/") if p]:
-        node = node[part]
+        node = node[int(part)] if isinstance(node, list) else node[part]
     assert isinstance(node, dict)
     return node
 

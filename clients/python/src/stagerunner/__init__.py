@@ -11,7 +11,7 @@ Standard library only.
 
 from __future__ import annotations
 
-from .client import CLIENT_NAME, PROTOCOL_VERSION, Client, NotificationStream, __version__
+from .client import CLIENT_NAME, PROTOCOL_VERSION, Client, NotificationStream, StageHandler, __version__
 from .errors import (
     ERROR_CLASSES,
     ContentModified,
@@ -29,6 +29,7 @@ from .errors import (
     ServerNotInitialized,
     StageRunnerError,
     StorageError,
+    TaskError,
     TemplateError,
     TruncatedError,
     WorkspaceError,
@@ -37,13 +38,22 @@ from .errors import (
 from .sync import SyncClient
 from .types import (
     Diagnostic,
+    ExecuteStageParams,
     GenerationMetadata,
     InitializeResult,
     ListTemplatesResult,
+    LLMMetric,
+    ModelConfig,
     Notification,
     PingResult,
     RenderPromptResult,
+    StageOutput,
     StageResult,
+    TaskContext,
+    TaskErrorInfo,
+    TaskLogEntry,
+    TaskResult,
+    TaskStage,
     Template,
     ValidateWorkspaceResult,
 )
@@ -53,6 +63,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "Client",
     "NotificationStream",
+    "StageHandler",
     "SyncClient",
     "__version__",
     "ERROR_CLASSES",
@@ -73,6 +84,7 @@ __all__ = [
     "ModelError",
     "StorageError",
     "TruncatedError",
+    "TaskError",
     "ServerExited",
     "ProtocolError",
     "Diagnostic",
@@ -85,4 +97,13 @@ __all__ = [
     "StageResult",
     "Template",
     "ValidateWorkspaceResult",
+    "ExecuteStageParams",
+    "LLMMetric",
+    "ModelConfig",
+    "StageOutput",
+    "TaskContext",
+    "TaskErrorInfo",
+    "TaskLogEntry",
+    "TaskResult",
+    "TaskStage",
 ]

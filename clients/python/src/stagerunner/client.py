@@ -30,6 +30,7 @@ from typing import Any, Self, TypeVar, cast
 from .errors import (
     MethodNotFound,
     ProtocolError,
+    RequestFailed,
     RpcError,
     ServerExited,
     StageRunnerError,
@@ -40,16 +41,21 @@ from .types import (
     InitializeResult,
     ListTemplatesResult,
     Mode,
+    ModelConfig,
     Notification,
     PingResult,
     RenderPromptResult,
     ServerCapabilities,
     Stage,
+    StageOutput,
     StageResult,
+    TaskContext,
+    TaskResult,
+    TaskStage,
     ValidateWorkspaceResult,
 )
 
-__all__ = ["Client", "NotificationStream", "PROTOCOL_VERSION", "CLIENT_NAME", "__version__"]
+__all__ = ["Client", "NotificationStream", "StageHandler", "PROTOCOL_VERSION", "CLIENT_NAME", "__version__"]
 
 __version__ = "0.1.0"
 PROTOCOL_VERSION = "1.0"
@@ -62,6 +68,11 @@ RequestHandler = Callable[[Any], Any]
 """A server-to-client request handler: takes ``params``, returns the result (or an awaitable)."""
 NotificationCallback = Callable[[Any], Any]
 """A notification callback: takes ``params``; may be a plain function or a coroutine function."""
+StageHandler = Callable[[TaskStage, TaskContext], "StageOutput | Awaitable[StageOutput]"]
+"""A task stage run by the client: ``handler(stage, context)`` returns ``{"output", "flags"}``.
+
+A coroutine function runs on the client's event loop; a plain function runs in a worker thread
+(``asyncio.to_thread``), so that it cannot stall the connection."""
 F = TypeVar("F", bound=Callable[..., Any])
 
 _MISSING: Any = object()
@@ -172,12 +183,14 @@ class Client:
         cwd: str | os.PathLike[str] | None = None,
         initialize: bool = True,
         stderr_lines: int = 500,
+        stage_handlers: Mapping[str, StageHandler] | None = None,
     ) -> None:
         """Prepare (but do not start) a client for the command line ``argv``.
 
         Prefer :meth:`spawn`, which builds ``argv`` from an executable and options.
         ``env`` is the server's whole environment (as with :mod:`subprocess`); ``None``
-        inherits this process's.
+        inherits this process's. ``stage_handlers`` maps handler names to stage handlers
+        (see :meth:`stage_handler`).
         """
         if framing not in ("ndjson", "lsp"):
             raise ValueError(f"framing must be 'ndjson' or 'lsp', not {framing!r}")
@@ -205,6 +218,10 @@ class Client:
         self._closing = False
         self._closed = False
         self.initialize_result: InitializeResult | None = None
+        self._stage_handlers: dict[str, StageHandler] = {}
+        self._declared_stage_handlers: frozenset[str] | None = None  # set once initialize is sent
+        for name, handler in (stage_handlers or {}).items():
+            self.stage_handler(name)(handler)
 
     # ------------------------------------------------------------------ construction
 
@@ -220,6 +237,7 @@ class Client:
         cwd: str | os.PathLike[str] | None = None,
         initialize: bool = True,
         stderr_lines: int = 500,
+        stage_handlers: Mapping[str, StageHandler] | None = None,
     ) -> Self:
         """Return a client for ``<executable> serve --framing F [--workspace W] *args``.
 
@@ -227,6 +245,8 @@ class Client:
         ``$STAGERUNNER_BIN``, then ``stagerunner`` on PATH. ``workspace`` is also sent
         as ``initialize``'s ``workspaceRoot``. ``args`` are extra ``serve`` options such
         as ``["--log-level", "debug"]``. ``stderr_lines`` bounds the stderr ring buffer.
+        ``stage_handlers`` maps names to task stage handlers, declared in ``initialize``
+        (the same as registering each with :meth:`stage_handler` before starting).
         """
         exe = _resolve_executable(executable)
         ws = os.path.abspath(os.fspath(workspace)) if workspace is not None else None
@@ -242,6 +262,7 @@ class Client:
             cwd=cwd,
             initialize=initialize,
             stderr_lines=stderr_lines,
+            stage_handlers=stage_handlers,
         )
 
     async def start(self) -> Self:
@@ -648,18 +669,102 @@ class Client:
         """An async iterator over notifications (of ``method``, or all); ends on close."""
         return NotificationStream(self, method)
 
+    def stage_handler(self, name: str) -> Callable[[F], F]:
+        """Decorator: run the task stages whose handler is ``{client: name}`` with ``handler(stage, context)``.
+
+        ::
+
+            c = Client.spawn(workspace="examples/research-task")
+
+            @c.stage_handler("quality")
+            async def grade(stage, context):
+                return {"output": {"grade": "A"}, "flags": {"validationFailed": False}}
+
+        Register handlers before the client starts: their names are declared in
+        ``initialize`` (``capabilities.stageHandlers``), and the server sends ``executeStage``
+        only for declared names. Registering a new name afterwards raises ``RuntimeError``;
+        replacing the function of a declared name is allowed.
+
+        The handler gets the stage's name and the context (``context["output"]`` is its input)
+        and returns ``{"output": ..., "flags": {...}}``. A coroutine function runs on the
+        event loop; a plain function in a worker thread. Raising :class:`RpcError` answers
+        that error; any other exception answers -32803 with the exception's type and text,
+        and the stage fails with ``ClientStageError``. A ``$/cancelRequest`` from the server
+        (the stage timed out) cancels a coroutine handler.
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError("a stage handler name must be a non-empty string")
+
+        def register(handler: F) -> F:
+            declared = self._declared_stage_handlers
+            if declared is not None and name not in declared:
+                raise RuntimeError(
+                    f"stage handler {name!r} registered after initialize: register stage handlers "
+                    "before the client starts (or pass stage_handlers= to spawn), so that they are declared"
+                )
+            self._stage_handlers[name] = handler
+            self._request_handlers["executeStage"] = self._execute_stage
+            return handler
+
+        return register
+
+    @property
+    def stage_handlers(self) -> list[str]:
+        """The names of the registered stage handlers, sorted."""
+        return sorted(self._stage_handlers)
+
+    async def _execute_stage(self, params: Any) -> StageOutput:
+        """Serve the server's ``executeStage`` with the registered stage handler."""
+        if not isinstance(params, dict) or not isinstance(params.get("handler"), str):
+            raise RpcError(
+                -32602,
+                "Invalid params: executeStage needs handler, stage and context",
+                {"field": "params.handler", "problem": "is required but missing"},
+            )
+        name = params["handler"]
+        handler = self._stage_handlers.get(name)
+        if handler is None:
+            raise MethodNotFound(
+                MethodNotFound.CODE,
+                f"no stage handler named {name!r}",
+                {"method": "executeStage", "available": sorted(self._stage_handlers)},
+            )
+        stage = cast(TaskStage, params.get("stage"))
+        context = cast(TaskContext, params.get("context"))
+        try:
+            if inspect.iscoroutinefunction(handler):
+                outcome = await handler(stage, context)
+            else:
+                outcome = await asyncio.to_thread(handler, stage, context)
+                if inspect.isawaitable(outcome):
+                    outcome = await outcome
+        except RpcError:
+            raise
+        except Exception as exc:
+            log.debug("stagerunner: stage handler %r failed", name, exc_info=True)
+            raise RequestFailed(
+                RequestFailed.CODE,
+                f"{type(exc).__name__}: {exc}",
+                {"exception": type(exc).__name__, "handler": name, "stage": stage},
+            ) from exc
+        return cast(StageOutput, outcome)
+
     # ------------------------------------------------------------------ protocol methods
 
     async def initialize(self, *, timeout: float | None = 30.0) -> InitializeResult:
         """Send ``initialize`` (and then ``initialized``); called by :meth:`start`."""
+        capabilities: dict[str, Any] = {}
+        if self._stage_handlers:
+            capabilities["stageHandlers"] = sorted(self._stage_handlers)
         params: dict[str, Any] = {
             "processId": os.getpid(),
             "clientInfo": {"name": CLIENT_NAME, "version": __version__},
             "protocolVersion": PROTOCOL_VERSION,
-            "capabilities": {},
+            "capabilities": capabilities,
         }
         if self.workspace is not None:
             params["workspaceRoot"] = self.workspace
+        self._declared_stage_handlers = frozenset(self._stage_handlers)
         result = cast(InitializeResult, await self.request("initialize", params, timeout=timeout))
         self.initialize_result = result
         await self.notify("initialized", {})
@@ -754,6 +859,38 @@ class Client:
     async def validate_workspace(self, *, timeout: float | None = None) -> ValidateWorkspaceResult:
         """``validateWorkspace``: every problem of the workspace, as diagnostics."""
         return cast(ValidateWorkspaceResult, await self.request("validateWorkspace", {}, timeout=timeout))
+
+    async def run_task(
+        self,
+        task: str | Mapping[str, Any],
+        input: Any = None,
+        *,
+        model_config: ModelConfig | None = None,
+        max_refinements: int | None = None,
+        task_timeout: float | None = None,
+        run_id: str | None = None,
+        timeout: float | None = None,
+    ) -> TaskResult:
+        """``runTask``: run a task (a task file's path relative to the workspace, or the task itself).
+
+        ``input`` is the seed (default ``{}``). ``task_timeout`` is the server-side limit of
+        the whole run in seconds (the stage then running fails with TaskTimeoutError);
+        ``timeout`` is this call's own, as for every method. A task that fails is a result
+        with ``ok`` false (``failedStage`` and ``error`` say why); a task that cannot be
+        loaded raises :class:`~stagerunner.errors.TaskError` (-32015). Stages whose handler
+        is ``client`` are run by the handlers registered with :meth:`stage_handler`.
+        """
+        params = _drop_none(
+            {
+                "task": dict(task) if isinstance(task, Mapping) else task,
+                "input": input,
+                "modelConfig": dict(model_config) if model_config is not None else None,
+                "maxRefinements": max_refinements,
+                "timeout": task_timeout,
+                "runId": run_id,
+            }
+        )
+        return cast(TaskResult, await self.request("runTask", params, timeout=timeout))
 
     async def shutdown(self, *, timeout: float | None = None) -> None:
         """``shutdown``: the server answers once in-flight requests are done; later requests fail -32600."""

@@ -27,6 +27,7 @@ __all__ = [
     "ModelError",
     "StorageError",
     "TruncatedError",
+    "TaskError",
     "ServerExited",
     "ProtocolError",
     "ERROR_CLASSES",
@@ -87,8 +88,13 @@ class RpcError(StageRunnerError):
         return value if isinstance(value, int) and not isinstance(value, bool) else None
 
     @property
+    def path(self) -> str | None:
+        """For :class:`TaskError`: where in the task document the problem is (``stages.parsing.parse``)."""
+        return self._str("path")
+
+    @property
     def kind(self) -> str | None:
-        """For application errors: ``workspace``, ``template``, ``model``, ``storage`` or ``truncated``."""
+        """For application errors: ``workspace``, ``template``, ``model``, ``storage``, ``truncated`` or ``task``."""
         return self._str("kind")
 
     def __repr__(self) -> str:
@@ -182,6 +188,15 @@ class TruncatedError(RpcError):
     CODE = -32014
 
 
+class TaskError(RpcError):
+    """-32015: ``runTask``'s task cannot be used; ``data`` has ``file``, and ``path``/``line`` when known.
+
+    A task that loads but fails while it runs is not an error: its result has ``ok`` false.
+    """
+
+    CODE = -32015
+
+
 ERROR_CLASSES: dict[int, type[RpcError]] = {
     cls.CODE: cls
     for cls in (
@@ -199,6 +214,7 @@ ERROR_CLASSES: dict[int, type[RpcError]] = {
         ModelError,
         StorageError,
         TruncatedError,
+        TaskError,
     )
 }
 

@@ -14,16 +14,18 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
-from .client import _MISSING, Client, F
+from .client import _MISSING, Client, F, StageHandler
 from .framing import Framing
 from .types import (
     InitializeResult,
     ListTemplatesResult,
     Mode,
+    ModelConfig,
     PingResult,
     RenderPromptResult,
     Stage,
     StageResult,
+    TaskResult,
     ValidateWorkspaceResult,
 )
 
@@ -66,8 +68,13 @@ class SyncClient:
         cwd: str | os.PathLike[str] | None = None,
         initialize: bool = True,
         stderr_lines: int = 500,
+        stage_handlers: Mapping[str, StageHandler] | None = None,
     ) -> SyncClient:
-        """Spawn and start the server (see :meth:`Client.spawn`); returns a started client."""
+        """Spawn and start the server (see :meth:`Client.spawn`); returns a started client.
+
+        Stage handlers must be passed here (``stage_handlers={"name": handler}``): the
+        client is started, and their names declared, before this returns.
+        """
         sync = cls(
             Client.spawn(
                 executable,
@@ -78,6 +85,7 @@ class SyncClient:
                 cwd=cwd,
                 initialize=initialize,
                 stderr_lines=stderr_lines,
+                stage_handlers=stage_handlers,
             )
         )
         return sync.start()
@@ -178,6 +186,14 @@ class SyncClient:
         """See :meth:`Client.on_notification`; the callback runs on the loop thread."""
         return self._client.on_notification(method)
 
+    def stage_handler(self, name: str) -> Callable[[F], F]:
+        """See :meth:`Client.stage_handler`; register before :meth:`start` (``SyncClient(Client.spawn(...))``).
+
+        A plain function runs in a worker thread, and may call this client's methods; a
+        coroutine function runs on the loop thread.
+        """
+        return self._client.stage_handler(name)
+
     # ------------------------------------------------------------------ protocol methods
 
     def ping(self, echo: Any = _MISSING, *, timeout: float | None = None) -> PingResult:
@@ -271,6 +287,30 @@ class SyncClient:
     def validate_workspace(self, *, timeout: float | None = None) -> ValidateWorkspaceResult:
         """Blocking :meth:`Client.validate_workspace`."""
         return self._call(self._client.validate_workspace(timeout=timeout))
+
+    def run_task(
+        self,
+        task: str | Mapping[str, Any],
+        input: Any = None,
+        *,
+        model_config: ModelConfig | None = None,
+        max_refinements: int | None = None,
+        task_timeout: float | None = None,
+        run_id: str | None = None,
+        timeout: float | None = None,
+    ) -> TaskResult:
+        """Blocking :meth:`Client.run_task`."""
+        return self._call(
+            self._client.run_task(
+                task,
+                input,
+                model_config=model_config,
+                max_refinements=max_refinements,
+                task_timeout=task_timeout,
+                run_id=run_id,
+                timeout=timeout,
+            )
+        )
 
     def shutdown(self, *, timeout: float | None = None) -> None:
         """Blocking :meth:`Client.shutdown`."""

@@ -33,6 +33,19 @@ __all__ = [
     "ValidateWorkspaceResult",
     "TestSleepResult",
     "Notification",
+    "TaskStage",
+    "TaskErrorName",
+    "ModelConfig",
+    "RunTaskParams",
+    "TaskModelConfig",
+    "TaskMeta",
+    "TaskErrorInfo",
+    "TaskLogEntry",
+    "TaskContext",
+    "LLMMetric",
+    "TaskResult",
+    "ExecuteStageParams",
+    "StageOutput",
 ]
 
 Stage = Literal["draft", "essay", "evaluation"]
@@ -194,6 +207,156 @@ class TestSleepResult(TypedDict):
     """Result of the test-only ``test/sleep`` (schema/test-sleep.result.json)."""
 
     slept: int
+
+
+TaskStage = Literal[
+    "ingestion",
+    "preProcessing",
+    "promptTemplating",
+    "inference",
+    "parsing",
+    "validateStructure",
+    "validateQuality",
+    "critique",
+    "refine",
+    "finalValidation",
+    "integration",
+]
+"""The eleven stages of a task, in the order they run."""
+
+TaskErrorName = Literal[
+    "ContractError",
+    "FlagTypeError",
+    "StageTimeoutError",
+    "TaskTimeoutError",
+    "ValidationError",
+    "TemplateError",
+    "ModelError",
+    "ParseError",
+    "SchemaError",
+    "CommandError",
+    "ClientStageError",
+    "WriteError",
+    "CancelledError",
+    "StageError",
+]
+
+
+class ModelConfig(TypedDict, total=False):
+    """``runTask`` params ``modelConfig``: model routing of the run (every member optional)."""
+
+    defaultProvider: str | None
+    defaultModel: str | None
+    models: list[str] | None
+
+
+class RunTaskParams(TypedDict):
+    """Params of ``runTask`` (schema/runTask.params.json), as :meth:`Client.run_task` sends them."""
+
+    task: str | dict[str, Any]
+    input: NotRequired[Any]
+    modelConfig: NotRequired[ModelConfig | None]
+    maxRefinements: NotRequired[int | None]
+    timeout: NotRequired[float | None]
+    runId: NotRequired[str | None]
+
+
+class TaskModelConfig(TypedDict):
+    """``context.meta.modelConfig``: the members of ``modelConfig`` that were given."""
+
+    defaultProvider: NotRequired[str]
+    defaultModel: NotRequired[str]
+    models: NotRequired[list[str]]
+
+
+class TaskMeta(TypedDict):
+    """``context.meta``."""
+
+    taskName: str
+    runId: str
+    workDir: str
+    modelConfig: TaskModelConfig
+
+
+class TaskErrorInfo(TypedDict):
+    """Why a stage or a task failed: ``{name, message, data?}``."""
+
+    name: TaskErrorName
+    message: str
+    data: NotRequired[Any]
+
+
+class TaskLogEntry(TypedDict):
+    """One entry of a task's log: a stage that ran, one that was skipped, or a refinement trigger."""
+
+    stage: str
+    refinementCycle: int
+    ok: NotRequired[bool]
+    ms: NotRequired[float]
+    error: NotRequired[TaskErrorInfo]
+    preRefinement: NotRequired[bool]
+    skipped: NotRequired[bool]
+    reason: NotRequired[str]
+
+
+class TaskContext(TypedDict):
+    """The context every stage handler sees, and that a task result carries."""
+
+    meta: TaskMeta
+    data: dict[str, Any]
+    flags: dict[str, Any]
+    logs: list[TaskLogEntry]
+    currentStage: TaskStage | None
+    output: Any
+    refinementCount: int
+    availableModels: list[str]
+    currentModel: str
+
+
+class LLMMetric(TypedDict):
+    """One model call of a task run."""
+
+    task: str
+    stage: TaskStage
+    provider: str
+    model: str
+    promptTokens: int
+    completionTokens: int
+    totalTokens: int
+    cost: float
+    durationMs: float
+    finishReason: NotRequired[Literal["stop", "length", "content_filter", "tool_calls", "other"]]
+    cached: bool
+    retries: int
+    failed: NotRequired[bool]
+    error: NotRequired[str]
+
+
+class TaskResult(TypedDict):
+    """Result of ``runTask`` (schema/runTask.result.json); ``failedStage`` and ``error`` when ``ok`` is false."""
+
+    ok: bool
+    logs: list[TaskLogEntry]
+    context: TaskContext
+    refinementAttempts: int
+    llmMetrics: list[LLMMetric]
+    failedStage: NotRequired[str]
+    error: NotRequired[TaskErrorInfo]
+
+
+class ExecuteStageParams(TypedDict):
+    """Params of the server's ``executeStage`` request (schema/executeStage.params.json)."""
+
+    handler: str
+    stage: TaskStage
+    context: TaskContext
+
+
+class StageOutput(TypedDict):
+    """What a stage handler returns (schema/executeStage.result.json)."""
+
+    output: Any
+    flags: dict[str, Any]
 
 
 class Notification(TypedDict):
