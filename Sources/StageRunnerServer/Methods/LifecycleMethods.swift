@@ -101,7 +101,7 @@ extension StageRunnerServer {
 
     /// `capabilities.stageHandlers`: the names of the task stages the client runs itself.
     static func stageHandlers(_ capabilities: JSONValue?) throws(ResponseError) -> Set<String> {
-        guard let declared = capabilities?["stageHandlers"] else { return [] }
+        guard let declared = capabilities?["stageHandlers"], declared != .null else { return [] }
         guard case .array(let names) = declared else {
             throw .invalidParams(
                 field: "params.capabilities.stageHandlers",

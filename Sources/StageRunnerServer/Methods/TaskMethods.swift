@@ -63,6 +63,11 @@ extension StageRunnerServer {
         let task: TaskDefinition
         do {
             switch params.task {
+            case .string(let file) where file.isEmpty:
+                throw ResponseError.invalidParams(
+                    field: "params.task",
+                    problem: "must not be empty: give a task file's path"
+                )
             case .string(let file):
                 task = try await runner.loadTask(file)
             case .object:
