@@ -211,3 +211,19 @@ public struct TaskResult: Sendable, Hashable {
         return .object(members)
     }
 }
+
+/// What happens during a task run, as it happens: what a status document or a progress display
+/// follows.
+public enum TaskEvent: Sendable, Hashable {
+    /// A stage's handler starts (after any skips before it).
+    case stageStarted(TaskStage, refinementCycle: Int, preRefinement: Bool)
+    /// A stage's handler finished; the entry says how.
+    case stageFinished(TaskLogEntry)
+    /// A refinement cycle starts.
+    case refinementStarted(cycle: Int, reason: String)
+    /// A model call ended (failed calls included).
+    case modelCall(LLMMetric)
+}
+
+/// Receives a run's events in order; the run waits for each call, so keep it quick.
+public typealias TaskObserver = @Sendable (TaskEvent) async -> Void

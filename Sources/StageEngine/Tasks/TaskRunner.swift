@@ -18,6 +18,8 @@ public struct TaskRunOptions: Sendable {
     public var workDir: String?
     /// The connected client, for `client` stages.
     public var clientStages: (any ClientStageExecutor)?
+    /// Told of every stage start and end, refinement cycle and model call, in order.
+    public var observer: TaskObserver?
 
     public init(
         input: JSONValue = .object([:]),
@@ -26,7 +28,8 @@ public struct TaskRunOptions: Sendable {
         timeout: Duration? = nil,
         runId: String? = nil,
         workDir: String? = nil,
-        clientStages: (any ClientStageExecutor)? = nil
+        clientStages: (any ClientStageExecutor)? = nil,
+        observer: TaskObserver? = nil
     ) {
         self.input = input
         self.modelConfig = modelConfig
@@ -35,6 +38,7 @@ public struct TaskRunOptions: Sendable {
         self.runId = runId
         self.workDir = workDir
         self.clientStages = clientStages
+        self.observer = observer
     }
 }
 
@@ -63,7 +67,7 @@ extension StageRunner {
             parsers: parsers,
             clientStages: options.clientStages,
             defaultModel: task.model,
-            metrics: MetricsRecorder(),
+            metrics: MetricsRecorder(observer: options.observer),
             logger: logger
         )
         var execution = TaskExecution(
@@ -77,6 +81,7 @@ extension StageRunner {
                 modelConfig: options.modelConfig
             ),
             maxRefinements: options.maxRefinements ?? task.maxRefinements,
+            observer: options.observer,
             deadline: options.timeout.map { ContinuousClock.now + $0 },
             taskTimeout: options.timeout
         )
@@ -109,6 +114,7 @@ struct TaskExecution {
     let environment: TaskEnvironment
     var context: TaskContext
     let maxRefinements: Int
+    let observer: TaskObserver?
     let deadline: ContinuousClock.Instant?
     let taskTimeout: Duration?
 
@@ -196,6 +202,7 @@ struct TaskExecution {
                     refinementCycle: context.refinementCount
                 )
             )
+            await observer?(.refinementStarted(cycle: context.refinementCount, reason: refinement.rawValue))
         } while true
 
         if hadValidationHandler, context.flags["validationFailed"] == .bool(true) {
@@ -252,6 +259,7 @@ struct TaskExecution {
         _ handler: any TaskStageHandler,
         preRefinement: Bool
     ) async -> Result<Void, TaskError> {
+        await observer?(.stageStarted(stage, refinementCycle: context.refinementCount, preRefinement: preRefinement))
         let invocation = StageInvocation(
             stage: stage,
             context: context,
@@ -315,6 +323,7 @@ struct TaskExecution {
             entry.error = error
         }
         context.logs.append(entry)
+        await observer?(.stageFinished(entry))
         return result
     }
 

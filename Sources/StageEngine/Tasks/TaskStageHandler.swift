@@ -85,9 +85,18 @@ public struct TaskEnvironment: Sendable {
     }
 }
 
-/// Collects the model calls of a run, from whichever handler makes them.
+/// Collects the model calls of a run, from whichever handler makes them, and passes each on to
+/// the run's observer.
 actor MetricsRecorder {
     private(set) var metrics: [LLMMetric] = []
+    let observer: TaskObserver?
 
-    func record(_ metric: LLMMetric) { metrics.append(metric) }
+    init(observer: TaskObserver? = nil) {
+        self.observer = observer
+    }
+
+    func record(_ metric: LLMMetric) async {
+        metrics.append(metric)
+        await observer?(.modelCall(metric))
+    }
 }

@@ -405,4 +405,32 @@ struct TaskRunnerRuleTests {
         #expect(plain.ok)
         #expect(plain.llmMetrics.first?.provider == "embedded")
     }
+
+    @Test func theObserverSeesEveryStageStartAndEndInOrder() async throws {
+        let events = Trace()
+        let workspace = try TemporaryWorkspace()
+        defer { workspace.remove() }
+        let runner = try StageRunner(workspace: workspace.workspace, environment: [:])
+        let task = TaskDefinition(name: "observed", handlers: Self.refiningTask(Trace(), failures: 1))
+        let options = TaskRunOptions(input: ["topic": "tides"]) { event in
+            switch event {
+            case .stageStarted(let stage, let cycle, let pre):
+                await events.add("start \(stage.rawValue) \(cycle)\(pre ? " pre" : "")")
+            case .stageFinished(let entry): await events.add("end \(entry.stage) \(entry.ok == true ? "ok" : "failed")")
+            case .refinementStarted(let cycle, let reason): await events.add("cycle \(cycle) \(reason)")
+            case .modelCall: await events.add("model")
+            }
+        }
+        let result = try await runner.runTask(task, options: options)
+        #expect(result.ok)
+        #expect(
+            await events.calls == [
+                "start ingestion 0", "end ingestion ok", "start preProcessing 0", "end preProcessing ok",
+                "start inference 0", "end inference ok", "start validateStructure 0", "end validateStructure ok",
+                "cycle 1 validation-failed-flag", "start inference 1", "end inference ok", "start critique 1 pre",
+                "end critique ok", "start refine 1 pre", "end refine ok", "start validateStructure 1",
+                "end validateStructure ok", "start integration 1", "end integration ok",
+            ]
+        )
+    }
 }
