@@ -88,7 +88,7 @@ function M.lines(bufname)
 end
 
 function M.exists(path)
-  return vim.loop.fs_stat(path) ~= nil
+  return (vim.uv or vim.loop).fs_stat(path) ~= nil
 end
 
 function M.read(path)
@@ -113,7 +113,7 @@ function M.reset()
   require('stagerunner.diagnostics').clear()
   vim.cmd('silent! only')
   vim.cmd('silent! %bwipeout!')
-  vim.fn.setqflist({}, 'r')
+  vim.fn.setqflist({}, 'f')
   require('stagerunner.workspace').last_root = nil
   M.notes = {}
   vim.notify = function(msg, level)

@@ -47,9 +47,9 @@ function M.run_all()
         local name = short .. ': ' .. t[1]
         if not filter or name:match(filter) then
           helpers.reset()
-          local started = vim.loop.hrtime()
+          local started = (vim.uv or vim.loop).hrtime()
           local tok, err = xpcall(t[2], debug.traceback)
-          local ms = (vim.loop.hrtime() - started) / 1e6
+          local ms = ((vim.uv or vim.loop).hrtime() - started) / 1e6
           if tok then
             passed = passed + 1
             out(string.format('ok      %s (%d ms)', name, ms))

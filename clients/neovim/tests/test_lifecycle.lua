@@ -44,7 +44,7 @@ return {
       end, 'ping')
       h.eq({ echo = 'héllo' }, pong.result, 'ping result')
       h.eq('ready', c.state, 'state')
-      h.eq(vim.loop.fs_realpath(ws), c.info.workspace.root, 'workspace root')
+      h.eq((vim.uv or vim.loop).fs_realpath(ws), c.info.workspace.root, 'workspace root')
       h.eq('1.0', c.info.protocolVersion, 'protocol version')
       h.eq('stagerunner', c.info.serverInfo.name, 'server')
       h.eq('lsp', c.capabilities.framing, 'vim.lsp.rpc frames with Content-Length')
@@ -59,12 +59,13 @@ return {
       require('stagerunner').setup(h.options({ args = { '--enable-test-methods' } }))
       local ws = h.workspace()
       local c = ready(ws)
-      local got
+      local got, calls = nil, 0
       local id = c:request('test/sleep', { ms = 20000 }, function(err)
-        got = err
+        got, calls = err, calls + 1
       end)
       h.ok(c:cancel(id), 'cancelled')
       h.eq(-32800, got and got.code, 'the callback')
+      h.ok(not c:cancel(id), 'only once')
       local pong
       c:request('ping', nil, function(_, result)
         pong = result
@@ -72,6 +73,7 @@ return {
       h.wait(function()
         return pong ~= nil
       end, 'ping after the cancel')
+      h.eq(1, calls, 'the callback ran once')
     end,
   },
   {

@@ -25,7 +25,8 @@ return {
       local root = vim.fn.tempname()
       vim.fn.mkdir(root .. '/clients', 'p')
       vim.fn.mkdir(root .. '/examples', 'p')
-      vim.loop.fs_symlink(h.plugin, root .. '/clients/neovim')
+      local uv = vim.uv or vim.loop
+      uv.fs_symlink(h.plugin, root .. '/clients/neovim')
       vim.fn.system({ 'cp', '-R', h.example, root .. '/examples/daydream' })
       h.write(root .. '/quickstart.lua', vim.split(quick_start(), '\n'))
       h.write(root .. '/check.lua', {

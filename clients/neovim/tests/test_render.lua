@@ -38,8 +38,8 @@ return {
       h.ok(vim.fn.bufwinid(buf) ~= -1, 'shown in a window')
       h.eq(2, #vim.api.nvim_tabpage_list_wins(0), 'one split')
       h.eq(editing, vim.api.nvim_get_current_win(), 'the cursor stays in the template')
-      h.eq('nofile', vim.api.nvim_buf_get_option(buf, 'buftype'), 'scratch')
-      h.eq(false, vim.api.nvim_buf_get_option(buf, 'modifiable'), 'read-only')
+      h.eq('nofile', vim.bo[buf].buftype, 'scratch')
+      h.eq(false, vim.bo[buf].modifiable, 'read-only')
       h.eq(PROMPT[1], require('stagerunner.results').data[buf].prompt:match('^[^\n]*'), 'the result is kept')
       h.ok(not h.exists(ws .. '/data/gens/draft/d-creative'), 'a dry run writes no generation')
 
@@ -69,7 +69,7 @@ return {
       local result, err = h.await(require('stagerunner').render)
       h.eq(nil, err, 'error')
       h.eq('You are exploring, 3 times over.', result.prompt:match('^[^\n]*'), 'rendered from the edit')
-      h.eq(false, vim.api.nvim_buf_get_option(0, 'modified'), 'written')
+      h.eq(false, vim.bo[0].modified, 'written')
     end,
   },
   {

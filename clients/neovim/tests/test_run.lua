@@ -38,7 +38,7 @@ return {
       h.ok(index_of(lines, 'template_id: creative-synthesis'), 'metadata')
       h.ok(index_of(lines, '  total_tokens: 232'), 'usage')
       h.ok(h.exists(ws .. '/data/gens/draft/d-creative/parsed.txt'), 'committed')
-      h.eq('markdown', vim.api.nvim_buf_get_option(vim.fn.bufnr('stagerunner://run/draft/d-creative'), 'filetype'), 'filetype')
+      h.eq('markdown', vim.bo[vim.fn.bufnr('stagerunner://run/draft/d-creative')].filetype, 'filetype')
       h.eq(0, #h.notes_at(vim.log.levels.ERROR) + #h.notes_at(vim.log.levels.WARN), 'no complaints')
     end,
   },

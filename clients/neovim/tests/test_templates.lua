@@ -1,9 +1,9 @@
 -- :StageRunnerTemplates: the catalog as the quickfix list.
 local h = require('helpers')
 
-local function listed(count)
+local function listed(ws, count)
   h.wait(function()
-    return (vim.fn.getqflist({ title = 1 }).title or ''):find('templates', 1, true) ~= nil
+    return vim.fn.getqflist({ title = 1 }).title == 'StageRunner: templates of ' .. ws
   end, 'the template list')
   local qf = vim.fn.getqflist()
   h.eq(count, #qf, 'templates listed')
@@ -17,7 +17,7 @@ return {
       local ws = h.workspace()
       vim.cmd('edit ' .. ws .. '/stagerunner.yaml')
       vim.cmd('StageRunnerTemplates')
-      local qf = listed(6)
+      local qf = listed(ws, 6)
       h.eq(
         'draft/creative-synthesis: Creative Synthesis - Brainstorm connections between the concepts and end with the strongest idea (llm, parser essay_idea_last)',
         qf[1].text,
@@ -38,7 +38,7 @@ return {
       vim.fn.writefile(lines, catalog)
       vim.cmd('edit ' .. catalog)
       vim.cmd('StageRunnerTemplates evaluation')
-      local qf = listed(2)
+      local qf = listed(ws, 2)
       h.eq('evaluation/scientific-rigor: Scientific Rigor - Methodological discipline with a Final Score header (llm, parser complex, inactive)', qf[2].text, 'inactive')
       local result = h.await(require('stagerunner').templates, { stage = 'evaluation', include_inactive = false })
       h.eq(1, #result.templates, 'active only')

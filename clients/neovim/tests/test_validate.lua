@@ -2,9 +2,9 @@
 local h = require('helpers')
 local diagnostics = require('stagerunner.diagnostics')
 
-local function validated()
+local function validated(ws)
   h.wait(function()
-    return (vim.fn.getqflist({ title = 1 }).title or ''):find('validateWorkspace', 1, true) ~= nil
+    return vim.fn.getqflist({ title = 1 }).title == 'StageRunner: validateWorkspace ' .. ws
   end, 'the validation')
 end
 
@@ -27,7 +27,7 @@ return {
       local ws = h.workspace()
       vim.cmd('edit ' .. ws .. '/stagerunner.yaml')
       vim.cmd('StageRunnerValidate')
-      validated()
+      validated(ws)
       h.eq(0, #vim.fn.getqflist(), 'quickfix')
       h.eq(0, #vim.diagnostic.get(nil, { namespace = diagnostics.namespace }), 'diagnostics')
       local infos = h.notes_at(vim.log.levels.INFO)
@@ -41,7 +41,7 @@ return {
       plant(ws)
       vim.cmd('edit ' .. ws .. '/data/1_raw/templates/draft/creative-synthesis.txt')
       vim.cmd('StageRunnerValidate')
-      validated()
+      validated(ws)
 
       local catalog = get(ws, 'data/1_raw/draft_templates.csv')
       h.eq(1, #catalog, 'catalog diagnostics')

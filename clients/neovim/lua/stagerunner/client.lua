@@ -93,10 +93,12 @@ function Client:start()
       end
       return handler(params, self)
     end,
+    -- Messages the RPC client could not handle (an answer with id null, a broken frame).
     on_error = function(kind, detail)
+      local names = require('vim.lsp.rpc').client_errors or {}
       vim.schedule(function()
         vim.notify(
-          string.format('StageRunner: protocol trouble (%s): %s', tostring(kind), vim.inspect(detail)),
+          string.format('StageRunner: protocol trouble (%s): %s', tostring(names[kind] or kind), vim.inspect(detail)),
           vim.log.levels.WARN
         )
       end)
@@ -152,6 +154,10 @@ end
 function Client:_send(method, params, callback)
   local id
   local ok, sent_id = self.rpc.request(method, params, function(err, result)
+    -- Answered once: a request cancelled here (or failed by an exit) ignores a late answer.
+    if not self.pending[id] then
+      return
+    end
     self.pending[id] = nil
     callback(err, result)
   end)

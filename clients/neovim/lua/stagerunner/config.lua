@@ -37,7 +37,9 @@ M.options = vim.deepcopy(M.defaults)
 -- Top-level keys replace the defaults (lists such as cmd are replaced, not merged).
 function M.setup(opts)
   opts = opts or {}
-  vim.validate({ opts = { opts, 'table' } })
+  if type(opts) ~= 'table' then
+    error('stagerunner.setup: opts must be a table', 2)
+  end
   for key, _ in pairs(opts) do
     if M.defaults[key] == nil and key ~= 'workspace' and key ~= 'model' and key ~= 'env' then
       vim.notify(string.format("StageRunner: unknown option '%s' ignored", key), vim.log.levels.WARN)

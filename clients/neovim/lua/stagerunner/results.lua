@@ -26,9 +26,9 @@ local function buffer(name, kind)
   end
   buf = vim.api.nvim_create_buf(false, true)
   vim.api.nvim_buf_set_name(buf, name)
-  vim.api.nvim_buf_set_option(buf, 'buftype', 'nofile')
-  vim.api.nvim_buf_set_option(buf, 'bufhidden', 'hide')
-  vim.api.nvim_buf_set_option(buf, 'swapfile', false)
+  vim.bo[buf].buftype = 'nofile'
+  vim.bo[buf].bufhidden = 'hide'
+  vim.bo[buf].swapfile = false
   vim.api.nvim_buf_set_var(buf, 'stagerunner_kind', kind)
   vim.api.nvim_buf_set_keymap(buf, 'n', 'q', '<Cmd>silent! close<CR>', { noremap = true, silent = true, nowait = true })
   buffers[name] = buf
@@ -41,12 +41,12 @@ end
 function M.show(kind, name, lines, opts)
   opts = opts or {}
   local buf = buffer('stagerunner://' .. kind .. '/' .. name, kind)
-  vim.api.nvim_buf_set_option(buf, 'modifiable', true)
+  vim.bo[buf].modifiable = true
   vim.api.nvim_buf_set_lines(buf, 0, -1, false, lines)
-  vim.api.nvim_buf_set_option(buf, 'modifiable', false)
-  vim.api.nvim_buf_set_option(buf, 'modified', false)
+  vim.bo[buf].modifiable = false
+  vim.bo[buf].modified = false
   if opts.filetype then
-    vim.api.nvim_buf_set_option(buf, 'filetype', opts.filetype)
+    vim.bo[buf].filetype = opts.filetype
   end
   M.data[buf] = opts.data
 

@@ -6,7 +6,8 @@ local config = require('stagerunner.config')
 
 local M = {}
 
-local uv = vim.loop
+-- vim.loop is called vim.uv from 0.10 on.
+local uv = vim.uv or vim.loop
 
 M.STAGES = { 'draft', 'essay', 'evaluation' }
 -- The stage whose generations feed each stage (protocol section 8.1).
@@ -269,7 +270,7 @@ end
 -- Writes a modified template buffer (config.write), since the server reads the file.
 function M.save(bufnr, target)
   bufnr = (bufnr == nil or bufnr == 0) and vim.api.nvim_get_current_buf() or bufnr
-  if not (config.options.write and target.template and vim.api.nvim_buf_get_option(bufnr, 'modified')) then
+  if not (config.options.write and target.template and vim.bo[bufnr].modified) then
     return
   end
   vim.api.nvim_buf_call(bufnr, function()
