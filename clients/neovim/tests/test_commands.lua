@@ -48,4 +48,13 @@ return {
       h.eq(1, #vim.api.nvim_tabpage_list_wins(0), 'one window left')
     end,
   },
+  {
+    ':checkhealth stagerunner finds the server',
+    function()
+      vim.cmd('silent checkhealth stagerunner')
+      local text = table.concat(vim.api.nvim_buf_get_lines(0, 0, -1, false), '\n')
+      h.contains(text, 'server: ' .. h.bin() .. ', stagerunner ')
+      h.ok(not text:find('ERROR'), 'no errors: ' .. text)
+    end,
+  },
 }
