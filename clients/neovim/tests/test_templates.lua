@@ -55,7 +55,7 @@ return {
       end, 'the error')
       local lines = vim.split(h.notes_at(vim.log.levels.ERROR)[1].msg, '\n')
       h.eq("StageRunner: listTemplates failed: Invalid params: params.stage must be one of draft, essay, evaluation, not 'poem' [-32602 Invalid params]", lines[1], 'message')
-      h.eq("  what: params.stage must be one of draft, essay, evaluation, not 'poem'", lines[2], 'what')
+      h.eq("  what: must be one of draft, essay, evaluation, not 'poem'", lines[2], 'what')
       h.eq('  where: params.stage', lines[3], 'where')
     end,
   },

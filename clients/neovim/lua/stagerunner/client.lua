@@ -228,6 +228,7 @@ function Client:stop(timeout_ms)
   local ok = self.rpc.request('shutdown', nil, function()
     exit()
   end)
+  self.shutdown_sent = ok
   if not ok then
     return self.rpc.terminate()
   end
@@ -238,12 +239,15 @@ function Client:stop(timeout_ms)
   end, timeout_ms or 3000)
 end
 
--- On VimLeavePre: shutdown and exit written together, nothing waited for. The server finishes
--- what it is doing, answers, and exits 0 (protocol section 4.2); stdin closing also ends it.
+-- On VimLeavePre: shutdown (unless stop() sent it) and exit written together, nothing waited
+-- for. The server reads both, finishes what it is doing and exits 0 (protocol section 4.2); when
+-- Neovim is gone first, the end of its input ends it the same way.
 function Client:leave()
   if self.rpc and (self.state == 'ready' or self.state == 'starting' or self.state == 'stopping') then
     self.state = 'stopping'
-    pcall(self.rpc.request, 'shutdown', nil, function() end)
+    if not self.shutdown_sent then
+      self.shutdown_sent = pcall(self.rpc.request, 'shutdown', nil, function() end)
+    end
     pcall(self.rpc.notify, 'exit')
   end
 end

@@ -51,7 +51,7 @@ function M.lines(method, err)
   local lines = { head }
   local data = type(err.data) == 'table' and err.data or {}
   if data.problem then
-    table.insert(lines, string.format('  what: %s %s', data.field or '', data.problem))
+    table.insert(lines, '  what: ' .. data.problem)
   end
   local where = {}
   if data.file then

@@ -273,9 +273,12 @@ function M.save(bufnr, target)
   if not (config.options.write and target.template and vim.bo[bufnr].modified) then
     return
   end
-  vim.api.nvim_buf_call(bufnr, function()
+  local ok, err = pcall(vim.api.nvim_buf_call, bufnr, function()
     vim.cmd('silent update')
   end)
+  if not ok then
+    vim.notify('StageRunner: could not write the template, the server reads the file as it is: ' .. tostring(err), vim.log.levels.WARN)
+  end
 end
 
 -- gen_ids for command-line completion: the rows of the buffer's template first, then the rest.
