@@ -7,7 +7,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 SWIFT_FORMAT_PATHS := Package.swift Sources Tests Benchmarks/Package.swift Benchmarks/Sources
 
-.PHONY: demo test deps venv build release lint swift-test protocol-test client-test bench clean
+.PHONY: demo test deps venv build release lint swift-test protocol-test client-test neovim-test bench clean
 
 demo: deps release
 	@python3 scripts/demo.py .build/release/stagerunner
@@ -15,6 +15,7 @@ demo: deps release
 test: deps venv lint swift-test protocol-test client-test
 
 # The system packages the build needs (libcurl's and SQLite's headers), and Node for its client.
+# Neovim (Debian's, 0.7 on bookworm) for the Neovim client's tests.
 deps:
 	@if ! pkg-config --exists libcurl sqlite3 2>/dev/null; then \
 		echo "Installing libcurl4-openssl-dev, libsqlite3-dev and pkg-config (apt)..."; \
@@ -24,6 +25,10 @@ deps:
 	@if ! command -v node >/dev/null 2>&1; then \
 		echo "Installing nodejs (apt)..."; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs; \
+	fi
+	@if ! command -v nvim >/dev/null 2>&1; then \
+		echo "Installing neovim (apt)..."; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq neovim; \
 	fi
 
 venv: $(VENV)/.installed
@@ -64,6 +69,11 @@ protocol-test: venv
 client-test: venv
 	STAGERUNNER_BIN=$(abspath .build/debug/stagerunner) $(PYTHON) -m pytest clients/python/tests -q
 	STAGERUNNER_BIN=$(abspath .build/debug/stagerunner) node --test clients/node/test/
+	$(MAKE) --no-print-directory neovim-test
+
+# The Neovim client, headless, against the built binary (nvim from apt: make deps).
+neovim-test:
+	STAGERUNNER_BIN=$(abspath .build/debug/stagerunner) clients/neovim/tests/run.sh
 
 bench: release
 	Benchmarks/run.sh .build/release/stagerunner
