@@ -64,8 +64,7 @@ swift-test: deps venv
 protocol-test: venv
 	$(PYTHON) -m pytest protocol/tests -q
 
-# The transport benchmark, then runStage throughput (its venv holds the Python peers and Jinja2).
-# The Python and Node clients against the built binary.
+# The Python, Node and Neovim clients against the built binary.
 client-test: venv
 	STAGERUNNER_BIN=$(abspath .build/debug/stagerunner) $(PYTHON) -m pytest clients/python/tests -q
 	STAGERUNNER_BIN=$(abspath .build/debug/stagerunner) node --test clients/node/test/
@@ -75,9 +74,12 @@ client-test: venv
 neovim-test:
 	STAGERUNNER_BIN=$(abspath .build/debug/stagerunner) clients/neovim/tests/run.sh
 
+# The transport benchmark, then runStage and runTask throughput (the venv run.sh makes holds the
+# Python peers, Jinja2 and jsonschema).
 bench: release
 	Benchmarks/run.sh .build/release/stagerunner
 	Benchmarks/.venv/bin/python Benchmarks/stage_bench.py .build/release/stagerunner
+	Benchmarks/.venv/bin/python Benchmarks/task_bench.py .build/release/stagerunner
 
 clean:
 	rm -rf .build $(VENV) Benchmarks/.build Benchmarks/.venv
