@@ -38,7 +38,34 @@ public final class StageRunner: Sendable {
     /// Everything the workspace declares, and every problem in it (catalogs, membership, configuration).
     public func validate() async -> (catalog: WorkspaceCatalog, diagnostics: [Diagnostic]) {
         let snapshot = await state.current()
-        let diagnostics = (snapshot.catalog.diagnostics + snapshot.configurationProblems).sorted {
+        var templateProblems: [Diagnostic] = []
+        // Every template text that exists is compiled (and cached), so that a syntax error shows
+        // before a generation needs the template.
+        for entry in snapshot.catalog.templates.all where entry.generator == .llm && workspace.isFile(entry.file) {
+            do {
+                _ = try await state.template(entry.file)
+            } catch {
+                // Compiled again for the error's parts: the message without the place, and the column.
+                var diagnostic = Diagnostic(
+                    file: entry.file,
+                    line: error.line ?? 0,
+                    code: "template.syntax",
+                    message: error.message
+                )
+                if let source = workspace.readText(entry.file) {
+                    do {
+                        _ = try Template(source: source, name: entry.file)
+                    } catch let problem {
+                        diagnostic.line = problem.line
+                        diagnostic.column = problem.column
+                        diagnostic.message = problem.message
+                    }
+                }
+                diagnostic.severity = entry.active ? .error : .warning
+                templateProblems.append(diagnostic)
+            }
+        }
+        let diagnostics = (snapshot.catalog.diagnostics + snapshot.configurationProblems + templateProblems).sorted {
             ($0.file, $0.line, $0.column) < ($1.file, $1.line, $1.column)
         }
         return (snapshot.catalog, diagnostics)

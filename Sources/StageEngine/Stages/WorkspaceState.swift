@@ -32,6 +32,8 @@ actor WorkspaceState {
     private func watchedFiles() -> [String] {
         Stage.allCases.map { TemplateCatalog.catalogFile($0) } + Membership.files(in: workspace)
             + [WorkspaceConfiguration.fileName, "data/membership.csv", "data/cohorts"]
+            // A template file added or removed changes its directory's stamp.
+            + Stage.allCases.map { "data/1_raw/templates/\($0.rawValue)" }
     }
 
     /// The current catalogs and configuration, re-read only when a watched file changed.

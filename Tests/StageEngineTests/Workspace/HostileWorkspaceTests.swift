@@ -69,4 +69,33 @@ struct HostileWorkspaceTests {
         #expect(problem.line == 3)
         #expect(problem.column == 2)
     }
+
+    @Test("a template that does not compile is a diagnostic with its line and column")
+    func templateSyntaxError() async throws {
+        let temporary = try TemporaryWorkspace(
+            copying: "daydream",
+            files: ["data/1_raw/templates/draft/creative-synthesis.txt": "Hello\n{{ unclosed\n"]
+        )
+        defer { temporary.remove() }
+        let runner = try StageRunner(workspace: temporary.workspace)
+        let (_, diagnostics) = await runner.validate()
+        #expect(
+            diagnostics.filter { $0.code == "template.syntax" }.map(\.description) == [
+                "data/1_raw/templates/draft/creative-synthesis.txt:2:12: error: unexpected end of template, expected '}}' [template.syntax]"
+            ]
+        )
+    }
+
+    @Test("a template file removed between two validations is no longer reported")
+    func removedTemplateFile() async throws {
+        let temporary = try TemporaryWorkspace(
+            copying: "daydream",
+            files: ["data/1_raw/templates/draft/stray.txt": "x"]
+        )
+        defer { temporary.remove() }
+        let runner = try StageRunner(workspace: temporary.workspace)
+        #expect(await runner.validate().diagnostics.contains { $0.file == "data/1_raw/templates/draft/stray.txt" })
+        try FileManager.default.removeItem(atPath: temporary.workspace.path("data/1_raw/templates/draft/stray.txt"))
+        #expect(await !runner.validate().diagnostics.contains { $0.file == "data/1_raw/templates/draft/stray.txt" })
+    }
 }
