@@ -32,6 +32,15 @@ public enum JSONValue: Sendable, Hashable {
         }
     }
 
+    /// The number when this is a number (integers as doubles).
+    public var numberValue: Double? {
+        switch self {
+        case .integer(let value): return Double(value)
+        case .double(let value): return value
+        default: return nil
+        }
+    }
+
     /// The name of this value's JSON type, as error messages show it.
     public var typeName: String {
         switch self {

@@ -333,14 +333,3 @@ struct TaskFileLoader {
         return types
     }
 }
-
-extension JSONValue {
-    /// The number when this is a number.
-    var numberValue: Double? {
-        switch self {
-        case .integer(let value): return Double(value)
-        case .double(let value): return value
-        default: return nil
-        }
-    }
-}

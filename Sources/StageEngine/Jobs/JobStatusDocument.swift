@@ -1,0 +1,177 @@
+import Foundation
+import JSON
+
+/// A job's `tasks-status.json` (seed 003's shape, plus `schemaVersion`, `rev`, progress, token
+/// usage, cost and retry fields), changed only through methods that record each change as JSON
+/// Patch operations, so that subscribers can be sent just what changed.
+///
+/// Paths inside are relative to the job's directory.
+public struct JobStatusDocument: Sendable, Hashable {
+    /// The document.
+    public private(set) var json: JSONValue
+    /// The operations since `takeOperations()` was last called.
+    private(set) var operations: [JSONPatchOperation] = []
+
+    public static let schemaVersion = 1
+
+    /// Job states: `pending` (queued), `running`, `done`, `failed`, `cancelled`, `interrupted`
+    /// (found running after a crash; `resumeJob` continues it).
+    public static let jobStates = ["pending", "running", "done", "failed", "cancelled", "interrupted"]
+
+    /// A new job's document, every task pending.
+    init(id: String, name: String, pipelineFile: String?, tasks: [String], createdAt: String) {
+        var taskEntries: [String: JSONValue] = [:]
+        for task in tasks {
+            taskEntries[task] = [
+                "state": "pending",
+                "currentStage": nil,
+                "failedStage": nil,
+                "attempts": 0,
+                "refinementAttempts": 0,
+                "artifacts": [],
+                "files": [:],
+                "tokenUsage": Self.zeroUsage,
+                "cost": 0,
+                "modelCalls": 0,
+                "retrying": false,
+            ]
+        }
+        json = [
+            "schemaVersion": .integer(Int64(Self.schemaVersion)),
+            "id": .string(id),
+            "name": .string(name),
+            "pipeline": pipelineFile.map(JSONValue.string) ?? nil,
+            "state": "pending",
+            "current": nil,
+            "currentStage": nil,
+            "createdAt": .string(createdAt),
+            "lastUpdated": .string(createdAt),
+            "rev": 0,
+            "progress": ["tasksDone": 0, "tasksTotal": .integer(Int64(tasks.count)), "percent": 0],
+            "tokenUsage": Self.zeroUsage,
+            "cost": 0,
+            "files": ["input": "input.json", "job": "job.json"],
+            "taskOrder": .array(tasks.map(JSONValue.string)),
+            "tasks": .object(taskEntries),
+        ]
+    }
+
+    /// A document read back from disk.
+    init(json: JSONValue) {
+        self.json = json
+    }
+
+    static let zeroUsage: JSONValue = ["promptTokens": 0, "completionTokens": 0, "totalTokens": 0]
+
+    // MARK: - Reading
+
+    public var id: String { json["id"]?.stringValue ?? "" }
+    public var state: String { json["state"]?.stringValue ?? "" }
+    public var rev: Int { Int(json["rev"]?.integerValue ?? 0) }
+    /// The task names in pipeline order.
+    public var taskOrder: [String] {
+        guard case .array(let names)? = json["taskOrder"] else { return [] }
+        return names.compactMap(\.stringValue)
+    }
+
+    public func task(_ name: String) -> JSONValue? { json["tasks"]?[name] }
+
+    public func taskState(_ name: String) -> String? { task(name)?["state"]?.stringValue }
+
+    /// The stage a display should show for a task, in seed 003's `computeTaskStage` preference
+    /// order: the task's own `currentStage`, the job's `currentStage` when the task is the current
+    /// one, the task's `failedStage`, then the stage of its last error.
+    public func computeTaskStage(_ name: String) -> String? {
+        guard let task = task(name) else { return nil }
+        if let stage = task["currentStage"]?.stringValue { return stage }
+        if json["current"]?.stringValue == name, let stage = json["currentStage"]?.stringValue { return stage }
+        if let stage = task["failedStage"]?.stringValue { return stage }
+        return task["error"]?["stage"]?.stringValue
+    }
+
+    // MARK: - Changing
+
+    mutating func set(_ value: JSONValue, _ path: String...) {
+        operations.append(json.set(value, at: path))
+    }
+
+    mutating func setTask(_ task: String, _ field: String, _ value: JSONValue) {
+        operations.append(json.set(value, at: ["tasks", task, field]))
+    }
+
+    mutating func takeOperations() -> [JSONPatchOperation] {
+        defer { operations = [] }
+        return operations
+    }
+
+    /// Stamps a change: `rev` up by one, `lastUpdated` now.
+    mutating func stamp(rev: Int, at time: String) {
+        set(.integer(Int64(rev)), "rev")
+        set(.string(time), "lastUpdated")
+    }
+
+    mutating func updateProgress(currentTaskStageIndex: Int?) {
+        let order = taskOrder
+        let done = order.filter { taskState($0) == "done" }.count
+        let stages = TaskStage.allCases.count
+        var units = done * stages
+        if let current = json["current"]?.stringValue, taskState(current) == "running",
+            let index = currentTaskStageIndex
+        {
+            units += index + 1
+        }
+        let percent =
+            order.isEmpty ? 100 : min(100, Int((Double(units) / Double(order.count * stages) * 100).rounded(.down)))
+        if json["progress"]?["tasksDone"]?.integerValue != Int64(done) {
+            set(.integer(Int64(done)), "progress", "tasksDone")
+        }
+        if json["progress"]?["percent"]?.integerValue != Int64(percent) {
+            set(.integer(Int64(percent)), "progress", "percent")
+        }
+    }
+
+    /// Adds a model call's tokens and cost to its task and to the job.
+    mutating func addUsage(task: String, _ metric: LLMMetric) {
+        for base in [["tasks", task], []] {
+            let usage = json[path: base + ["tokenUsage"]] ?? Self.zeroUsage
+            let prompt = (usage["promptTokens"]?.integerValue ?? 0) + Int64(metric.promptTokens)
+            let completion = (usage["completionTokens"]?.integerValue ?? 0) + Int64(metric.completionTokens)
+            operations.append(
+                json.set(
+                    [
+                        "promptTokens": .integer(prompt), "completionTokens": .integer(completion),
+                        "totalTokens": .integer(prompt + completion),
+                    ],
+                    at: base + ["tokenUsage"]
+                )
+            )
+            let cost = (json[path: base + ["cost"]].flatMap(\.numberValue) ?? 0) + metric.cost
+            operations.append(json.set(.double(cost), at: base + ["cost"]))
+        }
+        let calls = json["tasks"]?[task]?["modelCalls"]?.integerValue ?? 0
+        setTask(task, "modelCalls", .integer(calls + 1))
+    }
+}
+
+/// UTC timestamps with milliseconds, as the status document writes them.
+enum Timestamp {
+    static func now() -> String { string(Date()) }
+
+    static func string(_ date: Date) -> String {
+        let interval = date.timeIntervalSince1970
+        var seconds = time_t(interval.rounded(.down))
+        let milliseconds = Int((interval - Double(seconds)) * 1000)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        return String(
+            format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+            parts.tm_year + 1900,
+            parts.tm_mon + 1,
+            parts.tm_mday,
+            parts.tm_hour,
+            parts.tm_min,
+            parts.tm_sec,
+            milliseconds
+        )
+    }
+}
