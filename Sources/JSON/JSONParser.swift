@@ -1,11 +1,83 @@
 /// Why a byte sequence is not JSON, and where.
+///
+/// The parser records only the byte ``offset``, so that failing costs nothing extra on the hot
+/// path (every protocol message goes through the parser). Line and column, which people reading
+/// a document want, are computed on demand from the parsed text: ``location(in:)`` and
+/// ``description(in:)``.
 public struct JSONParseError: Error, Sendable, Hashable, CustomStringConvertible {
     /// Zero-based byte offset of the problem within the parsed text.
     public var offset: Int
     /// What is wrong, in words a user can act on.
     public var reason: String
+    /// For an unterminated string, the offset of its opening quote (``offset`` is at the end of
+    /// the text, where the parser gave up).
+    public var stringStart: Int?
 
     public var description: String { "\(reason) at byte \(offset)" }
+
+    /// A 1-based line and column in a text.
+    public struct Location: Sendable, Hashable, CustomStringConvertible {
+        /// 1-based line: one more than the line feeds before the position.
+        public var line: Int
+        /// 1-based column, counted in characters (not bytes) from the start of the line.
+        public var column: Int
+
+        public init(line: Int, column: Int) {
+            self.line = line
+            self.column = column
+        }
+
+        public var description: String { "line \(line), column \(column)" }
+    }
+
+    /// Where ``offset`` is in `bytes`, which must be the text that was parsed.
+    public func location(in bytes: [UInt8]) -> Location {
+        Self.location(of: offset, in: bytes)
+    }
+
+    /// The error for a reader of `bytes` (the text that was parsed): `line L, column C: reason`.
+    ///
+    /// An unterminated string is placed at its opening quote, and a non-ASCII character the
+    /// parser did not expect is named as itself (`'“'`, `U+00A0 NO-BREAK SPACE`) rather than by
+    /// its first byte.
+    public func description(in bytes: [UInt8]) -> String {
+        var message = reason
+        if offset >= 0, offset < bytes.count, bytes[offset] >= 0x80 {
+            let byteName = "unexpected \(JSONParser.hexName(bytes[offset]))"
+            if message.hasPrefix(byteName), let character = Self.character(at: offset, in: bytes) {
+                message = "unexpected \(character)" + message.dropFirst(byteName.count)
+            }
+        }
+        return "\(Self.location(of: stringStart ?? offset, in: bytes)): \(message)"
+    }
+
+    static func location(of offset: Int, in bytes: [UInt8]) -> Location {
+        let end = min(max(offset, 0), bytes.count)
+        var line = 1
+        var lineStart = 0
+        for index in 0..<end where bytes[index] == UInt8(ascii: "\n") {
+            line += 1
+            lineStart = index + 1
+        }
+        return Location(line: line, column: String(decoding: bytes[lineStart..<end], as: UTF8.self).count + 1)
+    }
+
+    /// The character encoded at `offset`, quoted, or its code point and name when it is invisible
+    /// or would not read as itself; nil when the bytes there are not UTF-8.
+    static func character(at offset: Int, in bytes: [UInt8]) -> String? {
+        var iterator = bytes[offset...].makeIterator()
+        var decoder = UTF8()
+        guard case .scalarValue(let scalar) = decoder.decode(&iterator) else { return nil }
+        switch scalar.properties.generalCategory {
+        case .control, .format, .spaceSeparator, .lineSeparator, .paragraphSeparator, .nonspacingMark,
+            .spacingMark, .enclosingMark, .privateUse, .surrogate, .unassigned:
+            let digits = String(scalar.value, radix: 16, uppercase: true)
+            let code = "U+" + String(repeating: "0", count: max(0, 4 - digits.count)) + digits
+            return scalar.properties.name.map { "\(code) \($0)" } ?? code
+        default:
+            return "'\(scalar)'"
+        }
+    }
 }
 
 /// A strict JSON (RFC 8259) parser over UTF-8 bytes.
@@ -19,16 +91,26 @@ public struct JSONParser: ~Copyable {
 
     package let bytes: UnsafeBufferPointer<UInt8>
     package let maximumDepth: Int
+    /// Whether a number beyond `Double`'s range (`1e999`) is an error rather than infinity.
+    package let rejectsOutOfRangeNumbers: Bool
     /// Index of the next unread byte.
     package var index: Int = 0
     package var depth: Int = 0
 
     /// Parses `bytes` as exactly one JSON value (surrounding whitespace allowed).
+    ///
+    /// With `rejectingOutOfRangeNumbers` a number too large for a `Double` (`1e999`) is an
+    /// error; otherwise it becomes infinity, which JSON cannot write back.
     public static func parse(
         _ bytes: UnsafeBufferPointer<UInt8>,
-        maximumDepth: Int = defaultMaximumDepth
+        maximumDepth: Int = defaultMaximumDepth,
+        rejectingOutOfRangeNumbers: Bool = false
     ) throws(JSONParseError) -> JSONValue {
-        var parser = JSONParser(bytes: bytes, maximumDepth: maximumDepth)
+        var parser = JSONParser(
+            bytes: bytes,
+            maximumDepth: maximumDepth,
+            rejectsOutOfRangeNumbers: rejectingOutOfRangeNumbers
+        )
         parser.skipWhitespace()
         let value = try parser.parseValue()
         try parser.expectEnd()
@@ -36,14 +118,20 @@ public struct JSONParser: ~Copyable {
     }
 
     /// Parses `bytes` as exactly one JSON value (surrounding whitespace allowed).
+    ///
+    /// With `rejectingOutOfRangeNumbers` a number too large for a `Double` (`1e999`) is an
+    /// error; otherwise it becomes infinity, which JSON cannot write back.
     public static func parse(
         _ bytes: [UInt8],
-        maximumDepth: Int = defaultMaximumDepth
+        maximumDepth: Int = defaultMaximumDepth,
+        rejectingOutOfRangeNumbers: Bool = false
     ) throws(JSONParseError)
         -> JSONValue
     {
         do {
-            return try bytes.withUnsafeBufferPointer { buffer in try parse(buffer, maximumDepth: maximumDepth) }
+            return try bytes.withUnsafeBufferPointer { buffer in
+                try parse(buffer, maximumDepth: maximumDepth, rejectingOutOfRangeNumbers: rejectingOutOfRangeNumbers)
+            }
         } catch let error as JSONParseError {
             throw error
         } catch {
@@ -51,9 +139,14 @@ public struct JSONParser: ~Copyable {
         }
     }
 
-    package init(bytes: UnsafeBufferPointer<UInt8>, maximumDepth: Int = defaultMaximumDepth) {
+    package init(
+        bytes: UnsafeBufferPointer<UInt8>,
+        maximumDepth: Int = defaultMaximumDepth,
+        rejectsOutOfRangeNumbers: Bool = false
+    ) {
         self.bytes = bytes
         self.maximumDepth = maximumDepth
+        self.rejectsOutOfRangeNumbers = rejectsOutOfRangeNumbers
     }
 
     // MARK: - Structure
@@ -76,7 +169,10 @@ public struct JSONParser: ~Copyable {
         return hex(byte)
     }
 
-    package func hex(_ byte: UInt8) -> String {
+    package func hex(_ byte: UInt8) -> String { Self.hexName(byte) }
+
+    /// `byte 0x0A`: how messages name a byte that is not a printable ASCII character.
+    package static func hexName(_ byte: UInt8) -> String {
         let digits = String(byte, radix: 16, uppercase: true)
         return "byte 0x\(digits.count == 1 ? "0" + digits : digits)"
     }
@@ -280,6 +376,9 @@ public struct JSONParser: ~Copyable {
         // Only ASCII digits, signs, '.', 'e' reach here, so the text is valid for Double's parser.
         let string = String(decoding: text, as: UTF8.self)
         guard let value = Double(string) else { throw JSONParseError(offset: start, reason: "invalid number") }
+        if rejectsOutOfRangeNumbers && !value.isFinite {
+            throw JSONParseError(offset: start, reason: "number \(string) is out of range")
+        }
         return .double(value)
     }
 
@@ -329,7 +428,7 @@ public struct JSONParser: ~Copyable {
                 try skipUTF8Sequence()
             }
         }
-        guard index < bytes.count else { throw failure("unterminated string") }
+        guard index < bytes.count else { throw unterminatedString(opening: start - 1) }
         var scalars: [UInt8] = Array(UnsafeBufferPointer(rebasing: bytes[start..<index]))
         while index < bytes.count {
             let byte = bytes[index]
@@ -338,7 +437,7 @@ public struct JSONParser: ~Copyable {
                 index += 1
                 return String(decoding: scalars, as: UTF8.self)
             case UInt8(ascii: "\\"):
-                try appendEscape(into: &scalars)
+                try appendEscape(into: &scalars, opening: start - 1)
             case 0..<0x20:
                 throw failure("control character \(describe(byte)) in a string must be escaped")
             case 0..<0x80:
@@ -350,11 +449,12 @@ public struct JSONParser: ~Copyable {
                 scalars.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[sequenceStart..<index]))
             }
         }
-        throw failure("unterminated string")
+        throw unterminatedString(opening: start - 1)
     }
 
     /// Validates the string literal at the index without building it.
     package mutating func skipString() throws(JSONParseError) {
+        let opening = index
         index += 1
         while index < bytes.count {
             let byte = bytes[index]
@@ -364,7 +464,7 @@ public struct JSONParser: ~Copyable {
                 return
             case UInt8(ascii: "\\"):
                 var discard: [UInt8] = []
-                try appendEscape(into: &discard)
+                try appendEscape(into: &discard, opening: opening)
             case 0..<0x20:
                 throw failure("control character \(describe(byte)) in a string must be escaped")
             case 0..<0x80:
@@ -373,13 +473,19 @@ public struct JSONParser: ~Copyable {
                 try skipUTF8Sequence()
             }
         }
-        throw failure("unterminated string")
+        throw unterminatedString(opening: opening)
     }
 
-    /// Decodes the escape at the index (at the backslash) into UTF-8.
-    package mutating func appendEscape(into output: inout [UInt8]) throws(JSONParseError) {
+    /// The error for a string that runs to the end of the text, remembering where it opened.
+    package func unterminatedString(opening: Int) -> JSONParseError {
+        JSONParseError(offset: index, reason: "unterminated string", stringStart: opening)
+    }
+
+    /// Decodes the escape at the index (at the backslash) into UTF-8; `opening` is the offset of
+    /// the string's opening quote.
+    package mutating func appendEscape(into output: inout [UInt8], opening: Int) throws(JSONParseError) {
         index += 1
-        guard index < bytes.count else { throw failure("unterminated string") }
+        guard index < bytes.count else { throw unterminatedString(opening: opening) }
         let escape = bytes[index]
         index += 1
         switch escape {

@@ -140,3 +140,106 @@ struct JSONWriterTests {
         #expect(try JSONParser.parse(Array(original.description.utf8)) == original)
     }
 }
+
+/// The parser as the engine's `json` output parser uses it: messages for people, with line and
+/// column computed from the offset and the parsed text.
+@Suite("JSON parser errors by line and column")
+struct JSONParserLocationTests {
+    func parse(_ text: String) throws(JSONParseError) -> JSONValue {
+        try JSONParser.parse(Array(text.utf8), rejectingOutOfRangeNumbers: true)
+    }
+
+    @Test func readsNestedValues() throws {
+        let value = try parse(#" {"a": [true, false, null, 0, -0.5, "x\n\"y\""], "b": {}} "#)
+        #expect(value == ["a": [true, false, nil, 0, -0.5, "x\n\"y\""], "b": [:]])
+        #expect(value["a"] == [true, false, nil, .integer(0), .double(-0.5), .string("x\n\"y\"")])
+        #expect(value["b"] == .object([:]))
+        #expect(value["missing"] == nil)
+    }
+
+    @Test(
+        "refuses what is not strict JSON, saying where",
+        arguments: [
+            (#"{"a": 01}"#, "line 1, column 8: a number must not have leading zeros"),
+            ("[1, 2", "line 1, column 6: unexpected end of input, expected ',' or ']' in an array"),
+            ("{\n  \"a\": \"x", "line 2, column 8: unterminated string"),
+            ("[\"ab\\", "line 1, column 2: unterminated string"),
+            ("\"a\tb\"", "line 1, column 3: control character byte 0x09 in a string must be escaped"),
+            (#""\q""#, #"line 1, column 3: invalid escape '\q' in a string"#),
+            ("1 2", "line 1, column 3: unexpected '2' after the end of the JSON value"),
+            ("1e999", "line 1, column 1: number 1e999 is out of range"),
+            ("[-1e999]", "line 1, column 2: number -1e999 is out of range"),
+            ("", "line 1, column 1: unexpected end of input, expected a JSON value"),
+            ("tru", "line 1, column 4: unexpected end of input, expected 'true'"),
+            ("{\n\"a\": 1\n\"b\": 2}", "line 3, column 1: unexpected '\"', expected ',' or '}' in an object"),
+            // Columns count characters: 'é' is two bytes, one column.
+            ("[\"é\", x]", "line 1, column 7: unexpected 'x', expected a JSON value"),
+            // A non-ASCII character is named, not its first byte; an invisible one by its code point.
+            ("{“a”: 1}", "line 1, column 2: unexpected '“', expected a string key"),
+            ("{\u{A0}\"a\": 1}", "line 1, column 2: unexpected U+00A0 NO-BREAK SPACE, expected a string key"),
+            ("{} \u{200B}", "line 1, column 4: unexpected U+200B ZERO WIDTH SPACE after the end of the JSON value"),
+        ]
+    )
+    func refuses(text: String, message: String) {
+        let bytes = Array(text.utf8)
+        #expect(throws: JSONParseError.self) { try parse(text) }
+        do {
+            _ = try parse(text)
+        } catch {
+            #expect(error.description(in: bytes) == message)
+        }
+    }
+
+    @Test func locationIsComputedFromTheOffset() {
+        let text = "{\n  \"a\": [1,\n   2 3]}"
+        let bytes = Array(text.utf8)
+        do {
+            _ = try parse(text)
+            Issue.record("parsed \(text)")
+        } catch {
+            #expect(error.offset == 18)
+            #expect(error.location(in: bytes) == JSONParseError.Location(line: 3, column: 6))
+            #expect(error.location(in: bytes).description == "line 3, column 6")
+            // The byte-level description (what JSON-RPC clients see) does not change.
+            #expect(error.description == "unexpected '3', expected ',' or ']' in an array at byte 18")
+        }
+    }
+
+    @Test func unterminatedStringKeepsItsOffsetAtTheEnd() {
+        do {
+            _ = try parse("{\"a\": \"xyz")
+            Issue.record("parsed an unterminated string")
+        } catch {
+            #expect(error.description == "unterminated string at byte 10")
+            #expect(error.stringStart == 6)
+        }
+    }
+
+    @Test func byteLevelMessagesStillNameBytes() {
+        do {
+            _ = try parse("{“a”: 1}")
+        } catch {
+            #expect(error.description == "unexpected byte 0xE2, expected a string key at byte 1")
+        }
+    }
+
+    @Test func outOfRangeNumbersAreInfinityUnlessRejected() throws {
+        #expect(try JSONParser.parse(Array("1e999".utf8)) == .double(.infinity))
+        #expect(try parse("1e308") == .double(1e308))
+    }
+
+    @Test func loneSurrogateEscapeBecomesTheReplacementCharacter() throws {
+        #expect(try parse(#""\ud83d""#) == .string("\u{FFFD}"))
+    }
+
+    @Test func limitsNesting() {
+        let deep = String(repeating: "[", count: 600)
+        do {
+            _ = try parse(deep)
+            Issue.record("parsed \(deep.count) open brackets")
+        } catch {
+            #expect(error.reason == "nesting deeper than 512 levels")
+            #expect(error.description(in: Array(deep.utf8)) == "line 1, column 513: nesting deeper than 512 levels")
+        }
+    }
+}

@@ -1,3 +1,5 @@
+import JSON
+
 /// `json`: a JSON object extracted from a model's answer, with fences and narration around it.
 ///
 /// Candidates are tried in this order, and the first that parses as a JSON *object* wins:
@@ -13,7 +15,8 @@
 /// byte-order mark and surrounding whitespace go, and commas directly before `}` or `]` outside
 /// strings are dropped. Smart quotes, comments, single quotes and unquoted keys are left alone
 /// (they fail), because rewriting them could corrupt string contents. Parsing is strict RFC 8259
-/// (see ``ParsedJSON``).
+/// (``JSONParser``, with numbers beyond `Double`'s range refused); a lone surrogate escape
+/// becomes U+FFFD.
 ///
 /// On success `text` and `llmCleanedJSON` hold the cleaned candidate and `json` the object. On
 /// failure the status is `json_parse_error`, `llmCleanedJSON` holds the last candidate tried and
@@ -37,15 +40,16 @@ public struct JSONObjectParser: OutputParser {
             let cleaned = Self.clean(candidate.text)
             guard tried.insert(cleaned).inserted else { continue }
             lastTried = cleaned
+            let bytes = Array(cleaned.utf8)
             do {
-                let value = try ParsedJSON(parsing: cleaned)
+                let value = try JSONParser.parse(bytes, rejectingOutOfRangeNumbers: true)
                 guard case .object = value else {
-                    problems.append("\(candidate.label): the value is \(value.kindName), not an object")
+                    problems.append("\(candidate.label): the value is \(Self.kindName(value)), not an object")
                     continue
                 }
                 return .success(parser: name, raw: raw, text: cleaned, json: value, cleanedJSON: cleaned)
             } catch {
-                problems.append("\(candidate.label): \(error)")
+                problems.append("\(candidate.label): \(error.description(in: bytes))")
             }
         }
         let reason = "no JSON object could be parsed from the output"
@@ -57,6 +61,18 @@ public struct JSONObjectParser: OutputParser {
             error: "\(reason) (\(problems.joined(separator: "; ")))",
             cleanedJSON: lastTried
         )
+    }
+
+    /// The kind of a value that is not an object, for messages: `an array`, `a number`, ….
+    static func kindName(_ value: JSONValue) -> String {
+        switch value {
+        case .null: "null"
+        case .bool: "a Boolean"
+        case .integer, .double: "a number"
+        case .string: "a string"
+        case .array: "an array"
+        case .object: "an object"
+        }
     }
 
     /// A piece of the text that may be the JSON, with a name for error messages.

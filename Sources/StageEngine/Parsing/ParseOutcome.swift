@@ -1,3 +1,5 @@
+import JSON
+
 /// How a parse (or the call it belongs to) ended, with the names the call log, the status
 /// document and the UI use (seed 001: `success`, `json_parse_error`, `stub_fallback`, …).
 public enum ParseStatus: String, Sendable, Hashable, Codable, CaseIterable {
@@ -30,8 +32,8 @@ public struct ParseOutcome: Sendable, Hashable, Codable {
     public var text: String?
     /// The score on a 0–10 scale, for score parsers that succeeded.
     public var score: Double?
-    /// The parsed JSON object, for the JSON parser when it succeeded.
-    public var json: ParsedJSON?
+    /// The parsed JSON object, for the JSON parser when it succeeded (integers stay integers).
+    public var json: JSONValue?
     /// The model's text exactly as given to the parser (`llm_raw_text`).
     public var llmRawText: String
     /// The JSON candidate that parsed, or the last one tried when none did (`llm_cleaned_json`).
@@ -56,7 +58,7 @@ public struct ParseOutcome: Sendable, Hashable, Codable {
         status: ParseStatus,
         text: String? = nil,
         score: Double? = nil,
-        json: ParsedJSON? = nil,
+        json: JSONValue? = nil,
         llmRawText: String,
         llmCleanedJSON: String? = nil,
         llmError: String? = nil,
@@ -79,7 +81,7 @@ public struct ParseOutcome: Sendable, Hashable, Codable {
         raw: String,
         text: String,
         score: Double? = nil,
-        json: ParsedJSON? = nil,
+        json: JSONValue? = nil,
         cleanedJSON: String? = nil
     ) -> ParseOutcome {
         ParseOutcome(

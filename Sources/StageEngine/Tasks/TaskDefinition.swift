@@ -132,10 +132,11 @@ extension TaskDefinition {
 
     static func parseDocument(_ text: String, file: String) throws(TaskDefinitionError) -> JSONValue {
         if file.hasSuffix(".json") {
+            let bytes = Array(text.utf8)
             do {
-                return try JSONParser.parse(Array(text.utf8))
+                return try JSONParser.parse(bytes)
             } catch {
-                let line = text.utf8.prefix(error.offset).filter { $0 == UInt8(ascii: "\n") }.count + 1
+                let line = error.location(in: bytes).line
                 throw TaskDefinitionError(file: file, path: "", message: "invalid JSON: \(error.reason)", line: line)
             }
         }

@@ -1,3 +1,4 @@
+import JSON
 import StageEngine
 import Testing
 
@@ -79,7 +80,8 @@ struct StubFallbackParserTests {
         #expect(
             outcome.llmError
                 == "no JSON object could be parsed from the output (fenced block 1: line 1, column 7: "
-                + "unexpected '}', expected a value; whole text: line 1, column 1: unexpected '`', expected a value)"
+                + "unexpected '}', expected a JSON value; whole text: line 1, column 1: unexpected '`', "
+                + "expected a JSON value)"
         )
         #expect(outcome.reason == "parser 'json' failed (json_parse_error); used the caller's stub output")
     }
@@ -91,7 +93,7 @@ struct StubFallbackParserTests {
             return "{}"
         }
         #expect(outcome.status == .success)
-        #expect(outcome.json == .object(["a": .number(1)]))
+        #expect(outcome.json == .object(["a": .integer(1)]))
         #expect(!called)
     }
 

@@ -27,9 +27,7 @@ struct ParseStageHandler: TaskStageHandler {
                 )
             )
         }
-        if outcome.json != nil, let value = try? JSONParser.parse(Array(parsed.utf8)) {
-            return StageOutput(output: value)
-        }
+        if let json = outcome.json { return StageOutput(output: json) }
         if let score = outcome.score { return StageOutput(output: .double(score)) }
         return StageOutput(output: .string(parsed))
     }
