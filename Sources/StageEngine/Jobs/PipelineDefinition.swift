@@ -187,11 +187,9 @@ struct PipelineLoader {
             guard case .string(let file)? = members["task"], !file.isEmpty else {
                 throw problem("\(path).task", "is required: the task file, relative to the pipeline file")
             }
-            if file.hasPrefix("/") || file.split(separator: "/").contains("..") {
-                throw problem(
-                    "\(path).task",
-                    "'\(file)' must be a relative path inside the pipeline's folder, without '..'"
-                )
+            guard !file.hasPrefix("/"), let resolved = Self.normalize(directory == "." ? file : "\(directory)/\(file)")
+            else {
+                throw problem("\(path).task", "'\(file)' must be a relative path that stays inside the workspace")
             }
             var stem = String(file.split(separator: "/").last ?? "")
             if let dot = stem.firstIndex(of: "."), dot > stem.startIndex { stem = String(stem[..<dot]) }
@@ -224,7 +222,6 @@ struct PipelineLoader {
             case let value?:
                 throw problem("\(path).input", "must be previous, seed or {task: <earlier task>}, not \(value)")
             }
-            let resolved = directory == "." ? file : "\(directory)/\(file)"
             steps.append(.init(name: taskName, file: resolved, input: input))
         }
         var pipeline = PipelineDefinition(name: name, steps: steps)
@@ -241,6 +238,21 @@ struct PipelineLoader {
             if let retries = defaults["retries"] { pipeline.retry = try retryPolicy(retries) }
         }
         return pipeline
+    }
+
+    /// `path` with `.` and `..` resolved, or nil when it climbs above the workspace root.
+    static func normalize(_ path: String) -> String? {
+        var parts: [Substring] = []
+        for part in path.split(separator: "/") {
+            switch part {
+            case ".": continue
+            case "..":
+                guard !parts.isEmpty else { return nil }
+                parts.removeLast()
+            default: parts.append(part)
+            }
+        }
+        return parts.isEmpty ? nil : parts.joined(separator: "/")
     }
 
     func modelConfig(_ value: JSONValue) throws(TaskDefinitionError) -> ModelConfig {

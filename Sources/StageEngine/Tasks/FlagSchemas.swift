@@ -14,6 +14,7 @@ public struct FlagSchemas: Sendable, Hashable {
         "refined": ["boolean"],
         "needsRefinement": ["boolean"],
         "truncated": ["boolean"],
+        "lastArtifact": ["string"],
     ]
 
     static let typeNames: Set<String> = ["boolean", "number", "string", "object", "array", "null"]

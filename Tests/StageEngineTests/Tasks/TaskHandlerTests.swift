@@ -153,7 +153,8 @@ struct TaskHandlerTests {
             inspect: { written = $0.read("data/tasks/task/r1/out/result.json") }
         )
         #expect(result.ok)
-        #expect(result.context.data["integration"] == ["path": "data/tasks/task/r1/out/result.json", "bytes": 23])
+        #expect(result.context.data["integration"] == ["topic": "tides"])
+        #expect(result.context.flags["lastArtifact"] == "data/tasks/task/r1/out/result.json")
         #expect(written == "{\n  \"topic\": \"tides\"\n}\n")
     }
 

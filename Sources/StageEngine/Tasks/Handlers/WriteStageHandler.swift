@@ -2,8 +2,9 @@ import Foundation
 import JSON
 
 /// Writes the chained output as an artifact in the run's folder: text as it is, other values as
-/// JSON. The file appears whole or not at all (written aside, then renamed). Its output is
-/// `{path, bytes}` with the path relative to the workspace.
+/// JSON. The file appears whole or not at all (written aside, then renamed). The output passes
+/// through unchanged, so that it is still the task's result; the flag `lastArtifact` holds the
+/// file's path relative to the workspace.
 struct WriteStageHandler: TaskStageHandler {
     let path: String
 
@@ -26,7 +27,7 @@ struct WriteStageHandler: TaskStageHandler {
         } catch {
             throw TaskError(.write, "cannot write the artifact \(relative): \(error)")
         }
-        return StageOutput(output: ["path": .string(relative), "bytes": .integer(Int64(bytes.count))])
+        return StageOutput(output: invocation.context.output, flags: ["lastArtifact": .string(relative)])
     }
 }
 

@@ -1,0 +1,296 @@
+import Foundation
+import JSON
+import Logging
+
+/// One run of a job: its tasks in order from a given one, each with its retries, every
+/// transition written to the status document as it happens.
+struct JobExecution {
+    let job: JobManager.Job
+    let runner: StageRunner
+    let clientStages: (any ClientStageExecutor)?
+    let logger: Logger
+
+    var store: JobStatusStore { job.store }
+    var jobId: String { store.jobId }
+
+    func run(from first: Int) async {
+        await store.update(["type": "job", "state": "running"]) { document in
+            document.set("running", "state")
+            if document.json["startedAt"] == nil { document.set(.string(Timestamp.now()), "startedAt") }
+            document.set(nil, "cancelled")
+        }
+        var outputs: [String: JSONValue] = [:]
+        for (index, step) in job.pipeline.steps.enumerated() {
+            let state = await store.document.taskState(step.name)
+            if index < first || state == "done" {
+                // Finished earlier: its output still feeds the tasks after it.
+                if let output = savedOutput(step.name) { outputs[step.name] = output }
+                continue
+            }
+            if let output = savedOutput(step.name) {
+                // Its result is on disk although the document did not say so yet (a crash between
+                // the two writes): finished, so not run again.
+                outputs[step.name] = output
+                await store.update(["type": "task", "task": .string(step.name), "state": "done", "recovered": true]) {
+                    document in
+                    document.setTask(step.name, "state", "done")
+                    document.updateProgress(currentTaskStageIndex: nil)
+                }
+                continue
+            }
+            let input: JSONValue
+            switch step.input {
+            case .seed: input = job.input
+            case .task(let name): input = outputs[name] ?? nil
+            case .previous: input = index == 0 ? job.input : outputs[job.pipeline.steps[index - 1].name] ?? nil
+            }
+            guard let output = await runTask(step, input: input) else { return }
+            outputs[step.name] = output
+        }
+        await store.update(["type": "job", "state": "done"]) { document in
+            document.set("done", "state")
+            document.set(nil, "current")
+            document.set(nil, "currentStage")
+            document.set(.string(Timestamp.now()), "endedAt")
+            document.updateProgress(currentTaskStageIndex: nil)
+        }
+    }
+
+    /// The final output of a task that succeeded, from its `output.json`.
+    func savedOutput(_ task: String) -> JSONValue? {
+        guard case .text(let text) = runner.workspace.loadText("jobs/\(jobId)/tasks/\(task)/output.json"),
+            let payload = try? JSONParser.parse(Array(text.utf8)), payload["ok"] == true
+        else { return nil }
+        return payload["context"]?["output"]
+    }
+
+    /// Runs one task with its retries; returns its output, or nil when the job ended there.
+    func runTask(_ step: PipelineDefinition.Step, input: JSONValue) async -> JSONValue? {
+        let policy = job.pipeline.retry
+        var attempt = 0
+        while true {
+            attempt += 1
+            let started = ContinuousClock.now
+            await store.update([
+                "type": "task", "task": .string(step.name), "state": "running", "attempt": .integer(Int64(attempt)),
+            ]) {
+                document in
+                let attempts = document.task(step.name)?["attempts"]?.integerValue ?? 0
+                document.setTask(step.name, "state", "running")
+                document.setTask(step.name, "attempts", .integer(attempts + 1))
+                document.setTask(step.name, "startedAt", .string(Timestamp.now()))
+                document.setTask(step.name, "currentStage", nil)
+                document.setTask(step.name, "failedStage", nil)
+                document.setTask(step.name, "error", nil)
+                document.setTask(step.name, "retrying", false)
+                document.set(.string(step.name), "current")
+                document.set(nil, "currentStage")
+            }
+            let result: TaskResult
+            do {
+                let task = try await runner.loadTask(step.file)
+                let options = TaskRunOptions(
+                    input: input,
+                    modelConfig: job.pipeline.modelConfig,
+                    maxRefinements: job.pipeline.maxRefinements,
+                    runId: jobId,
+                    workDir: "jobs/\(jobId)/tasks/\(step.name)",
+                    clientStages: clientStages,
+                    observer: observer(for: step.name)
+                )
+                result = try await runner.runTask(task, options: options)
+            } catch is CancellationError {
+                await cancelled(step.name)
+                return nil
+            } catch let error as TaskDefinitionError {
+                await failed(step.name, stage: "task-file", TaskError(.stage, error.description), started: started)
+                return nil
+            } catch {
+                await failed(step.name, stage: "task-file", TaskError(normalizing: error), started: started)
+                return nil
+            }
+            if Task.isCancelled {
+                await cancelled(step.name)
+                return nil
+            }
+            let folder = "jobs/\(jobId)/tasks/\(step.name)"
+            do {
+                try await ArtifactFile.write(
+                    Array(result.json.prettyDescription.utf8) + [10],
+                    to: runner.workspace.path("\(folder)/output.json")
+                )
+                try await ArtifactFile.write(
+                    Array(JSONValue.array(result.logs.map(\.json)).prettyDescription.utf8) + [10],
+                    to: runner.workspace.path("\(folder)/execution-logs.json")
+                )
+            } catch {
+                await failed(
+                    step.name,
+                    stage: "output",
+                    TaskError(.write, "cannot save the task's result: \(error)"),
+                    started: started
+                )
+                return nil
+            }
+            let seconds = Double((ContinuousClock.now - started) / .microseconds(1)) / 1e6
+            if result.ok {
+                let artifacts = Self.files(in: runner.workspace, folder: folder).map { "tasks/\(step.name)/\($0)" }
+                await store.update(["type": "task", "task": .string(step.name), "state": "done"]) { document in
+                    document.setTask(step.name, "state", "done")
+                    document.setTask(step.name, "currentStage", nil)
+                    document.setTask(step.name, "endedAt", .string(Timestamp.now()))
+                    document.setTask(step.name, "executionTime", .double((seconds * 1e6).rounded() / 1e3))
+                    document.setTask(step.name, "refinementAttempts", .integer(Int64(result.refinementAttempts)))
+                    document.setTask(step.name, "artifacts", .array(artifacts.map(JSONValue.string)))
+                    document.setTask(
+                        step.name,
+                        "files",
+                        [
+                            "output": .string("\(folder.dropFirst("jobs/\(jobId)/".count))/output.json"),
+                            "logs": .string("\(folder.dropFirst("jobs/\(jobId)/".count))/execution-logs.json"),
+                        ]
+                    )
+                    document.updateProgress(currentTaskStageIndex: nil)
+                }
+                return result.context.output
+            }
+            let error = result.error ?? TaskError(.stage, "the task failed")
+            let stage = result.failedStage ?? "unknown"
+            if attempt < policy.attempts {
+                let delay = policy.delay(before: attempt)
+                let next = Date().addingTimeInterval(
+                    Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
+                )
+                await store.update(
+                    ["type": "task", "task": .string(step.name), "state": "retrying", "failedStage": .string(stage)]
+                ) { document in
+                    document.setTask(step.name, "retrying", true)
+                    document.setTask(step.name, "nextRetryAt", .string(Timestamp.string(next)))
+                    document.setTask(step.name, "lastRetryError", error.json)
+                    document.setTask(step.name, "currentStage", nil)
+                }
+                do {
+                    try await Task.sleep(for: delay)
+                } catch {
+                    await cancelled(step.name)
+                    return nil
+                }
+                continue
+            }
+            await failed(
+                step.name,
+                stage: stage,
+                error,
+                started: started,
+                refinementAttempts: result.refinementAttempts
+            )
+            return nil
+        }
+    }
+
+    /// The status changes of a task run's events.
+    func observer(for task: String) -> TaskObserver {
+        { [store] event in
+            switch event {
+            case .stageStarted(let stage, let cycle, let preRefinement):
+                await store.update(
+                    [
+                        "type": "stage", "task": .string(task), "stage": .string(stage.rawValue), "state": "started",
+                        "refinementCycle": .integer(Int64(cycle)), "preRefinement": .bool(preRefinement),
+                    ]
+                ) { document in
+                    document.set(.string(task), "current")
+                    document.set(.string(stage.rawValue), "currentStage")
+                    document.setTask(task, "currentStage", .string(stage.rawValue))
+                    document.updateProgress(currentTaskStageIndex: TaskStage.allCases.firstIndex(of: stage))
+                }
+            case .stageFinished(let entry):
+                var event: JSONValue = [
+                    "type": "stage", "task": .string(task), "stage": .string(entry.stage),
+                    "state": entry.ok == true ? "completed" : "failed",
+                    "refinementCycle": .integer(Int64(entry.refinementCycle)),
+                ]
+                if let ms = entry.ms { event = event.setting("ms", .double(ms)) }
+                await store.update(event) { _ in }
+            case .refinementStarted(let cycle, let reason):
+                await store.update(
+                    [
+                        "type": "task", "task": .string(task), "state": "refining",
+                        "refinementCycle": .integer(Int64(cycle)), "reason": .string(reason),
+                    ]
+                ) { document in
+                    document.setTask(task, "refinementAttempts", .integer(Int64(cycle)))
+                }
+            case .modelCall(let metric):
+                await store.update(["type": "usage", "task": .string(task), "stage": .string(metric.stage)]) {
+                    document in
+                    document.addUsage(task: task, metric)
+                }
+            }
+        }
+    }
+
+    func failed(
+        _ task: String,
+        stage: String,
+        _ error: TaskError,
+        started: ContinuousClock.Instant,
+        refinementAttempts: Int? = nil
+    ) async {
+        let seconds = Double((ContinuousClock.now - started) / .microseconds(1)) / 1e6
+        var details = error.json
+        details = details.setting("stage", .string(stage))
+        await store.update(["type": "task", "task": .string(task), "state": "failed", "failedStage": .string(stage)]) {
+            document in
+            document.setTask(task, "state", "failed")
+            document.setTask(task, "currentStage", .string(stage))
+            document.setTask(task, "failedStage", .string(stage))
+            document.setTask(task, "error", details)
+            document.setTask(task, "endedAt", .string(Timestamp.now()))
+            document.setTask(task, "executionTime", .double((seconds * 1e6).rounded() / 1e3))
+            if let refinementAttempts {
+                document.setTask(task, "refinementAttempts", .integer(Int64(refinementAttempts)))
+            }
+            document.set("failed", "state")
+            document.set(.string(task), "current")
+            document.set(.string(stage), "currentStage")
+            document.set(details.setting("task", .string(task)), "error")
+            document.set(.string(Timestamp.now()), "endedAt")
+        }
+    }
+
+    func cancelled(_ task: String) async {
+        await store.update(["type": "job", "state": "cancelled", "task": .string(task)]) { document in
+            let stage = document.task(task)?["currentStage"] ?? nil
+            document.setTask(task, "state", "cancelled")
+            document.setTask(task, "retrying", false)
+            document.setTask(task, "endedAt", .string(Timestamp.now()))
+            document.set("cancelled", "state")
+            document.set(["task": .string(task), "stage": stage, "at": .string(Timestamp.now())], "cancelled")
+            document.set(.string(Timestamp.now()), "endedAt")
+        }
+    }
+
+    /// The files under `folder` (relative to the workspace), relative to it, sorted.
+    static func files(in workspace: Workspace, folder: String) -> [String] {
+        guard let enumerator = FileManager.default.enumerator(atPath: workspace.path(folder)) else { return [] }
+        var files: [String] = []
+        while let path = enumerator.nextObject() as? String {
+            if workspace.isFile("\(folder)/\(path)")
+                && !path.split(separator: "/").contains(where: { $0.hasPrefix(".") })
+            {
+                files.append(path)
+            }
+        }
+        return files.sorted()
+    }
+}
+
+extension JSONValue {
+    /// This object with `key` set to `value`.
+    func setting(_ key: String, _ value: JSONValue) -> JSONValue {
+        guard case .object(var members) = self else { return self }
+        members[key] = value
+        return .object(members)
+    }
+}

@@ -1,0 +1,355 @@
+import Foundation
+import JSON
+import Logging
+
+/// Why a job request cannot be done.
+public struct JobError: Error, Sendable, Hashable, CustomStringConvertible {
+    public enum Kind: String, Sendable, Hashable {
+        /// No job has that id.
+        case notFound = "not_found"
+        /// The job is not in a state that allows it (retrying a running job, …).
+        case invalidState = "invalid_state"
+        /// A path leaves the job's directory, or names no file.
+        case invalidPath = "invalid_path"
+        /// The job's files cannot be read or written.
+        case storage
+    }
+
+    public var kind: Kind
+    public var message: String
+
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
+    public var description: String { message }
+}
+
+/// Runs pipelines as jobs (seed 003): each job has a directory `jobs/<jobId>/` holding its
+/// status document, its input and pipeline, and a folder per task with the task's result, its
+/// execution log and its artifacts. Jobs beyond `maxRunningJobs` wait as `pending`.
+public actor JobManager {
+    public let runner: StageRunner
+    public let maxRunningJobs: Int
+    let hub = StatusHub()
+    let logger: Logger
+
+    final class Job: Sendable {
+        let store: JobStatusStore
+        let pipeline: PipelineDefinition
+        let input: JSONValue
+        init(store: JobStatusStore, pipeline: PipelineDefinition, input: JSONValue) {
+            self.store = store
+            self.pipeline = pipeline
+            self.input = input
+        }
+    }
+
+    private var jobs: [String: Job] = [:]
+    private var executions: [String: Task<Void, Never>] = [:]
+    /// Jobs waiting for a slot, with the task index each starts from.
+    private var queue: [(id: String, from: Int, clientStages: (any ClientStageExecutor)?)] = []
+    private var finishWaiters: [String: [CheckedContinuation<Void, Never>]] = [:]
+
+    public init(runner: StageRunner, maxRunningJobs: Int = 4, logger: Logger = Logger(label: "jobs")) {
+        self.runner = runner
+        self.maxRunningJobs = max(1, maxRunningJobs)
+        self.logger = logger
+    }
+
+    var workspace: Workspace { runner.workspace }
+
+    static let terminalStates: Set<String> = ["done", "failed", "cancelled", "interrupted"]
+
+    // MARK: - Starting
+
+    /// Starts `pipeline` as a new job with `input`; returns its id at once (the job may wait as
+    /// `pending` for a slot).
+    public func start(
+        _ pipeline: PipelineDefinition,
+        input: JSONValue,
+        name: String? = nil,
+        clientStages: (any ClientStageExecutor)? = nil
+    ) async throws(JobError) -> String {
+        var id = StageRunner.newRunId()
+        while workspace.isFile("jobs/\(id)/\(JobStatusStore.fileName)") || jobs[id] != nil {
+            id = StageRunner.newRunId()
+        }
+        let document = JobStatusDocument(
+            id: id,
+            name: name ?? pipeline.name,
+            pipelineFile: pipeline.file,
+            tasks: pipeline.steps.map(\.name),
+            createdAt: Timestamp.now()
+        )
+        let snapshot: JSONValue = ["pipeline": pipeline.json, "input": input, "name": .string(name ?? pipeline.name)]
+        do {
+            try await ArtifactFile.write(
+                Array(input.prettyDescription.utf8) + [10],
+                to: workspace.path("jobs/\(id)/input.json")
+            )
+            try await ArtifactFile.write(
+                Array(snapshot.prettyDescription.utf8) + [10],
+                to: workspace.path("jobs/\(id)/job.json")
+            )
+        } catch {
+            throw JobError(.storage, "cannot create the job's folder jobs/\(id): \(error)")
+        }
+        let job = Job(
+            store: JobStatusStore(document: document, workspace: workspace, hub: hub),
+            pipeline: pipeline,
+            input: input
+        )
+        jobs[id] = job
+        await job.store.update(["type": "job", "state": "pending"]) { _ in }
+        await job.store.flush()
+        enqueue(id, from: 0, clientStages: clientStages)
+        return id
+    }
+
+    private func enqueue(_ id: String, from index: Int, clientStages: (any ClientStageExecutor)?) {
+        queue.append((id, index, clientStages))
+        startQueued()
+    }
+
+    private func startQueued() {
+        while executions.count < maxRunningJobs, !queue.isEmpty {
+            let (id, index, clientStages) = queue.removeFirst()
+            guard let job = jobs[id] else { continue }
+            executions[id] = Task { [self] in
+                await JobExecution(job: job, runner: runner, clientStages: clientStages, logger: logger).run(
+                    from: index
+                )
+                await finished(id)
+            }
+        }
+    }
+
+    private func finished(_ id: String) async {
+        executions.removeValue(forKey: id)
+        if let job = jobs[id] { await job.store.flush() }
+        for waiter in finishWaiters.removeValue(forKey: id) ?? [] { waiter.resume() }
+        startQueued()
+    }
+
+    // MARK: - Reading
+
+    /// The job, from memory or from its folder.
+    func job(_ id: String) async throws(JobError) -> Job {
+        if let job = jobs[id] { return job }
+        guard Self.isJobId(id) else {
+            throw JobError(.notFound, "no job '\(id)': job ids look like 20261122T014501Z-3fa9")
+        }
+        guard case .text(let text) = workspace.loadText("jobs/\(id)/\(JobStatusStore.fileName)") else {
+            throw JobError(.notFound, "no job '\(id)' in \(workspace.root)/jobs")
+        }
+        guard let json = try? JSONParser.parse(Array(text.utf8)),
+            case .text(let saved) = workspace.loadText("jobs/\(id)/job.json"),
+            let snapshot = try? JSONParser.parse(Array(saved.utf8)), let pipelineDocument = snapshot["pipeline"],
+            let pipeline = try? PipelineDefinition.inline(pipelineDocument)
+        else {
+            throw JobError(.storage, "the job jobs/\(id) cannot be read: its tasks-status.json or job.json is damaged")
+        }
+        let job = Job(
+            store: JobStatusStore(document: JobStatusDocument(json: json), workspace: workspace, hub: hub),
+            pipeline: pipeline,
+            input: snapshot["input"] ?? [:]
+        )
+        jobs[id] = job
+        return job
+    }
+
+    static func isJobId(_ id: String) -> Bool {
+        !id.isEmpty && id.count <= 100 && !id.hasPrefix(".")
+            && id.unicodeScalars.allSatisfy {
+                $0.isASCII
+                    && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "._-".unicodeScalars.contains($0))
+            }
+    }
+
+    /// The job's status document.
+    public func status(_ id: String) async throws(JobError) -> JobStatusDocument {
+        try await job(id).store.document
+    }
+
+    /// Waits until the job is no longer running or pending, and returns its document as written.
+    public func waitUntilFinished(_ id: String) async throws(JobError) -> JobStatusDocument {
+        let job = try await job(id)
+        if executions[id] != nil || queue.contains(where: { $0.id == id }) {
+            await withCheckedContinuation { finishWaiters[id, default: []].append($0) }
+        }
+        await job.store.flush()
+        return await job.store.document
+    }
+
+    /// Every job in the workspace, newest first, optionally only those in `state`.
+    public func list(state: String? = nil) async -> [JobStatusDocument] {
+        var documents: [JobStatusDocument] = []
+        for name in workspace.listFiles("jobs").sorted(by: >) where Self.isJobId(name) {
+            guard let job = try? await job(name) else { continue }
+            let document = await job.store.document
+            if state == nil || document.state == state { documents.append(document) }
+        }
+        return documents
+    }
+
+    /// Subscribes to one job's changes (or every job's, with nil); returns the subscription with
+    /// the baseline it starts from.
+    public func subscribe(
+        jobId: String?
+    ) async throws(JobError) -> (subscription: StatusSubscription, rev: Int, snapshot: JSONValue) {
+        if let jobId {
+            let job = try await job(jobId)
+            let subscription = hub.subscribe(jobId: jobId)
+            let (rev, snapshot) = await job.store.baseline(for: subscription)
+            return (subscription, rev, snapshot)
+        }
+        let subscription = hub.subscribe(jobId: nil)
+        var snapshots: [String: JSONValue] = [:]
+        for (id, job) in jobs where executions[id] != nil || queue.contains(where: { $0.id == id }) {
+            snapshots[id] = await job.store.baseline(for: subscription).snapshot
+        }
+        return (subscription, 0, ["jobs": .object(snapshots)])
+    }
+
+    /// A file of the job, confined to its directory.
+    public func artifact(_ id: String, path: String) async throws(JobError) -> [UInt8] {
+        _ = try await job(id)
+        if path.isEmpty || path.hasPrefix("/") || path.split(separator: "/").contains("..") || path.utf8.contains(0) {
+            throw JobError(.invalidPath, "'\(path)' must be a path relative to the job's folder, without '..'")
+        }
+        let relative = "jobs/\(id)/\(path)"
+        guard workspace.contains(relative) else {
+            throw JobError(.invalidPath, "'\(path)' leads outside the job's folder through a symbolic link")
+        }
+        guard workspace.isFile(relative), let data = FileManager.default.contents(atPath: workspace.path(relative))
+        else {
+            throw JobError(.invalidPath, "the job has no file '\(path)'")
+        }
+        return Array(data)
+    }
+
+    // MARK: - Control
+
+    /// Cancels a running or pending job: its model transfers and commands are stopped, and the
+    /// document shows where the job was.
+    public func cancel(_ id: String) async throws(JobError) -> JobStatusDocument {
+        let job = try await job(id)
+        if let index = queue.firstIndex(where: { $0.id == id }) {
+            queue.remove(at: index)
+            await job.store.update(["type": "job", "state": "cancelled"]) { document in
+                document.set("cancelled", "state")
+                document.set(["task": nil, "stage": nil, "at": .string(Timestamp.now())], "cancelled")
+            }
+            await job.store.flush()
+            for waiter in finishWaiters.removeValue(forKey: id) ?? [] { waiter.resume() }
+            return await job.store.document
+        }
+        guard let execution = executions[id] else {
+            let state = await job.store.document.state
+            throw JobError(.invalidState, "job '\(id)' is \(state), not running or pending: there is nothing to cancel")
+        }
+        execution.cancel()
+        await withCheckedContinuation { finishWaiters[id, default: []].append($0) }
+        return await job.store.document
+    }
+
+    /// Runs a failed (or cancelled, or interrupted) task again, and the tasks after it, keeping the
+    /// results of the tasks before it (seed 003's manual recovery).
+    public func retryTask(
+        _ id: String,
+        task: String,
+        clientStages: (any ClientStageExecutor)? = nil
+    ) async throws(JobError) {
+        let job = try await job(id)
+        guard executions[id] == nil, !queue.contains(where: { $0.id == id }) else {
+            throw JobError(
+                .invalidState,
+                "job '\(id)' is still running; cancel it or wait for it to end before retrying a task"
+            )
+        }
+        guard let index = job.pipeline.steps.firstIndex(where: { $0.name == task }) else {
+            throw JobError(
+                .notFound,
+                "job '\(id)' has no task '\(task)'; its tasks are "
+                    + job.pipeline.steps.map(\.name).joined(separator: ", ")
+            )
+        }
+        let state = await job.store.document.taskState(task) ?? "pending"
+        guard state != "running" else { throw JobError(.invalidState, "task '\(task)' is running") }
+        let reset = job.pipeline.steps[index...].map(\.name)
+        await job.store.update(["type": "job", "state": "pending", "retryFrom": .string(task)]) { document in
+            for name in reset { Self.resetTask(&document, name) }
+            document.set("pending", "state")
+            document.set(nil, "current")
+            document.set(nil, "currentStage")
+            document.set(nil, "error")
+            document.set(nil, "endedAt")
+            document.updateProgress(currentTaskStageIndex: nil)
+        }
+        enqueue(id, from: index, clientStages: clientStages)
+    }
+
+    /// Continues an interrupted (or cancelled) job from its first unfinished task; finished tasks
+    /// are not run again.
+    public func resume(_ id: String, clientStages: (any ClientStageExecutor)? = nil) async throws(JobError) {
+        let job = try await job(id)
+        guard executions[id] == nil, !queue.contains(where: { $0.id == id }) else {
+            throw JobError(.invalidState, "job '\(id)' is already running")
+        }
+        let document = await job.store.document
+        guard ["interrupted", "cancelled", "pending"].contains(document.state) else {
+            throw JobError(
+                .invalidState,
+                "job '\(id)' is \(document.state); only interrupted or cancelled jobs resume (retryTask reruns a failed task)"
+            )
+        }
+        let first = job.pipeline.steps.firstIndex { document.taskState($0.name) != "done" } ?? job.pipeline.steps.count
+        await job.store.update(["type": "job", "state": "pending"]) { document in
+            for step in job.pipeline.steps[first...] where document.taskState(step.name) != "done" {
+                Self.resetTask(&document, step.name)
+            }
+            document.set("pending", "state")
+            document.set(nil, "cancelled")
+        }
+        enqueue(id, from: first, clientStages: clientStages)
+    }
+
+    static func resetTask(_ document: inout JobStatusDocument, _ name: String) {
+        document.setTask(name, "state", "pending")
+        document.setTask(name, "currentStage", nil)
+        document.setTask(name, "failedStage", nil)
+        document.setTask(name, "error", nil)
+        document.setTask(name, "retrying", false)
+        document.setTask(name, "endedAt", nil)
+    }
+
+    /// Marks the jobs a crash left `running` or `pending` as `interrupted` (their tasks likewise),
+    /// so that `resumeJob` can continue them. Returns their ids.
+    @discardableResult
+    public func recoverInterruptedJobs() async -> [String] {
+        var recovered: [String] = []
+        for name in workspace.listFiles("jobs").sorted() where Self.isJobId(name) && executions[name] == nil {
+            guard let job = try? await job(name) else { continue }
+            let document = await job.store.document
+            guard document.state == "running" || document.state == "pending" else { continue }
+            await job.store.update(["type": "job", "state": "interrupted"]) { document in
+                for task in document.taskOrder where document.taskState(task) == "running" {
+                    document.setTask(task, "state", "interrupted")
+                }
+                document.set("interrupted", "state")
+            }
+            await job.store.flush()
+            recovered.append(name)
+        }
+        return recovered
+    }
+
+    /// Writes made to status documents so far (for the benchmark).
+    public func statusWrites() async -> Int {
+        var total = 0
+        for job in jobs.values { total += await job.store.writes }
+        return total
+    }
+}

@@ -1,0 +1,109 @@
+import JSON
+
+/// The one writer of a job's `tasks-status.json`.
+///
+/// Every change gets the next `rev` and is published at once; the file follows as fast as the
+/// disk allows: each write goes to a temporary file, is made durable, renamed over the document
+/// and the directory synced (through the group committer, off the cooperative pool). Changes that
+/// arrive during a write are written together by the next one, so the file may skip revisions
+/// but always holds a whole document that was true at its `rev`; `flush()` waits for the latest.
+actor JobStatusStore {
+    let jobId: String
+    let workspace: Workspace
+    /// `jobs/<jobId>`, relative to the workspace.
+    let directory: String
+    let hub: StatusHub
+    private(set) var document: JobStatusDocument
+    private var writtenRev = -1
+    private var writing = false
+    private var flushWaiters: [(rev: Int, continuation: CheckedContinuation<Void, Never>)] = []
+    /// Why the last write failed, if it did (the next change tries again).
+    private(set) var writeProblem: String?
+    /// Writes made, for the benchmark.
+    private(set) var writes = 0
+
+    static let fileName = "tasks-status.json"
+
+    init(document: JobStatusDocument, workspace: Workspace, hub: StatusHub) {
+        jobId = document.id
+        directory = "jobs/\(document.id)"
+        self.document = document
+        self.workspace = workspace
+        self.hub = hub
+    }
+
+    var rev: Int { document.rev }
+
+    /// Applies a change, publishes it and schedules the write.
+    func update(_ event: JSONValue, _ change: (inout JobStatusDocument) -> Void) {
+        let base = document.rev
+        change(&document)
+        document.stamp(rev: base + 1, at: Timestamp.now())
+        let operations = document.takeOperations()
+        hub.publish(
+            StatusChange(
+                jobId: jobId,
+                rev: base + 1,
+                event: event,
+                events: [event],
+                operations: operations,
+                baseRev: base,
+                snapshot: document.json,
+                coalesced: 1
+            )
+        )
+        scheduleWrite()
+    }
+
+    /// Registers `subscription` with this job's current document as its baseline, atomically with
+    /// respect to changes.
+    func baseline(for subscription: StatusSubscription) -> (rev: Int, snapshot: JSONValue) {
+        subscription.setBaseline(job: jobId, rev: document.rev)
+        return (document.rev, document.json)
+    }
+
+    /// Waits until the document on disk is at least at the current revision.
+    func flush() async {
+        let target = document.rev
+        if writtenRev >= target && !writing { return }
+        scheduleWrite()
+        await withCheckedContinuation { continuation in
+            flushWaiters.append((target, continuation))
+        }
+    }
+
+    private func scheduleWrite() {
+        guard !writing else { return }
+        writing = true
+        Task { await self.writeLoop() }
+    }
+
+    private func writeLoop() async {
+        while writtenRev < document.rev {
+            let rev = document.rev
+            var bytes: [UInt8] = []
+            JSONWriter.writePretty(document.json, into: &bytes)
+            bytes.append(UInt8(ascii: "\n"))
+            do {
+                try await ArtifactFile.write(bytes, to: workspace.path("\(directory)/\(Self.fileName)"))
+                writes += 1
+                writeProblem = nil
+                writtenRev = rev
+            } catch {
+                // Reported through the job; the next change writes again.
+                writeProblem = "\(error)"
+                break
+            }
+            let done = flushWaiters.filter { $0.rev <= writtenRev }
+            flushWaiters.removeAll { $0.rev <= writtenRev }
+            for waiter in done { waiter.continuation.resume() }
+        }
+        writing = false
+        if writeProblem != nil {
+            // Nothing more will be written until the next change; do not leave flushes hanging.
+            let waiting = flushWaiters
+            flushWaiters = []
+            for waiter in waiting { waiter.continuation.resume() }
+        }
+    }
+}

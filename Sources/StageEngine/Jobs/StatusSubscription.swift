@@ -1,0 +1,173 @@
+import JSON
+import Synchronization
+
+/// One change of a job's status document, as subscribers receive it.
+public struct StatusChange: Sendable {
+    public var jobId: String
+    /// The document's revision after the change.
+    public var rev: Int
+    /// What changed last: `{type: job|task|stage|usage, …}`.
+    public var event: JSONValue
+    /// Every change this one stands for, in order (one unless a slow subscriber's changes were
+    /// merged; then stage and usage events may be left out past a limit, job and task events never).
+    public var events: [JSONValue]
+    /// The operations that turn the document at `baseRev` into the one at `rev`; nil when the
+    /// subscriber must take `snapshot` instead (first sight of a job, or too far behind).
+    public var operations: [JSONPatchOperation]?
+    /// The revision `operations` apply to.
+    public var baseRev: Int
+    /// The whole document at `rev`.
+    public var snapshot: JSONValue
+    /// How many changes this one stands for (more than one when a slow subscriber's were merged).
+    public var coalesced: Int
+}
+
+/// A subscriber's mailbox of status changes. Publishing never waits: while the subscriber is
+/// busy, the changes of each job are merged into one (operations concatenated up to a limit, then
+/// dropped in favour of the snapshot), so a slow subscriber costs memory bounded by the documents,
+/// never blocks a job, and always receives the latest state.
+public final class StatusSubscription: Sendable {
+    /// The job followed, or nil for every job.
+    public let jobId: String?
+    /// Merged operations kept per job before a subscriber is sent the snapshot instead.
+    static let operationLimit = 2_000
+
+    struct Pending {
+        var change: StatusChange
+    }
+
+    struct State {
+        /// Per job, the last revision delivered (or given as the baseline).
+        var delivered: [String: Int] = [:]
+        var pending: [String: Pending] = [:]
+        /// Jobs in the order their first pending change arrived.
+        var order: [String] = []
+        var waiter: CheckedContinuation<StatusChange?, Never>?
+        var closed = false
+    }
+
+    private let state = Mutex(State())
+    private let onClose: @Sendable () -> Void
+
+    init(jobId: String?, onClose: @escaping @Sendable () -> Void) {
+        self.jobId = jobId
+        self.onClose = onClose
+    }
+
+    /// Job and task transitions, which merging never drops.
+    static func isTransition(_ event: JSONValue) -> Bool {
+        event["type"] == "job" || event["type"] == "task"
+    }
+
+    /// Records that the subscriber holds `job` at `rev` (the answer to subscribing).
+    func setBaseline(job: String, rev: Int) {
+        state.withLock { state in
+            state.delivered[job] = max(state.delivered[job] ?? -1, rev)
+            if let pending = state.pending[job], pending.change.rev <= rev {
+                state.pending.removeValue(forKey: job)
+                state.order.removeAll { $0 == job }
+            }
+        }
+    }
+
+    func publish(_ change: StatusChange) {
+        let delivery: (CheckedContinuation<StatusChange?, Never>, StatusChange)? = state.withLock { state in
+            guard !state.closed else { return nil }
+            let delivered = state.delivered[change.jobId]
+            if let delivered, change.rev <= delivered { return nil }
+            var merged = change
+            if var pending = state.pending[change.jobId] {
+                merged.baseRev = pending.change.baseRev
+                merged.coalesced = pending.change.coalesced + 1
+                merged.events = pending.change.events
+                if merged.events.count < Self.operationLimit || Self.isTransition(change.event) {
+                    merged.events.append(change.event)
+                }
+                if let earlier = pending.change.operations, let later = change.operations,
+                    earlier.count + later.count <= Self.operationLimit
+                {
+                    merged.operations = earlier + later
+                } else {
+                    merged.operations = nil
+                }
+                pending.change = merged
+                state.pending[change.jobId] = pending
+                return nil
+            }
+            if delivered == nil || delivered != change.baseRev {
+                // Never seen, or a gap: the snapshot is the only safe start.
+                merged.operations = nil
+                merged.baseRev = delivered ?? 0
+            }
+            if let waiter = state.waiter {
+                state.waiter = nil
+                state.delivered[change.jobId] = merged.rev
+                return (waiter, merged)
+            }
+            state.pending[change.jobId] = Pending(change: merged)
+            state.order.append(change.jobId)
+            return nil
+        }
+        if let (waiter, change) = delivery { waiter.resume(returning: change) }
+    }
+
+    /// The next change, waiting for one; nil once the subscription is closed.
+    public func next() async -> StatusChange? {
+        await withCheckedContinuation { continuation in
+            let ready: StatusChange?? = state.withLock { state in
+                if state.closed { return .some(nil) }
+                if let job = state.order.first, let pending = state.pending.removeValue(forKey: job) {
+                    state.order.removeFirst()
+                    state.delivered[job] = pending.change.rev
+                    return .some(pending.change)
+                }
+                state.waiter = continuation
+                return .none
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+    }
+
+    /// Stops the subscription; a waiting `next()` returns nil.
+    public func close() {
+        let waiter: CheckedContinuation<StatusChange?, Never>? = state.withLock { state in
+            guard !state.closed else { return nil }
+            state.closed = true
+            state.pending = [:]
+            state.order = []
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume(returning: nil)
+        onClose()
+    }
+}
+
+/// Hands every status change to the subscriptions that follow its job.
+final class StatusHub: Sendable {
+    private struct Registry {
+        var next = 0
+        var subscriptions: [Int: StatusSubscription] = [:]
+    }
+
+    private let registry = Mutex(Registry())
+
+    func subscribe(jobId: String?) -> StatusSubscription {
+        let id = registry.withLock { registry in
+            registry.next += 1
+            return registry.next
+        }
+        let subscription = StatusSubscription(jobId: jobId) { [weak self] in
+            _ = self?.registry.withLock { $0.subscriptions.removeValue(forKey: id) }
+        }
+        registry.withLock { $0.subscriptions[id] = subscription }
+        return subscription
+    }
+
+    func publish(_ change: StatusChange) {
+        let targets = registry.withLock { Array($0.subscriptions.values) }
+        for subscription in targets where subscription.jobId == nil || subscription.jobId == change.jobId {
+            subscription.publish(change)
+        }
+    }
+}

@@ -1,0 +1,269 @@
+import Foundation
+import JSON
+import StageEngine
+import TestSupport
+import Testing
+
+/// Jobs (seed 003): the status document through a job's life, subscriptions, control and recovery.
+@Suite("Jobs")
+struct JobTests {
+    static func manager(_ workspace: TemporaryWorkspace, maxRunningJobs: Int = 4) throws -> JobManager {
+        JobManager(
+            runner: try StageRunner(workspace: workspace.workspace, environment: [:]),
+            maxRunningJobs: maxRunningJobs
+        )
+    }
+
+    static func research() throws -> TemporaryWorkspace { try TemporaryWorkspace(copying: "research-task") }
+
+    /// Drains a subscription until the job ends; returns every change.
+    static func follow(_ subscription: StatusSubscription) async -> [StatusChange] {
+        var changes: [StatusChange] = []
+        while let change = await subscription.next() {
+            changes.append(change)
+            if ["done", "failed", "cancelled"].contains(change.snapshot["state"]?.stringValue ?? "") { break }
+        }
+        return changes
+    }
+
+    @Test func aPipelineRunsAsAJobWithEveryTransitionInTheDocument() async throws {
+        let workspace = try Self.research()
+        defer { workspace.remove() }
+        let jobs = try Self.manager(workspace)
+        let pipeline = try PipelineDefinition.load("pipelines/research.pipeline.yaml", workspace: workspace.workspace)
+        let id = try await jobs.start(pipeline, input: ["topic": "Tide pools"])
+        let (subscription, rev, snapshot) = try await jobs.subscribe(jobId: id)
+        let changes = await Self.follow(subscription)
+        let final = try await jobs.waitUntilFinished(id)
+        #expect(final.state == "done")
+        #expect(final.json["progress"] == ["tasksDone": 2, "tasksTotal": 2, "percent": 100])
+        #expect(final.taskState("summary") == "done")
+        #expect(final.task("summary")?["refinementAttempts"] == 1)
+        #expect(final.task("summary")?["attempts"] == 1)
+        #expect(
+            final.task("review")?["artifacts"] == [
+                "tasks/review/execution-logs.json", "tasks/review/output.json", "tasks/review/review.md",
+            ]
+        )
+        #expect(final.task("summary")?["modelCalls"] == 4)
+        // Every change patches the document before it into the one after it.
+        var document = snapshot
+        var expected = rev
+        for change in changes {
+            #expect(change.baseRev == expected)
+            let operations = try #require(change.operations)
+            document = try document.applying(operations)
+            #expect(document == change.snapshot)
+            expected = change.rev
+        }
+        // On disk: the final document, whole.
+        let text = try #require(workspace.read("jobs/\(id)/tasks-status.json"))
+        #expect(try JSONParser.parse(Array(text.utf8)) == final.json)
+        // The review read the summary's output.
+        #expect(workspace.read("jobs/\(id)/tasks/review/review.md")?.contains("0.72") == true)
+    }
+
+    @Test func aSubscriptionSeesEveryLifecycleStateOfSeed003InOrder() async throws {
+        let workspace = try Self.research()
+        defer { workspace.remove() }
+        let jobs = try Self.manager(workspace)
+        let pipeline = try PipelineDefinition.load("pipelines/research.pipeline.yaml", workspace: workspace.workspace)
+        let (all, _, _) = try await jobs.subscribe(jobId: nil)
+        let id = try await jobs.start(pipeline, input: ["topic": "Tide pools"])
+        let changes = await Self.follow(all)
+        // A reader that falls behind gets changes merged, each with every event it stands for.
+        let events = changes.flatMap(\.events).map { event -> String in
+            [event["type"], event["task"], event["stage"], event["state"]].compactMap { $0?.stringValue }.joined(
+                separator: " "
+            )
+        }
+        #expect(changes.allSatisfy { $0.jobId == id })
+        #expect(events.first == "job pending")
+        #expect(events.contains("job running"))
+        #expect(events.contains("task summary running"))
+        #expect(events.contains("stage summary ingestion started"))
+        #expect(events.contains("stage summary ingestion completed"))
+        #expect(events.contains("task summary refining"))
+        #expect(events.contains("task summary done"))
+        #expect(events.contains("task review running"))
+        #expect(events.last == "job done")
+        let order = [
+            "job running", "task summary running", "stage summary ingestion started", "task summary done",
+            "task review running", "job done",
+        ]
+        let positions = order.map { events.firstIndex(of: $0) ?? -1 }
+        #expect(positions == positions.sorted())
+        #expect(changes.map(\.rev) == changes.map(\.rev).sorted())
+        #expect(changes.map(\.coalesced).reduce(0, +) == events.count)
+    }
+
+    @Test func aFailedTaskFailsTheJobAndRetryTaskRerunsItKeepingEarlierResults() async throws {
+        let workspace = try Self.research()
+        defer { workspace.remove() }
+        // The review's template needs a title the summary does not give: it fails at promptTemplating.
+        try "stages:\n  promptTemplating: { template: { text: '{{ input.subtitle }}' } }\n"
+            .write(toFile: workspace.workspace.path("tasks/review.task.yaml"), atomically: true, encoding: .utf8)
+        let jobs = try Self.manager(workspace)
+        let pipeline = try PipelineDefinition.load("pipelines/research.pipeline.yaml", workspace: workspace.workspace)
+        let id = try await jobs.start(pipeline, input: ["topic": "Tide pools"])
+        let failed = try await jobs.waitUntilFinished(id)
+        #expect(failed.state == "failed")
+        #expect(failed.json["current"] == "review")
+        #expect(failed.json["currentStage"] == "promptTemplating")
+        #expect(failed.task("review")?["failedStage"] == "promptTemplating")
+        #expect(failed.task("review")?["error"]?["name"] == "TemplateError")
+        #expect(failed.computeTaskStage("review") == "promptTemplating")
+
+        try "stages:\n  promptTemplating: { template: { text: 'Review {{ input.title }}' } }\n"
+            .write(toFile: workspace.workspace.path("tasks/review.task.yaml"), atomically: true, encoding: .utf8)
+        try await jobs.retryTask(id, task: "review")
+        let done = try await jobs.waitUntilFinished(id)
+        #expect(done.state == "done")
+        #expect(done.task("summary")?["attempts"] == 1, "the summary was not run again")
+        #expect(done.task("review")?["attempts"] == 2)
+    }
+
+    @Test func taskRetriesWithBackoffAreVisibleInTheDocument() async throws {
+        let workspace = try Self.research()
+        defer { workspace.remove() }
+        let jobs = try Self.manager(workspace)
+        var pipeline = PipelineDefinition(
+            name: "flaky",
+            steps: [.init(name: "fails", file: "tasks/fails.yaml")],
+            retry: .init(attempts: 3, delay: .milliseconds(50), maxDelay: .seconds(1))
+        )
+        pipeline.file = nil
+        try "stages:\n  ingestion: { command: [python3, -c, 'import sys; sys.exit(4)'] }\n"
+            .write(toFile: workspace.workspace.path("tasks/fails.yaml"), atomically: true, encoding: .utf8)
+        let (subscription, _, _) = try await jobs.subscribe(jobId: nil)
+        let id = try await jobs.start(pipeline, input: [:])
+        let changes = await Self.follow(subscription)
+        let final = try await jobs.waitUntilFinished(id)
+        #expect(final.state == "failed")
+        #expect(final.task("fails")?["attempts"] == 3)
+        let retrying = changes.filter { $0.event["state"] == "retrying" }
+        #expect(retrying.count == 2)
+        #expect(retrying.first?.snapshot["tasks"]?["fails"]?["retrying"] == true)
+        #expect(retrying.first?.snapshot["tasks"]?["fails"]?["nextRetryAt"]?.stringValue != nil)
+        #expect(retrying.first?.snapshot["tasks"]?["fails"]?["lastRetryError"]?["name"] == "CommandError")
+        #expect(final.task("fails")?["retrying"] == false)
+    }
+
+    @Test func cancellingAJobStopsTheCommandAndShowsWhere() async throws {
+        let workspace = try Self.research()
+        defer { workspace.remove() }
+        try "stages:\n  ingestion: { command: [sleep, '47.5'] }\n"
+            .write(toFile: workspace.workspace.path("tasks/slow.yaml"), atomically: true, encoding: .utf8)
+        let jobs = try Self.manager(workspace)
+        let id = try await jobs.start(
+            PipelineDefinition(name: "slow", steps: [.init(name: "slow", file: "tasks/slow.yaml")]),
+            input: [:]
+        )
+        for _ in 0..<500 where try await jobs.status(id).json["currentStage"] != "ingestion" {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let clock = ContinuousClock()
+        let start = clock.now
+        let cancelled = try await jobs.cancel(id)
+        #expect(clock.now - start < .seconds(30))
+        #expect(cancelled.state == "cancelled")
+        #expect(cancelled.json["cancelled"]?["task"] == "slow")
+        #expect(cancelled.json["cancelled"]?["stage"] == "ingestion")
+        #expect(cancelled.taskState("slow") == "cancelled")
+        await #expect(
+            throws: JobError(
+                .invalidState,
+                "job '\(id)' is cancelled, not running or pending: there is nothing to cancel"
+            )
+        ) {
+            try await jobs.cancel(id)
+        }
+    }
+
+    @Test func jobsBeyondTheLimitWaitAsPending() async throws {
+        let workspace = try Self.research()
+        defer { workspace.remove() }
+        let jobs = try Self.manager(workspace, maxRunningJobs: 1)
+        let pipeline = try PipelineDefinition.load("pipelines/research.pipeline.yaml", workspace: workspace.workspace)
+        let first = try await jobs.start(pipeline, input: ["topic": "one"])
+        let second = try await jobs.start(pipeline, input: ["topic": "two"])
+        #expect(try await jobs.status(second).state == "pending")
+        #expect(try await jobs.waitUntilFinished(first).state == "done")
+        #expect(try await jobs.waitUntilFinished(second).state == "done")
+        #expect(await jobs.list(state: "done").map(\.id).sorted() == [first, second].sorted())
+    }
+
+    @Test func aJobLeftRunningByACrashIsInterruptedAndResumesWithoutRerunningFinishedTasks() async throws {
+        let workspace = try Self.research()
+        defer { workspace.remove() }
+        let pipeline = try PipelineDefinition.load("pipelines/research.pipeline.yaml", workspace: workspace.workspace)
+        let first = try Self.manager(workspace)
+        let id = try await first.start(pipeline, input: ["topic": "Tide pools"])
+        let done = try await first.waitUntilFinished(id)
+        #expect(done.state == "done")
+        // As a crash during the review would leave it: running, the review's result not written.
+        var crashed = done.json
+        crashed.set("running", at: ["state"])
+        crashed.set("running", at: ["tasks", "review", "state"])
+        crashed.set("inference", at: ["tasks", "review", "currentStage"])
+        try crashed.prettyDescription.write(
+            toFile: workspace.workspace.path("jobs/\(id)/tasks-status.json"),
+            atomically: true,
+            encoding: .utf8
+        )
+        try FileManager.default.removeItem(atPath: workspace.workspace.path("jobs/\(id)/tasks/review/output.json"))
+
+        let restarted = try Self.manager(workspace)
+        #expect(await restarted.recoverInterruptedJobs() == [id])
+        let interrupted = try await restarted.status(id)
+        #expect(interrupted.state == "interrupted")
+        #expect(interrupted.taskState("review") == "interrupted")
+        try await restarted.resume(id)
+        let resumed = try await restarted.waitUntilFinished(id)
+        #expect(resumed.state == "done")
+        #expect(resumed.task("summary")?["attempts"] == 1)
+        #expect(resumed.task("review")?["attempts"] == 2)
+    }
+
+    @Test func aSlowSubscriberGetsCoalescedChangesEndingWithTheLatestState() async throws {
+        let workspace = try Self.research()
+        defer { workspace.remove() }
+        let jobs = try Self.manager(workspace)
+        let pipeline = try PipelineDefinition.load("pipelines/research.pipeline.yaml", workspace: workspace.workspace)
+        let id = try await jobs.start(pipeline, input: ["topic": "Tide pools"])
+        let (subscription, rev, snapshot) = try await jobs.subscribe(jobId: id)
+        let final = try await jobs.waitUntilFinished(id)  // the subscriber reads nothing meanwhile
+        let change = try #require(await subscription.next())
+        #expect(change.rev == final.rev)
+        #expect(change.coalesced > 1)
+        #expect(change.baseRev == rev)
+        #expect(try snapshot.applying(try #require(change.operations)) == final.json)
+        subscription.close()
+        #expect(await subscription.next() == nil)
+    }
+
+    @Test func artifactsAreConfinedToTheJobsFolder() async throws {
+        let workspace = try Self.research()
+        defer { workspace.remove() }
+        let jobs = try Self.manager(workspace)
+        let pipeline = try PipelineDefinition.load("pipelines/research.pipeline.yaml", workspace: workspace.workspace)
+        let id = try await jobs.start(pipeline, input: ["topic": "Tide pools"])
+        _ = try await jobs.waitUntilFinished(id)
+        let review = try await jobs.artifact(id, path: "tasks/review/review.md")
+        #expect(String(decoding: review, as: UTF8.self).contains("0.72"))
+        await #expect(
+            throws: JobError(
+                .invalidPath,
+                "'../../stagerunner.yaml' must be a path relative to the job's folder, without '..'"
+            )
+        ) {
+            try await jobs.artifact(id, path: "../../stagerunner.yaml")
+        }
+        await #expect(throws: JobError(.invalidPath, "the job has no file 'tasks/none.txt'")) {
+            try await jobs.artifact(id, path: "tasks/none.txt")
+        }
+        await #expect(throws: JobError(.notFound, "no job 'nope' in \(workspace.workspace.root)/jobs")) {
+            try await jobs.status("nope")
+        }
+    }
+}
