@@ -10,11 +10,35 @@ actor Engine {
     private let lifecycle: Lifecycle
     private let logger: Logger
     private var current: StageRunner?
+    private var currentJobs: JobManager?
+    /// How many jobs run at once; the rest wait as pending.
+    let maxRunningJobs: Int
 
-    init(lifecycle: Lifecycle, logger: Logger) {
+    init(lifecycle: Lifecycle, logger: Logger, maxRunningJobs: Int = 4) {
         self.lifecycle = lifecycle
         self.logger = logger
+        self.maxRunningJobs = maxRunningJobs
     }
+
+    /// The job manager of the session's workspace; on first use, jobs a crash left running are
+    /// marked interrupted.
+    func jobs() async throws(ResponseError) -> JobManager {
+        let runner = try runner()
+        if let currentJobs, currentJobs.runner === runner { return currentJobs }
+        let jobs = JobManager(runner: runner, maxRunningJobs: maxRunningJobs, logger: logger)
+        currentJobs = jobs
+        let recovered = await jobs.recoverInterruptedJobs()
+        if !recovered.isEmpty {
+            logger.notice(
+                "jobs interrupted by an earlier exit; resumeJob continues them",
+                metadata: ["jobs": "\(recovered)"]
+            )
+        }
+        return jobs
+    }
+
+    /// The job manager if one was opened.
+    var openedJobs: JobManager? { currentJobs }
 
     /// The runner of the session's workspace.
     func runner() throws(ResponseError) -> StageRunner {

@@ -11,6 +11,7 @@ public final class StageRunnerServer: Sendable {
     let lifecycle: Lifecycle
     let logger: Logger
     let engine: Engine
+    let subscriptions = SubscriptionRegistry()
     public init(options: ServerOptions, logger: Logger = Logger(label: "stagerunner")) {
         self.options = options
         self.logger = logger
@@ -31,6 +32,12 @@ public final class StageRunnerServer: Sendable {
             configuration: configuration,
             logger: logger
         )
+    }
+
+    /// Ends the jobs of the session before the process exits: they finish, or are cancelled when
+    /// `cancel` (SIGINT, or `exit`) asks it. Their status documents are on disk afterwards.
+    public func finishJobs(cancel: Bool) async {
+        await engine.openedJobs?.finishAll(cancel: cancel)
     }
 
     /// The process exit status for a connection that closed this way: 0 after a clean end
@@ -59,6 +66,15 @@ public final class StageRunnerServer: Sendable {
         table.register("renderPrompt") { [self] context in try await renderPrompt(context) }
         table.register("listTemplates") { [self] context in try await listTemplates(context) }
         table.register("runTask") { [self] context in try await runTask(context) }
+        table.register("runPipeline") { [self] context in try await runPipeline(context) }
+        table.register("getStatus") { [self] context in try await getStatus(context) }
+        table.register("listJobs") { [self] context in try await listJobs(context) }
+        table.register("cancelJob") { [self] context in try await cancelJob(context) }
+        table.register("retryTask") { [self] context in try await retryTask(context) }
+        table.register("resumeJob") { [self] context in try await resumeJob(context) }
+        table.register("getArtifact") { [self] context in try await getArtifact(context) }
+        table.register("subscribeStatus") { [self] context in try await subscribeStatus(context) }
+        table.register("unsubscribeStatus") { [self] context in try await unsubscribeStatus(context) }
         table.register("validateWorkspace") { [self] context in try await validateWorkspace(context) }
         if options.enableTestMethods { TestMethods.register(in: &table) }
         return table

@@ -35,7 +35,7 @@ struct ServerMethodTests {
                 == json(
                     #"""
                     {"protocolVersion":"1.0","serverInfo":{"name":"stagerunner","version":"0.1.0"},
-                     "capabilities":{"methods":["initialize","listTemplates","ping","renderPrompt","runStage","runTask","shutdown","test/print","test/sleep",
+                     "capabilities":{"methods":["cancelJob","getArtifact","getStatus","initialize","listJobs","listTemplates","ping","renderPrompt","resumeJob","retryTask","runPipeline","runStage","runTask","shutdown","subscribeStatus","test/print","test/sleep","unsubscribeStatus",
                                   "validateWorkspace"],
                        "notifications":["exit","initialized","$/cancelRequest"],"batches":true,"cancellation":true,
                        "framing":"\#(framing.rawValue)","maxMessageSize":67108864},
@@ -91,8 +91,8 @@ struct ServerMethodTests {
                 == json(
                     #"""
                     {"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"Method not found: 'runStagee'",
-                     "data":{"method":"runStagee","available":["initialize","listTemplates","ping","renderPrompt","runStage","runTask",
-                       "shutdown","validateWorkspace"]}}}
+                     "data":{"method":"runStagee","available":["cancelJob","getArtifact","getStatus","initialize","listJobs","listTemplates","ping","renderPrompt","resumeJob","retryTask","runPipeline","runStage","runTask",
+                       "shutdown","subscribeStatus","unsubscribeStatus","validateWorkspace"]}}}
                     """#
                 )
         )

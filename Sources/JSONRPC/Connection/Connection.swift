@@ -400,6 +400,12 @@ public final class Connection: @unchecked Sendable {
         writer.enqueue(framed)
     }
 
+    /// Returns once everything queued for the peer so far is written (or never can be): a
+    /// sender of many notifications waits on it to go at the pace the peer reads.
+    public func drainOutput() async {
+        await writer.drain()
+    }
+
     /// Sends a notification to the peer.
     public func notify(_ method: String, params: RawJSON? = nil) {
         var body: [UInt8] = []

@@ -30,8 +30,8 @@ public struct JobError: Error, Sendable, Hashable, CustomStringConvertible {
 /// status document, its input and pipeline, and a folder per task with the task's result, its
 /// execution log and its artifacts. Jobs beyond `maxRunningJobs` wait as `pending`.
 public actor JobManager {
-    public let runner: StageRunner
-    public let maxRunningJobs: Int
+    public nonisolated let runner: StageRunner
+    public nonisolated let maxRunningJobs: Int
     let hub = StatusHub()
     let logger: Logger
 
@@ -344,6 +344,19 @@ public actor JobManager {
             recovered.append(name)
         }
         return recovered
+    }
+
+    /// Ends every job before the process exits: waits for the running ones to finish (and the
+    /// queued ones to run), or with `cancel` cancels them all; every document is on disk after.
+    public func finishAll(cancel: Bool) async {
+        if cancel {
+            for (id, _, _) in queue { _ = try? await self.cancel(id) }
+            for id in executions.keys { _ = try? await self.cancel(id) }
+        }
+        while let id = executions.keys.first ?? queue.first?.id {
+            _ = try? await waitUntilFinished(id)
+        }
+        for job in jobs.values { await job.store.flush() }
     }
 
     /// Writes made to status documents so far (for the benchmark).

@@ -68,6 +68,7 @@ enum StageErrorCode {
     static let storage = -32013
     static let truncated = -32014
     static let task = -32015
+    static let job = -32016
 }
 
 extension ResponseError {

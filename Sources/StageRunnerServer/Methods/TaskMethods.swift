@@ -80,10 +80,7 @@ extension StageRunnerServer {
                 )
             }
         } catch let error as TaskDefinitionError {
-            var data: [String: JSONValue] = ["kind": "task", "file": .string(error.file)]
-            if !error.path.isEmpty { data["path"] = .string(error.path) }
-            if let line = error.line { data["line"] = .integer(Int64(line)) }
-            throw ResponseError(code: StageErrorCode.task, message: "Task: \(error.description)", data: .object(data))
+            throw ResponseError(definition: error, kind: "task")
         }
         let options = TaskRunOptions(
             input: params.input ?? .object([:]),
