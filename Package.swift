@@ -47,7 +47,7 @@ let package = Package(
         .target(name: "JSON", swiftSettings: strictSwift),
         .testTarget(
             name: "JSONTests",
-            dependencies: ["JSON"],
+            dependencies: ["JSON", "TestSupport"],
             swiftSettings: strictSwift
         ),
 
