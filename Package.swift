@@ -87,6 +87,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ],
+            // The price table's data; compiled in as PriceTable+BuiltIn.swift (scripts/generate_prices.py).
+            exclude: ["Models/prices.json"],
             swiftSettings: strictSwift
         ),
         .testTarget(

@@ -136,7 +136,8 @@ export interface GenerationMetadata {
   finish_reason?: "stop" | "length" | "content_filter" | "tool_calls" | "other";
   truncated: boolean;
   usage?: Usage;
-  cost?: number;
+  /** US dollars; null when the model's price is unknown. */
+  cost_usd?: number | null;
   status: GenerationStatus;
   llm_error?: string;
   files: Array<"prompt.txt" | "raw.txt" | "parsed.txt" | "metadata.json">;

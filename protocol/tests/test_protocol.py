@@ -942,7 +942,7 @@ def test_live_workspace_methods_conform(framing: str, tmp_path: Path) -> None:
         check_committed(workspace, draft)
         assert (draft["status"], draft["reused"], draft["textTruncated"]) == ("success", False, False)
         metadata = draft["metadata"]
-        assert (metadata["provider"], metadata["cost"], metadata["model"], metadata["parser"]) == (
+        assert (metadata["provider"], metadata["cost_usd"], metadata["model"], metadata["parser"]) == (
             "embedded", 0, "sonnet-4", "essay_idea_last"
         )
         assert metadata["run_id"] == "live"

@@ -13,6 +13,9 @@ import Yams
 ///   local: {kind: openai, baseURL: "http://localhost:8080/v1"}
 /// aliases: {sonnet-4: "anthropic:claude-sonnet-4-5"}
 /// defaultProvider: embedded   # for model ids that name no provider
+/// prices:              # USD per million tokens, over the built-in table (Models/prices.json)
+///   local:my-model: {input: 0.1, output: 0.2}   # provider:model, or just the model
+///   gpt-4o: {input: 2.5, output: 10}
 /// embedded:            # scripted answers of the embedded provider, first match wins
 ///   rules:
 ///     - stage: evaluation
@@ -35,6 +38,8 @@ public struct WorkspaceConfiguration: Sendable, Hashable, Decodable {
     public var aliases: [String: String]?
     /// The provider of model ids that name none (default: embedded).
     public var defaultProvider: String?
+    /// Prices per model (`provider:model` or `model`) over the built-in ``PriceTable``.
+    public var prices: [String: ModelPrice]?
 
     public init(
         values: [String: TemplateValue]? = nil,
@@ -42,7 +47,8 @@ public struct WorkspaceConfiguration: Sendable, Hashable, Decodable {
         embedded: EmbeddedProvider.Configuration? = nil,
         providers: [String: ModelRouter.ProviderSettings]? = nil,
         aliases: [String: String]? = nil,
-        defaultProvider: String? = nil
+        defaultProvider: String? = nil,
+        prices: [String: ModelPrice]? = nil
     ) {
         self.values = values
         self.combos = combos
@@ -50,6 +56,7 @@ public struct WorkspaceConfiguration: Sendable, Hashable, Decodable {
         self.providers = providers
         self.aliases = aliases
         self.defaultProvider = defaultProvider
+        self.prices = prices
     }
 
     public static let fileName = "stagerunner.yaml"

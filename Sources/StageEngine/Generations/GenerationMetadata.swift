@@ -50,8 +50,9 @@ public struct GenerationMetadata: Sendable, Hashable, Codable {
     public var finishReason: String?
     public var truncated: Bool
     public var usage: Usage?
-    /// In US dollars; 0 for the embedded provider and for cached answers.
-    public var cost: Double?
+    /// The call's cost in US dollars (`cost_usd`): 0 for the embedded provider and for cached
+    /// answers, nil when the model's price is unknown (written as `null` for mode `llm`).
+    public var costUsd: Double?
     public var status: GenerationStatus
     public var llmError: String?
     /// The files of the generation, relative to its directory.
@@ -78,7 +79,7 @@ public struct GenerationMetadata: Sendable, Hashable, Codable {
         finishReason: String? = nil,
         truncated: Bool,
         usage: Usage? = nil,
-        cost: Double? = nil,
+        costUsd: Double? = nil,
         status: GenerationStatus,
         llmError: String? = nil,
         files: [String],
@@ -101,7 +102,7 @@ public struct GenerationMetadata: Sendable, Hashable, Codable {
         self.finishReason = finishReason
         self.truncated = truncated
         self.usage = usage
-        self.cost = cost
+        self.costUsd = costUsd
         self.status = status
         self.llmError = llmError
         self.files = files
@@ -122,6 +123,35 @@ public enum GenerationStatus: String, Sendable, Hashable, Codable {
 }
 
 extension GenerationMetadata {
+    /// Members that do not apply are left out, except `cost_usd`, which a model call always has:
+    /// `null` there means the price is unknown, which is not the same as free.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(schemaVersion, forKey: .schemaVersion)
+        try container.encode(stage, forKey: .stage)
+        try container.encode(genId, forKey: .genId)
+        try container.encode(templateId, forKey: .templateId)
+        try container.encode(mode, forKey: .mode)
+        try container.encodeIfPresent(model, forKey: .model)
+        try container.encodeIfPresent(provider, forKey: .provider)
+        try container.encodeIfPresent(parser, forKey: .parser)
+        try container.encodeIfPresent(parentGenId, forKey: .parentGenId)
+        try container.encode(runId, forKey: .runId)
+        try container.encode(createdAt, forKey: .createdAt)
+        try container.encode(durationMs, forKey: .durationMs)
+        try container.encodeIfPresent(finishReason, forKey: .finishReason)
+        try container.encode(truncated, forKey: .truncated)
+        try container.encodeIfPresent(usage, forKey: .usage)
+        if mode == .llm { try container.encode(costUsd, forKey: .costUsd) }
+        try container.encode(status, forKey: .status)
+        try container.encodeIfPresent(llmError, forKey: .llmError)
+        try container.encode(files, forKey: .files)
+        try container.encodeIfPresent(templateSha256, forKey: .templateSha256)
+        try container.encodeIfPresent(rawLength, forKey: .rawLength)
+        try container.encodeIfPresent(rawLines, forKey: .rawLines)
+        try container.encodeIfPresent(retries, forKey: .retries)
+    }
+
     static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.keyEncodingStrategy = .convertToSnakeCase

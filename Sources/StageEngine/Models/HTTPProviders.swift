@@ -90,7 +90,7 @@ enum ProviderCall {
                 text: state.text,
                 finishReason: state.finishReason ?? .other,
                 usage: .init(promptTokens: state.promptTokens, completionTokens: state.completionTokens),
-                cost: 0,
+                cost: nil,
                 provider: endpoint.name,
                 model: state.model ?? ""
             )
@@ -234,7 +234,7 @@ public struct OpenAICompatibleProvider: ModelClient {
                         promptTokens: usage?["prompt_tokens"] as? Int ?? 0,
                         completionTokens: usage?["completion_tokens"] as? Int ?? 0
                     ),
-                    cost: 0,
+                    cost: nil,
                     provider: endpoint.name,
                     model: object["model"] as? String ?? request.model
                 )
@@ -327,7 +327,7 @@ public struct AnthropicProvider: ModelClient {
                         promptTokens: usage?["input_tokens"] as? Int ?? 0,
                         completionTokens: usage?["output_tokens"] as? Int ?? 0
                     ),
-                    cost: 0,
+                    cost: nil,
                     provider: endpoint.name,
                     model: object["model"] as? String ?? request.model
                 )

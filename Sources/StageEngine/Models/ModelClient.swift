@@ -64,8 +64,8 @@ public struct Completion: Sendable, Hashable {
     public var text: String
     public var finishReason: FinishReason
     public var usage: GenerationMetadata.Usage
-    /// In US dollars.
-    public var cost: Double
+    /// In US dollars: 0 when cached or embedded, nil when the model's price is unknown.
+    public var cost: Double?
     /// The provider that answered (`embedded`, `openai`, …).
     public var provider: String
     /// The model as the provider names it.
@@ -79,7 +79,7 @@ public struct Completion: Sendable, Hashable {
         text: String,
         finishReason: FinishReason,
         usage: GenerationMetadata.Usage,
-        cost: Double,
+        cost: Double?,
         provider: String,
         model: String,
         cached: Bool = false

@@ -67,6 +67,8 @@ public struct ModelRouter: Sendable {
     ]
 
     public let embedded: EmbeddedProvider
+    /// What each model costs: every completion the router's clients return is priced with it.
+    public let prices: PriceTable
     let settings: [String: ProviderSettings]
     let aliases: [String: String]
     let environment: [String: String]
@@ -78,9 +80,11 @@ public struct ModelRouter: Sendable {
         providers: [String: ProviderSettings] = [:],
         aliases: [String: String] = [:],
         defaultProvider: String? = nil,
-        environment: [String: String] = [:]
+        environment: [String: String] = [:],
+        prices: PriceTable = .builtIn
     ) {
         self.embedded = embedded
+        self.prices = prices
         settings = Self.builtIn.merging(providers) { $1 }
         self.aliases = aliases
         self.environment = environment
@@ -131,6 +135,29 @@ public struct ModelRouter: Sendable {
         case .openai: client = OpenAICompatibleProvider(endpoint: endpoint, streaming: streaming)
         case .anthropic: client = AnthropicProvider(endpoint: endpoint, streaming: streaming)
         }
-        return (RetryingClient(client, policy: settings.retries ?? RetryPolicy()), name)
+        return (PricedClient(RetryingClient(client, policy: settings.retries ?? RetryPolicy()), prices: prices), name)
+    }
+}
+
+/// A client whose completions carry their cost from a ``PriceTable`` (nil when the price is unknown).
+public struct PricedClient: ModelClient {
+    public let base: any ModelClient
+    public let prices: PriceTable
+
+    public init(_ base: any ModelClient, prices: PriceTable) {
+        self.base = base
+        self.prices = prices
+    }
+
+    public var provider: String { base.provider }
+
+    public func complete(_ request: CompletionRequest) async throws(ModelError) -> Completion {
+        var completion = try await base.complete(request)
+        // The name asked for first (an alias of the table's), then the one the provider answered with.
+        let price =
+            prices.price(provider: completion.provider, model: request.model)
+            ?? prices.price(provider: completion.provider, model: completion.model)
+        completion.cost = completion.cached ? 0 : price?.cost(completion.usage)
+        return completion
     }
 }

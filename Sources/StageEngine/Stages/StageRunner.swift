@@ -452,7 +452,7 @@ public final class StageRunner: Sendable {
             finishReason: completion.finishReason.rawValue,
             truncated: truncated,
             usage: completion.usage,
-            cost: completion.cost,
+            costUsd: completion.cost,
             status: status,
             llmError: routingProblem.map { "\($0); the embedded provider's answer stands in" } ?? debug?.llmError,
             files: files,
@@ -538,7 +538,7 @@ public final class StageRunner: Sendable {
             latencyMs: milliseconds(since: call.started),
             promptTokens: completion?.usage.promptTokens ?? 0,
             completionTokens: completion?.usage.completionTokens ?? 0,
-            cost: completion?.cost ?? 0,
+            costUsd: completion?.cost,
             cached: completion?.cached ?? false,
             retries: completion?.retries.count ?? retries,
             retryErrors: completion.flatMap { $0.retries.isEmpty ? nil : $0.retries.joined(separator: "; ") }

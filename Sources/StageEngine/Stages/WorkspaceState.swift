@@ -61,7 +61,8 @@ actor WorkspaceState {
             providers: configuration.providers ?? [:],
             aliases: configuration.aliases ?? [:],
             defaultProvider: configuration.defaultProvider,
-            environment: environment
+            environment: environment,
+            prices: PriceTable.builtIn.overridden(by: configuration.prices)
         )
         let fresh = Snapshot(
             catalog: catalog,

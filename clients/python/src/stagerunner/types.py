@@ -106,7 +106,7 @@ class GenerationMetadata(TypedDict):
     finish_reason: NotRequired[Literal["stop", "length", "content_filter", "tool_calls", "other"]]
     truncated: bool
     usage: NotRequired[Usage]
-    cost: NotRequired[float]
+    cost_usd: NotRequired[float | None]  # None: the model's price is unknown
     status: Status
     llm_error: NotRequired[str]
     files: list[str]
