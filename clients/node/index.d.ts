@@ -92,6 +92,8 @@ export interface StageRunParams {
   stubFallback?: boolean | null;
   failOnTruncation?: boolean | null;
   runId?: string | null;
+  /** The job whose budget the calls spend (budgets.job in stagerunner.yaml). */
+  budgetScope?: string | null;
   maxTextLength?: number | null;
 }
 export type RunStageParams = StageRunParams;
@@ -248,9 +250,17 @@ export interface ErrorData {
   size?: number;
   method?: string;
   available?: string[];
-  kind?: "workspace" | "template" | "model" | "storage" | "truncated";
+  kind?: "workspace" | "template" | "model" | "storage" | "truncated" | "budget";
   file?: string;
   line?: number;
+  /** -32015: the budget that refused the call. */
+  scope?: "request" | "job" | "process";
+  budgetScope?: string;
+  unit?: "tokens" | "cost_usd";
+  cap?: number;
+  spent?: number;
+  reserved?: number;
+  needed?: number;
 }
 
 /** schema/error.json */

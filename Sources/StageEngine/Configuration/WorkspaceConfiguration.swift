@@ -16,6 +16,12 @@ import Yams
 /// prices:              # USD per million tokens, over the built-in table (Models/prices.json)
 ///   local:my-model: {input: 0.1, output: 0.2}   # provider:model, or just the model
 ///   gpt-4o: {input: 2.5, output: 10}
+/// limits:              # per provider: calls in flight, requests and tokens per minute
+///   openai: {concurrency: 16, requestsPerMinute: 500, tokensPerMinute: 200000}
+/// budgets:             # caps in tokens and US dollars, refused before anything is sent
+///   request: {tokens: 20000}
+///   job: {costUsd: 5}            # each budgetScope of runStage is one job
+///   process: {costUsd: 50}
 /// embedded:            # scripted answers of the embedded provider, first match wins
 ///   rules:
 ///     - stage: evaluation
@@ -40,6 +46,10 @@ public struct WorkspaceConfiguration: Sendable, Hashable, Decodable {
     public var defaultProvider: String?
     /// Prices per model (`provider:model` or `model`) over the built-in ``PriceTable``.
     public var prices: [String: ModelPrice]?
+    /// Limits per provider name (see ``ProviderLimits``).
+    public var limits: [String: ProviderLimits]?
+    /// Caps per request, per job and per process (see ``Budgets``).
+    public var budgets: Budgets?
 
     public init(
         values: [String: TemplateValue]? = nil,
@@ -48,7 +58,9 @@ public struct WorkspaceConfiguration: Sendable, Hashable, Decodable {
         providers: [String: ModelRouter.ProviderSettings]? = nil,
         aliases: [String: String]? = nil,
         defaultProvider: String? = nil,
-        prices: [String: ModelPrice]? = nil
+        prices: [String: ModelPrice]? = nil,
+        limits: [String: ProviderLimits]? = nil,
+        budgets: Budgets? = nil
     ) {
         self.values = values
         self.combos = combos
@@ -57,6 +69,8 @@ public struct WorkspaceConfiguration: Sendable, Hashable, Decodable {
         self.aliases = aliases
         self.defaultProvider = defaultProvider
         self.prices = prices
+        self.limits = limits
+        self.budgets = budgets
     }
 
     public static let fileName = "stagerunner.yaml"

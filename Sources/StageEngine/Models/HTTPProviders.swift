@@ -18,6 +18,15 @@ public struct ProviderEndpoint: Sendable, Hashable {
     }
 }
 
+extension ModelError {
+    /// The error with the quota the response's headers announced.
+    func with(_ rateLimit: RateLimitHeaders?) -> ModelError {
+        var error = self
+        error.rateLimit = error.rateLimit ?? rateLimit
+        return error
+    }
+}
+
 /// Helpers both HTTP providers share.
 enum ProviderCall {
     /// Sends `body` and returns the completion, streamed or not. `onText` sees streamed text.
@@ -68,25 +77,28 @@ enum ProviderCall {
                 }
             }
         } catch let error as HTTPError {
-            throw map(error, endpoint)
+            throw map(error, endpoint).with(RateLimitHeaders.parse(responseHeaders))
         } catch let error as ModelError {
-            throw error
+            throw error.with(RateLimitHeaders.parse(responseHeaders))
         } catch {
             throw ModelError(.network, "\(error)")
         }
+        let rateLimit = RateLimitHeaders.parse(responseHeaders)
         // A cancelled task's stream ends instead of throwing: say so rather than blame the provider.
         if Task.isCancelled { throw ModelError(.cancelled, "the request was cancelled") }
         guard status == 200 else {
-            throw providerError(status: status, body: collected, headers: responseHeaders, endpoint)
+            throw providerError(status: status, body: collected, headers: responseHeaders, endpoint).with(rateLimit)
         }
+        var completion: Completion
         if stream {
             guard state.finished else {
                 throw ModelError(
                     .network,
                     "\(endpoint.name)'s event stream ended before the answer was complete; retry the request"
                 )
+                .with(rateLimit)
             }
-            return Completion(
+            completion = Completion(
                 text: state.text,
                 finishReason: state.finishReason ?? .other,
                 usage: .init(promptTokens: state.promptTokens, completionTokens: state.completionTokens),
@@ -94,8 +106,11 @@ enum ProviderCall {
                 provider: endpoint.name,
                 model: state.model ?? ""
             )
+        } else {
+            completion = try decode(collected)
         }
-        return try decode(collected)
+        completion.rateLimit = rateLimit
+        return completion
     }
 
     /// What a streamed answer has accumulated so far.

@@ -69,6 +69,10 @@ public struct ModelRouter: Sendable {
     public let embedded: EmbeddedProvider
     /// What each model costs: every completion the router's clients return is priced with it.
     public let prices: PriceTable
+    /// Limits by provider name; every provider's calls pass its limiter (which also honours the
+    /// provider's rate-limit headers), limits or not.
+    let limits: [String: ProviderLimits]
+    let limiters: ProviderLimiters
     let settings: [String: ProviderSettings]
     let aliases: [String: String]
     let environment: [String: String]
@@ -81,10 +85,14 @@ public struct ModelRouter: Sendable {
         aliases: [String: String] = [:],
         defaultProvider: String? = nil,
         environment: [String: String] = [:],
-        prices: PriceTable = .builtIn
+        prices: PriceTable = .builtIn,
+        limits: [String: ProviderLimits] = [:],
+        limiters: ProviderLimiters = ProviderLimiters()
     ) {
         self.embedded = embedded
         self.prices = prices
+        self.limits = limits
+        self.limiters = limiters
         settings = Self.builtIn.merging(providers) { $1 }
         self.aliases = aliases
         self.environment = environment
@@ -135,7 +143,8 @@ public struct ModelRouter: Sendable {
         case .openai: client = OpenAICompatibleProvider(endpoint: endpoint, streaming: streaming)
         case .anthropic: client = AnthropicProvider(endpoint: endpoint, streaming: streaming)
         }
-        return (PricedClient(RetryingClient(client, policy: settings.retries ?? RetryPolicy()), prices: prices), name)
+        let limited = LimitedClient(client, limiter: limiters.limiter(provider, limits[provider] ?? ProviderLimits()))
+        return (PricedClient(RetryingClient(limited, policy: settings.retries ?? RetryPolicy()), prices: prices), name)
     }
 }
 

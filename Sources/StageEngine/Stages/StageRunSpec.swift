@@ -26,6 +26,8 @@ public struct StageRunSpec: Sendable, Hashable {
     public var failOnTruncation = false
     /// Groups the calls of one run in metadata and the call log.
     public var runId: String?
+    /// The job whose budget (`budgets.job` in stagerunner.yaml) the call spends.
+    public var budgetScope: String?
 
     public init(stage: Stage, genId: String? = nil, templateId: String? = nil, values: [String: TemplateValue] = [:]) {
         self.stage = stage
@@ -66,6 +68,8 @@ public struct StageError: Error, Sendable, Hashable, CustomStringConvertible {
         case model
         case storage
         case truncated
+        /// A budget cap refused the model call (``StageError/budget`` says which).
+        case budget
     }
 
     public var kind: Kind
@@ -75,6 +79,8 @@ public struct StageError: Error, Sendable, Hashable, CustomStringConvertible {
     /// Where in the workspace, for template errors (`data/1_raw/templates/draft/x.txt`, line).
     public var file: String?
     public var line: Int?
+    /// The cap that refused the call, for ``Kind/budget``.
+    public var budget: BudgetRefusal?
 
     public init(_ kind: Kind, _ message: String, field: String? = nil, file: String? = nil, line: Int? = nil) {
         self.kind = kind

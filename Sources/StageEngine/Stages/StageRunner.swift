@@ -13,6 +13,8 @@ public final class StageRunner: Sendable {
     public let callLog: CallLog
     let state: WorkspaceState
     let inFlight = InFlightGenerations()
+    /// Spending against `budgets` for the life of the runner (the server process).
+    public let budgets = BudgetLedger()
     let logger: Logger
 
     /// Opens the runner of `workspace` (creating its call log when needed). Provider keys and
@@ -32,7 +34,12 @@ public final class StageRunner: Sendable {
             logger.notice("removed the temporaries of interrupted commits", metadata: ["paths": "\(abandoned)"])
         }
         callLog = try CallLog(workspace: workspace)
-        state = WorkspaceState(workspace: workspace, knownParsers: Set(parsers.names), environment: environment)
+        state = WorkspaceState(
+            workspace: workspace,
+            knownParsers: Set(parsers.names),
+            environment: environment,
+            limiters: ProviderLimiters()
+        )
     }
 
     /// Everything the workspace declares, and every problem in it (catalogs, membership, configuration).
@@ -62,6 +69,7 @@ public final class StageRunner: Sendable {
         /// The parent is in the membership, so it can be generated when missing.
         var parentInMembership: Bool
         var runId: String?
+        var budgetScope: String?
     }
 
     func plan(_ spec: StageRunSpec, _ snapshot: WorkspaceState.Snapshot) throws(StageError) -> Plan {
@@ -177,7 +185,8 @@ public final class StageRunner: Sendable {
             // Request values win over the combo's, which win over the workspace defaults.
             values: values,
             parentInMembership: spec.passThroughFrom.map { catalog.membership.row($0) != nil } ?? false,
-            runId: spec.runId
+            runId: spec.runId,
+            budgetScope: spec.budgetScope
         )
     }
 
@@ -192,6 +201,7 @@ public final class StageRunner: Sendable {
         if generation == nil && plan.parentInMembership && generateMissing {
             var spec = StageRunSpec(stage: parentStage, genId: parent)
             spec.runId = plan.runId
+            spec.budgetScope = plan.budgetScope
             _ = try await run(spec)
             generation = try readGeneration(parentStage, parent)
         }
@@ -380,7 +390,7 @@ public final class StageRunner: Sendable {
             routingProblem = error.message
             routed = (snapshot.router.embedded, model)
         }
-        let request = CompletionRequest(
+        var request = CompletionRequest(
             model: routed.model,
             messages: [ChatMessage(role: .user, content: prompt)],
             maxTokens: spec.maxTokens,
@@ -388,6 +398,11 @@ public final class StageRunner: Sendable {
             templateId: plan.template.id,
             genId: plan.genId
         )
+        let budgets = snapshot.configuration.budgets ?? Budgets()
+        // A per-request token cap bounds the answer too, so the call cannot pass it.
+        if let cap = budgets.request?.tokens, request.maxTokens == nil, cap > request.estimatedPromptTokens {
+            request.maxTokens = cap - request.estimatedPromptTokens
+        }
         let call = CallContext(
             plan: plan,
             maxTokens: spec.maxTokens,
@@ -399,10 +414,31 @@ public final class StageRunner: Sendable {
             started: ContinuousClock.now
         )
         let completion: Completion
-        do {
-            completion = try await routed.client.complete(request)
+        do throws(ModelError) {
+            let estimate = request.estimatedTokens
+            let price = snapshot.router.prices.price(provider: routed.client.provider, model: routed.model)
+            let reservation = try await self.budgets.reserve(
+                tokens: estimate,
+                cost: price?.cost(
+                    .init(promptTokens: request.estimatedPromptTokens, completionTokens: request.maxTokens ?? 0)
+                ),
+                job: spec.budgetScope,
+                budgets: budgets
+            )
+            do {
+                completion = try await routed.client.complete(request)
+            } catch {
+                await self.budgets.settle(reservation, tokens: 0, cost: nil)
+                throw error
+            }
+            await self.budgets.settle(reservation, tokens: completion.usage.totalTokens, cost: completion.cost)
         } catch {
             await log(call, nil, status: "error", error: error.description, retries: error.retries)
+            if let refusal = error.budget {
+                var failure = StageError(.budget, error.message)
+                failure.budget = refusal
+                throw failure
+            }
             throw StageError(.model, "\(routed.client.provider) could not answer: \(error.description)", field: "model")
         }
         let truncated =

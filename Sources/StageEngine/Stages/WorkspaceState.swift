@@ -15,6 +15,8 @@ actor WorkspaceState {
     let knownParsers: Set<String>
     /// Where provider keys and overrides come from (the process's environment).
     let environment: [String: String]
+    /// The providers' limiters, kept across configuration reloads.
+    let limiters: ProviderLimiters
     private var snapshot: Snapshot?
     private var stamps: [String: FileStamp] = [:]
     private var templates: [String: (FileStamp, CompiledTemplate)] = [:]
@@ -32,7 +34,13 @@ actor WorkspaceState {
         func hash(into hasher: inout Hasher) { hasher.combine(size) }
     }
 
-    init(workspace: Workspace, knownParsers: Set<String>, environment: [String: String]) {
+    init(
+        workspace: Workspace,
+        knownParsers: Set<String>,
+        environment: [String: String],
+        limiters: ProviderLimiters = ProviderLimiters()
+    ) {
+        self.limiters = limiters
         self.workspace = workspace
         self.knownParsers = knownParsers
         self.environment = environment
@@ -62,7 +70,9 @@ actor WorkspaceState {
             aliases: configuration.aliases ?? [:],
             defaultProvider: configuration.defaultProvider,
             environment: environment,
-            prices: PriceTable.builtIn.overridden(by: configuration.prices)
+            prices: PriceTable.builtIn.overridden(by: configuration.prices),
+            limits: configuration.limits ?? [:],
+            limiters: limiters
         )
         let fresh = Snapshot(
             catalog: catalog,

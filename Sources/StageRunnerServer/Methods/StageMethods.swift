@@ -18,6 +18,8 @@ struct StageRunParams: Decodable, Sendable {
     var stubFallback: Bool?
     var failOnTruncation: Bool?
     var runId: String?
+    /// The job whose budget the calls spend (`budgets.job` in stagerunner.yaml).
+    var budgetScope: String?
     /// Longest `raw`/`parsed` text returned inline; the files hold everything.
     var maxTextLength: Int?
 
@@ -56,6 +58,10 @@ struct StageRunParams: Decodable, Sendable {
         spec.stubFallback = stubFallback ?? false
         spec.failOnTruncation = failOnTruncation ?? false
         spec.runId = runId
+        if let budgetScope, budgetScope.isEmpty {
+            throw .invalidParams(field: "params.budgetScope", problem: "must not be empty")
+        }
+        spec.budgetScope = budgetScope
         return spec
     }
 }
@@ -97,6 +103,7 @@ enum StageErrorCode {
     static let model = -32012
     static let storage = -32013
     static let truncated = -32014
+    static let budget = -32015
 }
 
 extension ResponseError {
@@ -120,11 +127,25 @@ extension ResponseError {
         case .model: self.init(code: StageErrorCode.model, message: "Model: \(error.message)")
         case .storage: self.init(code: StageErrorCode.storage, message: "Storage: \(error.message)")
         case .truncated: self.init(code: StageErrorCode.truncated, message: "Truncated: \(error.message)")
+        case .budget: self.init(code: StageErrorCode.budget, message: "Budget: \(error.message)")
         }
         var data: [String: JSONValue] = ["kind": .string(error.kind.rawValue)]
         if let field = error.field { data["field"] = .string("params." + field) }
         if let file = error.file { data["file"] = .string(file) }
         if let line = error.line, line > 0 { data["line"] = .integer(Int64(line)) }
+        if let budget = error.budget {
+            data["scope"] = .string(budget.scope.rawValue)
+            if let scopeId = budget.scopeId { data["budgetScope"] = .string(scopeId) }
+            data["unit"] = .string(budget.unit.rawValue)
+            // Tokens are whole numbers; dollars are not.
+            func amount(_ value: Double) -> JSONValue {
+                budget.unit == .tokens ? .integer(Int64(value.rounded())) : .double(value)
+            }
+            data["cap"] = amount(budget.limit)
+            data["spent"] = amount(budget.spent)
+            data["reserved"] = amount(budget.reserved)
+            data["needed"] = amount(budget.needed)
+        }
         data["hint"] = .string(Self.hint(error.kind))
         self.data = .object(data)
     }
@@ -138,6 +159,7 @@ extension ResponseError {
         case .model: return "check the model id and the provider's configuration"
         case .storage: return "check that the workspace is writable and has free space"
         case .truncated: return "raise maxTokens, shorten the prompt, or drop failOnTruncation"
+        case .budget: return "raise the cap named in data.scope and data.unit under budgets in stagerunner.yaml"
         }
     }
 }
