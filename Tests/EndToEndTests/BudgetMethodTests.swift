@@ -7,7 +7,10 @@ import Testing
 /// Budget caps over the wire: -32015 with the cap in data.
 @Suite("Budgets over runStage")
 struct BudgetMethodTests {
-    @Test("a job over its token cap is refused with -32015, naming the cap", arguments: Transport.allCases)
+    @Test(
+        "a job over its token cap is refused with -32015, naming the cap; bad budgetScope and cache params",
+        arguments: Transport.allCases
+    )
     func jobCap(transport: Transport) async throws {
         let example = try ExampleCopy(
             "daydream",
@@ -42,6 +45,13 @@ struct BudgetMethodTests {
             empty["error"]
                 == json(
                     #"{"code":-32602,"message":"Invalid params: params.budgetScope must not be empty","data":{"field":"params.budgetScope","problem":"must not be empty"}}"#
+                )
+        )
+        let cache = try await peer.call(5, "runStage", #"{"stage":"draft","cache":"sometimes"}"#)
+        #expect(
+            cache["error"]
+                == json(
+                    #"{"code":-32602,"message":"Invalid params: params.cache must be use, refresh or off, not 'sometimes'","data":{"field":"params.cache","problem":"must be use, refresh or off, not 'sometimes'"}}"#
                 )
         )
         peer.saveTranscript("budget-\(transport)")

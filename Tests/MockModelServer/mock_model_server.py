@@ -15,6 +15,7 @@ The model name chooses the behaviour:
   huge            a 2 MB answer
   flaky-<n>-<tag> fails its first n requests with 500, then answers
   ratelimited-<tag>  429 with Retry-After: 1 once, then answers
+  once-<tag>      answers its first request, then fails every other with 500
   sleep-<ms>      answers after <ms> milliseconds (the benchmark's model)
   quota-<tag>     one request per window of about a second: each answer's rate-limit headers
                   (OpenAI's x-ratelimit-*, Anthropic's anthropic-ratelimit-*) say none is left
@@ -76,6 +77,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(401, {"error": {"type": "authentication_error", "message": "invalid x-api-key"}})
         if model.startswith("flaky-") and seen(model) < int(model.split("-")[1]):
             return self.send_json(500, {"error": {"message": "transient failure"}})
+        if model.startswith("once-") and seen(model) > 0:
+            return self.send_json(500, {"error": {"message": "asked twice"}})
         if model.startswith("ratelimited-") and seen(model) == 0:
             return self.send_json(429, {"error": {"message": "slow down"}}, [("Retry-After", "1")])
         quota_headers = []

@@ -94,6 +94,8 @@ export interface StageRunParams {
   runId?: string | null;
   /** The job whose budget the calls spend (budgets.job in stagerunner.yaml). */
   budgetScope?: string | null;
+  /** Whether the answer may come from the response cache. */
+  cache?: "use" | "refresh" | "off" | null;
   maxTextLength?: number | null;
 }
 export type RunStageParams = StageRunParams;
@@ -148,6 +150,8 @@ export interface GenerationMetadata {
   raw_lines?: number;
   /** Failed attempts retried before the answer; absent when the first attempt succeeded. */
   retries?: number;
+  /** Served from the response cache. */
+  cached?: true;
 }
 
 /** schema/metadata.json#/properties/usage */

@@ -22,6 +22,9 @@ import Yams
 ///   request: {tokens: 20000}
 ///   job: {costUsd: 5}            # each budgetScope of runStage is one job
 ///   process: {costUsd: 50}
+/// cache:               # answers of network providers, in .stagerunner/cache.sqlite
+///   ttlSeconds: 604800           # default 30 days
+///   default: use                 # use, refresh or off (force implies refresh)
 /// embedded:            # scripted answers of the embedded provider, first match wins
 ///   rules:
 ///     - stage: evaluation
@@ -50,6 +53,8 @@ public struct WorkspaceConfiguration: Sendable, Hashable, Decodable {
     public var limits: [String: ProviderLimits]?
     /// Caps per request, per job and per process (see ``Budgets``).
     public var budgets: Budgets?
+    /// The response cache's TTL and default policy (see ``ResponseCache``).
+    public var cache: CacheSettings?
 
     public init(
         values: [String: TemplateValue]? = nil,
@@ -60,7 +65,8 @@ public struct WorkspaceConfiguration: Sendable, Hashable, Decodable {
         defaultProvider: String? = nil,
         prices: [String: ModelPrice]? = nil,
         limits: [String: ProviderLimits]? = nil,
-        budgets: Budgets? = nil
+        budgets: Budgets? = nil,
+        cache: CacheSettings? = nil
     ) {
         self.values = values
         self.combos = combos
@@ -71,6 +77,7 @@ public struct WorkspaceConfiguration: Sendable, Hashable, Decodable {
         self.prices = prices
         self.limits = limits
         self.budgets = budgets
+        self.cache = cache
     }
 
     public static let fileName = "stagerunner.yaml"

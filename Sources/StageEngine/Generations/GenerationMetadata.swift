@@ -63,6 +63,8 @@ public struct GenerationMetadata: Sendable, Hashable, Codable {
     public var rawLines: Int?
     /// Failed attempts retried before the answer (absent when there were none).
     public var retries: Int?
+    /// The answer came from the response cache (absent when it did not).
+    public var cached: Bool?
 
     public init(
         stage: Stage,
@@ -86,7 +88,8 @@ public struct GenerationMetadata: Sendable, Hashable, Codable {
         templateSha256: String? = nil,
         rawLength: Int? = nil,
         rawLines: Int? = nil,
-        retries: Int? = nil
+        retries: Int? = nil,
+        cached: Bool? = nil
     ) {
         self.stage = stage
         self.genId = genId
@@ -110,6 +113,7 @@ public struct GenerationMetadata: Sendable, Hashable, Codable {
         self.rawLength = rawLength
         self.rawLines = rawLines
         self.retries = retries
+        self.cached = cached
     }
 }
 
@@ -150,6 +154,7 @@ extension GenerationMetadata {
         try container.encodeIfPresent(rawLength, forKey: .rawLength)
         try container.encodeIfPresent(rawLines, forKey: .rawLines)
         try container.encodeIfPresent(retries, forKey: .retries)
+        if cached == true { try container.encode(true, forKey: .cached) }
     }
 
     static let encoder: JSONEncoder = {

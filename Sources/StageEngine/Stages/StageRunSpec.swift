@@ -28,6 +28,9 @@ public struct StageRunSpec: Sendable, Hashable {
     public var runId: String?
     /// The job whose budget (`budgets.job` in stagerunner.yaml) the call spends.
     public var budgetScope: String?
+    /// Whether the answer may come from the response cache. By default `refresh` when `force`
+    /// is set, else the `cache.default` of stagerunner.yaml, else `use`.
+    public var cache: CachePolicy?
 
     public init(stage: Stage, genId: String? = nil, templateId: String? = nil, values: [String: TemplateValue] = [:]) {
         self.stage = stage

@@ -11,6 +11,8 @@ public final class StageRunner: Sendable {
     public let parsers: ParserRegistry
     public let store: GensStore
     public let callLog: CallLog
+    /// Answers of network providers (`.stagerunner/cache.sqlite`).
+    public let cache: ResponseCache
     let state: WorkspaceState
     let inFlight = InFlightGenerations()
     /// Spending against `budgets` for the life of the runner (the server process).
@@ -34,6 +36,7 @@ public final class StageRunner: Sendable {
             logger.notice("removed the temporaries of interrupted commits", metadata: ["paths": "\(abandoned)"])
         }
         callLog = try CallLog(workspace: workspace)
+        cache = try ResponseCache(workspace: workspace)
         state = WorkspaceState(
             workspace: workspace,
             knownParsers: Set(parsers.names),
@@ -413,33 +416,23 @@ public final class StageRunner: Sendable {
             createdAt: createdAt,
             started: ContinuousClock.now
         )
-        let completion: Completion
-        do throws(ModelError) {
-            let estimate = request.estimatedTokens
-            let price = snapshot.router.prices.price(provider: routed.client.provider, model: routed.model)
-            let reservation = try await self.budgets.reserve(
-                tokens: estimate,
-                cost: price?.cost(
-                    .init(promptTokens: request.estimatedPromptTokens, completionTokens: request.maxTokens ?? 0)
-                ),
-                job: spec.budgetScope,
-                budgets: budgets
-            )
+        // The embedded provider is deterministic and free: caching it would only cost a write.
+        let cacheable = routingProblem == nil && routed.client.provider != snapshot.router.embedded.provider
+        let policy = spec.cache ?? (spec.force ? .refresh : snapshot.configuration.cache?.default ?? .use)
+        let ttl = snapshot.configuration.cache?.ttlSeconds ?? CacheSettings.defaultTTL
+        var hit: Completion?
+        if cacheable && policy == .use {
             do {
-                completion = try await routed.client.complete(request)
+                hit = try await cache.lookup(provider: routed.client.provider, request, ttl: ttl)
             } catch {
-                await self.budgets.settle(reservation, tokens: 0, cost: nil)
-                throw error
+                logger.error("cannot read the response cache", metadata: ["error": "\(error)"])
             }
-            await self.budgets.settle(reservation, tokens: completion.usage.totalTokens, cost: completion.cost)
-        } catch {
-            await log(call, nil, status: "error", error: error.description, retries: error.retries)
-            if let refusal = error.budget {
-                var failure = StageError(.budget, error.message)
-                failure.budget = refusal
-                throw failure
-            }
-            throw StageError(.model, "\(routed.client.provider) could not answer: \(error.description)", field: "model")
+        }
+        let completion: Completion
+        if let hit {
+            completion = hit
+        } else {
+            completion = try await send(routed.client, request, spec: spec, budgets: budgets, snapshot, call)
         }
         let truncated =
             completion.finishReason == .length
@@ -469,6 +462,13 @@ public final class StageRunner: Sendable {
             if !outcome.succeeded && outcome.status != .stubFallback { parsed = nil }
         }
         if truncated && status == .success { status = .truncated }
+        if cacheable && policy != .off && !completion.cached && !truncated {
+            do {
+                try await cache.store(provider: routed.client.provider, request, completion)
+            } catch {
+                logger.error("cannot write the response cache", metadata: ["error": "\(error)"])
+            }
+        }
         if routingProblem != nil { status = .stubFallback }
         var files = ["prompt.txt", "raw.txt"]
         if parsed != nil { files.append("parsed.txt") }
@@ -495,7 +495,8 @@ public final class StageRunner: Sendable {
             templateSha256: templateSha,
             rawLength: completion.text.count,
             rawLines: completion.text.split(separator: "\n", omittingEmptySubsequences: false).count,
-            retries: completion.retries.isEmpty ? nil : completion.retries.count
+            retries: completion.retries.isEmpty ? nil : completion.retries.count,
+            cached: completion.cached ? true : nil
         )
         let result = try await commit(
             plan,
@@ -508,6 +509,46 @@ public final class StageRunner: Sendable {
         )
         await log(call, completion, status: status.rawValue, error: debug?.llmError)
         return result
+    }
+
+    /// Sends `request` within the budgets: reserves its estimate, calls, and settles with its usage.
+    func send(
+        _ client: any ModelClient,
+        _ request: CompletionRequest,
+        spec: StageRunSpec,
+        budgets: Budgets,
+        _ snapshot: WorkspaceState.Snapshot,
+        _ call: CallContext
+    ) async throws(StageError) -> Completion {
+        let completion: Completion
+        do throws(ModelError) {
+            let estimate = request.estimatedTokens
+            let price = snapshot.router.prices.price(provider: client.provider, model: request.model)
+            let reservation = try await self.budgets.reserve(
+                tokens: estimate,
+                cost: price?.cost(
+                    .init(promptTokens: request.estimatedPromptTokens, completionTokens: request.maxTokens ?? 0)
+                ),
+                job: spec.budgetScope,
+                budgets: budgets
+            )
+            do {
+                completion = try await client.complete(request)
+            } catch {
+                await self.budgets.settle(reservation, tokens: 0, cost: nil)
+                throw error
+            }
+            await self.budgets.settle(reservation, tokens: completion.usage.totalTokens, cost: completion.cost)
+        } catch {
+            await log(call, nil, status: "error", error: error.description, retries: error.retries)
+            if let refusal = error.budget {
+                var failure = StageError(.budget, error.message)
+                failure.budget = refusal
+                throw failure
+            }
+            throw StageError(.model, "\(client.provider) could not answer: \(error.description)", field: "model")
+        }
+        return completion
     }
 
     static func scoreText(_ score: Double) -> String {

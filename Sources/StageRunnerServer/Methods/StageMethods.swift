@@ -20,6 +20,8 @@ struct StageRunParams: Decodable, Sendable {
     var runId: String?
     /// The job whose budget the calls spend (`budgets.job` in stagerunner.yaml).
     var budgetScope: String?
+    /// `use`, `refresh` or `off`: whether the answer may come from the response cache.
+    var cache: String?
     /// Longest `raw`/`parsed` text returned inline; the files hold everything.
     var maxTextLength: Int?
 
@@ -62,6 +64,12 @@ struct StageRunParams: Decodable, Sendable {
             throw .invalidParams(field: "params.budgetScope", problem: "must not be empty")
         }
         spec.budgetScope = budgetScope
+        if let cache {
+            guard let policy = CachePolicy(rawValue: cache) else {
+                throw .invalidParams(field: "params.cache", problem: "must be use, refresh or off, not '\(cache)'")
+            }
+            spec.cache = policy
+        }
         return spec
     }
 }

@@ -123,7 +123,7 @@ struct BudgetTests {
             )
             #expect(error.budget?.unit == .costUsd)
         }
-        #expect(ContinuousClock.now - started < .seconds(5))
+        #expect(ContinuousClock.now - started < .seconds(60), "the model never answers: a sent call waits 120 s")
         let logged = try await runner.callLog.recent()
         #expect(logged.map(\.status) == ["error"])
         #expect(logged.first?.error?.hasPrefix("budget_exceeded: the cost budget") == true)

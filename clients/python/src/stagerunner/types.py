@@ -114,6 +114,7 @@ class GenerationMetadata(TypedDict):
     raw_length: NotRequired[int]
     raw_lines: NotRequired[int]
     retries: NotRequired[int]
+    cached: NotRequired[Literal[True]]  # served from the response cache
 
 
 class StageDebug(TypedDict):
