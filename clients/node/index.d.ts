@@ -96,6 +96,8 @@ export interface StageRunParams {
   budgetScope?: string | null;
   /** Whether the answer may come from the response cache. */
   cache?: "use" | "refresh" | "off" | null;
+  /** runStage only: the server sends $/progress notifications with this token. */
+  progressToken?: string | number | null;
   maxTextLength?: number | null;
 }
 export type RunStageParams = StageRunParams;

@@ -70,9 +70,12 @@ enum ProviderCall {
                         continue
                     }
                     for message in events.feed(chunk) {
-                        let before = state.text.count
+                        let before = state.text.utf8.count
                         try decodeStream(&state, message)
-                        if let onText, state.text.count > before { onText(String(state.text.dropFirst(before))) }
+                        // Counted in bytes: String.count would walk the whole text at every event.
+                        if let onText, state.text.utf8.count > before {
+                            onText(String(decoding: state.text.utf8.dropFirst(before), as: UTF8.self))
+                        }
                     }
                 }
             }

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Chooses the client that serves a model id.
 ///
 /// Ids name their provider (`openai:gpt-4o-mini`, `anthropic:claude-sonnet-4-5`,
@@ -102,8 +104,13 @@ public struct ModelRouter: Sendable {
     /// The provider names that can be used.
     public var providerNames: [String] { (Array(settings.keys) + [embedded.provider]).sorted() }
 
-    /// The client for `model`, and the model name to send it.
-    public func route(_ model: String) throws(ModelError) -> (client: any ModelClient, model: String) {
+    /// The client for `model`, and the model name to send it. With `progress`, network providers
+    /// stream their answer into it (whatever their `streaming` setting), and each retry is
+    /// announced with ``ProgressSink/Event/restart``.
+    public func route(
+        _ model: String,
+        progress: ProgressSink? = nil
+    ) throws(ModelError) -> (client: any ModelClient, model: String) {
         let resolved = aliases[model] ?? model
         var provider = defaultProvider
         var name = resolved
@@ -137,13 +144,19 @@ public struct ModelRouter: Sendable {
             apiKeyVariable: settings.apiKeyEnv
         )
         if let timeout = settings.timeout { endpoint.timeout = .milliseconds(Int(timeout * 1000)) }
-        let streaming = settings.streaming ?? false
+        let streaming = progress != nil || (settings.streaming ?? false)
+        var onText: (@Sendable (String) -> Void)?
+        if let handler = progress?.handler { onText = { handler(.text($0)) } }
         let client: any ModelClient
         switch settings.kind {
-        case .openai: client = OpenAICompatibleProvider(endpoint: endpoint, streaming: streaming)
-        case .anthropic: client = AnthropicProvider(endpoint: endpoint, streaming: streaming)
+        case .openai: client = OpenAICompatibleProvider(endpoint: endpoint, streaming: streaming, onText: onText)
+        case .anthropic: client = AnthropicProvider(endpoint: endpoint, streaming: streaming, onText: onText)
         }
-        let limited = LimitedClient(client, limiter: limiters.limiter(provider, limits[provider] ?? ProviderLimits()))
+        var limited: any ModelClient = LimitedClient(
+            client,
+            limiter: limiters.limiter(provider, limits[provider] ?? ProviderLimits())
+        )
+        if let progress { limited = AttemptAnnouncingClient(limited, progress: progress) }
         return (PricedClient(RetryingClient(limited, policy: settings.retries ?? RetryPolicy()), prices: prices), name)
     }
 }
@@ -168,5 +181,28 @@ public struct PricedClient: ModelClient {
             ?? prices.price(provider: completion.provider, model: completion.model)
         completion.cost = completion.cached ? 0 : price?.cost(completion.usage)
         return completion
+    }
+}
+
+/// Announces every attempt after the first to a ``ProgressSink`` (a retry starts the text anew).
+final class AttemptAnnouncingClient: ModelClient {
+    let base: any ModelClient
+    let progress: ProgressSink
+    let attempts = Mutex(0)
+
+    init(_ base: any ModelClient, progress: ProgressSink) {
+        self.base = base
+        self.progress = progress
+    }
+
+    var provider: String { base.provider }
+
+    func complete(_ request: CompletionRequest) async throws(ModelError) -> Completion {
+        let attempt = attempts.withLock { count in
+            defer { count += 1 }
+            return count
+        }
+        if attempt > 0 { progress.handler(.restart) }
+        return try await base.complete(request)
     }
 }

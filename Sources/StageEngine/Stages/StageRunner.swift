@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 
 /// Runs one generation — draft, essay or evaluation — through one stage-agnostic path (seed
 /// 000): resolve the template (membership first), render it strictly, call the model (or copy
@@ -381,10 +382,19 @@ public final class StageRunner: Sendable {
             prompt = try render(compiled.template, plan)
         }
         let model = plan.model ?? ""
+        // What streamed reaches the caller's sink; an answer that came whole is sent whole below.
+        let streamed = Mutex(false)
+        var relay: ProgressSink?
+        if let sink = spec.progress {
+            relay = ProgressSink { event in
+                if case .text = event { streamed.withLock { $0 = true } }
+                sink.handler(event)
+            }
+        }
         var routed: (client: any ModelClient, model: String)
         var routingProblem: String?
         do {
-            routed = try snapshot.router.route(model)
+            routed = try snapshot.router.route(model, progress: relay)
         } catch {
             // Seed 001: a provider that cannot be used (no key, say) is a stub only when asked for.
             guard spec.stubFallback && error.kind == .unavailable else {
@@ -433,6 +443,9 @@ public final class StageRunner: Sendable {
             completion = hit
         } else {
             completion = try await send(routed.client, request, spec: spec, budgets: budgets, snapshot, call)
+        }
+        if let sink = spec.progress, !completion.text.isEmpty, !streamed.withLock({ $0 }) {
+            sink.handler(.text(completion.text))
         }
         let truncated =
             completion.finishReason == .length

@@ -22,6 +22,8 @@ struct StageRunParams: Decodable, Sendable {
     var budgetScope: String?
     /// `use`, `refresh` or `off`: whether the answer may come from the response cache.
     var cache: String?
+    /// A string or an integer: the run's progress goes out as `$/progress` notifications with it.
+    var progressToken: JSONValue?
     /// Longest `raw`/`parsed` text returned inline; the files hold everything.
     var maxTextLength: Int?
 
@@ -69,6 +71,10 @@ struct StageRunParams: Decodable, Sendable {
                 throw .invalidParams(field: "params.cache", problem: "must be use, refresh or off, not '\(cache)'")
             }
             spec.cache = policy
+        }
+        switch progressToken {
+        case nil, .null, .string, .integer: break
+        default: throw .invalidParams(field: "params.progressToken", problem: "must be a string or an integer")
         }
         return spec
     }
@@ -175,14 +181,23 @@ extension ResponseError {
 extension StageRunnerServer {
     func runStage(_ context: RequestContext) async throws -> RawJSON {
         let params = try context.decodeParams(StageRunParams.self)
-        let spec = try params.spec()
+        var spec = try params.spec()
         let runner = try await engine.runner()
+        var notifier: ProgressNotifier?
+        if let token = params.progressToken, token != .null {
+            let progress = ProgressNotifier(connection: context.connection, token: token)
+            progress.begin()
+            spec.progress = ProgressSink { progress.handle($0) }
+            notifier = progress
+        }
         let result: StageResult
         do {
             result = try await runner.run(spec)
         } catch {
+            notifier?.end(error.message)
             throw ResponseError(error)
         }
+        notifier?.end(result.reused ? "reused" : result.status.rawValue)
         return try Self.encode(result, limit: params.maxTextLength ?? 65_536)
     }
 
