@@ -51,14 +51,17 @@ public struct PriceTable: Sendable, Hashable {
 
     private func lookup(_ name: String) -> ModelPrice? {
         if let price = prices[name] { return price }
-        // The longest key that the name extends with a snapshot suffix.
-        var best: (key: String, price: ModelPrice)?
-        for (key, price) in prices where name.count > key.count + 1 && name.hasPrefix(key + "-") {
-            let suffix = name.dropFirst(key.count + 1)
-            guard Self.isSnapshotSuffix(suffix) else { continue }
-            if best == nil || key.count > best!.key.count { best = (key, price) }
+        // The longest key that the name extends with a snapshot suffix: try each "-" from the right.
+        var end = name.endIndex
+        while let dash = name[..<end].lastIndex(of: "-") {
+            if let price = prices[String(name[..<dash])],
+                Self.isSnapshotSuffix(name[name.index(after: dash)...])
+            {
+                return price
+            }
+            end = dash
         }
-        return best?.price
+        return nil
     }
 
     /// `2024-08-06`, `20250929`, `latest`.
