@@ -27,6 +27,8 @@ Anthropic) unless the model is "no-auth". It prints "PORT <n>" once listening.
 import datetime
 import json
 import math
+import os
+import signal
 import socket
 import sys
 import threading
@@ -51,6 +53,9 @@ def seen(model: str) -> int:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # The head and the body go out in two writes: with Nagle's algorithm the body would wait for
+    # the client's delayed ACK of the head, adding 40 ms to every answer.
+    disable_nagle_algorithm = True
 
     def log_message(self, *args):  # quiet
         pass
@@ -206,7 +211,18 @@ class Server(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
+def exit_with_parent():
+    """Ends the process when standard input reaches its end: the test process that holds the
+    other end has exited (a suite's server may live as long as that process)."""
+    sys.stdin.buffer.read()
+    os._exit(0)
+
+
 def main():
+    # A parent may have blocked signals (a server's signal thread does); SIGTERM must still work.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, signal.valid_signals())
+    if "--exit-with-stdin" in sys.argv:
+        threading.Thread(target=exit_with_parent, daemon=True).start()
     server = Server(("127.0.0.1", 0), Handler)
     print(f"PORT {server.server_address[1]}", flush=True)
     try:

@@ -144,4 +144,33 @@ struct BudgetTests {
         #expect(result.metadata.usage?.completionTokens == 1)
         #expect(result.status == .truncated)
     }
+
+    @Test("prices, limits, budgets and cache decode from stagerunner.yaml; a wrong type is a diagnostic")
+    func configuration() async throws {
+        let good = try TemporaryWorkspace(
+            copying: "daydream",
+            files: [
+                "stagerunner.yaml": """
+                prices:
+                  local:my-model: {input: 0.1, output: 0.2}
+                limits:
+                  openai: {concurrency: 16, requestsPerMinute: 500, tokensPerMinute: 200000}
+                budgets:
+                  request: {tokens: 20000}
+                  job: {costUsd: 5}
+                  process: {tokens: 2000000, costUsd: 50}
+                cache: {ttlSeconds: 604800, default: refresh}
+                """
+            ]
+        )
+        defer { good.remove() }
+        #expect(try await StageRunner(workspace: good.workspace).validate().diagnostics.isEmpty)
+        let bad = try TemporaryWorkspace(
+            copying: "daydream",
+            files: ["stagerunner.yaml": "limits:\n  openai: {concurrency: many}\n"]
+        )
+        defer { bad.remove() }
+        let diagnostics = try await StageRunner(workspace: bad.workspace).validate().diagnostics
+        #expect(diagnostics.map(\.message) == ["limits.openai.concurrency: has the wrong type (expected Int)"])
+    }
 }
