@@ -26,6 +26,7 @@ python="$venv/bin/python"
 pylsp_version="1.1.2"
 pygls_version="2.1.1"
 jinja2_version="3.1.6"
+openai_version="3.54.0"
 
 # Prints the installed version of a distribution, or nothing.
 installed_version() {
@@ -40,10 +41,12 @@ setup_venv() {
     fi
     if [[ "$(installed_version python-lsp-jsonrpc)" != "$pylsp_version" ||
           "$(installed_version pygls)" != "$pygls_version" ||
-          "$(installed_version jinja2)" != "$jinja2_version" ]]; then
-        echo "run.sh: installing python-lsp-jsonrpc==$pylsp_version pygls==$pygls_version" >&2
+          "$(installed_version jinja2)" != "$jinja2_version" ||
+          "$(installed_version openai)" != "$openai_version" ]]; then
+        echo "run.sh: installing python-lsp-jsonrpc==$pylsp_version pygls==$pygls_version openai==$openai_version" >&2
         "$python" -m pip install --quiet --disable-pip-version-check \
-            "python-lsp-jsonrpc==$pylsp_version" "pygls==$pygls_version" "jinja2==$jinja2_version" >&2 || return 1
+            "python-lsp-jsonrpc==$pylsp_version" "pygls==$pygls_version" "jinja2==$jinja2_version" \
+            "openai==$openai_version" >&2 || return 1
     fi
 }
 
