@@ -80,6 +80,7 @@ bench: release
 	Benchmarks/run.sh .build/release/stagerunner
 	Benchmarks/.venv/bin/python Benchmarks/stage_bench.py .build/release/stagerunner
 	Benchmarks/.venv/bin/python Benchmarks/task_bench.py .build/release/stagerunner
+	Benchmarks/.venv/bin/python Benchmarks/model_bench.py .build/release/stagerunner
 
 clean:
 	rm -rf .build $(VENV) Benchmarks/.build Benchmarks/.venv

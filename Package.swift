@@ -105,6 +105,8 @@ let package = Package(
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
+            // The price table's data; compiled in as PriceTable+BuiltIn.swift (scripts/generate_prices.py).
+            exclude: ["Models/prices.json"],
             swiftSettings: strictSwift
         ),
         .testTarget(

@@ -27,6 +27,7 @@ pylsp_version="1.1.2"
 pygls_version="2.1.1"
 jinja2_version="3.1.6"
 jsonschema_version="4.26.0"
+openai_version="3.54.0"
 
 # Prints the installed version of a distribution, or nothing.
 installed_version() {
@@ -42,11 +43,12 @@ setup_venv() {
     if [[ "$(installed_version python-lsp-jsonrpc)" != "$pylsp_version" ||
           "$(installed_version pygls)" != "$pygls_version" ||
           "$(installed_version jinja2)" != "$jinja2_version" ||
-          "$(installed_version jsonschema)" != "$jsonschema_version" ]]; then
-        echo "run.sh: installing python-lsp-jsonrpc==$pylsp_version pygls==$pygls_version and the stage peers" >&2
+          "$(installed_version jsonschema)" != "$jsonschema_version" ||
+          "$(installed_version openai)" != "$openai_version" ]]; then
+        echo "run.sh: installing python-lsp-jsonrpc==$pylsp_version pygls==$pygls_version and the peers of the stage, task and model benchmarks" >&2
         "$python" -m pip install --quiet --disable-pip-version-check \
             "python-lsp-jsonrpc==$pylsp_version" "pygls==$pygls_version" "jinja2==$jinja2_version" \
-            "jsonschema==$jsonschema_version" >&2 || return 1
+            "jsonschema==$jsonschema_version" "openai==$openai_version" >&2 || return 1
     fi
 }
 

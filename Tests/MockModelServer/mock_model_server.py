@@ -15,11 +15,20 @@ The model name chooses the behaviour:
   huge            a 2 MB answer
   flaky-<n>-<tag> fails its first n requests with 500, then answers
   ratelimited-<tag>  429 with Retry-After: 1 once, then answers
+  once-<tag>      answers its first request, then fails every other with 500
+  sleep-<ms>      answers after <ms> milliseconds (the benchmark's model)
+  quota-<tag>     one request per window of about a second: each answer's rate-limit headers
+                  (OpenAI's x-ratelimit-*, Anthropic's anthropic-ratelimit-*) say none is left
+                  until the window ends, and a request inside the window gets a 429
 Requests must carry the key "test-key" (Authorization: Bearer for OpenAI, x-api-key for
 Anthropic) unless the model is "no-auth". It prints "PORT <n>" once listening.
 """
 
+import datetime
 import json
+import math
+import os
+import signal
 import socket
 import sys
 import threading
@@ -30,6 +39,8 @@ KEY = "test-key"
 # Requests seen per model name, for the models that fail a given number of times first.
 SEEN: dict[str, int] = {}
 SEEN_LOCK = threading.Lock()
+# The end of each quota-<tag> model's current window (time.time()).
+WINDOWS: dict[str, float] = {}
 
 
 def seen(model: str) -> int:
@@ -42,6 +53,9 @@ def seen(model: str) -> int:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # The head and the body go out in two writes: with Nagle's algorithm the body would wait for
+    # the client's delayed ACK of the head, adding 40 ms to every answer.
+    disable_nagle_algorithm = True
 
     def log_message(self, *args):  # quiet
         pass
@@ -68,8 +82,31 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(401, {"error": {"type": "authentication_error", "message": "invalid x-api-key"}})
         if model.startswith("flaky-") and seen(model) < int(model.split("-")[1]):
             return self.send_json(500, {"error": {"message": "transient failure"}})
+        if model.startswith("once-") and seen(model) > 0:
+            return self.send_json(500, {"error": {"message": "asked twice"}})
         if model.startswith("ratelimited-") and seen(model) == 0:
             return self.send_json(429, {"error": {"message": "slow down"}}, [("Retry-After", "1")])
+        quota_headers = []
+        if model.startswith("quota-"):
+            with SEEN_LOCK:
+                now = time.time()
+                if now < WINDOWS.get(model, 0):
+                    return self.send_json(429, {"error": {"message": "quota used up"}},
+                                          [("Retry-After", str(math.ceil(WINDOWS[model] - now)))])
+                end = math.ceil(now + 1)  # whole seconds, as Anthropic's reset times are
+                WINDOWS[model] = end
+            reset = datetime.datetime.fromtimestamp(end, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            quota_headers = [
+                ("x-ratelimit-remaining-requests", "0"),
+                ("x-ratelimit-reset-requests", f"{math.ceil((end - now) * 1000)}ms"),
+                ("x-ratelimit-remaining-tokens", "100000"),
+                ("x-ratelimit-reset-tokens", "1s"),
+            ] if not anthropic else [
+                ("anthropic-ratelimit-requests-remaining", "0"),
+                ("anthropic-ratelimit-requests-reset", reset),
+            ]
+        if model.startswith("sleep-"):
+            time.sleep(int(model.split("-")[1]) / 1000)
         if model == "fault-429":
             return self.send_json(429, {"error": {"message": "Rate limit reached"}}, [("Retry-After", "1")])
         if model == "fault-500":
@@ -113,13 +150,13 @@ class Handler(BaseHTTPRequestHandler):
                 "content": [{"type": "text", "text": text}],
                 "stop_reason": "max_tokens" if stopped == "long" else "end_turn",
                 "usage": {"input_tokens": prompt_tokens, "output_tokens": completion_tokens},
-            })
+            }, quota_headers)
         return self.send_json(200, {
             "id": "chatcmpl-1", "object": "chat.completion", "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                          "finish_reason": "length" if stopped == "long" else "stop"}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
-        })
+        }, quota_headers)
 
     def stream(self, anthropic, model, text, stopped, prompt_tokens, completion_tokens):
         self.send_response(200)
@@ -174,7 +211,18 @@ class Server(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
+def exit_with_parent():
+    """Ends the process when standard input reaches its end: the test process that holds the
+    other end has exited (a suite's server may live as long as that process)."""
+    sys.stdin.buffer.read()
+    os._exit(0)
+
+
 def main():
+    # A parent may have blocked signals (a server's signal thread does); SIGTERM must still work.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, signal.valid_signals())
+    if "--exit-with-stdin" in sys.argv:
+        threading.Thread(target=exit_with_parent, daemon=True).start()
     server = Server(("127.0.0.1", 0), Handler)
     print(f"PORT {server.server_address[1]}", flush=True)
     try:

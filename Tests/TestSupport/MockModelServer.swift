@@ -4,6 +4,9 @@ import Foundation
 public final class MockModelServer: @unchecked Sendable {
     public let port: Int
     private let process: Process
+    /// The server's standard input: it exits when this closes, so a server held by a suite (in a
+    /// `static`) ends with the test process instead of outliving it.
+    private let input = Pipe()
 
     /// The API key the server accepts.
     public static let key = "test-key"
@@ -11,7 +14,10 @@ public final class MockModelServer: @unchecked Sendable {
     public init() throws {
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", repositoryRoot + "/Tests/MockModelServer/mock_model_server.py"]
+        process.arguments = [
+            "python3", repositoryRoot + "/Tests/MockModelServer/mock_model_server.py", "--exit-with-stdin",
+        ]
+        process.standardInput = input
         let output = Pipe()
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice

@@ -98,6 +98,12 @@ export interface StageRunParams {
   stubFallback?: boolean | null;
   failOnTruncation?: boolean | null;
   runId?: string | null;
+  /** The job whose budget the calls spend (budgets.job in stagerunner.yaml). */
+  budgetScope?: string | null;
+  /** Whether the answer may come from the response cache. */
+  cache?: "use" | "refresh" | "off" | null;
+  /** runStage only: the server sends $/progress notifications with this token. */
+  progressToken?: string | number | null;
   maxTextLength?: number | null;
 }
 export type RunStageParams = StageRunParams;
@@ -142,7 +148,8 @@ export interface GenerationMetadata {
   finish_reason?: "stop" | "length" | "content_filter" | "tool_calls" | "other";
   truncated: boolean;
   usage?: Usage;
-  cost?: number;
+  /** US dollars; null when the model's price is unknown. */
+  cost_usd?: number | null;
   status: GenerationStatus;
   llm_error?: string;
   files: Array<"prompt.txt" | "raw.txt" | "parsed.txt" | "metadata.json">;
@@ -151,6 +158,8 @@ export interface GenerationMetadata {
   raw_lines?: number;
   /** Failed attempts retried before the answer; absent when the first attempt succeeded. */
   retries?: number;
+  /** Served from the response cache. */
+  cached?: true;
 }
 
 /** schema/metadata.json#/properties/usage */
@@ -384,10 +393,18 @@ export interface ErrorData {
   size?: number;
   method?: string;
   available?: string[];
-  kind?: "workspace" | "template" | "model" | "storage" | "truncated" | "task";
+  kind?: "workspace" | "template" | "model" | "storage" | "truncated" | "task" | "pipeline" | "job" | "budget";
   file?: string;
   path?: string;
   line?: number;
+  /** -32017: the budget that refused the call. */
+  scope?: "request" | "job" | "process";
+  budgetScope?: string;
+  unit?: "tokens" | "cost_usd";
+  cap?: number;
+  spent?: number;
+  reserved?: number;
+  needed?: number;
 }
 
 /** schema/error.json */
@@ -401,7 +418,7 @@ export declare const ErrorCodes: Readonly<{
   ParseError: -32700; InvalidRequest: -32600; MethodNotFound: -32601; InvalidParams: -32602;
   InternalError: -32603; ServerNotInitialized: -32002; RequestCancelled: -32800;
   ContentModified: -32801; RequestFailed: -32803; WorkspaceError: -32010; TemplateError: -32011;
-  ModelError: -32012; StorageError: -32013; TruncatedError: -32014; TaskError: -32015;
+  ModelError: -32012; StorageError: -32013; TruncatedError: -32014; TaskError: -32017;
 }>;
 
 export declare class RpcError extends Error {
@@ -432,7 +449,7 @@ export declare class ModelError extends CodedRpcError<-32012> {}
 export declare class StorageError extends CodedRpcError<-32013> {}
 export declare class TruncatedError extends CodedRpcError<-32014> {}
 /** runTask's task cannot be used (data.file, data.path, data.line); a task that fails is a result. */
-export declare class TaskError extends CodedRpcError<-32015> {}
+export declare class TaskError extends CodedRpcError<-32017> {}
 export declare function rpcErrorFromObject(error: ErrorObject, method?: string): RpcError;
 
 export declare class ServerExitedError extends Error {

@@ -786,6 +786,9 @@ def test_params_examples_agree_with_the_server(
     with Server("ndjson", "--enable-test-methods", cwd=cwd) as server:
         server.request(1, method, params)
         response = server.next_message()
+        while response.get("method") == "$/progress":  # a progressToken's notifications come first
+            assert validate_server_message("$/progress", response) == []
+            response = server.next_message()
     assert response.get("id") == 1, response
     assert validate_server_message(method, response) == []
     if valid and method == "renderPrompt" and response.get("error", {}).get("code") == -32010:
@@ -1015,7 +1018,7 @@ def test_live_workspace_methods_conform(framing: str, tmp_path: Path) -> None:
         check_committed(workspace, draft)
         assert (draft["status"], draft["reused"], draft["textTruncated"]) == ("success", False, False)
         metadata = draft["metadata"]
-        assert (metadata["provider"], metadata["cost"], metadata["model"], metadata["parser"]) == (
+        assert (metadata["provider"], metadata["cost_usd"], metadata["model"], metadata["parser"]) == (
             "embedded", 0, "sonnet-4", "essay_idea_last"
         )
         assert metadata["run_id"] == "live"
@@ -1084,6 +1087,26 @@ def test_live_workspace_methods_conform(framing: str, tmp_path: Path) -> None:
         )
         assert "template_sha256" not in truncated["metadata"], "promptText renders no template"
 
+        # progress: $/progress notifications carry the answer before the response, which is unchanged
+        streaming = {"stage": "draft", "templateId": "systematic-analytical", "model": "m",
+                     "promptText": "Stream this answer, please."}
+        exchange.request(30, "runStage", {**streaming, "genId": "p-1", "progressToken": "tok"})
+        streamed = exchange.result(30)
+        values = [
+            record["message"]["params"]["value"] for record in exchange.records
+            if record["method"] == "$/progress" and record["message"]["params"]["token"] == "tok"
+        ]
+        assert values[0] == {"kind": "begin", "title": "runStage"}
+        assert values[-1] == {"kind": "end", "message": "success"}
+        assert "".join(value.get("text", "") for value in values[1:-1]) == streamed["raw"]
+        exchange.request(31, "runStage", {**streaming, "genId": "p-2"})
+        plain = exchange.result(31)
+        assert (plain["raw"], plain["parsed"], plain["status"]) == (streamed["raw"], streamed["parsed"], streamed["status"])
+        exchange.request(32, "runStage", {**streaming, "genId": "p-1", "progressToken": 32})
+        assert exchange.result(32)["reused"] is True
+        assert [r["message"]["params"]["value"]["kind"] for r in exchange.records if r["method"] == "$/progress"
+                and r["message"]["params"]["token"] == 32] == ["begin", "end"]
+
         # a catalog change is picked up: an inactive template is listed unless includeInactive is false
         catalog = workspace / "data" / "1_raw" / "draft_templates.csv"
         catalog.write_text(catalog.read_text(encoding="utf-8").replace(",,llm,true", ",,llm,false"), encoding="utf-8")
@@ -1108,7 +1131,7 @@ def test_live_workspace_methods_conform(framing: str, tmp_path: Path) -> None:
     assert validate_transcript(transcript) == []
 
     count, found = metadata_problems(workspace)
-    assert count == 6, sorted(str(p.relative_to(workspace)) for p in gens.glob("*/*"))
+    assert count == 8, sorted(str(p.relative_to(workspace)) for p in gens.glob("*/*"))
     assert found == [], "\n".join(found)
     assert not list(gens.glob("*/.tmp-*")), "temporary directories left behind"
 
@@ -1246,10 +1269,10 @@ def test_live_task_methods_conform(framing: str, tmp_path: Path) -> None:
 
         # a task file that cannot be used: -32015, naming the file and the place
         exchange.request(7, "runTask", {"task": "tasks/missing.yaml"})
-        data = exchange.error(7, -32015)["data"]
+        data = exchange.error(7, -32017)["data"]
         assert (data["kind"], data["file"]) == ("task", "tasks/missing.yaml")
         exchange.request(8, "runTask", {"task": {"stages": {"inference": {"llm": {"temperature": 3}}}}})
-        data = exchange.error(8, -32015)["data"]
+        data = exchange.error(8, -32017)["data"]
         assert (data["file"], data["path"]) == ("<inline>", "stages.inference.llm.temperature")
         exchange.request(9, "runTask", {"task": {"stages": {}}, "maxRefinements": 101})
         assert exchange.error(9, -32602)["data"]["field"] == "params.maxRefinements"

@@ -24,7 +24,8 @@ public struct CallRecord: Sendable, Hashable, Codable, FetchableRecord, MutableP
     public var latencyMs: Double
     public var promptTokens: Int
     public var completionTokens: Int
-    public var cost: Double
+    /// US dollars; 0 when cached or embedded, nil when the model's price is unknown or the call failed.
+    public var costUsd: Double?
     public var cached: Bool
     /// Failed attempts retried before the outcome, and why each failed ("kind: message; …").
     public var retries = 0
@@ -45,7 +46,7 @@ public struct CallRecord: Sendable, Hashable, Codable, FetchableRecord, MutableP
         latencyMs: Double,
         promptTokens: Int,
         completionTokens: Int,
-        cost: Double,
+        costUsd: Double?,
         cached: Bool,
         retries: Int = 0,
         retryErrors: String? = nil
@@ -64,7 +65,7 @@ public struct CallRecord: Sendable, Hashable, Codable, FetchableRecord, MutableP
         self.latencyMs = latencyMs
         self.promptTokens = promptTokens
         self.completionTokens = completionTokens
-        self.cost = cost
+        self.costUsd = costUsd
         self.cached = cached
         self.retries = retries
         self.retryErrors = retryErrors
@@ -82,7 +83,10 @@ public struct CallSummary: Sendable, Hashable, Codable, FetchableRecord {
     public var calls: Int
     public var promptTokens: Int
     public var completionTokens: Int
+    /// US dollars, over the calls whose price is known.
     public var cost: Double
+    /// Calls that answered but whose model has no price (their cost is not in `cost`).
+    public var unpricedCalls: Int
 }
 
 /// The SQLite call log of a workspace, at `.stagerunner/calls.sqlite`.
@@ -144,6 +148,16 @@ public final class CallLog: Sendable {
                 table.add(column: "retryErrors", .text)
             }
         }
+        migrator.registerMigration("3: costUsd") { db in
+            // The cost becomes nullable: null says the model's price is unknown, which 0 would hide.
+            try db.alter(table: CallRecord.databaseTableName) { table in
+                table.add(column: "costUsd", .double)
+            }
+            try db.execute(sql: "UPDATE llm_calls SET costUsd = cost")
+            try db.alter(table: CallRecord.databaseTableName) { table in
+                table.drop(column: "cost")
+            }
+        }
         return migrator
     }
 
@@ -171,7 +185,9 @@ public final class CallLog: Sendable {
                 db,
                 sql: """
                     SELECT model, status, COUNT(*) AS calls, SUM(promptTokens) AS promptTokens,
-                           SUM(completionTokens) AS completionTokens, SUM(cost) AS cost
+                           SUM(completionTokens) AS completionTokens,
+                           COALESCE(SUM(costUsd), 0) AS cost,
+                           SUM(costUsd IS NULL AND status != 'error') AS unpricedCalls
                     FROM llm_calls GROUP BY model, status ORDER BY model, status
                     """
             )

@@ -14,6 +14,18 @@ import Yams
 ///   local: {kind: openai, baseURL: "http://localhost:8080/v1"}
 /// aliases: {sonnet-4: "anthropic:claude-sonnet-4-5"}
 /// defaultProvider: embedded   # for model ids that name no provider
+/// prices:              # USD per million tokens, over the built-in table (Models/prices.json)
+///   local:my-model: {input: 0.1, output: 0.2}   # provider:model, or just the model
+///   gpt-4o: {input: 2.5, output: 10}
+/// limits:              # per provider: calls in flight, requests and tokens per minute
+///   openai: {concurrency: 16, requestsPerMinute: 500, tokensPerMinute: 200000}
+/// budgets:             # caps in tokens and US dollars, refused before anything is sent
+///   request: {tokens: 20000}
+///   job: {costUsd: 5}            # each budgetScope of runStage is one job
+///   process: {costUsd: 50}
+/// cache:               # answers of network providers, in .stagerunner/cache.sqlite
+///   ttlSeconds: 604800           # default 30 days
+///   default: use                 # use, refresh or off (force implies refresh)
 /// embedded:            # scripted answers of the embedded provider, first match wins
 ///   rules:
 ///     - stage: evaluation
@@ -36,6 +48,14 @@ public struct WorkspaceConfiguration: Sendable, Hashable, Decodable {
     public var aliases: [String: String]?
     /// The provider of model ids that name none (default: embedded).
     public var defaultProvider: String?
+    /// Prices per model (`provider:model` or `model`) over the built-in ``PriceTable``.
+    public var prices: [String: ModelPrice]?
+    /// Limits per provider name (see ``ProviderLimits``).
+    public var limits: [String: ProviderLimits]?
+    /// Caps per request, per job and per process (see ``Budgets``).
+    public var budgets: Budgets?
+    /// The response cache's TTL and default policy (see ``ResponseCache``).
+    public var cache: CacheSettings?
 
     public init(
         values: [String: TemplateValue]? = nil,
@@ -43,7 +63,11 @@ public struct WorkspaceConfiguration: Sendable, Hashable, Decodable {
         embedded: EmbeddedProvider.Configuration? = nil,
         providers: [String: ModelRouter.ProviderSettings]? = nil,
         aliases: [String: String]? = nil,
-        defaultProvider: String? = nil
+        defaultProvider: String? = nil,
+        prices: [String: ModelPrice]? = nil,
+        limits: [String: ProviderLimits]? = nil,
+        budgets: Budgets? = nil,
+        cache: CacheSettings? = nil
     ) {
         self.values = values
         self.combos = combos
@@ -51,6 +75,10 @@ public struct WorkspaceConfiguration: Sendable, Hashable, Decodable {
         self.providers = providers
         self.aliases = aliases
         self.defaultProvider = defaultProvider
+        self.prices = prices
+        self.limits = limits
+        self.budgets = budgets
+        self.cache = cache
     }
 
     public static let fileName = "stagerunner.yaml"

@@ -50,8 +50,9 @@ public struct GenerationMetadata: Sendable, Hashable, Codable {
     public var finishReason: String?
     public var truncated: Bool
     public var usage: Usage?
-    /// In US dollars; 0 for the embedded provider and for cached answers.
-    public var cost: Double?
+    /// The call's cost in US dollars (`cost_usd`): 0 for the embedded provider and for cached
+    /// answers, nil when the model's price is unknown (written as `null` for mode `llm`).
+    public var costUsd: Double?
     public var status: GenerationStatus
     public var llmError: String?
     /// The files of the generation, relative to its directory.
@@ -62,6 +63,8 @@ public struct GenerationMetadata: Sendable, Hashable, Codable {
     public var rawLines: Int?
     /// Failed attempts retried before the answer (absent when there were none).
     public var retries: Int?
+    /// The answer came from the response cache (absent when it did not).
+    public var cached: Bool?
 
     public init(
         stage: Stage,
@@ -78,14 +81,15 @@ public struct GenerationMetadata: Sendable, Hashable, Codable {
         finishReason: String? = nil,
         truncated: Bool,
         usage: Usage? = nil,
-        cost: Double? = nil,
+        costUsd: Double? = nil,
         status: GenerationStatus,
         llmError: String? = nil,
         files: [String],
         templateSha256: String? = nil,
         rawLength: Int? = nil,
         rawLines: Int? = nil,
-        retries: Int? = nil
+        retries: Int? = nil,
+        cached: Bool? = nil
     ) {
         self.stage = stage
         self.genId = genId
@@ -101,7 +105,7 @@ public struct GenerationMetadata: Sendable, Hashable, Codable {
         self.finishReason = finishReason
         self.truncated = truncated
         self.usage = usage
-        self.cost = cost
+        self.costUsd = costUsd
         self.status = status
         self.llmError = llmError
         self.files = files
@@ -109,6 +113,7 @@ public struct GenerationMetadata: Sendable, Hashable, Codable {
         self.rawLength = rawLength
         self.rawLines = rawLines
         self.retries = retries
+        self.cached = cached
     }
 }
 
@@ -122,6 +127,36 @@ public enum GenerationStatus: String, Sendable, Hashable, Codable {
 }
 
 extension GenerationMetadata {
+    /// Members that do not apply are left out, except `cost_usd`, which a model call always has:
+    /// `null` there means the price is unknown, which is not the same as free.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(schemaVersion, forKey: .schemaVersion)
+        try container.encode(stage, forKey: .stage)
+        try container.encode(genId, forKey: .genId)
+        try container.encode(templateId, forKey: .templateId)
+        try container.encode(mode, forKey: .mode)
+        try container.encodeIfPresent(model, forKey: .model)
+        try container.encodeIfPresent(provider, forKey: .provider)
+        try container.encodeIfPresent(parser, forKey: .parser)
+        try container.encodeIfPresent(parentGenId, forKey: .parentGenId)
+        try container.encode(runId, forKey: .runId)
+        try container.encode(createdAt, forKey: .createdAt)
+        try container.encode(durationMs, forKey: .durationMs)
+        try container.encodeIfPresent(finishReason, forKey: .finishReason)
+        try container.encode(truncated, forKey: .truncated)
+        try container.encodeIfPresent(usage, forKey: .usage)
+        if mode == .llm { try container.encode(costUsd, forKey: .costUsd) }
+        try container.encode(status, forKey: .status)
+        try container.encodeIfPresent(llmError, forKey: .llmError)
+        try container.encode(files, forKey: .files)
+        try container.encodeIfPresent(templateSha256, forKey: .templateSha256)
+        try container.encodeIfPresent(rawLength, forKey: .rawLength)
+        try container.encodeIfPresent(rawLines, forKey: .rawLines)
+        try container.encodeIfPresent(retries, forKey: .retries)
+        if cached == true { try container.encode(true, forKey: .cached) }
+    }
+
     static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.keyEncodingStrategy = .convertToSnakeCase

@@ -290,17 +290,24 @@ private let headerCallback: sr_curl_data_callback = { data, size, count, context
     let length = size * count
     guard let data, let context else { return length }
     let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
-    let line = String(decoding: UnsafeRawBufferPointer(start: data, count: length), as: UTF8.self)
-        .trimmingCharacters(in: .whitespacesAndNewlines)
-    if line.hasPrefix("HTTP/") {
+    // Bytes, not Foundation's trimming: this runs for every header line of every response.
+    let bytes = UnsafeRawBufferPointer(start: data, count: length).bindMemory(to: UInt8.self)
+    func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 || byte == 0x0D || byte == 0x0A }
+    var start = 0
+    var end = bytes.count
+    while start < end && isSpace(bytes[start]) { start += 1 }
+    while end > start && isSpace(bytes[end - 1]) { end -= 1 }
+    let line = UnsafeBufferPointer(rebasing: bytes[start..<end])
+    if line.starts(with: Array("HTTP/".utf8)) {
         // A new status line (after a redirect or 100 Continue) starts a new set of headers.
-        let parts = line.split(separator: " ")
-        transfer.status = parts.count > 1 ? Int(parts[1]) ?? 0 : 0
+        let parts = line.split(separator: 0x20)
+        transfer.status = parts.count > 1 ? Int(String(decoding: parts[1], as: UTF8.self)) ?? 0 : 0
         transfer.headers = [:]
-    } else if let colon = line.firstIndex(of: ":") {
-        let name = line[..<colon].lowercased()
-        let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-        transfer.headers[name] = value
+    } else if let colon = line.firstIndex(of: 0x3A) {
+        let name = String(decoding: line[..<colon].map { $0 >= 0x41 && $0 <= 0x5A ? $0 + 0x20 : $0 }, as: UTF8.self)
+        var valueStart = colon + 1
+        while valueStart < line.count && isSpace(line[valueStart]) { valueStart += 1 }
+        transfer.headers[name] = String(decoding: line[valueStart...], as: UTF8.self)
     }
     return length
 }

@@ -145,8 +145,14 @@ public struct JobStatusDocument: Sendable, Hashable {
                     at: base + ["tokenUsage"]
                 )
             )
-            let cost = (json[path: base + ["cost"]].flatMap(\.numberValue) ?? 0) + metric.cost
-            operations.append(json.set(.double(cost), at: base + ["cost"]))
+            // A call of a model without a known price adds nothing; `unpricedCalls` says so.
+            if let price = metric.cost {
+                let cost = (json[path: base + ["cost"]].flatMap(\.numberValue) ?? 0) + price
+                operations.append(json.set(.double(cost), at: base + ["cost"]))
+            } else {
+                let unpriced = json[path: base + ["unpricedCalls"]]?.integerValue ?? 0
+                operations.append(json.set(.integer(unpriced + 1), at: base + ["unpricedCalls"]))
+            }
         }
         let calls = json["tasks"]?[task]?["modelCalls"]?.integerValue ?? 0
         setTask(task, "modelCalls", .integer(calls + 1))

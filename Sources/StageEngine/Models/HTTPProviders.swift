@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 
 /// Where a provider is and how it authenticates.
 public struct ProviderEndpoint: Sendable, Hashable {
@@ -18,6 +19,15 @@ public struct ProviderEndpoint: Sendable, Hashable {
     }
 }
 
+extension ModelError {
+    /// The error with the quota the response's headers announced.
+    func with(_ rateLimit: RateLimitHeaders?) -> ModelError {
+        var error = self
+        error.rateLimit = error.rateLimit ?? rateLimit
+        return error
+    }
+}
+
 /// Helpers both HTTP providers share.
 enum ProviderCall {
     /// Sends `body` and returns the completion, streamed or not. `onText` sees streamed text.
@@ -25,7 +35,7 @@ enum ProviderCall {
         _ endpoint: ProviderEndpoint,
         path: String,
         headers: [(name: String, value: String)],
-        body: [String: Any],
+        body: [String: JSONValue],
         stream: Bool,
         onText: (@Sendable (String) -> Void)?,
         decode: (Data) throws(ModelError) -> Completion,
@@ -39,11 +49,11 @@ enum ProviderCall {
         }
         var request = HTTPRequest(url: endpoint.baseURL + path, headers: headers)
         request.totalTimeout = endpoint.timeout
-        do {
-            request.body = try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])
-        } catch {
-            throw ModelError(.invalidRequest, "cannot encode the request: \(error)")
-        }
+        // The project's writer (keys sorted): Foundation's JSONSerialization costs more than the transfer.
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(256)
+        JSONWriter.write(.object(body), into: &bytes)
+        request.body = Data(bytes)
         var status = 0
         var responseHeaders: [String: String] = [:]
         var collected = Data()
@@ -61,41 +71,50 @@ enum ProviderCall {
                         continue
                     }
                     for message in events.feed(chunk) {
-                        let before = state.text.count
+                        let before = state.text.utf8.count
                         try decodeStream(&state, message)
-                        if let onText, state.text.count > before { onText(String(state.text.dropFirst(before))) }
+                        // Counted in bytes: String.count would walk the whole text at every event.
+                        if let onText, state.text.utf8.count > before {
+                            onText(String(decoding: state.text.utf8.dropFirst(before), as: UTF8.self))
+                        }
                     }
                 }
             }
         } catch let error as HTTPError {
-            throw map(error, endpoint)
+            throw map(error, endpoint).with(RateLimitHeaders.parse(responseHeaders))
         } catch let error as ModelError {
-            throw error
+            throw error.with(RateLimitHeaders.parse(responseHeaders))
         } catch {
             throw ModelError(.network, "\(error)")
         }
+        let rateLimit = RateLimitHeaders.parse(responseHeaders)
         // A cancelled task's stream ends instead of throwing: say so rather than blame the provider.
         if Task.isCancelled { throw ModelError(.cancelled, "the request was cancelled") }
         guard status == 200 else {
-            throw providerError(status: status, body: collected, headers: responseHeaders, endpoint)
+            throw providerError(status: status, body: collected, headers: responseHeaders, endpoint).with(rateLimit)
         }
+        var completion: Completion
         if stream {
             guard state.finished else {
                 throw ModelError(
                     .network,
                     "\(endpoint.name)'s event stream ended before the answer was complete; retry the request"
                 )
+                .with(rateLimit)
             }
-            return Completion(
+            completion = Completion(
                 text: state.text,
                 finishReason: state.finishReason ?? .other,
                 usage: .init(promptTokens: state.promptTokens, completionTokens: state.completionTokens),
-                cost: 0,
+                cost: nil,
                 provider: endpoint.name,
                 model: state.model ?? ""
             )
+        } else {
+            completion = try decode(collected)
         }
-        return try decode(collected)
+        completion.rateLimit = rateLimit
+        return completion
     }
 
     /// What a streamed answer has accumulated so far.
@@ -127,10 +146,10 @@ enum ProviderCall {
     )
         -> ModelError
     {
-        let object = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any]
+        let object = Array(body).withUnsafeBufferPointer { try? JSONParser.parse($0) }
         let detail =
-            ((object?["error"] as? [String: Any])?["message"] as? String)
-            ?? (object?["message"] as? String)
+            (object?["error"]?.objectValue?["message"]?.stringValue)
+            ?? (object?["message"]?.stringValue)
             ?? String(decoding: body.prefix(300), as: UTF8.self)
         let said = detail.isEmpty ? "" : ": \(detail)"
         switch status {
@@ -176,8 +195,9 @@ enum ProviderCall {
         ModelError(.server, "\(endpoint.name) sent a malformed answer (\(what))")
     }
 
-    static func object(_ data: Data, _ endpoint: ProviderEndpoint) throws(ModelError) -> [String: Any] {
-        guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+    static func object(_ data: Data, _ endpoint: ProviderEndpoint) throws(ModelError) -> JSONValue {
+        guard let object = Array(data).withUnsafeBufferPointer({ try? JSONParser.parse($0) }), case .object = object
+        else {
             throw malformed(endpoint, "not a JSON object")
         }
         return object
@@ -201,12 +221,14 @@ public struct OpenAICompatibleProvider: ModelClient {
     }
 
     public func complete(_ request: CompletionRequest) async throws(ModelError) -> Completion {
-        var body: [String: Any] = [
-            "model": request.model,
-            "messages": request.messages.map { ["role": $0.role.rawValue, "content": $0.content] },
+        var body: [String: JSONValue] = [
+            "model": .string(request.model),
+            "messages": .array(
+                request.messages.map { .object(["role": .string($0.role.rawValue), "content": .string($0.content)]) }
+            ),
         ]
-        if let maxTokens = request.maxTokens { body["max_tokens"] = maxTokens }
-        if let temperature = request.temperature { body["temperature"] = temperature }
+        if let maxTokens = request.maxTokens { body["max_tokens"] = .integer(Int64(maxTokens)) }
+        if let temperature = request.temperature { body["temperature"] = .double(temperature) }
         if streaming {
             body["stream"] = true
             body["stream_options"] = ["include_usage": true]
@@ -223,20 +245,20 @@ public struct OpenAICompatibleProvider: ModelClient {
             onText: onText,
             decode: { data throws(ModelError) in
                 let object = try ProviderCall.object(data, endpoint)
-                guard let choice = (object["choices"] as? [[String: Any]])?.first,
-                    let message = choice["message"] as? [String: Any]
+                guard let choice = object["choices"]?.arrayValue?.first,
+                    let message = choice["message"]?.objectValue
                 else { throw ProviderCall.malformed(endpoint, "no choices[0].message") }
-                let usage = object["usage"] as? [String: Any]
+                let usage = object["usage"]?.objectValue
                 return Completion(
-                    text: message["content"] as? String ?? "",
-                    finishReason: Self.finishReason(choice["finish_reason"] as? String),
+                    text: message["content"]?.stringValue ?? "",
+                    finishReason: Self.finishReason(choice["finish_reason"]?.stringValue),
                     usage: .init(
-                        promptTokens: usage?["prompt_tokens"] as? Int ?? 0,
-                        completionTokens: usage?["completion_tokens"] as? Int ?? 0
+                        promptTokens: usage?["prompt_tokens"]?.intValue ?? 0,
+                        completionTokens: usage?["completion_tokens"]?.intValue ?? 0
                     ),
-                    cost: 0,
+                    cost: nil,
                     provider: endpoint.name,
-                    model: object["model"] as? String ?? request.model
+                    model: object["model"]?.stringValue ?? request.model
                 )
             },
             decodeStream: { state, event throws(ModelError) in
@@ -245,21 +267,21 @@ public struct OpenAICompatibleProvider: ModelClient {
                     return
                 }
                 let object = try ProviderCall.object(Data(event.data.utf8), endpoint)
-                if let message = (object["error"] as? [String: Any])?["message"] as? String {
+                if let message = object["error"]?.objectValue?["message"]?.stringValue {
                     throw ModelError(.server, "\(endpoint.name) failed while streaming: \(message)")
                 }
-                state.model = state.model ?? object["model"] as? String
-                if let choice = (object["choices"] as? [[String: Any]])?.first {
-                    if let delta = choice["delta"] as? [String: Any], let text = delta["content"] as? String {
+                state.model = state.model ?? object["model"]?.stringValue
+                if let choice = object["choices"]?.arrayValue?.first {
+                    if let delta = choice["delta"]?.objectValue, let text = delta["content"]?.stringValue {
                         state.text += text
                     }
-                    if let reason = choice["finish_reason"] as? String {
+                    if let reason = choice["finish_reason"]?.stringValue {
                         state.finishReason = Self.finishReason(reason)
                     }
                 }
-                if let usage = object["usage"] as? [String: Any] {
-                    state.promptTokens = usage["prompt_tokens"] as? Int ?? state.promptTokens
-                    state.completionTokens = usage["completion_tokens"] as? Int ?? state.completionTokens
+                if let usage = object["usage"]?.objectValue {
+                    state.promptTokens = usage["prompt_tokens"]?.intValue ?? state.promptTokens
+                    state.completionTokens = usage["completion_tokens"]?.intValue ?? state.completionTokens
                 }
             }
         )
@@ -294,15 +316,17 @@ public struct AnthropicProvider: ModelClient {
 
     public func complete(_ request: CompletionRequest) async throws(ModelError) -> Completion {
         let system = request.messages.filter { $0.role == .system }.map(\.content).joined(separator: "\n\n")
-        var body: [String: Any] = [
-            "model": request.model,
-            "max_tokens": request.maxTokens ?? defaultMaxTokens,
-            "messages": request.messages.filter { $0.role != .system }.map {
-                ["role": $0.role.rawValue, "content": $0.content]
-            },
+        var body: [String: JSONValue] = [
+            "model": .string(request.model),
+            "max_tokens": .integer(Int64(request.maxTokens ?? defaultMaxTokens)),
+            "messages": .array(
+                request.messages.filter { $0.role != .system }.map {
+                    .object(["role": .string($0.role.rawValue), "content": .string($0.content)])
+                }
+            ),
         ]
-        if !system.isEmpty { body["system"] = system }
-        if let temperature = request.temperature { body["temperature"] = temperature }
+        if !system.isEmpty { body["system"] = .string(system) }
+        if let temperature = request.temperature { body["temperature"] = .double(temperature) }
         if streaming { body["stream"] = true }
         var headers: [(name: String, value: String)] = [("anthropic-version", "2023-06-01")]
         if let key = endpoint.apiKey { headers.append(("x-api-key", key)) }
@@ -316,45 +340,46 @@ public struct AnthropicProvider: ModelClient {
             onText: onText,
             decode: { data throws(ModelError) in
                 let object = try ProviderCall.object(data, endpoint)
-                guard let content = object["content"] as? [[String: Any]] else {
+                guard let content = object["content"]?.arrayValue else {
                     throw ProviderCall.malformed(endpoint, "no content")
                 }
-                let usage = object["usage"] as? [String: Any]
+                let usage = object["usage"]?.objectValue
                 return Completion(
-                    text: content.compactMap { $0["type"] as? String == "text" ? $0["text"] as? String : nil }.joined(),
-                    finishReason: Self.finishReason(object["stop_reason"] as? String),
+                    text: content.compactMap { $0["type"]?.stringValue == "text" ? $0["text"]?.stringValue : nil }
+                        .joined(),
+                    finishReason: Self.finishReason(object["stop_reason"]?.stringValue),
                     usage: .init(
-                        promptTokens: usage?["input_tokens"] as? Int ?? 0,
-                        completionTokens: usage?["output_tokens"] as? Int ?? 0
+                        promptTokens: usage?["input_tokens"]?.intValue ?? 0,
+                        completionTokens: usage?["output_tokens"]?.intValue ?? 0
                     ),
-                    cost: 0,
+                    cost: nil,
                     provider: endpoint.name,
-                    model: object["model"] as? String ?? request.model
+                    model: object["model"]?.stringValue ?? request.model
                 )
             },
             decodeStream: { state, event throws(ModelError) in
                 let object = try ProviderCall.object(Data(event.data.utf8), endpoint)
-                switch object["type"] as? String {
+                switch object["type"]?.stringValue {
                 case "message_start":
-                    let message = object["message"] as? [String: Any]
-                    state.model = message?["model"] as? String
-                    state.promptTokens = (message?["usage"] as? [String: Any])?["input_tokens"] as? Int ?? 0
+                    let message = object["message"]?.objectValue
+                    state.model = message?["model"]?.stringValue
+                    state.promptTokens = message?["usage"]?.objectValue?["input_tokens"]?.intValue ?? 0
                 case "content_block_delta":
-                    if let delta = object["delta"] as? [String: Any], let text = delta["text"] as? String {
+                    if let delta = object["delta"]?.objectValue, let text = delta["text"]?.stringValue {
                         state.text += text
                     }
                 case "message_delta":
-                    if let reason = (object["delta"] as? [String: Any])?["stop_reason"] as? String {
+                    if let reason = object["delta"]?.objectValue?["stop_reason"]?.stringValue {
                         state.finishReason = Self.finishReason(reason)
                     }
-                    if let tokens = (object["usage"] as? [String: Any])?["output_tokens"] as? Int {
+                    if let tokens = object["usage"]?.objectValue?["output_tokens"]?.intValue {
                         state.completionTokens = tokens
                     }
                 case "message_stop":
                     state.finished = true
                 case "error":
-                    let message = (object["error"] as? [String: Any])?["message"] as? String ?? "unknown error"
-                    let kind = (object["error"] as? [String: Any])?["type"] as? String
+                    let message = object["error"]?.objectValue?["message"]?.stringValue ?? "unknown error"
+                    let kind = object["error"]?.objectValue?["type"]?.stringValue
                     throw ModelError(kind == "overloaded_error" ? .overloaded : .server, "\(endpoint.name): \(message)")
                 default:
                     break  // ping, content_block_start/stop
@@ -372,4 +397,19 @@ public struct AnthropicProvider: ModelClient {
         default: return .other
         }
     }
+}
+
+extension JSONValue {
+    /// The value when it is an object.
+    fileprivate var objectValue: JSONValue? {
+        if case .object = self { return self }
+        return nil
+    }
+
+    fileprivate var arrayValue: [JSONValue]? {
+        if case .array(let values) = self { return values }
+        return nil
+    }
+
+    fileprivate var intValue: Int? { integerValue.map { Int($0) } }
 }

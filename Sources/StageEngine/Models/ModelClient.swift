@@ -64,8 +64,8 @@ public struct Completion: Sendable, Hashable {
     public var text: String
     public var finishReason: FinishReason
     public var usage: GenerationMetadata.Usage
-    /// In US dollars.
-    public var cost: Double
+    /// In US dollars: 0 when cached or embedded, nil when the model's price is unknown.
+    public var cost: Double?
     /// The provider that answered (`embedded`, `openai`, …).
     public var provider: String
     /// The model as the provider names it.
@@ -74,12 +74,14 @@ public struct Completion: Sendable, Hashable {
     public var cached: Bool
     /// Failed attempts retried before this answer, and why each failed.
     public var retries: [String] = []
+    /// The quota the provider's rate-limit headers announced with this answer.
+    public var rateLimit: RateLimitHeaders?
 
     public init(
         text: String,
         finishReason: FinishReason,
         usage: GenerationMetadata.Usage,
-        cost: Double,
+        cost: Double?,
         provider: String,
         model: String,
         cached: Bool = false
@@ -108,6 +110,8 @@ public struct ModelError: Error, Sendable, Hashable, CustomStringConvertible {
         case cancelled
         /// No provider can serve this model (not configured, key missing, …).
         case unavailable
+        /// A budget cap refused the call before anything was sent (``ModelError/budget`` says which).
+        case budgetExceeded = "budget_exceeded"
     }
 
     public var kind: Kind
@@ -116,6 +120,10 @@ public struct ModelError: Error, Sendable, Hashable, CustomStringConvertible {
     public var retryAfter: Duration?
     /// Retries made before giving up with this error.
     public var retries = 0
+    /// The quota the provider's rate-limit headers announced with the failure.
+    public var rateLimit: RateLimitHeaders?
+    /// The cap that refused the call, for ``Kind/budgetExceeded``.
+    public var budget: BudgetRefusal?
 
     public init(_ kind: Kind, _ message: String, retryAfter: Duration? = nil) {
         self.kind = kind
@@ -128,7 +136,8 @@ public struct ModelError: Error, Sendable, Hashable, CustomStringConvertible {
     public var isRetryable: Bool {
         switch kind {
         case .rateLimit, .overloaded, .server, .network, .timeout: return true
-        case .authentication, .invalidRequest, .contextLength, .cancelled, .unavailable: return false
+        case .authentication, .invalidRequest, .contextLength, .cancelled, .unavailable, .budgetExceeded:
+            return false
         }
     }
 

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Chooses the client that serves a model id.
 ///
 /// Ids name their provider (`openai:gpt-4o-mini`, `anthropic:claude-sonnet-4-5`,
@@ -67,6 +69,12 @@ public struct ModelRouter: Sendable {
     ]
 
     public let embedded: EmbeddedProvider
+    /// What each model costs: every completion the router's clients return is priced with it.
+    public let prices: PriceTable
+    /// Limits by provider name; every provider's calls pass its limiter (which also honours the
+    /// provider's rate-limit headers), limits or not.
+    let limits: [String: ProviderLimits]
+    let limiters: ProviderLimiters
     let settings: [String: ProviderSettings]
     let aliases: [String: String]
     let environment: [String: String]
@@ -78,9 +86,15 @@ public struct ModelRouter: Sendable {
         providers: [String: ProviderSettings] = [:],
         aliases: [String: String] = [:],
         defaultProvider: String? = nil,
-        environment: [String: String] = [:]
+        environment: [String: String] = [:],
+        prices: PriceTable = .builtIn,
+        limits: [String: ProviderLimits] = [:],
+        limiters: ProviderLimiters = ProviderLimiters()
     ) {
         self.embedded = embedded
+        self.prices = prices
+        self.limits = limits
+        self.limiters = limiters
         settings = Self.builtIn.merging(providers) { $1 }
         self.aliases = aliases
         self.environment = environment
@@ -90,8 +104,13 @@ public struct ModelRouter: Sendable {
     /// The provider names that can be used.
     public var providerNames: [String] { (Array(settings.keys) + [embedded.provider]).sorted() }
 
-    /// The client for `model`, and the model name to send it.
-    public func route(_ model: String) throws(ModelError) -> (client: any ModelClient, model: String) {
+    /// The client for `model`, and the model name to send it. With `progress`, network providers
+    /// stream their answer into it (whatever their `streaming` setting), and each retry is
+    /// announced with ``ProgressSink/Event/restart``.
+    public func route(
+        _ model: String,
+        progress: ProgressSink? = nil
+    ) throws(ModelError) -> (client: any ModelClient, model: String) {
         let resolved = aliases[model] ?? model
         var provider = defaultProvider
         var name = resolved
@@ -125,12 +144,65 @@ public struct ModelRouter: Sendable {
             apiKeyVariable: settings.apiKeyEnv
         )
         if let timeout = settings.timeout { endpoint.timeout = .milliseconds(Int(timeout * 1000)) }
-        let streaming = settings.streaming ?? false
+        let streaming = progress != nil || (settings.streaming ?? false)
+        var onText: (@Sendable (String) -> Void)?
+        if let handler = progress?.handler { onText = { handler(.text($0)) } }
         let client: any ModelClient
         switch settings.kind {
-        case .openai: client = OpenAICompatibleProvider(endpoint: endpoint, streaming: streaming)
-        case .anthropic: client = AnthropicProvider(endpoint: endpoint, streaming: streaming)
+        case .openai: client = OpenAICompatibleProvider(endpoint: endpoint, streaming: streaming, onText: onText)
+        case .anthropic: client = AnthropicProvider(endpoint: endpoint, streaming: streaming, onText: onText)
         }
-        return (RetryingClient(client, policy: settings.retries ?? RetryPolicy()), name)
+        var limited: any ModelClient = LimitedClient(
+            client,
+            limiter: limiters.limiter(provider, limits[provider] ?? ProviderLimits())
+        )
+        if let progress { limited = AttemptAnnouncingClient(limited, progress: progress) }
+        return (PricedClient(RetryingClient(limited, policy: settings.retries ?? RetryPolicy()), prices: prices), name)
+    }
+}
+
+/// A client whose completions carry their cost from a ``PriceTable`` (nil when the price is unknown).
+public struct PricedClient: ModelClient {
+    public let base: any ModelClient
+    public let prices: PriceTable
+
+    public init(_ base: any ModelClient, prices: PriceTable) {
+        self.base = base
+        self.prices = prices
+    }
+
+    public var provider: String { base.provider }
+
+    public func complete(_ request: CompletionRequest) async throws(ModelError) -> Completion {
+        var completion = try await base.complete(request)
+        // The name asked for first (an alias of the table's), then the one the provider answered with.
+        let price =
+            prices.price(provider: completion.provider, model: request.model)
+            ?? prices.price(provider: completion.provider, model: completion.model)
+        completion.cost = completion.cached ? 0 : price?.cost(completion.usage)
+        return completion
+    }
+}
+
+/// Announces every attempt after the first to a ``ProgressSink`` (a retry starts the text anew).
+final class AttemptAnnouncingClient: ModelClient {
+    let base: any ModelClient
+    let progress: ProgressSink
+    let attempts = Mutex(0)
+
+    init(_ base: any ModelClient, progress: ProgressSink) {
+        self.base = base
+        self.progress = progress
+    }
+
+    var provider: String { base.provider }
+
+    func complete(_ request: CompletionRequest) async throws(ModelError) -> Completion {
+        let attempt = attempts.withLock { count in
+            defer { count += 1 }
+            return count
+        }
+        if attempt > 0 { progress.handler(.restart) }
+        return try await base.complete(request)
     }
 }

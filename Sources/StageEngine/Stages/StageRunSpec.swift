@@ -1,3 +1,5 @@
+import Foundation
+
 /// What to generate (seed 000's `StageRunSpec`). Everything but `stage` is optional: a gen id
 /// found in the membership brings its template, model and parent; the catalogs bring the mode
 /// and the parser.
@@ -26,6 +28,13 @@ public struct StageRunSpec: Sendable, Hashable {
     public var failOnTruncation = false
     /// Groups the calls of one run in metadata and the call log.
     public var runId: String?
+    /// The job whose budget (`budgets.job` in stagerunner.yaml) the call spends.
+    public var budgetScope: String?
+    /// Whether the answer may come from the response cache. By default `refresh` when `force`
+    /// is set, else the `cache.default` of stagerunner.yaml, else `use`.
+    public var cache: CachePolicy?
+    /// Receives the model's answer while it is generated (see ``ProgressSink``).
+    public var progress: ProgressSink?
 
     public init(stage: Stage, genId: String? = nil, templateId: String? = nil, values: [String: TemplateValue] = [:]) {
         self.stage = stage
@@ -33,6 +42,32 @@ public struct StageRunSpec: Sendable, Hashable {
         self.templateId = templateId
         self.values = values
     }
+}
+
+/// Where a stage run reports the model's answer as it arrives: text deltas, in order, whose
+/// concatenation is the answer's raw text. Network providers are asked to stream when a sink is
+/// given; an answer that arrives whole (the embedded provider, a cache hit) is one delta. When a
+/// failed attempt is retried, `restart` says to drop the text received so far. A reused
+/// generation reports nothing (no model is called). Handlers must return quickly: they run on
+/// the task that reads the provider's answer.
+public struct ProgressSink: Sendable, Hashable {
+    public enum Event: Sendable, Hashable {
+        case text(String)
+        /// The attempt that sent the text so far failed and is retried: discard that text.
+        case restart
+    }
+
+    /// Identity: two sinks are equal only when they are the same sink.
+    let id = UUID()
+    public let handler: @Sendable (Event) -> Void
+
+    public init(_ handler: @escaping @Sendable (Event) -> Void) {
+        self.handler = handler
+    }
+
+    public static func == (left: ProgressSink, right: ProgressSink) -> Bool { left.id == right.id }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(id) }
 }
 
 /// What a stage run produced.
@@ -66,6 +101,8 @@ public struct StageError: Error, Sendable, Hashable, CustomStringConvertible {
         case model
         case storage
         case truncated
+        /// A budget cap refused the model call (``StageError/budget`` says which).
+        case budget
     }
 
     public var kind: Kind
@@ -75,6 +112,8 @@ public struct StageError: Error, Sendable, Hashable, CustomStringConvertible {
     /// Where in the workspace, for template errors (`data/1_raw/templates/draft/x.txt`, line).
     public var file: String?
     public var line: Int?
+    /// The cap that refused the call, for ``Kind/budget``.
+    public var budget: BudgetRefusal?
 
     public init(_ kind: Kind, _ message: String, field: String? = nil, file: String? = nil, line: Int? = nil) {
         self.kind = kind

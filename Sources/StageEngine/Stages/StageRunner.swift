@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 
 /// Runs one generation — draft, essay or evaluation — through one stage-agnostic path (seed
 /// 000): resolve the template (membership first), render it strictly, call the model (or copy
@@ -11,8 +12,12 @@ public final class StageRunner: Sendable {
     public let parsers: ParserRegistry
     public let store: GensStore
     public let callLog: CallLog
+    /// Answers of network providers (`.stagerunner/cache.sqlite`).
+    public let cache: ResponseCache
     let state: WorkspaceState
     let inFlight = InFlightGenerations()
+    /// Spending against `budgets` for the life of the runner (the server process).
+    public let budgets = BudgetLedger()
     let logger: Logger
 
     /// Opens the runner of `workspace` (creating its call log when needed). Provider keys and
@@ -32,7 +37,13 @@ public final class StageRunner: Sendable {
             logger.notice("removed the temporaries of interrupted commits", metadata: ["paths": "\(abandoned)"])
         }
         callLog = try CallLog(workspace: workspace)
-        state = WorkspaceState(workspace: workspace, knownParsers: Set(parsers.names), environment: environment)
+        cache = try ResponseCache(workspace: workspace)
+        state = WorkspaceState(
+            workspace: workspace,
+            knownParsers: Set(parsers.names),
+            environment: environment,
+            limiters: ProviderLimiters()
+        )
     }
 
     /// Everything the workspace declares, and every problem in it (catalogs, membership, configuration).
@@ -89,6 +100,7 @@ public final class StageRunner: Sendable {
         /// The parent is in the membership, so it can be generated when missing.
         var parentInMembership: Bool
         var runId: String?
+        var budgetScope: String?
     }
 
     func plan(_ spec: StageRunSpec, _ snapshot: WorkspaceState.Snapshot) throws(StageError) -> Plan {
@@ -204,7 +216,8 @@ public final class StageRunner: Sendable {
             // Request values win over the combo's, which win over the workspace defaults.
             values: values,
             parentInMembership: spec.passThroughFrom.map { catalog.membership.row($0) != nil } ?? false,
-            runId: spec.runId
+            runId: spec.runId,
+            budgetScope: spec.budgetScope
         )
     }
 
@@ -219,6 +232,7 @@ public final class StageRunner: Sendable {
         if generation == nil && plan.parentInMembership && generateMissing {
             var spec = StageRunSpec(stage: parentStage, genId: parent)
             spec.runId = plan.runId
+            spec.budgetScope = plan.budgetScope
             _ = try await run(spec)
             generation = try readGeneration(parentStage, parent)
         }
@@ -395,10 +409,19 @@ public final class StageRunner: Sendable {
             prompt = try render(compiled.template, plan)
         }
         let model = plan.model ?? ""
+        // What streamed reaches the caller's sink; an answer that came whole is sent whole below.
+        let streamed = Mutex(false)
+        var relay: ProgressSink?
+        if let sink = spec.progress {
+            relay = ProgressSink { event in
+                if case .text = event { streamed.withLock { $0 = true } }
+                sink.handler(event)
+            }
+        }
         var routed: (client: any ModelClient, model: String)
         var routingProblem: String?
         do {
-            routed = try snapshot.router.route(model)
+            routed = try snapshot.router.route(model, progress: relay)
         } catch {
             // Seed 001: a provider that cannot be used (no key, say) is a stub only when asked for.
             guard spec.stubFallback && error.kind == .unavailable else {
@@ -407,7 +430,7 @@ public final class StageRunner: Sendable {
             routingProblem = error.message
             routed = (snapshot.router.embedded, model)
         }
-        let request = CompletionRequest(
+        var request = CompletionRequest(
             model: routed.model,
             messages: [ChatMessage(role: .user, content: prompt)],
             maxTokens: spec.maxTokens,
@@ -415,6 +438,11 @@ public final class StageRunner: Sendable {
             templateId: plan.template.id,
             genId: plan.genId
         )
+        let budgets = snapshot.configuration.budgets ?? Budgets()
+        // A per-request token cap bounds the answer too, so the call cannot pass it.
+        if let cap = budgets.request?.tokens, request.maxTokens == nil, cap > request.estimatedPromptTokens {
+            request.maxTokens = cap - request.estimatedPromptTokens
+        }
         let call = CallContext(
             plan: plan,
             maxTokens: spec.maxTokens,
@@ -425,12 +453,26 @@ public final class StageRunner: Sendable {
             createdAt: createdAt,
             started: ContinuousClock.now
         )
+        // The embedded provider is deterministic and free: caching it would only cost a write.
+        let cacheable = routingProblem == nil && routed.client.provider != snapshot.router.embedded.provider
+        let policy = spec.cache ?? (spec.force ? .refresh : snapshot.configuration.cache?.default ?? .use)
+        let ttl = snapshot.configuration.cache?.ttlSeconds ?? CacheSettings.defaultTTL
+        var hit: Completion?
+        if cacheable && policy == .use {
+            do {
+                hit = try await cache.lookup(provider: routed.client.provider, request, ttl: ttl)
+            } catch {
+                logger.error("cannot read the response cache", metadata: ["error": "\(error)"])
+            }
+        }
         let completion: Completion
-        do {
-            completion = try await routed.client.complete(request)
-        } catch {
-            await log(call, nil, status: "error", error: error.description, retries: error.retries)
-            throw StageError(.model, "\(routed.client.provider) could not answer: \(error.description)", field: "model")
+        if let hit {
+            completion = hit
+        } else {
+            completion = try await send(routed.client, request, spec: spec, budgets: budgets, snapshot, call)
+        }
+        if let sink = spec.progress, !completion.text.isEmpty, !streamed.withLock({ $0 }) {
+            sink.handler(.text(completion.text))
         }
         let truncated =
             completion.finishReason == .length
@@ -460,6 +502,13 @@ public final class StageRunner: Sendable {
             if !outcome.succeeded && outcome.status != .stubFallback { parsed = nil }
         }
         if truncated && status == .success { status = .truncated }
+        if cacheable && policy != .off && !completion.cached && !truncated {
+            do {
+                try await cache.store(provider: routed.client.provider, request, completion)
+            } catch {
+                logger.error("cannot write the response cache", metadata: ["error": "\(error)"])
+            }
+        }
         if routingProblem != nil { status = .stubFallback }
         var files = ["prompt.txt", "raw.txt"]
         if parsed != nil { files.append("parsed.txt") }
@@ -479,14 +528,15 @@ public final class StageRunner: Sendable {
             finishReason: completion.finishReason.rawValue,
             truncated: truncated,
             usage: completion.usage,
-            cost: completion.cost,
+            costUsd: completion.cost,
             status: status,
             llmError: routingProblem.map { "\($0); the embedded provider's answer stands in" } ?? debug?.llmError,
             files: files,
             templateSha256: templateSha,
             rawLength: completion.text.count,
             rawLines: completion.text.split(separator: "\n", omittingEmptySubsequences: false).count,
-            retries: completion.retries.isEmpty ? nil : completion.retries.count
+            retries: completion.retries.isEmpty ? nil : completion.retries.count,
+            cached: completion.cached ? true : nil
         )
         let result = try await commit(
             plan,
@@ -499,6 +549,46 @@ public final class StageRunner: Sendable {
         )
         await log(call, completion, status: status.rawValue, error: debug?.llmError)
         return result
+    }
+
+    /// Sends `request` within the budgets: reserves its estimate, calls, and settles with its usage.
+    func send(
+        _ client: any ModelClient,
+        _ request: CompletionRequest,
+        spec: StageRunSpec,
+        budgets: Budgets,
+        _ snapshot: WorkspaceState.Snapshot,
+        _ call: CallContext
+    ) async throws(StageError) -> Completion {
+        let completion: Completion
+        do throws(ModelError) {
+            let estimate = request.estimatedTokens
+            let price = snapshot.router.prices.price(provider: client.provider, model: request.model)
+            let reservation = try await self.budgets.reserve(
+                tokens: estimate,
+                cost: price?.cost(
+                    .init(promptTokens: request.estimatedPromptTokens, completionTokens: request.maxTokens ?? 0)
+                ),
+                job: spec.budgetScope,
+                budgets: budgets
+            )
+            do {
+                completion = try await client.complete(request)
+            } catch {
+                await self.budgets.settle(reservation, tokens: 0, cost: nil)
+                throw error
+            }
+            await self.budgets.settle(reservation, tokens: completion.usage.totalTokens, cost: completion.cost)
+        } catch {
+            await log(call, nil, status: "error", error: error.description, retries: error.retries)
+            if let refusal = error.budget {
+                var failure = StageError(.budget, error.message)
+                failure.budget = refusal
+                throw failure
+            }
+            throw StageError(.model, "\(client.provider) could not answer: \(error.description)", field: "model")
+        }
+        return completion
     }
 
     static func scoreText(_ score: Double) -> String {
@@ -565,7 +655,7 @@ public final class StageRunner: Sendable {
             latencyMs: milliseconds(since: call.started),
             promptTokens: completion?.usage.promptTokens ?? 0,
             completionTokens: completion?.usage.completionTokens ?? 0,
-            cost: completion?.cost ?? 0,
+            costUsd: completion?.cost,
             cached: completion?.cached ?? false,
             retries: completion?.retries.count ?? retries,
             retryErrors: completion.flatMap { $0.retries.isEmpty ? nil : $0.retries.joined(separator: "; ") }

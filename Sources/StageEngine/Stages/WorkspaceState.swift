@@ -15,12 +15,20 @@ actor WorkspaceState {
     let knownParsers: Set<String>
     /// Where provider keys and overrides come from (the process's environment).
     let environment: [String: String]
+    /// The providers' limiters, kept across configuration reloads.
+    let limiters: ProviderLimiters
     private var snapshot: Snapshot?
     private var stamps: [String: FileStamp] = [:]
     private var templates: [String: (FileStamp, CompiledTemplate)] = [:]
     private var tasks: [String: TaskDefinition] = [:]
 
-    init(workspace: Workspace, knownParsers: Set<String>, environment: [String: String]) {
+    init(
+        workspace: Workspace,
+        knownParsers: Set<String>,
+        environment: [String: String],
+        limiters: ProviderLimiters = ProviderLimiters()
+    ) {
+        self.limiters = limiters
         self.workspace = workspace
         self.knownParsers = knownParsers
         self.environment = environment
@@ -47,7 +55,10 @@ actor WorkspaceState {
             providers: configuration.providers ?? [:],
             aliases: configuration.aliases ?? [:],
             defaultProvider: configuration.defaultProvider,
-            environment: environment
+            environment: environment,
+            prices: PriceTable.builtIn.overridden(by: configuration.prices),
+            limits: configuration.limits ?? [:],
+            limiters: limiters
         )
         let fresh = Snapshot(
             catalog: catalog,

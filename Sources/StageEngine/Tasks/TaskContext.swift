@@ -149,8 +149,8 @@ public struct LLMMetric: Sendable, Hashable {
     public var model: String
     public var promptTokens: Int
     public var completionTokens: Int
-    /// US dollars.
-    public var cost: Double
+    /// US dollars; nil when the model's price is unknown.
+    public var cost: Double?
     public var durationMs: Double
     public var finishReason: String?
     public var cached: Bool
@@ -168,7 +168,7 @@ public struct LLMMetric: Sendable, Hashable {
             "promptTokens": .integer(Int64(promptTokens)),
             "completionTokens": .integer(Int64(completionTokens)),
             "totalTokens": .integer(Int64(promptTokens + completionTokens)),
-            "cost": .double(cost),
+            "cost": cost.map(JSONValue.double) ?? nil,
             "durationMs": .double((durationMs * 1000).rounded() / 1000),
             "cached": .bool(cached),
             "retries": .integer(Int64(retries)),

@@ -18,6 +18,12 @@ struct StageRunParams: Decodable, Sendable {
     var stubFallback: Bool?
     var failOnTruncation: Bool?
     var runId: String?
+    /// The job whose budget the calls spend (`budgets.job` in stagerunner.yaml).
+    var budgetScope: String?
+    /// `use`, `refresh` or `off`: whether the answer may come from the response cache.
+    var cache: String?
+    /// A string or an integer: the run's progress goes out as `$/progress` notifications with it.
+    var progressToken: JSONValue?
     /// Longest `raw`/`parsed` text returned inline; the files hold everything.
     var maxTextLength: Int?
 
@@ -56,6 +62,20 @@ struct StageRunParams: Decodable, Sendable {
         spec.stubFallback = stubFallback ?? false
         spec.failOnTruncation = failOnTruncation ?? false
         spec.runId = runId
+        if let budgetScope, budgetScope.isEmpty {
+            throw .invalidParams(field: "params.budgetScope", problem: "must not be empty")
+        }
+        spec.budgetScope = budgetScope
+        if let cache {
+            guard let policy = CachePolicy(rawValue: cache) else {
+                throw .invalidParams(field: "params.cache", problem: "must be use, refresh or off, not '\(cache)'")
+            }
+            spec.cache = policy
+        }
+        switch progressToken {
+        case nil, .null, .string, .integer: break
+        default: throw .invalidParams(field: "params.progressToken", problem: "must be a string or an integer")
+        }
         return spec
     }
 }
@@ -69,6 +89,7 @@ enum StageErrorCode {
     static let truncated = -32014
     static let task = -32015
     static let job = -32016
+    static let budget = -32017
 }
 
 extension ResponseError {
@@ -92,11 +113,25 @@ extension ResponseError {
         case .model: self.init(code: StageErrorCode.model, message: "Model: \(error.message)")
         case .storage: self.init(code: StageErrorCode.storage, message: "Storage: \(error.message)")
         case .truncated: self.init(code: StageErrorCode.truncated, message: "Truncated: \(error.message)")
+        case .budget: self.init(code: StageErrorCode.budget, message: "Budget: \(error.message)")
         }
         var data: [String: JSONValue] = ["kind": .string(error.kind.rawValue)]
         if let field = error.field { data["field"] = .string("params." + field) }
         if let file = error.file { data["file"] = .string(file) }
         if let line = error.line, line > 0 { data["line"] = .integer(Int64(line)) }
+        if let budget = error.budget {
+            data["scope"] = .string(budget.scope.rawValue)
+            if let scopeId = budget.scopeId { data["budgetScope"] = .string(scopeId) }
+            data["unit"] = .string(budget.unit.rawValue)
+            // Tokens are whole numbers; dollars are not.
+            func amount(_ value: Double) -> JSONValue {
+                budget.unit == .tokens ? .integer(Int64(value.rounded())) : .double(value)
+            }
+            data["cap"] = amount(budget.limit)
+            data["spent"] = amount(budget.spent)
+            data["reserved"] = amount(budget.reserved)
+            data["needed"] = amount(budget.needed)
+        }
         data["hint"] = .string(Self.hint(error.kind))
         self.data = .object(data)
     }
@@ -110,6 +145,7 @@ extension ResponseError {
         case .model: return "check the model id and the provider's configuration"
         case .storage: return "check that the workspace is writable and has free space"
         case .truncated: return "raise maxTokens, shorten the prompt, or drop failOnTruncation"
+        case .budget: return "raise the cap named in data.scope and data.unit under budgets in stagerunner.yaml"
         }
     }
 }
@@ -117,14 +153,23 @@ extension ResponseError {
 extension StageRunnerServer {
     func runStage(_ context: RequestContext) async throws -> RawJSON {
         let params = try context.decodeParams(StageRunParams.self)
-        let spec = try params.spec()
+        var spec = try params.spec()
         let runner = try await engine.runner()
+        var notifier: ProgressNotifier?
+        if let token = params.progressToken, token != .null {
+            let progress = ProgressNotifier(connection: context.connection, token: token)
+            progress.begin()
+            spec.progress = ProgressSink { progress.handle($0) }
+            notifier = progress
+        }
         let result: StageResult
         do {
             result = try await runner.run(spec)
         } catch {
+            notifier?.end(error.message)
             throw ResponseError(error)
         }
+        notifier?.end(result.reused ? "reused" : result.status.rawValue)
         return try Self.encode(result, limit: params.maxTextLength ?? 65_536)
     }
 

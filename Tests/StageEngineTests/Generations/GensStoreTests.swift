@@ -18,7 +18,7 @@ struct GensStoreTests {
             finishReason: "stop",
             truncated: false,
             usage: .init(promptTokens: 3, completionTokens: 4),
-            cost: 0,
+            costUsd: 0,
             status: status,
             files: ["prompt.txt", "raw.txt", "metadata.json"]
         )

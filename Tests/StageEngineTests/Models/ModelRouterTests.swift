@@ -33,8 +33,10 @@ struct ModelRouterTests {
         let (client, model) = try router.route("sonnet")
         #expect(client.provider == "anthropic")
         #expect(model == "claude-sonnet-4-5")
-        let routed = try #require(try router.route("ollama:qwen3").client as? RetryingClient)
-        let ollama = try #require(routed.base as? OpenAICompatibleProvider)
+        let priced = try #require(try router.route("ollama:qwen3").client as? PricedClient)
+        let routed = try #require(priced.base as? RetryingClient)
+        let limited = try #require(routed.base as? LimitedClient)
+        let ollama = try #require(limited.base as? OpenAICompatibleProvider)
         #expect(ollama.endpoint.baseURL == "http://gpu-box:11434/v1")
         #expect(ollama.endpoint.apiKey == nil)
     }

@@ -119,7 +119,7 @@ class GenerationMetadata(TypedDict):
     finish_reason: NotRequired[Literal["stop", "length", "content_filter", "tool_calls", "other"]]
     truncated: bool
     usage: NotRequired[Usage]
-    cost: NotRequired[float]
+    cost_usd: NotRequired[float | None]  # None: the model's price is unknown
     status: Status
     llm_error: NotRequired[str]
     files: list[str]
@@ -127,6 +127,7 @@ class GenerationMetadata(TypedDict):
     raw_length: NotRequired[int]
     raw_lines: NotRequired[int]
     retries: NotRequired[int]
+    cached: NotRequired[Literal[True]]  # served from the response cache
 
 
 class StageDebug(TypedDict):

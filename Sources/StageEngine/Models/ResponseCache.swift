@@ -1,0 +1,152 @@
+import Crypto
+import Foundation
+import GRDB
+
+/// Whether a call may be answered from the response cache, per request (`cache` of `runStage`).
+public enum CachePolicy: String, Sendable, Hashable, Codable {
+    /// Answer from the cache when it holds a fresh answer; store new answers.
+    case use
+    /// Always call the model, and store its answer in place of the cached one.
+    case refresh
+    /// Neither read nor write the cache.
+    case off
+}
+
+/// The `cache` section of `stagerunner.yaml`.
+///
+/// ```yaml
+/// cache:
+///   ttlSeconds: 604800   # how long an answer stays fresh (default 30 days)
+///   default: use         # the policy of requests that name none (use, refresh or off)
+/// ```
+public struct CacheSettings: Sendable, Hashable, Decodable {
+    public var ttlSeconds: Double?
+    public var `default`: CachePolicy?
+
+    public init(ttlSeconds: Double? = nil, default policy: CachePolicy? = nil) {
+        self.ttlSeconds = ttlSeconds
+        self.default = policy
+    }
+
+    /// Thirty days.
+    public static let defaultTTL: Double = 30 * 24 * 3600
+}
+
+/// Answers of network providers, keyed by their content: the provider, the model, the messages
+/// and the parameters (max tokens, temperature). A hit is returned marked `cached` and costs
+/// nothing. Only complete answers are stored: never an error, never a truncated answer. The
+/// embedded provider is not cached (it is deterministic and free).
+///
+/// It lives at `.stagerunner/cache.sqlite`, beside the call log rather than in it: the cache can
+/// be deleted at any time to start afresh without losing the record of calls.
+public final class ResponseCache: Sendable {
+    let database: DatabaseQueue
+
+    public static let relativePath = ".stagerunner/cache.sqlite"
+
+    /// Opens (and creates or migrates) the cache at `path`.
+    public init(path: String) throws {
+        try FileManager.default.createDirectory(
+            atPath: (path as NSString).deletingLastPathComponent,
+            withIntermediateDirectories: true
+        )
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(5)
+        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
+        database = try DatabaseQueue(path: path, configuration: configuration)
+        try database.writeWithoutTransaction { db in _ = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL") }
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("1: responses") { db in
+            try db.create(table: "responses") { table in
+                table.primaryKey("key", .text)
+                table.column("provider", .text).notNull()
+                table.column("model", .text).notNull()
+                table.column("text", .text).notNull()
+                table.column("finishReason", .text).notNull()
+                table.column("promptTokens", .integer).notNull()
+                table.column("completionTokens", .integer).notNull()
+                table.column("answeredModel", .text).notNull()
+                /// Seconds since 1970.
+                table.column("storedAt", .double).notNull()
+            }
+        }
+        try migrator.migrate(database)
+    }
+
+    /// Opens the cache of `workspace`.
+    public convenience init(workspace: Workspace) throws {
+        try self.init(path: workspace.path(Self.relativePath))
+    }
+
+    /// The key of a request to `provider`: SHA-256 of its content, in a stable encoding.
+    public static func key(provider: String, _ request: CompletionRequest) -> String {
+        var text = "v1\u{1F}\(provider)\u{1F}\(request.model)\u{1F}"
+        text += request.maxTokens.map(String.init) ?? "-"
+        text += "\u{1F}" + (request.temperature.map { "\($0)" } ?? "-")
+        for message in request.messages {
+            // Lengths first, so no content can pass for a boundary.
+            text += "\u{1E}\(message.role.rawValue)\u{1F}\(message.content.utf8.count)\u{1F}\(message.content)"
+        }
+        return SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// The stored answer to `request` if it is younger than `ttl` seconds, marked cached and free.
+    public func lookup(provider: String, _ request: CompletionRequest, ttl: Double) async throws -> Completion? {
+        let key = Self.key(provider: provider, request)
+        let oldest = Date().timeIntervalSince1970 - ttl
+        return try await database.read { db in
+            guard
+                let row = try Row.fetchOne(
+                    db,
+                    sql: "SELECT * FROM responses WHERE key = ? AND storedAt >= ?",
+                    arguments: [key, oldest]
+                )
+            else { return nil }
+            return Completion(
+                text: row["text"],
+                finishReason: FinishReason(rawValue: row["finishReason"]) ?? .other,
+                usage: .init(promptTokens: row["promptTokens"], completionTokens: row["completionTokens"]),
+                cost: 0,
+                provider: row["provider"],
+                model: row["answeredModel"],
+                cached: true
+            )
+        }
+    }
+
+    /// Stores a complete answer (replacing an older one); errors never get here, and truncated
+    /// answers are refused.
+    public func store(provider: String, _ request: CompletionRequest, _ completion: Completion) async throws {
+        guard completion.finishReason != .length, !completion.cached else { return }
+        let key = Self.key(provider: provider, request)
+        try await database.write { db in
+            try db.execute(
+                sql: """
+                    INSERT OR REPLACE INTO responses
+                    (key, provider, model, text, finishReason, promptTokens, completionTokens, answeredModel, storedAt)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    key, provider, request.model, completion.text, completion.finishReason.rawValue,
+                    completion.usage.promptTokens, completion.usage.completionTokens, completion.model,
+                    Date().timeIntervalSince1970,
+                ]
+            )
+        }
+    }
+
+    /// Removes the answers older than `ttl` seconds; returns how many.
+    @discardableResult
+    public func removeExpired(ttl: Double) async throws -> Int {
+        let oldest = Date().timeIntervalSince1970 - ttl
+        return try await database.write { db in
+            try db.execute(sql: "DELETE FROM responses WHERE storedAt < ?", arguments: [oldest])
+            return db.changesCount
+        }
+    }
+
+    /// How many answers are stored.
+    public func count() async throws -> Int {
+        try await database.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM responses") ?? 0 }
+    }
+}

@@ -1,0 +1,192 @@
+import Foundation
+import StageEngine
+import Synchronization
+import TestSupport
+import Testing
+
+/// A provider that answers after a delay and counts the calls in flight.
+final class CountingClient: ModelClient {
+    let delay: Duration
+    let counts = Mutex((now: 0, most: 0, calls: 0))
+
+    init(delay: Duration) {
+        self.delay = delay
+    }
+
+    var provider: String { "counting" }
+
+    func complete(_ request: CompletionRequest) async throws(ModelError) -> Completion {
+        counts.withLock {
+            $0.now += 1
+            $0.calls += 1
+            $0.most = max($0.most, $0.now)
+        }
+        defer { counts.withLock { $0.now -= 1 } }
+        do {
+            try await Task.sleep(for: delay)
+        } catch {
+            throw ModelError(.cancelled, "the request was cancelled")
+        }
+        return Completion(
+            text: "ok",
+            finishReason: .stop,
+            usage: .init(promptTokens: 1, completionTokens: 1),
+            cost: nil,
+            provider: provider,
+            model: request.model
+        )
+    }
+}
+
+@Suite("Provider limits: concurrency, request and token buckets, rate-limit headers", .serialized)
+struct LimitsTests {
+    static let server = try! MockModelServer()
+
+    func request(_ model: String = "m", maxTokens: Int? = nil) -> CompletionRequest {
+        CompletionRequest(model: model, messages: [.init(role: .user, content: "hi")], maxTokens: maxTokens)
+    }
+
+    @Test("rate-limit headers: OpenAI's durations, Anthropic's reset times")
+    func headers() {
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        let openAI = RateLimitHeaders.parse(
+            [
+                "x-ratelimit-remaining-requests": "59", "x-ratelimit-remaining-tokens": "149000",
+                "x-ratelimit-reset-requests": "1m30.5s", "x-ratelimit-reset-tokens": "20ms",
+            ],
+            now: now
+        )
+        #expect(
+            openAI
+                == RateLimitHeaders(
+                    remainingRequests: 59,
+                    remainingTokens: 149000,
+                    resetRequests: .milliseconds(90500),
+                    resetTokens: .milliseconds(20)
+                )
+        )
+        let anthropic = RateLimitHeaders.parse(
+            [
+                "anthropic-ratelimit-requests-remaining": "0",
+                "anthropic-ratelimit-requests-reset": "2027-01-15T08:00:02Z",
+                "anthropic-ratelimit-tokens-remaining": "12",
+            ],
+            now: now
+        )
+        #expect(anthropic?.remainingRequests == 0)
+        #expect(anthropic?.remainingTokens == 12)
+        #expect(anthropic?.resetRequests == .seconds(2))
+        #expect(RateLimitHeaders.parse(["content-type": "application/json"]) == nil)
+        #expect(RateLimitHeaders.parse(["x-ratelimit-reset-requests": "6m0s"])?.resetRequests == .seconds(360))
+    }
+
+    @Test("no more calls in flight than the concurrency limit")
+    func concurrency() async throws {
+        let base = CountingClient(delay: .milliseconds(50))
+        let client = LimitedClient(base, limiter: ProviderLimiter(provider: "counting", limits: .init(concurrency: 2)))
+        try await withThrowingTaskGroup(of: Completion.self) { group in
+            for _ in 0..<8 { group.addTask { try await client.complete(request()) } }
+            for try await completion in group { #expect(completion.text == "ok") }
+        }
+        #expect(base.counts.withLock { $0.most } == 2)
+        #expect(base.counts.withLock { $0.calls } == 8)
+    }
+
+    @Test("a call waiting for a slot, or for the request bucket, ends at once when cancelled")
+    func waitingIsCancellable() async throws {
+        let base = CountingClient(delay: .seconds(30))
+        let limiter = ProviderLimiter(provider: "counting", limits: .init(concurrency: 1))
+        let client = LimitedClient(base, limiter: limiter)
+        let holder = Task { try await client.complete(request()) }
+        let waiter = Task { try await client.complete(request()) }
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(await limiter.waiting == 1)
+        let started = ContinuousClock.now
+        waiter.cancel()
+        await #expect(throws: ModelError.self) { try await waiter.value }
+        holder.cancel()
+        _ = await holder.result
+        #expect(ContinuousClock.now - started < .seconds(2))
+        #expect(base.counts.withLock { $0.calls } == 1)
+
+        // Two requests a minute: the third waits for the bucket, and cancelling ends the wait.
+        let quick = CountingClient(delay: .zero)
+        let paced = LimitedClient(quick, limiter: ProviderLimiter(provider: "p", limits: .init(requestsPerMinute: 2)))
+        _ = try await paced.complete(request())
+        _ = try await paced.complete(request())
+        let third = Task { try await paced.complete(request()) }
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(quick.counts.withLock { $0.calls } == 2)
+        third.cancel()
+        do {
+            _ = try await third.value
+            Issue.record("the third call went through")
+        } catch let error as ModelError {
+            #expect(error.kind == .cancelled)
+            #expect(error.message == "the request was cancelled while waiting for p's rate limits")
+        }
+    }
+
+    @Test("the token bucket holds the prompt and maxTokens while a call runs, then counts what it used")
+    func tokensPerMinute() async throws {
+        let slow = CountingClient(delay: .seconds(30))
+        let limiter = ProviderLimiter(provider: "p", limits: .init(tokensPerMinute: 100))
+        let client = LimitedClient(slow, limiter: limiter)
+        // 1 prompt token + 80: 19 are left while it runs, so a second call of 81 waits.
+        let first = Task { try await client.complete(request(maxTokens: 80)) }
+        try await Task.sleep(for: .milliseconds(100))
+        let second = Task { try await client.complete(request(maxTokens: 80)) }
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(slow.counts.withLock { $0.calls } == 1)
+        second.cancel()
+        first.cancel()
+        _ = await (first.result, second.result)
+        // Two tokens used, not 81: the next call fits again.
+        let quick = LimitedClient(
+            CountingClient(delay: .zero),
+            limiter: ProviderLimiter(provider: "q", limits: .init(tokensPerMinute: 100))
+        )
+        for _ in 0..<3 { _ = try await quick.complete(request(maxTokens: 80)) }
+    }
+
+    @Test("the provider's headers say the quota is spent: the next call waits for the reset instead of a 429")
+    func headersSlowDown() async throws {
+        let endpointOpenAI = ProviderEndpoint(
+            name: "openai",
+            baseURL: Self.server.url("/v1"),
+            apiKey: MockModelServer.key
+        )
+        let endpointAnthropic = ProviderEndpoint(
+            name: "anthropic",
+            baseURL: Self.server.url(),
+            apiKey: MockModelServer.key
+        )
+        // Without a limiter, the second call inside the window is refused: the mock enforces its quota.
+        let bare = OpenAICompatibleProvider(endpoint: endpointOpenAI)
+        _ = try await bare.complete(request("quota-bare"))
+        await #expect(throws: ModelError.self) { try await bare.complete(request("quota-bare")) }
+        for (name, provider) in [
+            ("openai", bare as any ModelClient), ("anthropic", AnthropicProvider(endpoint: endpointAnthropic)),
+        ] {
+            let client = LimitedClient(provider, limiter: ProviderLimiter(provider: name, limits: .init()))
+            let started = ContinuousClock.now
+            for _ in 0..<3 {
+                let completion = try await client.complete(request("quota-\(name)"))
+                #expect(completion.text == "echo: hi")
+            }
+            #expect(ContinuousClock.now - started >= .seconds(1), "\(name)")
+        }
+    }
+
+    @Test("a 429 with Retry-After holds back the provider's other calls")
+    func retryAfterPauses() async throws {
+        let provider = OpenAICompatibleProvider(
+            endpoint: .init(name: "openai", baseURL: Self.server.url("/v1"), apiKey: MockModelServer.key)
+        )
+        let client = LimitedClient(provider, limiter: ProviderLimiter(provider: "openai", limits: .init()))
+        await #expect(throws: ModelError.self) { try await client.complete(request("fault-429")) }
+        let started = ContinuousClock.now
+        _ = try await client.complete(request("echo"))
+        #expect(ContinuousClock.now - started >= .milliseconds(900))
+    }
+}
