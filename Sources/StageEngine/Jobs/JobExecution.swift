@@ -89,7 +89,7 @@ struct JobExecution {
             let result: TaskResult
             do {
                 let task = try await runner.loadTask(step.file)
-                let options = TaskRunOptions(
+                var options = TaskRunOptions(
                     input: input,
                     modelConfig: job.pipeline.modelConfig,
                     maxRefinements: job.pipeline.maxRefinements,
@@ -98,6 +98,7 @@ struct JobExecution {
                     clientStages: clientStages,
                     observer: observer(for: step.name)
                 )
+                options.budgetScope = jobId
                 result = try await runner.runTask(task, options: options)
             } catch is CancellationError {
                 await cancelled(step.name)

@@ -453,23 +453,24 @@ public final class StageRunner: Sendable {
             createdAt: createdAt,
             started: ContinuousClock.now
         )
-        // The embedded provider is deterministic and free: caching it would only cost a write.
-        let cacheable = routingProblem == nil && routed.client.provider != snapshot.router.embedded.provider
         let policy = spec.cache ?? (spec.force ? .refresh : snapshot.configuration.cache?.default ?? .use)
-        let ttl = snapshot.configuration.cache?.ttlSeconds ?? CacheSettings.defaultTTL
-        var hit: Completion?
-        if cacheable && policy == .use {
-            do {
-                hit = try await cache.lookup(provider: routed.client.provider, request, ttl: ttl)
-            } catch {
-                logger.error("cannot read the response cache", metadata: ["error": "\(error)"])
-            }
-        }
         let completion: Completion
-        if let hit {
-            completion = hit
-        } else {
-            completion = try await send(routed.client, request, spec: spec, budgets: budgets, snapshot, call)
+        do throws(ModelError) {
+            completion = try await callModel(
+                routed.client,
+                request,
+                budgetScope: spec.budgetScope,
+                cache: routingProblem == nil ? policy : .off,
+                snapshot
+            )
+        } catch {
+            await log(call, nil, status: "error", error: error.description, retries: error.retries)
+            if let refusal = error.budget {
+                var failure = StageError(.budget, error.message)
+                failure.budget = refusal
+                throw failure
+            }
+            throw StageError(.model, "\(routed.client.provider) could not answer: \(error.description)", field: "model")
         }
         if let sink = spec.progress, !completion.text.isEmpty, !streamed.withLock({ $0 }) {
             sink.handler(.text(completion.text))
@@ -502,13 +503,6 @@ public final class StageRunner: Sendable {
             if !outcome.succeeded && outcome.status != .stubFallback { parsed = nil }
         }
         if truncated && status == .success { status = .truncated }
-        if cacheable && policy != .off && !completion.cached && !truncated {
-            do {
-                try await cache.store(provider: routed.client.provider, request, completion)
-            } catch {
-                logger.error("cannot write the response cache", metadata: ["error": "\(error)"])
-            }
-        }
         if routingProblem != nil { status = .stubFallback }
         var files = ["prompt.txt", "raw.txt"]
         if parsed != nil { files.append("parsed.txt") }
@@ -551,42 +545,53 @@ public final class StageRunner: Sendable {
         return result
     }
 
-    /// Sends `request` within the budgets: reserves its estimate, calls, and settles with its usage.
-    func send(
+    /// One model call the way every path makes it (stages and task handlers alike): the response
+    /// cache first (network providers only: the embedded one is deterministic and free), then the
+    /// call within the budgets (its estimate reserved, then settled with its usage), and the answer
+    /// stored unless it was cut short.
+    func callModel(
         _ client: any ModelClient,
         _ request: CompletionRequest,
-        spec: StageRunSpec,
-        budgets: Budgets,
-        _ snapshot: WorkspaceState.Snapshot,
-        _ call: CallContext
-    ) async throws(StageError) -> Completion {
-        let completion: Completion
-        do throws(ModelError) {
-            let estimate = request.estimatedTokens
-            let price = snapshot.router.prices.price(provider: client.provider, model: request.model)
-            let reservation = try await self.budgets.reserve(
-                tokens: estimate,
-                cost: price?.cost(
-                    .init(promptTokens: request.estimatedPromptTokens, completionTokens: request.maxTokens ?? 0)
-                ),
-                job: spec.budgetScope,
-                budgets: budgets
-            )
+        budgetScope: String?,
+        cache policy: CachePolicy,
+        _ snapshot: WorkspaceState.Snapshot
+    ) async throws(ModelError) -> Completion {
+        let cacheable = policy != .off && client.provider != snapshot.router.embedded.provider
+        let ttl = snapshot.configuration.cache?.ttlSeconds ?? CacheSettings.defaultTTL
+        if cacheable && policy == .use {
             do {
-                completion = try await client.complete(request)
+                if let hit = try await cache.lookup(provider: client.provider, request, ttl: ttl) { return hit }
             } catch {
-                await self.budgets.settle(reservation, tokens: 0, cost: nil)
-                throw error
+                logger.error("cannot read the response cache", metadata: ["error": "\(error)"])
             }
-            await self.budgets.settle(reservation, tokens: completion.usage.totalTokens, cost: completion.cost)
+        }
+        let budgets = snapshot.configuration.budgets ?? Budgets()
+        let price = snapshot.router.prices.price(provider: client.provider, model: request.model)
+        let reservation = try await self.budgets.reserve(
+            tokens: request.estimatedTokens,
+            cost: price?.cost(
+                .init(promptTokens: request.estimatedPromptTokens, completionTokens: request.maxTokens ?? 0)
+            ),
+            job: budgetScope,
+            budgets: budgets
+        )
+        let completion: Completion
+        do {
+            completion = try await client.complete(request)
         } catch {
-            await log(call, nil, status: "error", error: error.description, retries: error.retries)
-            if let refusal = error.budget {
-                var failure = StageError(.budget, error.message)
-                failure.budget = refusal
-                throw failure
+            await self.budgets.settle(reservation, tokens: 0, cost: nil)
+            throw error
+        }
+        await self.budgets.settle(reservation, tokens: completion.usage.totalTokens, cost: completion.cost)
+        let truncated =
+            completion.finishReason == .length
+            || (request.maxTokens.map { completion.usage.completionTokens >= $0 } ?? false)
+        if cacheable && !truncated {
+            do {
+                try await cache.store(provider: client.provider, request, completion)
+            } catch {
+                logger.error("cannot write the response cache", metadata: ["error": "\(error)"])
             }
-            throw StageError(.model, "\(client.provider) could not answer: \(error.description)", field: "model")
         }
         return completion
     }

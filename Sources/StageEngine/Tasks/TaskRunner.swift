@@ -20,6 +20,11 @@ public struct TaskRunOptions: Sendable {
     public var clientStages: (any ClientStageExecutor)?
     /// Told of every stage start and end, refinement cycle and model call, in order.
     public var observer: TaskObserver?
+    /// The budget the run's model calls spend (`budgets.job` in stagerunner.yaml); a job's
+    /// tasks spend their job's.
+    public var budgetScope: String?
+    /// How model calls use the response cache (default: the workspace's `cache.default`, else `use`).
+    public var cache: CachePolicy?
 
     public init(
         input: JSONValue = .object([:]),
@@ -67,6 +72,16 @@ extension StageRunner {
             parsers: parsers,
             clientStages: options.clientStages,
             defaultModel: task.model,
+            callModel: {
+                [self, budgetScope = options.budgetScope, cache = options.cache] client, request throws(ModelError) in
+                try await callModel(
+                    client,
+                    request,
+                    budgetScope: budgetScope,
+                    cache: cache ?? snapshot.configuration.cache?.default ?? .use,
+                    snapshot
+                )
+            },
             metrics: MetricsRecorder(observer: options.observer),
             logger: logger
         )

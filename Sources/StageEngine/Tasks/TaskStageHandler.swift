@@ -60,6 +60,8 @@ public struct TaskEnvironment: Sendable {
     public var clientStages: (any ClientStageExecutor)?
     /// The task's default model (its `model`), used when the context names `default`.
     public var defaultModel: String?
+    /// Makes a model call through the response cache and within the budgets, as stages do.
+    let callModel: @Sendable (any ModelClient, CompletionRequest) async throws(ModelError) -> Completion
     let metrics: MetricsRecorder
     let logger: Logger
 

@@ -266,4 +266,20 @@ struct JobTests {
             try await jobs.status("nope")
         }
     }
+
+    @Test func aJobsModelCallsSpendTheJobsBudget() async throws {
+        let workspace = try Self.research()
+        defer { workspace.remove() }
+        let configuration = try #require(workspace.read("stagerunner.yaml"))
+        try (configuration + "budgets:\n  job: {tokens: 60}\n")
+            .write(toFile: workspace.workspace.path("stagerunner.yaml"), atomically: true, encoding: .utf8)
+        let jobs = try Self.manager(workspace)
+        let pipeline = try PipelineDefinition.load("pipelines/research.pipeline.yaml", workspace: workspace.workspace)
+        let id = try await jobs.start(pipeline, input: ["topic": "Tide pools"])
+        let final = try await jobs.waitUntilFinished(id)
+        #expect(final.state == "failed")
+        #expect(final.task("summary")?["failedStage"] == "inference")
+        #expect(final.task("summary")?["error"]?["name"] == "ModelError")
+        #expect(final.task("summary")?["error"]?["message"]?.stringValue?.contains("job '\(id)'") == true)
+    }
 }

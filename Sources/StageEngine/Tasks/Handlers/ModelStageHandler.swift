@@ -50,7 +50,8 @@ struct ModelStageHandler: TaskStageHandler {
             var messages: [ChatMessage] = []
             if let system { messages.append(ChatMessage(role: .system, content: system)) }
             messages.append(ChatMessage(role: .user, content: prompt))
-            let completion = try await client.complete(
+            let completion = try await environment.callModel(
+                client,
                 CompletionRequest(model: name, messages: messages, maxTokens: maxTokens, temperature: temperature)
             )
             metric.model = completion.model
