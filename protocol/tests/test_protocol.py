@@ -1269,10 +1269,10 @@ def test_live_task_methods_conform(framing: str, tmp_path: Path) -> None:
 
         # a task file that cannot be used: -32015, naming the file and the place
         exchange.request(7, "runTask", {"task": "tasks/missing.yaml"})
-        data = exchange.error(7, -32017)["data"]
+        data = exchange.error(7, -32015)["data"]
         assert (data["kind"], data["file"]) == ("task", "tasks/missing.yaml")
         exchange.request(8, "runTask", {"task": {"stages": {"inference": {"llm": {"temperature": 3}}}}})
-        data = exchange.error(8, -32017)["data"]
+        data = exchange.error(8, -32015)["data"]
         assert (data["file"], data["path"]) == ("<inline>", "stages.inference.llm.temperature")
         exchange.request(9, "runTask", {"task": {"stages": {}}, "maxRefinements": 101})
         assert exchange.error(9, -32602)["data"]["field"] == "params.maxRefinements"
