@@ -119,6 +119,10 @@ struct TaskMethodTests {
                 #"{"code":-32015,"message":"Task: <inline>: stages.parsing.parse: unknown parser 'yaml'; known parsers: complex, essay_block, essay_block_lenient, essay_idea_last, identity, in_last_line, json","data":{"file":"<inline>","kind":"task","path":"stages.parsing.parse"}}"#
             ),
             (
+                #"{"task":{"stages":{"ingestion":{"command":["rm","-rf","/"]}}}}"#,
+                #"{"code":-32015,"message":"Task: <inline>: stages.ingestion.command: command handlers run only from task files in the workspace, not from a task given inline; put the task in a file and pass its path","data":{"file":"<inline>","kind":"task","path":"stages.ingestion.command"}}"#
+            ),
+            (
                 #"{"task":7}"#,
                 #"{"code":-32602,"message":"Invalid params: params.task must be a task file's path (relative to the workspace) or a task object, not number","data":{"field":"params.task","problem":"must be a task file's path (relative to the workspace) or a task object, not number"}}"#
             ),
@@ -138,13 +142,14 @@ struct TaskMethodTests {
 
     @Test("cancelling runTask stops the command a stage is running")
     func cancelStopsTheCommand() async throws {
-        let workspace = try ExampleCopy(nil)
+        let marker = "37.\(Int.random(in: 100...999))"
+        let workspace = try ExampleCopy(
+            nil,
+            files: ["slow.yaml": "stages:\n  ingestion: { command: [sleep, '\(marker)'] }\n"]
+        )
         defer { workspace.remove() }
         let peer = try ServerSetup(workspace: workspace.root).peer(.process, .ndjson)
-        let marker = "37.\(Int.random(in: 100...999))"
-        peer.send(
-            #"{"jsonrpc":"2.0","id":1,"method":"runTask","params":{"task":{"stages":{"ingestion":{"command":["sleep","\#(marker)"]}}}}}"#
-        )
+        peer.send(#"{"jsonrpc":"2.0","id":1,"method":"runTask","params":{"task":"slow.yaml"}}"#)
         try await eventually("the command starts") { Self.running("sleep \(marker)") }
         let start = ContinuousClock.now
         peer.send(#"{"jsonrpc":"2.0","method":"$/cancelRequest","params":{"id":1}}"#)

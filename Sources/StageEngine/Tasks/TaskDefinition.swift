@@ -117,14 +117,18 @@ extension TaskDefinition {
     }
 
     /// Builds a task from a document given inline (a `runTask` request's `task` object); its
-    /// files are resolved against `directory` (relative to the workspace).
+    /// files are resolved against `directory` (relative to the workspace). `command` handlers are
+    /// refused unless `allowingCommands`: a task from the protocol must not run a program of the
+    /// client's choice (commands come from task files in the workspace only).
     public static func inline(
         _ document: JSONValue,
         directory: String = ".",
         workspace: Workspace,
-        parsers: ParserRegistry = .standard
+        parsers: ParserRegistry = .standard,
+        allowingCommands: Bool = false
     ) throws(TaskDefinitionError) -> TaskDefinition {
         var loader = TaskFileLoader(file: "<inline>", directory: directory, workspace: workspace, parsers: parsers)
+        loader.allowsCommands = allowingCommands
         var definition = try loader.definition(from: document, defaultName: "inline")
         definition.sources = loader.filesRead
         return definition

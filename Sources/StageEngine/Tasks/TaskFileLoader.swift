@@ -6,6 +6,9 @@ struct TaskFileLoader {
     let directory: String
     let workspace: Workspace
     let parsers: ParserRegistry
+    /// Whether `command` handlers are accepted: only from files in the workspace unless the caller
+    /// says otherwise, so that a protocol client cannot make the server run a program of its choice.
+    var allowsCommands = true
     /// The workspace files the task file refers to (templates, schemas), as read.
     private(set) var filesRead: [(file: String, stamp: FileStamp)] = []
 
@@ -94,6 +97,13 @@ struct TaskFileLoader {
         case "schema":
             return (try schemaHandler(config, configPath), timeout)
         case "command":
+            guard allowsCommands else {
+                throw problem(
+                    configPath,
+                    "command handlers run only from task files in the workspace, not from a task given inline; "
+                        + "put the task in a file and pass its path"
+                )
+            }
             return (try commandHandler(config, configPath), timeout)
         case "client":
             let name: String
