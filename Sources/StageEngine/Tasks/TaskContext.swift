@@ -68,14 +68,19 @@ public struct TaskContext: Sendable, Hashable {
 
     /// The context as handlers receive it (a command's stdin, a client's `executeStage`, a
     /// template's variables) and as the result payload carries it.
+    /// `meta`: the task's name, the run's id and folder, model routing.
+    public var meta: JSONValue {
+        [
+            "taskName": .string(taskName),
+            "runId": .string(runId),
+            "workDir": .string(workDir),
+            "modelConfig": modelConfig.json,
+        ]
+    }
+
     public var json: JSONValue {
         .object([
-            "meta": .object([
-                "taskName": .string(taskName),
-                "runId": .string(runId),
-                "workDir": .string(workDir),
-                "modelConfig": modelConfig.json,
-            ]),
+            "meta": meta,
             "data": .object(data),
             "flags": .object(flags),
             "logs": .array(logs.map(\.json)),

@@ -21,7 +21,7 @@ func templateVariables(_ invocation: StageInvocation) -> [String: TemplateValue]
         "seed": TemplateValue(json: context.seed),
         "data": TemplateValue(json: .object(context.data)),
         "flags": TemplateValue(json: .object(context.flags)),
-        "meta": TemplateValue(json: context.json["meta"] ?? .null),
+        "meta": TemplateValue(json: context.meta),
         "stage": .string(invocation.stage.rawValue),
         "refinementCycle": .int(context.refinementCount),
         "currentModel": .string(context.currentModel),
