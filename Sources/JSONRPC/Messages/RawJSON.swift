@@ -39,14 +39,34 @@ public struct RawJSON: Sendable, Hashable {
         (try? JSONParser.parse(bytes)) ?? .null
     }
 
+    /// The value as a tree, refusing numbers too large for a `Double` (`1e400`), which `value()`
+    /// would turn into `null`: an `invalidParams` error naming `name`.
+    public func checkedValue(as name: String = "params") throws(ResponseError) -> JSONValue {
+        do {
+            return try JSONParser.parse(bytes, rejectingOutOfRangeNumbers: true)
+        } catch {
+            let literal = bytes[min(error.offset, bytes.count)...].prefix { byte in
+                (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || "+-.eE".utf8.contains(byte)
+            }
+            throw ResponseError.invalidParams(
+                field: name,
+                problem:
+                    "contains \(String(decoding: literal, as: UTF8.self)) at byte \(error.offset), a number too large for a double"
+            )
+        }
+    }
+
     /// The JSON text.
     public var text: String { String(decoding: bytes, as: UTF8.self) }
 
     /// Decodes the value as `T`; a mismatch is an `invalidParams` error that names the field
     /// (`params.clientInfo.name`) and the problem.
+    /// A number too large for a `Double` (`1e400`) is refused rather than silently turned into
+    /// something else.
     public func decode<T: Decodable>(_ type: T.Type, as name: String = "params") throws(ResponseError) -> T {
+        let tree = try checkedValue(as: name)
         do {
-            return try JSONValueDecoder.decode(T.self, from: value(), root: name)
+            return try JSONValueDecoder.decode(T.self, from: tree, root: name)
         } catch {
             throw ResponseError.invalidParams(field: error.field, problem: error.problem)
         }

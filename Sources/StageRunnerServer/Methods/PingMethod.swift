@@ -7,7 +7,7 @@ extension StageRunnerServer {
     /// numbers in their shortest form).
     static func ping(_ context: RequestContext) throws(ResponseError) -> RawJSON {
         guard let params = context.params else { return .emptyObject }
-        guard case .object(let members) = params.value() else {
+        guard case .object(let members) = try params.checkedValue() else {
             throw .invalidParams(field: "params", problem: "must be an object such as {\"echo\": …}")
         }
         guard let echo = members["echo"] else { return .emptyObject }

@@ -29,8 +29,12 @@ struct ConnectionStageExecutor: ClientStageExecutor {
         let params: JSONValue = ["handler": .string(handler), "stage": .string(stage.rawValue), "context": context]
         do {
             // The stage's own timeout governs; this one only guards against a request never answered.
-            return try await connection.request("executeStage", params: RawJSON(params), timeout: .seconds(86_400))
-                .value()
+            let answer = try await connection.request(
+                "executeStage",
+                params: RawJSON(params),
+                timeout: .seconds(86_400)
+            )
+            return try answer.checkedValue(as: "result")
         } catch let error as ResponseError {
             throw TaskError(
                 .client,
