@@ -97,9 +97,11 @@ public final class CallLog: Sendable {
 
     /// Opens (and creates or migrates) the log at `path`.
     public init(path: String) throws {
+        // Prompts and answers can be private: the folder is the owner's alone.
         try FileManager.default.createDirectory(
             atPath: (path as NSString).deletingLastPathComponent,
-            withIntermediateDirectories: true
+            withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700]
         )
         var configuration = Configuration()
         configuration.busyMode = .timeout(5)  // another process may be writing

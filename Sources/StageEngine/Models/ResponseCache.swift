@@ -46,9 +46,11 @@ public final class ResponseCache: Sendable {
 
     /// Opens (and creates or migrates) the cache at `path`.
     public init(path: String) throws {
+        // Prompts and answers can be private: the folder is the owner's alone.
         try FileManager.default.createDirectory(
             atPath: (path as NSString).deletingLastPathComponent,
-            withIntermediateDirectories: true
+            withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700]
         )
         var configuration = Configuration()
         configuration.busyMode = .timeout(5)

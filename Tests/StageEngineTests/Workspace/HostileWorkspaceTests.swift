@@ -98,4 +98,13 @@ struct HostileWorkspaceTests {
         try FileManager.default.removeItem(atPath: temporary.workspace.path("data/1_raw/templates/draft/stray.txt"))
         #expect(await !runner.validate().diagnostics.contains { $0.file == "data/1_raw/templates/draft/stray.txt" })
     }
+
+    @Test("the call log and the cache live in a folder only the owner can open")
+    func privateStateFolder() throws {
+        let temporary = try TemporaryWorkspace(copying: "daydream")
+        defer { temporary.remove() }
+        _ = try StageRunner(workspace: temporary.workspace)
+        let attributes = try FileManager.default.attributesOfItem(atPath: temporary.workspace.path(".stagerunner"))
+        #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o700)
+    }
 }
