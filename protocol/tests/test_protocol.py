@@ -1474,7 +1474,10 @@ class StatusFollower:
 
 
 def follow(exchange: Exchange, until: Any, what: str) -> dict[str, Any]:
-    """Reads messages until `until(message)`; returns that message."""
+    """The first message received so far, or read from now on, for which `until(message)` holds."""
+    for record in exchange.records:
+        if until(record["message"]):
+            return record["message"]
     deadline = time.monotonic() + 3 * TIMEOUT
     while True:
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
