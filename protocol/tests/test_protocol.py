@@ -1449,6 +1449,7 @@ class StatusFollower:
         held = self.documents.get(key)
         if held is not None:
             assert params["rev"] > held["rev"], f"rev went from {held['rev']} to {params['rev']}"
+            assert params["rev"] == held["rev"] + params["coalesced"], "coalesced counts the revisions since the last"
         if "snapshot" in params:
             document = params["snapshot"]
         else:
