@@ -1761,3 +1761,46 @@ def test_running_jobs_are_cancelled_or_interrupted_and_resume(ending: str, tmp_p
     (document,) = check_job_folders(workspace, 1)
     assert document["state"] == "done"
     assert (document["tasks"]["nap"]["attempts"], document["tasks"]["slow"]["attempts"]) == (1, 2)
+
+
+def test_a_slow_subscriber_gets_coalesced_changes_ending_with_the_final_state(tmp_path: Path) -> None:
+    """A client that does not read for a while never slows the job and still ends with its final state."""
+    workspace = job_workspace(tmp_path)
+    process = subprocess.Popen(
+        [str(server_binary()), "serve", "--workspace", str(workspace)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=tmp_path,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        requests = [
+            {"jsonrpc": "2.0", "id": 1, "method": "subscribeStatus", "params": {}},
+            {"jsonrpc": "2.0", "id": 2, "method": "runPipeline", "params": {
+                "pipeline": "pipelines/research.pipeline.yaml", "input": {"topic": "Tide pools"}}},
+        ]
+        process.stdin.write("".join(json.dumps(r) + "\n" for r in requests).encode())
+        process.stdin.flush()
+        # Not reading: the snapshots fill the pipe while the job runs on.
+        deadline = time.monotonic() + 3 * TIMEOUT
+        while not list(workspace.glob("jobs/*/tasks/review/output.json")):
+            assert time.monotonic() < deadline, "the job does not go on while its subscriber does not read"
+            time.sleep(0.05)
+        time.sleep(0.3)
+        process.stdin.close()
+        messages = [json.loads(line) for line in process.stdout]
+        assert process.wait(timeout=TIMEOUT) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    names = {1: "subscribeStatus", 2: "runPipeline"}
+    for message in messages:
+        method = message.get("method") or names[message["id"]]
+        assert validate_server_message(method, message) == [], message
+    notes = [m["params"] for m in messages if m.get("method") == "statusChanged"]
+    assert any(note["coalesced"] > 1 for note in notes), "changes were merged while the client did not read"
+    revs = [note["rev"] for note in notes]
+    assert revs == sorted(set(revs))
+    (document,) = check_job_folders(workspace, 1)
+    assert notes[-1]["snapshot"]["state"] == "done" and notes[-1]["snapshot"] == document
+    total = sum(note["coalesced"] for note in notes)
+    assert total == document["rev"], "coalesced counts every change"
