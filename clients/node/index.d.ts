@@ -381,6 +381,284 @@ export type StageHandler = (
   options: { signal: AbortSignal },
 ) => StageOutput | Promise<StageOutput>;
 
+// ---------------------------------------------------------------- jobs
+
+/** status.json#/$defs/jobState */
+export type JobState = "pending" | "running" | "done" | "failed" | "cancelled" | "interrupted";
+/** status.json#/$defs/taskState */
+export type TaskState = JobState;
+
+/** schema/status.json: a job's jobs/<jobId>/tasks-status.json. */
+export interface JobStatus {
+  schemaVersion: 1;
+  id: string;
+  name: string;
+  pipeline: string | null;
+  state: JobState;
+  current: string | null;
+  currentStage: string | null;
+  createdAt: string;
+  startedAt?: string;
+  endedAt?: string | null;
+  lastUpdated: string;
+  rev: number;
+  progress: JobProgress;
+  tokenUsage: TokenUsage;
+  cost: number;
+  files: JobFiles;
+  taskOrder: string[];
+  tasks: Record<string, JobTask>;
+  cancelled?: JobCancelled | null;
+  error?: (TaskErrorInfo & { stage: string; task: string }) | null;
+}
+
+/** status.json#/$defs/progress */
+export interface JobProgress {
+  tasksDone: number;
+  tasksTotal: number;
+  percent: number;
+}
+
+/** status.json#/$defs/tokenUsage */
+export interface TokenUsage {
+  promptTokens: number;
+  completionTokens: number;
+  totalTokens: number;
+}
+
+/** status.json#/properties/files */
+export interface JobFiles {
+  input: string;
+  job: string;
+}
+
+/** status.json#/$defs/task/properties/files */
+export interface TaskFiles {
+  output?: string;
+  logs?: string;
+}
+
+/** status.json#/properties/cancelled/oneOf/0 */
+export interface JobCancelled {
+  task: string | null;
+  stage: string | null;
+  at: string;
+}
+
+/** status.json#/$defs/task: one task's entry. */
+export interface JobTask {
+  state: TaskState;
+  currentStage: string | null;
+  failedStage: string | null;
+  attempts: number;
+  refinementAttempts: number;
+  startedAt?: string;
+  endedAt?: string | null;
+  executionTime?: number;
+  artifacts: string[];
+  files: TaskFiles;
+  tokenUsage: TokenUsage;
+  cost: number;
+  modelCalls: number;
+  retrying: boolean;
+  nextRetryAt?: string;
+  lastRetryError?: TaskErrorInfo;
+  error?: (TaskErrorInfo & { stage: string }) | null;
+}
+
+/** schema/pipeline.json (the inline form of runPipeline's pipeline). */
+export type PipelineDocument = {
+  name?: string;
+  description?: string;
+  tasks: { name?: string; task: string; input?: "previous" | "seed" | { task: string } }[];
+  defaults?: Record<string, unknown>;
+};
+
+/** schema/runPipeline.params.json */
+export interface RunPipelineParams {
+  pipeline: string | PipelineDocument;
+  input?: unknown;
+  name?: string | null;
+  options?: RunPipelineOptions | null;
+}
+
+/** schema/runPipeline.params.json#/properties/options/oneOf/0 */
+export interface RunPipelineOptions {
+  wait?: boolean | null;
+}
+
+/** schema/runPipeline.result.json */
+export interface RunPipelineResult {
+  jobId: string;
+  status?: JobStatus;
+}
+
+/** schema/getStatus.params.json */
+export interface JobIdParams {
+  jobId: string;
+}
+
+/** schema/getStatus.result.json */
+export interface GetStatusResult {
+  status: JobStatus;
+  taskStages: Record<string, string | null>;
+}
+
+/** schema/listJobs.params.json */
+export interface ListJobsParams {
+  state?: JobState | null;
+}
+
+/** schema/listJobs.result.json */
+export interface ListJobsResult {
+  jobs: JobSummary[];
+}
+
+/** schema/listJobs.result.json#/$defs/summary */
+export interface JobSummary {
+  id: string;
+  name: string;
+  state: JobState;
+  current: string | null;
+  currentStage: string | null;
+  createdAt: string;
+  lastUpdated: string;
+  rev: number;
+  progress: JobProgress;
+  cost: number;
+}
+
+/** schema/cancelJob.result.json */
+export interface CancelJobResult {
+  status: JobStatus;
+}
+
+/** schema/retryTask.params.json */
+export interface RetryTaskParams {
+  jobId: string;
+  task: string;
+}
+
+/** schema/retryTask.result.json */
+export interface RetryTaskResult {
+  jobId: string;
+}
+
+/** schema/resumeJob.result.json */
+export interface ResumeJobResult {
+  jobId: string;
+}
+
+/** schema/getArtifact.params.json */
+export interface GetArtifactParams {
+  jobId: string;
+  path: string;
+}
+
+/** schema/getArtifact.result.json: text when the file is UTF-8, else base64. */
+export interface GetArtifactResult {
+  path: string;
+  size: number;
+  text?: string;
+  base64?: string;
+}
+
+/** schema/subscribeStatus.params.json */
+export interface SubscribeStatusParams {
+  jobId?: string | null;
+  delivery?: "snapshot" | "patch" | null;
+}
+
+/** schema/subscribeStatus.result.json */
+export interface SubscribeStatusResult {
+  subscriptionId: string;
+  rev: number;
+  snapshot: JobStatus | { jobs: Record<string, JobStatus> };
+}
+
+/** schema/unsubscribeStatus.params.json */
+export interface UnsubscribeStatusParams {
+  subscriptionId: string;
+}
+
+/** schema/unsubscribeStatus.result.json */
+export interface UnsubscribeStatusResult {
+  // {}: no members
+}
+
+/** statusChanged.params.json#/$defs/event: what changed. */
+export type StatusEvent =
+  | { type: "job"; state: JobState; task?: string; retryFrom?: string }
+  | { type: "task"; task: string; state: "running" | "done" | "failed" | "retrying" | "refining"; [key: string]: unknown }
+  | { type: "stage"; task: string; stage: string; state: "started" | "completed" | "failed"; refinementCycle: number; [key: string]: unknown }
+  | { type: "usage"; task: string; stage: string };
+
+/** statusChanged.params.json#/$defs/operation */
+export interface PatchOperation {
+  op: "add" | "replace" | "remove";
+  path: string;
+  value?: unknown;
+}
+
+/** schema/statusChanged.params.json */
+export interface StatusChangedParams {
+  subscriptionId: string;
+  jobId: string;
+  rev: number;
+  event: StatusEvent;
+  coalesced: number;
+  events?: StatusEvent[];
+  snapshot?: JobStatus;
+  baseRev?: number;
+  patch?: PatchOperation[];
+}
+
+/** One change of a StatusSubscription: the job's document already up to date. */
+export interface StatusChange {
+  jobId: string;
+  rev: number;
+  event: StatusEvent;
+  /** Every change a coalesced notification stands for, in order. */
+  events: StatusEvent[];
+  coalesced: number;
+  /** The job's whole document after the change (a copy). */
+  status: JobStatus;
+  /** True when the patch did not follow the rev held, so the document was fetched with getStatus. */
+  resynced: boolean;
+  params: StatusChangedParams;
+}
+
+export interface SubscribeOptions {
+  /** Aborting ends the iteration and sends unsubscribeStatus. */
+  signal?: AbortSignal;
+  /** With a jobId: end the iteration once the job is done, failed, cancelled or interrupted. */
+  untilFinished?: boolean;
+  /** Milliseconds for the subscribeStatus and getStatus calls. */
+  timeout?: number;
+}
+
+export declare class StatusSubscription implements AsyncIterableIterator<StatusChange> {
+  readonly jobId: string | undefined;
+  readonly delivery: "snapshot" | "patch";
+  readonly subscriptionId: string | undefined;
+  readonly baselineRev: number | undefined;
+  /** Each followed job's document, up to date with the changes iterated so far. */
+  readonly documents: Map<string, JobStatus>;
+  start(): Promise<SubscribeStatusResult>;
+  close(): Promise<void>;
+  next(): Promise<IteratorResult<StatusChange>>;
+  return(): Promise<IteratorResult<StatusChange>>;
+  [Symbol.asyncIterator](): StatusSubscription;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+export declare const TERMINAL_JOB_STATES: readonly JobState[];
+export declare class PatchError extends Error {}
+/** RFC 6902 add, replace and remove; returns a new value. */
+export declare function applyPatch<T>(document: T, operations: PatchOperation[]): T;
+/** Seed 003's computeTaskStage, as getStatus's taskStages. */
+export declare function computeTaskStage(status: JobStatus, task: string): string | null;
+
 // ---------------------------------------------------------------- errors
 
 /** schema/error.json#/$defs/data */
@@ -397,6 +675,10 @@ export interface ErrorData {
   file?: string;
   path?: string;
   line?: number;
+  /** For -32016: not_found, invalid_state, invalid_path or storage. */
+  reason?: "not_found" | "invalid_state" | "invalid_path" | "storage";
+  /** For -32016: the job the request named. */
+  jobId?: string;
   /** -32017: the budget that refused the call. */
   scope?: "request" | "job" | "process";
   budgetScope?: string;
@@ -418,7 +700,7 @@ export declare const ErrorCodes: Readonly<{
   ParseError: -32700; InvalidRequest: -32600; MethodNotFound: -32601; InvalidParams: -32602;
   InternalError: -32603; ServerNotInitialized: -32002; RequestCancelled: -32800;
   ContentModified: -32801; RequestFailed: -32803; WorkspaceError: -32010; TemplateError: -32011;
-  ModelError: -32012; StorageError: -32013; TruncatedError: -32014; TaskError: -32017;
+  ModelError: -32012; StorageError: -32013; TruncatedError: -32014; TaskError: -32015; JobError: -32016;
 }>;
 
 export declare class RpcError extends Error {
@@ -449,7 +731,14 @@ export declare class ModelError extends CodedRpcError<-32012> {}
 export declare class StorageError extends CodedRpcError<-32013> {}
 export declare class TruncatedError extends CodedRpcError<-32014> {}
 /** runTask's task cannot be used (data.file, data.path, data.line); a task that fails is a result. */
-export declare class TaskError extends CodedRpcError<-32017> {}
+export declare class TaskError extends CodedRpcError<-32015> {}
+/** A job request cannot be done. */
+export declare class JobError extends CodedRpcError<-32016> {
+  /** data.reason */
+  readonly reason: "not_found" | "invalid_state" | "invalid_path" | "storage" | undefined;
+  /** data.jobId */
+  readonly jobId: string | undefined;
+}
 export declare function rpcErrorFromObject(error: ErrorObject, method?: string): RpcError;
 
 export declare class ServerExitedError extends Error {
@@ -537,8 +826,8 @@ export interface ClientEvents {
   stderr: [Buffer];
   protocolError: [Error];
   exit: [ExitInfo];
-  /** Future server notification (not sent by protocol 1.0 servers). */
-  statusChanged: [unknown];
+  /** A followed job's status document changed (subscribeStatus). */
+  statusChanged: [StatusChangedParams];
   [method: string]: unknown[];
 }
 
@@ -583,6 +872,16 @@ export declare class Client extends EventEmitter {
   validateWorkspace(options?: CallOptions): Promise<ValidateWorkspaceResult>;
   shutdown(options?: CallOptions): Promise<ShutdownResult>;
   runTask(params: RunTaskParams, options?: CallOptions): Promise<TaskResult>;
+  runPipeline(params: RunPipelineParams, options?: CallOptions): Promise<RunPipelineResult>;
+  getStatus(params: JobIdParams, options?: CallOptions): Promise<GetStatusResult>;
+  listJobs(params?: ListJobsParams, options?: CallOptions): Promise<ListJobsResult>;
+  cancelJob(params: JobIdParams, options?: CallOptions): Promise<CancelJobResult>;
+  retryTask(params: RetryTaskParams, options?: CallOptions): Promise<RetryTaskResult>;
+  resumeJob(params: JobIdParams, options?: CallOptions): Promise<ResumeJobResult>;
+  getArtifact(params: GetArtifactParams, options?: CallOptions): Promise<GetArtifactResult>;
+  /** Follow one job or every job: `for await (const change of client.subscribeStatus({jobId}))`. */
+  subscribeStatus(params?: SubscribeStatusParams, options?: SubscribeOptions): StatusSubscription;
+  unsubscribeStatus(params: UnsubscribeStatusParams, options?: CallOptions): Promise<UnsubscribeStatusResult>;
 
   /** shutdown, exit, end stdin, wait 2 s, SIGTERM the group, wait 2 s, SIGKILL. */
   close(options?: { grace?: number; shutdownTimeout?: number }): Promise<ExitInfo>;

@@ -18,6 +18,7 @@ import json
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -53,11 +54,19 @@ TIMEOUT = 10.0
 WORKSPACE_METHODS = {"runStage", "renderPrompt", "listTemplates", "validateWorkspace"}
 #: The task methods; their params examples are tried in a copy of RESEARCH.
 TASK_METHODS = {"runTask"}
+#: The job methods; their params examples are tried in a copy of RESEARCH that already holds a job.
+JOB_METHODS = {
+    "runPipeline", "getStatus", "listJobs", "cancelJob", "retryTask", "resumeJob", "getArtifact", "subscribeStatus",
+    "unsubscribeStatus",
+}
 #: Invalid params examples whose problem the server reports with another code than -32602: a task
 #: object given inline is a task file, and its problems are -32015 like those of a task file.
 EXPECTED_ERROR_CODES: dict[tuple[str, str], int] = {
     ("runTask", "task-unknown-key"): -32015,
     ("runTask", "task-unknown-parser"): -32015,
+    ("runPipeline", "pipeline-no-tasks"): -32015,
+    ("runPipeline", "pipeline-unknown-key"): -32015,
+    ("runPipeline", "pipeline-retries-zero"): -32015,
 }
 #: (method, invalid example) pairs the server accepts although the protocol says it must not.
 #: Each is a server bug: the test is an expected failure until it is fixed, then remove the entry.
@@ -439,6 +448,7 @@ class Exchange:
         self.pending: dict[Any, str] = {}  # request id -> method, for requests not yet answered
         self.answered: dict[Any, Any] = {}  # request id -> its response
         self.records: list[dict[str, Any]] = []  # transcript: {"method", "message"}
+        self.observers: list[Any] = []  # called with every message received
 
     @staticmethod
     def key(id: Any) -> str:
@@ -470,6 +480,8 @@ class Exchange:
             else:
                 methods.append(element.get("method") if isinstance(element, dict) else None)
         self.records.append({"method": methods if isinstance(message, list) else methods[0], "message": message})
+        for observe in self.observers:
+            observe(message)
         return message
 
     def response(self, id: Any) -> dict[str, Any]:
@@ -657,6 +669,54 @@ def test_the_research_task_example_is_its_task_file_converted() -> None:
     assert yaml.safe_load(source.read_text(encoding="utf-8")) == converted
 
 
+def pipeline_files() -> list[Path]:
+    """Every pipeline file of the repository's examples (`*.pipeline.yaml`, `.yml`, `.json`)."""
+    examples = REPO / "examples"
+    return sorted(
+        path
+        for pattern in ("*.pipeline.yaml", "*.pipeline.yml", "*.pipeline.json")
+        for path in examples.rglob(pattern)
+    )
+
+
+def test_every_example_pipeline_file_validates() -> None:
+    files = pipeline_files()
+    assert files, "no pipeline files under examples/"
+    check = schema_validator("pipeline")
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        document = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        assert problems(check, document) == [], f"{path.relative_to(REPO)} does not match schema/pipeline.json"
+
+
+def test_the_research_pipeline_example_is_its_pipeline_file_converted() -> None:
+    source = RESEARCH / "pipelines" / "research.pipeline.yaml"
+    converted = load_json(EXAMPLES_DIR / "pipeline" / "research.json")
+    assert yaml.safe_load(source.read_text(encoding="utf-8")) == converted
+
+
+def test_every_status_example_is_consistent() -> None:
+    """The status documents of examples/ agree with themselves: taskOrder names the tasks, progress counts them."""
+    for path in sorted((EXAMPLES_DIR / "status").glob("*.json")):
+        document = load_json(path)
+        assert document["taskOrder"] == sorted(document["tasks"], key=document["taskOrder"].index), path.name
+        assert set(document["taskOrder"]) == set(document["tasks"]), path.name
+        done = sum(1 for task in document["tasks"].values() if task["state"] == "done")
+        assert document["progress"]["tasksDone"] == done and document["progress"]["tasksTotal"] == len(document["tasks"])
+        assert_relative_paths(document, path.name)
+
+
+def assert_relative_paths(document: Any, where: str) -> None:
+    """No absolute path anywhere in a status document's files and artifacts (seed 003, security)."""
+    for task in document["tasks"].values():
+        for value in [*task["artifacts"], *task["files"].values()]:
+            assert not value.startswith("/") and ".." not in value.split("/"), f"{where}: {value}"
+    for value in document["files"].values():
+        assert not value.startswith("/"), f"{where}: {value}"
+    if document["pipeline"] is not None:
+        assert not document["pipeline"].startswith("/"), where
+
+
 # ---------------------------------------------------------------------------------------------
 # Transcripts
 
@@ -779,22 +839,38 @@ def test_params_examples_agree_with_the_server(
     params = load_json(path)
     if method in WORKSPACE_METHODS:
         cwd = daydream_copy(tmp_path)
-    elif method in TASK_METHODS:
+    elif method in TASK_METHODS or method in JOB_METHODS:
         cwd = research_copy(tmp_path)
     else:
         cwd = tmp_path
     with Server("ndjson", "--enable-test-methods", cwd=cwd) as server:
+        if method in JOB_METHODS:
+            # A job that is done, and two subscriptions (sub-1, sub-2), for the examples to name:
+            # the examples' job ids come from other runs, so they are replaced by this job's.
+            exchange = Exchange(server)
+            exchange.request("setup-1", "runPipeline", {
+                "pipeline": "pipelines/research.pipeline.yaml", "input": {"topic": "kelp"}, "options": {"wait": True},
+            })
+            job_id = exchange.result("setup-1")["jobId"]
+            exchange.request("setup-2", "subscribeStatus", {"jobId": job_id})
+            exchange.request("setup-3", "subscribeStatus", {"jobId": job_id})
+            assert {exchange.result(f"setup-{n}")["subscriptionId"] for n in (2, 3)} == {"sub-1", "sub-2"}
+            if isinstance(params, dict) and isinstance(params.get("jobId"), str):
+                params = {**params, "jobId": job_id}
         server.request(1, method, params)
-        response = server.next_message()
-        while response.get("method") == "$/progress":  # a progressToken's notifications come first
-            assert validate_server_message("$/progress", response) == []
-            response = server.next_message()
-    assert response.get("id") == 1, response
+        while (response := server.next_message()).get("id") != 1:
+            # a progressToken's notifications, and status changes, may come first
+            assert response.get("method") in ("$/progress", "statusChanged"), response
+            assert validate_server_message(response["method"], response) == []
     assert validate_server_message(method, response) == []
     if valid and method == "renderPrompt" and response.get("error", {}).get("code") == -32010:
         # renderPrompt is a dry run and never generates a missing parent: a valid request whose
         # parent is not generated yet in this fresh workspace gets -32010, and nothing else.
         assert "has not been generated yet" in response["error"]["message"], response
+    elif valid and method in JOB_METHODS and response.get("error", {}).get("code") == -32016:
+        # Valid params about a job in the wrong state (cancelling or resuming a job that is done, a
+        # task the job does not have): the job answers, never the params check.
+        assert response["error"]["data"]["reason"] in {"invalid_state", "not_found"}, response
     elif valid:
         assert "result" in response, f"the server rejected a valid example: {response}"
     else:
@@ -1314,3 +1390,439 @@ def test_initialize_rejects_bad_stage_handlers() -> None:
         exchange.request(3, "initialize", {"capabilities": {"stageHandlers": ["quality"]}})
         exchange.result(3)
     assert all(validate_server_message(r["method"], r["message"]) == [] for r in exchange.records)
+
+
+# ---------------------------------------------------------------------------------------------
+# Live conformance of the job methods, in a copy of the research-task example
+
+#: A task whose command fails until `ok.flag` exists in the task's folder.
+FLAKY_TASK = """name: flaky
+stages:
+  ingestion:
+    command: [python3, -c, "import json, os, sys; sys.stdin.read(); os.path.exists('ok.flag') or sys.exit('no ok.flag yet'); print(json.dumps({'output': 'fixed', 'flags': {}}))"]
+"""
+#: A task whose command sleeps 30 s, unless `fast.flag` exists in the task's folder.
+SLOW_TASK = """name: slow
+stages:
+  ingestion:
+    command: [python3, -c, "import json, os, sys, time; sys.stdin.read(); os.path.exists('fast.flag') or time.sleep(30); print(json.dumps({'output': 'slept', 'flags': {}}))"]
+"""
+#: A task whose command takes one second.
+NAP_TASK = """name: nap
+stages:
+  ingestion:
+    command: [python3, -c, "import json, sys, time; sys.stdin.read(); time.sleep(1); print(json.dumps({'output': 'rested', 'flags': {}}))"]
+"""
+
+
+def job_workspace(directory: Path) -> Path:
+    """A copy of the research-task example with the flaky, slow and nap tasks added."""
+    workspace = research_copy(directory)
+    for name, text in (("flaky", FLAKY_TASK), ("slow", SLOW_TASK), ("nap", NAP_TASK)):
+        (workspace / "tasks" / f"{name}.task.yaml").write_text(text, encoding="utf-8")
+    return workspace
+
+
+def apply_patch(document: Any, operations: list[dict[str, Any]]) -> Any:
+    """RFC 6902 add, replace and remove on object members: what statusChanged patches use."""
+    result = json.loads(json.dumps(document))
+    for operation in operations:
+        names = [part.replace("~1", "/").replace("~0", "~") for part in operation["path"].split("/")[1:]]
+        if not names:
+            result = operation["value"]
+            continue
+        parent = result
+        for name in names[:-1]:
+            parent = parent[name]
+        if operation["op"] == "remove":
+            del parent[names[-1]]
+        else:
+            assert operation["op"] == "add" or names[-1] in parent, f"replace of a missing member: {operation}"
+            parent[names[-1]] = operation["value"]
+    return result
+
+
+class StatusFollower:
+    """What a client of subscribeStatus holds: per subscription and job, the document and its rev.
+
+    Every statusChanged is checked: its rev only grows per job, a patch applies only to the
+    document at exactly baseRev (a client would call getStatus otherwise; the server never sends
+    a patch the client cannot apply, so here that is a failure), and the events are kept in order.
+    """
+
+    def __init__(self) -> None:
+        self.documents: dict[tuple[str, str], Any] = {}
+        self.events: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.notifications = 0
+
+    def baseline(self, subscription: str, result: dict[str, Any], job_id: str | None = None) -> None:
+        if job_id is not None:
+            self.documents[(subscription, job_id)] = result["snapshot"]
+        else:
+            for key, document in result["snapshot"]["jobs"].items():
+                self.documents[(subscription, key)] = document
+
+    def see(self, message: Any) -> None:
+        if not isinstance(message, dict) or message.get("method") != "statusChanged":
+            return
+        self.notifications += 1
+        params = message["params"]
+        key = (params["subscriptionId"], params["jobId"])
+        held = self.documents.get(key)
+        if held is not None:
+            assert params["rev"] > held["rev"], f"rev went from {held['rev']} to {params['rev']}"
+            assert params["rev"] == held["rev"] + params["coalesced"], "coalesced counts the revisions since the last"
+        if "snapshot" in params:
+            document = params["snapshot"]
+        else:
+            assert held is not None and params["baseRev"] == held["rev"], (
+                f"a patch from rev {params['baseRev']} for a client holding {held and held['rev']}"
+            )
+            document = apply_patch(held, params["patch"])
+        assert document["rev"] == params["rev"] and document["id"] == params["jobId"]
+        self.documents[key] = document
+        events = params["events"] if params["coalesced"] > 1 else [params["event"]]
+        assert events[-1] == params["event"]
+        if params["coalesced"] > 1:
+            assert len(events) == params["coalesced"], "no stage event is dropped below 2,000"
+        self.events.setdefault(key, []).extend(events)
+
+    def transitions(self, subscription: str, job_id: str) -> list[tuple[str, ...]]:
+        """The job and task events of a job, as (type, state) or (type, task, state)."""
+        return [
+            (e["type"], e["state"]) if e["type"] == "job" else (e["type"], e["task"], e["state"])
+            for e in self.events.get((subscription, job_id), [])
+            if e["type"] in ("job", "task")
+        ]
+
+
+def follow(exchange: Exchange, until: Any, what: str) -> dict[str, Any]:
+    """The first message received so far, or read from now on, for which `until(message)` holds."""
+    for record in exchange.records:
+        if until(record["message"]):
+            return record["message"]
+    deadline = time.monotonic() + 3 * TIMEOUT
+    while True:
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        message = exchange.receive()
+        if until(message):
+            return message
+
+
+def job_event(subscription: str, job_id: str, **event: Any) -> Any:
+    """A predicate: a statusChanged of `subscription` for `job_id` whose events include `event`."""
+
+    def matches(message: Any) -> bool:
+        if not isinstance(message, dict) or message.get("method") != "statusChanged":
+            return False
+        params = message["params"]
+        events = params["events"] if params["coalesced"] > 1 else [params["event"]]
+        return (params["subscriptionId"], params["jobId"]) == (subscription, job_id) and any(
+            all(e.get(k) == v for k, v in event.items()) for e in events
+        )
+
+    return matches
+
+
+def check_job_folders(workspace: Path, expected: int) -> list[Any]:
+    """Every jobs/*/tasks-status.json validates against status.json and matches its folder."""
+    check = schema_validator("status")
+    documents = []
+    paths = sorted(workspace.glob("jobs/*/tasks-status.json"))
+    assert len(paths) == expected, [str(p) for p in paths]
+    for path in paths:
+        document = load_json(path)
+        relative = path.relative_to(workspace)
+        assert problems(check, document) == [], f"{relative}: {problems(check, document)}"
+        assert document["id"] == path.parent.name
+        assert (path.parent / "input.json").is_file() and (path.parent / "job.json").is_file()
+        assert_relative_paths(document, str(relative))
+        for name, task in document["tasks"].items():
+            for artifact in task["artifacts"]:
+                assert (path.parent / artifact).is_file(), f"{relative}: {name} lists {artifact}"
+            if task["state"] == "done":
+                assert (path.parent / "tasks" / name / "output.json").is_file()
+                assert (path.parent / "tasks" / name / "execution-logs.json").is_file()
+        assert not list(path.parent.glob(".*tmp*")), f"{relative}: temporary files left behind"
+        documents.append(document)
+    return documents
+
+
+@pytest.mark.parametrize("framing", ["lsp", "ndjson"])
+def test_live_job_methods_conform(framing: str, tmp_path: Path) -> None:
+    workspace = job_workspace(tmp_path)
+    tasks_dir = workspace / "tasks"
+    follower = StatusFollower()
+    with Server(framing, "--workspace", str(workspace), cwd=tmp_path) as server:
+        exchange = Exchange(server)
+        exchange.observers.append(follower.see)
+        exchange.request(1, "initialize", {"clientInfo": {"name": "test_protocol.py"}, "protocolVersion": "1.0"})
+        assert JOB_METHODS <= set(exchange.result(1)["capabilities"]["methods"])
+
+        # every job, as patches: nothing runs yet
+        exchange.request(2, "subscribeStatus", {"delivery": "patch"})
+        every = exchange.result(2)
+        assert (every["rev"], every["snapshot"]) == (0, {"jobs": {}})
+        follower.baseline(every["subscriptionId"], every)
+        all_jobs = every["subscriptionId"]
+
+        # the research pipeline: answered at once, then followed as snapshots too
+        exchange.request(3, "runPipeline", {
+            "pipeline": "pipelines/research.pipeline.yaml", "input": {"topic": "Tide pools of the Atlantic"},
+        })
+        research = exchange.result(3)["jobId"]
+        exchange.request(4, "subscribeStatus", {"jobId": research})
+        one = exchange.result(4)
+        assert one["rev"] == one["snapshot"]["rev"] and one["snapshot"]["id"] == research
+        follower.baseline(one["subscriptionId"], one, research)
+        for subscription in (all_jobs, one["subscriptionId"]):
+            follow(exchange, job_event(subscription, research, type="job", state="done"), "the research job")
+
+        # the lifecycle of seed 003, in order: pending, running, each task running then done, done
+        assert follower.transitions(all_jobs, research) == [
+            ("job", "pending"), ("job", "running"),
+            ("task", "summary", "running"), ("task", "summary", "refining"), ("task", "summary", "done"),
+            ("task", "review", "running"), ("task", "review", "done"),
+            ("job", "done"),
+        ]
+        stages = [(e["task"], e["stage"], e["state"]) for e in follower.events[(all_jobs, research)] if e["type"] == "stage"]
+        assert stages[:2] == [("summary", "ingestion", "started"), ("summary", "ingestion", "completed")]
+        assert stages[-2:] == [("review", "integration", "started"), ("review", "integration", "completed")]
+
+        # getStatus: the document the patches and the snapshots built, and computeTaskStage
+        exchange.request(5, "getStatus", {"jobId": research})
+        status = exchange.result(5)
+        document = status["status"]
+        assert follower.documents[(all_jobs, research)] == document, "the patches do not reproduce getStatus"
+        assert follower.documents[(one["subscriptionId"], research)] == document
+        assert status["taskStages"] == {"summary": None, "review": None}
+        assert (document["state"], document["current"], document["currentStage"]) == ("done", None, None)
+        assert document["progress"] == {"tasksDone": 2, "tasksTotal": 2, "percent": 100}
+        assert document["tasks"]["summary"]["refinementAttempts"] == 1
+        assert document["tasks"]["summary"]["modelCalls"] == 4 and document["tasks"]["review"]["modelCalls"] == 1
+        assert document["tokenUsage"]["totalTokens"] == sum(t["tokenUsage"]["totalTokens"] for t in document["tasks"].values())
+        assert "tasks/review/review.md" in document["tasks"]["review"]["artifacts"]
+
+        # getArtifact: a file of the job, and only of the job
+        exchange.request(6, "getArtifact", {"jobId": research, "path": "tasks/review/review.md"})
+        artifact = exchange.result(6)
+        review = (workspace / "jobs" / research / "tasks" / "review" / "review.md").read_bytes()
+        assert (artifact["text"].encode("utf-8"), artifact["size"]) == (review, len(review))
+        exchange.request(7, "getArtifact", {"jobId": research, "path": "../../stagerunner.yaml"})
+        assert exchange.error(7, -32016)["data"] == {"kind": "job", "reason": "invalid_path", "jobId": research}
+        exchange.request(8, "getArtifact", {"jobId": "20990101T000000Z-0000", "path": "tasks-status.json"})
+        assert exchange.error(8, -32016)["data"]["reason"] == "not_found"
+
+        # listJobs
+        exchange.request(9, "listJobs", {"state": "done"})
+        assert [job["id"] for job in exchange.result(9)["jobs"]] == [research]
+        exchange.request(10, "listJobs", {"state": "finished"})
+        assert exchange.error(10, -32602)["data"]["field"] == "params.state"
+
+        # a task that fails: the job fails where it did; retryTask reruns it once it can succeed
+        flaky_pipeline = {"name": "flaky", "tasks": [
+            {"task": "tasks/flaky.task.yaml"}, {"name": "review", "task": "tasks/review.task.yaml", "input": "seed"},
+        ]}
+        exchange.request(11, "runPipeline", {
+            "pipeline": flaky_pipeline, "input": {"title": "Kelp", "findings": ["a", "b"], "confidence": 0.5},
+            "options": {"wait": True},
+        })
+        waited = exchange.result(11)
+        flaky, failed = waited["jobId"], waited["status"]
+        assert (failed["state"], failed["current"], failed["currentStage"]) == ("failed", "flaky", "ingestion")
+        assert failed["tasks"]["flaky"]["failedStage"] == "ingestion" and failed["tasks"]["review"]["state"] == "pending"
+        assert (failed["error"]["name"], failed["error"]["task"], failed["error"]["stage"]) == ("CommandError", "flaky", "ingestion")
+        exchange.request(12, "getStatus", {"jobId": flaky})
+        assert exchange.result(12)["taskStages"] == {"flaky": "ingestion", "review": None}
+        (tasks_dir / "ok.flag").write_text("", encoding="utf-8")
+        exchange.request(13, "retryTask", {"jobId": flaky, "task": "flaky"})
+        assert exchange.result(13) == {"jobId": flaky}
+        follow(exchange, job_event(all_jobs, flaky, type="job", state="done"), "the retried job")
+        retried = follower.documents[(all_jobs, flaky)]
+        assert (retried["state"], retried["tasks"]["flaky"]["attempts"], retried["tasks"]["flaky"]["failedStage"]) == ("done", 2, None)
+        assert follower.transitions(all_jobs, flaky) == [
+            ("job", "pending"), ("job", "running"), ("task", "flaky", "running"), ("task", "flaky", "failed"),
+            ("job", "pending"), ("job", "running"), ("task", "flaky", "running"), ("task", "flaky", "done"),
+            ("task", "review", "running"), ("task", "review", "done"), ("job", "done"),
+        ]
+
+        # cancel mid-stage: the job shows where; resumeJob continues it
+        exchange.request(14, "runPipeline", {"pipeline": {"name": "slow", "tasks": [{"task": "tasks/slow.task.yaml"}]}})
+        slow = exchange.result(14)["jobId"]
+        follow(exchange, job_event(all_jobs, slow, type="stage", stage="ingestion", state="started"), "the slow stage")
+        started = time.monotonic()
+        exchange.request(15, "cancelJob", {"jobId": slow})
+        cancelled = exchange.result(15)["status"]
+        assert time.monotonic() - started < 5, "cancelling stops the command at once"
+        assert cancelled["state"] == "cancelled" and cancelled["tasks"]["slow"]["state"] == "cancelled"
+        assert (cancelled["cancelled"]["task"], cancelled["cancelled"]["stage"]) == ("slow", "ingestion")
+        (tasks_dir / "fast.flag").write_text("", encoding="utf-8")
+        exchange.request(16, "resumeJob", {"jobId": slow})
+        assert exchange.result(16) == {"jobId": slow}
+        follow(exchange, job_event(all_jobs, slow, type="job", state="done"), "the resumed job")
+
+        # errors
+        exchange.request(17, "cancelJob", {"jobId": research})
+        assert exchange.error(17, -32016)["data"]["reason"] == "invalid_state"
+        exchange.request(18, "resumeJob", {"jobId": research})
+        assert exchange.error(18, -32016)["data"]["reason"] == "invalid_state"
+        exchange.request(19, "retryTask", {"jobId": research, "task": "nope"})
+        assert exchange.error(19, -32016)["data"]["reason"] == "not_found"
+        exchange.request(20, "runPipeline", {"pipeline": {"tasks": [{"task": "tasks/summary.task.yaml", "input": {"task": "later"}}]}})
+        data = exchange.error(20, -32015)["data"]
+        assert (data["kind"], data["file"], data["path"]) == ("pipeline", "<inline>", "tasks[0].input.task")
+        exchange.request(21, "runPipeline", {"pipeline": "pipelines/missing.pipeline.yaml"})
+        assert exchange.error(21, -32015)["data"] == {"kind": "pipeline", "file": "pipelines/missing.pipeline.yaml"}
+        exchange.request(22, "runPipeline", {"pipeline": 5})
+        assert exchange.error(22, -32602)["data"]["field"] == "params.pipeline"
+        exchange.request(23, "unsubscribeStatus", {"subscriptionId": one["subscriptionId"]})
+        assert exchange.result(23) == {}
+        exchange.request(24, "unsubscribeStatus", {"subscriptionId": one["subscriptionId"]})
+        assert exchange.error(24, -32602)["data"]["field"] == "params.subscriptionId"
+
+        exchange.request(25, "shutdown")
+        assert exchange.result(25) is None
+        exchange.server.notify("exit")
+        assert server.wait_exit() == 0
+        with pytest.raises(EOFError):
+            while True:
+                exchange.receive()
+
+    assert server.framing_problems == []
+    assert exchange.pending == {}, f"requests never answered: {exchange.pending}"
+    transcript = tmp_path / f"jobs-{framing}.jsonl"
+    write_jsonl(transcript, exchange.records)
+    assert validate_transcript(transcript) == []
+    assert follower.notifications > 40
+    documents = {document["id"]: document for document in check_job_folders(workspace, 3)}
+    assert documents[research] == document, "the file on disk is the document getStatus answered"
+    assert {d["state"] for d in documents.values()} == {"done"}
+
+
+def start_job(server: Server, pipeline: dict[str, Any]) -> tuple[Exchange, StatusFollower, str]:
+    """Subscribes to every job, starts `pipeline` and waits until its first stage runs."""
+    exchange = Exchange(server)
+    follower = StatusFollower()
+    exchange.observers.append(follower.see)
+    exchange.request("sub", "subscribeStatus", {})
+    follower.baseline("sub-1", exchange.result("sub"))
+    exchange.request("run", "runPipeline", {"pipeline": pipeline})
+    job_id = exchange.result("run")["jobId"]
+    follow(exchange, job_event("sub-1", job_id, type="stage", state="started"), "the first stage")
+    return exchange, follower, job_id
+
+
+NAP = {"name": "nap", "tasks": [{"task": "tasks/nap.task.yaml"}]}
+SLOW = {"name": "slow", "tasks": [{"task": "tasks/nap.task.yaml"}, {"task": "tasks/slow.task.yaml"}]}
+
+
+@pytest.mark.parametrize("ending", ["end-of-input", "SIGTERM"])
+def test_running_jobs_finish_at_end_of_input_and_sigterm(ending: str, tmp_path: Path) -> None:
+    workspace = job_workspace(tmp_path)
+    with Server("ndjson", "--workspace", str(workspace), cwd=tmp_path) as server:
+        exchange, follower, job_id = start_job(server, NAP)
+        if ending == "SIGTERM":
+            server.process.send_signal(signal.SIGTERM)
+        else:
+            server.close_input()
+        assert server.wait_exit(timeout=3 * TIMEOUT) == 0
+        with pytest.raises(EOFError):
+            while True:
+                exchange.receive()
+    assert all(validate_server_message(r["method"], r["message"]) == [] for r in exchange.records)
+    (document,) = check_job_folders(workspace, 1)
+    assert (document["state"], document["tasks"]["nap"]["state"]) == ("done", "done")
+    # Subscriptions end with the connection's input: the job went on without its subscriber.
+    assert follower.documents[("sub-1", job_id)]["rev"] < document["rev"]
+
+
+@pytest.mark.parametrize("ending", ["SIGINT", "exit", "kill"])
+def test_running_jobs_are_cancelled_or_interrupted_and_resume(ending: str, tmp_path: Path) -> None:
+    workspace = job_workspace(tmp_path)
+    with Server("ndjson", "--workspace", str(workspace), cwd=tmp_path) as server:
+        exchange, follower, job_id = start_job(server, SLOW)
+        follow(exchange, job_event("sub-1", job_id, type="task", task="slow", state="running"), "the slow task")
+        started = time.monotonic()
+        if ending == "SIGINT":
+            server.process.send_signal(signal.SIGINT)
+        elif ending == "exit":
+            server.notify("exit")
+        else:
+            time.sleep(0.5)  # the document's writes catch up with the notifications
+            server.process.kill()
+        status = server.wait_exit()
+        assert time.monotonic() - started < 5, "running jobs are cancelled, not waited for"
+        assert status == {"SIGINT": 0, "exit": 1, "kill": -signal.SIGKILL}[ending]
+    (document,) = check_job_folders(workspace, 1)
+    if ending == "kill":
+        assert document["state"] == "running" and document["tasks"]["slow"]["state"] == "running"
+    else:
+        assert document["state"] == "cancelled" and document["tasks"]["slow"]["state"] == "cancelled"
+        assert (document["cancelled"]["task"], document["cancelled"]["stage"]) == ("slow", "ingestion")
+    assert document["tasks"]["nap"]["state"] == "done"
+
+    # A new session: a job left running is interrupted; either way resumeJob finishes it without
+    # running the finished task again.
+    (workspace / "tasks" / "fast.flag").write_text("", encoding="utf-8")
+    with Server("ndjson", "--workspace", str(workspace), cwd=tmp_path) as server:
+        exchange = Exchange(server)
+        follower = StatusFollower()
+        exchange.observers.append(follower.see)
+        exchange.request(1, "getStatus", {"jobId": job_id})
+        before = exchange.result(1)["status"]
+        assert before["state"] == ("interrupted" if ending == "kill" else "cancelled")
+        exchange.request(2, "subscribeStatus", {"jobId": job_id, "delivery": "patch"})
+        follower.baseline("sub-1", exchange.result(2), job_id)
+        exchange.request(3, "resumeJob", {"jobId": job_id})
+        assert exchange.result(3) == {"jobId": job_id}
+        follow(exchange, job_event("sub-1", job_id, type="job", state="done"), "the resumed job")
+        assert ("task", "nap", "running") not in follower.transitions("sub-1", job_id)
+        server.close_input()
+        assert server.wait_exit() == 0
+    assert all(validate_server_message(r["method"], r["message"]) == [] for r in exchange.records)
+    (document,) = check_job_folders(workspace, 1)
+    assert document["state"] == "done"
+    assert (document["tasks"]["nap"]["attempts"], document["tasks"]["slow"]["attempts"]) == (1, 2)
+
+
+def test_a_slow_subscriber_gets_coalesced_changes_ending_with_the_final_state(tmp_path: Path) -> None:
+    """A client that does not read for a while never slows the job and still ends with its final state."""
+    workspace = job_workspace(tmp_path)
+    process = subprocess.Popen(
+        [str(server_binary()), "serve", "--workspace", str(workspace)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=tmp_path,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        requests = [
+            {"jsonrpc": "2.0", "id": 1, "method": "subscribeStatus", "params": {}},
+            {"jsonrpc": "2.0", "id": 2, "method": "runPipeline", "params": {
+                "pipeline": "pipelines/research.pipeline.yaml", "input": {"topic": "Tide pools"}}},
+        ]
+        process.stdin.write("".join(json.dumps(r) + "\n" for r in requests).encode())
+        process.stdin.flush()
+        # Not reading: the snapshots fill the pipe while the job runs on.
+        deadline = time.monotonic() + 3 * TIMEOUT
+        while not list(workspace.glob("jobs/*/tasks/review/output.json")):
+            assert time.monotonic() < deadline, "the job does not go on while its subscriber does not read"
+            time.sleep(0.05)
+        time.sleep(0.3)
+        process.stdin.close()
+        messages = [json.loads(line) for line in process.stdout]
+        assert process.wait(timeout=TIMEOUT) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    names = {1: "subscribeStatus", 2: "runPipeline"}
+    for message in messages:
+        method = message.get("method") or names[message["id"]]
+        assert validate_server_message(method, message) == [], message
+    notes = [m["params"] for m in messages if m.get("method") == "statusChanged"]
+    assert any(note["coalesced"] > 1 for note in notes), "changes were merged while the client did not read"
+    revs = [note["rev"] for note in notes]
+    assert revs == sorted(set(revs))
+    (document,) = check_job_folders(workspace, 1)
+    assert notes[-1]["snapshot"]["state"] == "done" and notes[-1]["snapshot"] == document
+    total = sum(note["coalesced"] for note in notes)
+    assert total == document["rev"], "coalesced counts every change"

@@ -49,7 +49,7 @@ return {
       h.eq('stagerunner', c.info.serverInfo.name, 'server')
       h.eq('lsp', c.capabilities.framing, 'vim.lsp.rpc frames with Content-Length')
       h.ok(c:supports('runStage') and c:supports('validateWorkspace'), 'methods')
-      h.ok(not c:supports('runPipeline'), 'no pipelines in protocol 1.0')
+      h.ok(c:supports('runPipeline') and c:supports('subscribeStatus'), 'jobs')
       h.eq(c, client.get(ws), 'one server per workspace')
     end,
   },

@@ -9,6 +9,7 @@ import {
   TimeoutError, rpcErrorFromObject,
 } from "./errors.js";
 import { createFramer, encodeMessage } from "./framing.js";
+import { StatusSubscription } from "./jobs.js";
 
 export const CLIENT_NAME = "stagerunner-node";
 export const CLIENT_VERSION = "0.1.0";
@@ -359,6 +360,37 @@ export class Client extends EventEmitter {
    * `ok: false`; a task that cannot be loaded rejects with TaskError (-32015).
    */
   runTask(params, options) { return this.request("runTask", params, options); }
+
+  // ---- jobs (protocol/README.md sections 8.9 to 8.11) --------------------------------------
+
+  /**
+   * Start a pipeline as a job: `{pipeline, input?, name?, options?: {wait?}}`; `pipeline` is a
+   * pipeline file's path relative to the workspace, or the pipeline object. Resolves with {jobId}
+   * at once, or with `options.wait` once the job has ended, with its final `status` too.
+   */
+  runPipeline(params, options) { return this.request("runPipeline", params, options); }
+  /** `{jobId}` → {status, taskStages}. */
+  getStatus(params, options) { return this.request("getStatus", params, options); }
+  /** `{state?}` → {jobs}: a summary of every job of the workspace, newest first. */
+  listJobs(params = {}, options) { return this.request("listJobs", params, options); }
+  /** `{jobId}` → {status}, once the job has stopped. */
+  cancelJob(params, options) { return this.request("cancelJob", params, options); }
+  /** `{jobId, task}` → {jobId}: the task and those after it run again. */
+  retryTask(params, options) { return this.request("retryTask", params, options); }
+  /** `{jobId}` → {jobId}: an interrupted or cancelled job continues from its first unfinished task. */
+  resumeJob(params, options) { return this.request("resumeJob", params, options); }
+  /** `{jobId, path}` → {path, size, text | base64}. */
+  getArtifact(params, options) { return this.request("getArtifact", params, options); }
+  /**
+   * Follow one job (`{jobId}`) or every job (`{}`) as an async iterator of changes, each with the
+   * job's document already up to date (`delivery: "patch"` asks for patches; the client applies
+   * them on the rev it holds and calls getStatus on a gap). `options.signal` stops it,
+   * `options.untilFinished` ends it once the job has finished; `break` or close() unsubscribes.
+   * The request is sent on the first next() (or start()).
+   */
+  subscribeStatus(params = {}, options = {}) { return new StatusSubscription(this, params, options); }
+  /** `{subscriptionId}` → {}. Prefer the subscription's close(). */
+  unsubscribeStatus(params, options) { return this.request("unsubscribeStatus", params, options); }
 
   /**
    * Graceful stop: `shutdown` request, `exit` notification, end stdin, wait 2 s,

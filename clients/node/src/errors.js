@@ -17,6 +17,7 @@ export const ErrorCodes = Object.freeze({
   StorageError: -32013,
   TruncatedError: -32014,
   TaskError: -32015,
+  JobError: -32016,
 });
 
 /** An error response from the server (or a local error with a JSON-RPC code). */
@@ -60,11 +61,15 @@ export const ModelError = defineCode("ModelError", -32012);
 export const StorageError = defineCode("StorageError", -32013);
 export const TruncatedError = defineCode("TruncatedError", -32014);
 export const TaskError = defineCode("TaskError", -32015);
+/** A job request cannot be done: data.reason is not_found, invalid_state, invalid_path or storage. */
+export const JobError = defineCode("JobError", -32016);
+Object.defineProperty(JobError.prototype, "reason", { get() { return this.data?.reason; } });
+Object.defineProperty(JobError.prototype, "jobId", { get() { return this.data?.jobId; } });
 
 const BY_CODE = new Map(
   [ParseError, InvalidRequest, MethodNotFound, InvalidParams, InternalError, ServerNotInitialized,
     RequestCancelled, ContentModified, RequestFailed, WorkspaceError, TemplateError, ModelError,
-    StorageError, TruncatedError, TaskError].map((c) => [c.code, c]),
+    StorageError, TruncatedError, TaskError, JobError].map((c) => [c.code, c]),
 );
 
 /** Build the RpcError subclass for a JSON-RPC error object; unknown codes give a plain RpcError. */

@@ -58,3 +58,25 @@ test("README task example runs", { skip: SKIP_NO_BIN }, async () => {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("README jobs example runs", { skip: SKIP_NO_BIN }, async () => {
+  const readme = fs.readFileSync(path.join(PACKAGE_DIR, "README.md"), "utf8");
+  const block = /### Jobs[\s\S]*?```js\n([\s\S]*?)```/.exec(readme);
+  assert.ok(block, "no js block under ### Jobs");
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "stagerunner-node-readme-"));
+  try {
+    fs.mkdirSync(path.join(dir, "node_modules"));
+    fs.symlinkSync(PACKAGE_DIR, path.join(dir, "node_modules", "stagerunner-client"), "dir");
+    fs.cpSync(path.join(REPO, "examples", "research-task"), path.join(dir, "examples", "research-task"), { recursive: true });
+    const script = path.join(dir, "jobs.mjs");
+    fs.writeFileSync(script, block[1]);
+    const { stdout } = await promisify(execFile)(process.execPath, [script], {
+      cwd: dir,
+      env: { ...process.env, STAGERUNNER_BIN: BIN },
+      timeout: 30000,
+    });
+    assert.equal(stdout, "done true\n");
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -45,7 +45,43 @@ const MAP = {
   TestPrintParams: ["test-print.params.json", ""],
   ErrorData: ["error.json", "/$defs/data"],
   ErrorObject: ["error.json", ""],
+  JobStatus: ["status.json", ""],
+  JobTask: ["status.json", "/$defs/task"],
+  JobProgress: ["status.json", "/$defs/progress"],
+  TokenUsage: ["status.json", "/$defs/tokenUsage"],
+  JobFiles: ["status.json", "/properties/files"],
+  TaskFiles: ["status.json", "/$defs/task/properties/files"],
+  JobCancelled: ["status.json", "/properties/cancelled/oneOf/0"],
+  RunPipelineParams: ["runPipeline.params.json", ""],
+  RunPipelineOptions: ["runPipeline.params.json", "/properties/options/oneOf/0"],
+  RunPipelineResult: ["runPipeline.result.json", ""],
+  JobIdParams: ["getStatus.params.json", ""],
+  GetStatusResult: ["getStatus.result.json", ""],
+  ListJobsParams: ["listJobs.params.json", ""],
+  ListJobsResult: ["listJobs.result.json", ""],
+  JobSummary: ["listJobs.result.json", "/$defs/summary"],
+  CancelJobResult: ["cancelJob.result.json", ""],
+  RetryTaskParams: ["retryTask.params.json", ""],
+  RetryTaskResult: ["retryTask.result.json", ""],
+  ResumeJobResult: ["resumeJob.result.json", ""],
+  GetArtifactParams: ["getArtifact.params.json", ""],
+  GetArtifactResult: ["getArtifact.result.json", ""],
+  SubscribeStatusParams: ["subscribeStatus.params.json", ""],
+  SubscribeStatusResult: ["subscribeStatus.result.json", ""],
+  UnsubscribeStatusParams: ["unsubscribeStatus.params.json", ""],
+  UnsubscribeStatusResult: ["unsubscribeStatus.result.json", ""],
+  StatusChangedParams: ["statusChanged.params.json", ""],
+  PatchOperation: ["statusChanged.params.json", "/$defs/operation"],
 };
+
+// The params of cancelJob and resumeJob are getStatus's: {jobId}.
+for (const file of ["cancelJob.params.json", "resumeJob.params.json"]) {
+  test(`${file} is JobIdParams`, () => {
+    const a = JSON.parse(fs.readFileSync(path.join(SCHEMA_DIR, file), "utf8"));
+    const b = JSON.parse(fs.readFileSync(path.join(SCHEMA_DIR, "getStatus.params.json"), "utf8"));
+    assert.deepEqual([a.properties, a.required], [b.properties, b.required]);
+  });
+}
 
 const dts = fs.readFileSync(path.join(PACKAGE_DIR, "index.d.ts"), "utf8");
 

@@ -111,6 +111,7 @@ class ValidatingClient(Client):
         super().__init__(*args, **kwargs)
         self.schema_failures: list[str] = []
         self.validated_results: dict[str, int] = {}
+        self.validated_notifications: dict[str, int] = {}
         self._sent_methods: dict[Any, str] = {}
         self._received_requests: dict[Any, str] = {}  # server request id -> method, until answered
         self.check_params = True  # tests that send bad params on purpose turn this off
@@ -146,6 +147,17 @@ class ValidatingClient(Client):
             self.schema_failures += errors_for(params_schema, params)
         self._received_requests[rid] = method
         super()._start_incoming_request(rid, method, params)
+
+    def _handle_notification(self, method: str, params: Any) -> None:
+        note: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            note["params"] = params
+        self.schema_failures += errors_for("notification.json", note)
+        params_schema = schema_file_for(method, "params")
+        if params_schema is not None and params is not None:
+            self.schema_failures += errors_for(params_schema, params)
+            self.validated_notifications[method] = self.validated_notifications.get(method, 0) + 1
+        super()._handle_notification(method, params)
 
     def _handle_response(self, message: dict[str, Any]) -> None:
         self.schema_failures += errors_for("response.json", message)

@@ -54,3 +54,9 @@ def test_task_example_runs(bin_path: str, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout == "True 1\n{'words': 2}\n"
     assert list((tmp_path / "repo/examples/research-task/data/tasks/research-summary").glob("*/summary.json"))
+
+
+def test_jobs_example_runs(bin_path: str, tmp_path: Path) -> None:
+    done = run_block(python_blocks()[3], bin_path, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "done 100 True\nThe\n"

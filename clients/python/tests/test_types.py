@@ -37,6 +37,27 @@ MAPPING: dict[str, tuple[str, str]] = {
     "LLMMetric": ("runTask.result.json", "/$defs/llmMetric"),
     "ExecuteStageParams": ("executeStage.params.json", ""),
     "StageOutput": ("executeStage.result.json", ""),
+    "JobStatus": ("status.json", ""),
+    "JobTask": ("status.json", "/$defs/task"),
+    "JobProgress": ("status.json", "/$defs/progress"),
+    "TokenUsage": ("status.json", "/$defs/tokenUsage"),
+    "JobFiles": ("status.json", "/properties/files"),
+    "TaskFiles": ("status.json", "/$defs/task/properties/files"),
+    "JobCancelled": ("status.json", "/properties/cancelled/oneOf/0"),
+    "RunPipelineParams": ("runPipeline.params.json", ""),
+    "RunPipelineOptions": ("runPipeline.params.json", "/properties/options/oneOf/0"),
+    "RunPipelineResult": ("runPipeline.result.json", ""),
+    "GetStatusResult": ("getStatus.result.json", ""),
+    "ListJobsResult": ("listJobs.result.json", ""),
+    "JobSummary": ("listJobs.result.json", "/$defs/summary"),
+    "CancelJobResult": ("cancelJob.result.json", ""),
+    "RetryTaskResult": ("retryTask.result.json", ""),
+    "ResumeJobResult": ("resumeJob.result.json", ""),
+    "GetArtifactResult": ("getArtifact.result.json", ""),
+    "SubscribeStatusResult": ("subscribeStatus.result.json", ""),
+    "UnsubscribeStatusResult": ("unsubscribeStatus.result.json", ""),
+    "StatusChangedParams": ("statusChanged.params.json", ""),
+    "PatchOperation": ("statusChanged.params.json", "/$defs/operation"),
 }
 
 
@@ -67,4 +88,4 @@ def test_every_result_schema_is_covered() -> None:
     results = {f for f in SCHEMA_IDS if f.endswith(".result.json")}
     # shutdown's result is null and test/print's is {}: no TypedDict for those.
     assert results - covered == {"shutdown.result.json", "test-print.result.json"}
-    assert "metadata.json" in covered
+    assert "metadata.json" in covered and "status.json" in covered

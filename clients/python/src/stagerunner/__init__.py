@@ -5,6 +5,7 @@
 * :mod:`stagerunner.errors` — :class:`RpcError` and one subclass per error code,
   :class:`ServerExited`.
 * :mod:`stagerunner.types` — TypedDicts of the results.
+* :mod:`stagerunner.jobs` — status subscriptions, JSON Patch and computeTaskStage.
 
 Standard library only.
 """
@@ -18,6 +19,7 @@ from .errors import (
     InternalError,
     InvalidParams,
     InvalidRequest,
+    JobError,
     MethodNotFound,
     ModelError,
     ParseError,
@@ -34,6 +36,15 @@ from .errors import (
     TruncatedError,
     WorkspaceError,
     error_from_response,
+)
+from .jobs import (
+    TERMINAL_JOB_STATES,
+    PatchError,
+    StatusChange,
+    StatusSubscription,
+    SyncStatusSubscription,
+    apply_patch,
+    compute_task_stage,
 )
 from .sync import SyncClient
 from .types import (
@@ -56,6 +67,17 @@ from .types import (
     TaskStage,
     Template,
     ValidateWorkspaceResult,
+)
+from .types import (
+    GetArtifactResult,
+    GetStatusResult,
+    JobStatus,
+    JobSummary,
+    JobTask,
+    ListJobsResult,
+    RunPipelineResult,
+    StatusChangedParams,
+    SubscribeStatusResult,
 )
 
 __all__ = [
@@ -85,6 +107,7 @@ __all__ = [
     "StorageError",
     "TruncatedError",
     "TaskError",
+    "JobError",
     "ServerExited",
     "ProtocolError",
     "Diagnostic",
@@ -106,4 +129,20 @@ __all__ = [
     "TaskLogEntry",
     "TaskResult",
     "TaskStage",
+    "TERMINAL_JOB_STATES",
+    "PatchError",
+    "StatusChange",
+    "StatusSubscription",
+    "SyncStatusSubscription",
+    "apply_patch",
+    "compute_task_stage",
+    "GetArtifactResult",
+    "GetStatusResult",
+    "JobStatus",
+    "JobSummary",
+    "JobTask",
+    "ListJobsResult",
+    "RunPipelineResult",
+    "StatusChangedParams",
+    "SubscribeStatusResult",
 ]

@@ -37,8 +37,17 @@ from .errors import (
     error_from_response,
 )
 from .framing import Framing, encode_frame, make_decoder
+from .jobs import StatusSubscription
 from .types import (
+    CancelJobResult,
+    GetArtifactResult,
+    GetStatusResult,
     InitializeResult,
+    JobState,
+    ListJobsResult,
+    ResumeJobResult,
+    RetryTaskResult,
+    RunPipelineResult,
     ListTemplatesResult,
     Mode,
     ModelConfig,
@@ -891,6 +900,90 @@ class Client:
             }
         )
         return cast(TaskResult, await self.request("runTask", params, timeout=timeout))
+
+    # ------------------------------------------------------------------ jobs
+
+    async def run_pipeline(
+        self,
+        pipeline: str | Mapping[str, Any],
+        input: Any = None,
+        *,
+        name: str | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> RunPipelineResult:
+        """``runPipeline``: start a pipeline (a pipeline file's path relative to the workspace, or the pipeline itself) as a job.
+
+        Returns ``{"jobId"}`` at once; with ``wait=True``, once the job has ended, with its
+        final ``status`` too (cancelling the call then cancels the job). ``input`` is the job's
+        input (default ``{}``). A pipeline that cannot be used raises
+        :class:`~stagerunner.errors.TaskError` (-32015, ``kind`` ``"pipeline"``).
+        """
+        params = _drop_none(
+            {
+                "pipeline": dict(pipeline) if isinstance(pipeline, Mapping) else pipeline,
+                "input": input,
+                "name": name,
+                "options": {"wait": True} if wait else None,
+            }
+        )
+        return cast(RunPipelineResult, await self.request("runPipeline", params, timeout=timeout))
+
+    async def get_status(self, job_id: str, *, timeout: float | None = None) -> GetStatusResult:
+        """``getStatus``: the job's status document and ``taskStages`` (computeTaskStage per task)."""
+        return cast(GetStatusResult, await self.request("getStatus", {"jobId": job_id}, timeout=timeout))
+
+    async def list_jobs(self, state: JobState | None = None, *, timeout: float | None = None) -> ListJobsResult:
+        """``listJobs``: a summary of every job of the workspace (or those in ``state``), newest first."""
+        return cast(ListJobsResult, await self.request("listJobs", _drop_none({"state": state}), timeout=timeout))
+
+    async def cancel_job(self, job_id: str, *, timeout: float | None = None) -> CancelJobResult:
+        """``cancelJob``: stop a running or pending job; returns its status once it has stopped."""
+        return cast(CancelJobResult, await self.request("cancelJob", {"jobId": job_id}, timeout=timeout))
+
+    async def retry_task(self, job_id: str, task: str, *, timeout: float | None = None) -> RetryTaskResult:
+        """``retryTask``: run a failed (or cancelled) task again, and the tasks after it."""
+        params = {"jobId": job_id, "task": task}
+        return cast(RetryTaskResult, await self.request("retryTask", params, timeout=timeout))
+
+    async def resume_job(self, job_id: str, *, timeout: float | None = None) -> ResumeJobResult:
+        """``resumeJob``: continue an interrupted or cancelled job from its first unfinished task."""
+        return cast(ResumeJobResult, await self.request("resumeJob", {"jobId": job_id}, timeout=timeout))
+
+    async def get_artifact(self, job_id: str, path: str, *, timeout: float | None = None) -> GetArtifactResult:
+        """``getArtifact``: a file of the job's folder (``text``, or ``base64`` when it is not UTF-8)."""
+        params = {"jobId": job_id, "path": path}
+        return cast(GetArtifactResult, await self.request("getArtifact", params, timeout=timeout))
+
+    def subscribe_status(
+        self,
+        job_id: str | None = None,
+        delivery: str = "snapshot",
+        *,
+        until_finished: bool = False,
+        timeout: float | None = None,
+    ) -> StatusSubscription:
+        """``subscribeStatus``: follow one job (or every job), as an async iterator of changes.
+
+        ::
+
+            async for change in c.subscribe_status(job_id, delivery="patch"):
+                print(change.rev, change.event, change.status["state"])
+
+        Each :class:`~stagerunner.jobs.StatusChange` carries the job's document already up to
+        date: the client keeps one per job, applies a patch only when its ``baseRev`` is the
+        revision it holds, and calls ``getStatus`` otherwise. The request is sent on the first
+        iteration (or ``await sub.start()``, or ``async with``); leaving ``async with`` or
+        :meth:`~stagerunner.jobs.StatusSubscription.close` sends ``unsubscribeStatus``. With
+        ``until_finished`` (and a ``job_id``) the iteration ends once the job is done, failed,
+        cancelled or interrupted.
+        """
+        return StatusSubscription(self, job_id, delivery, until_finished=until_finished, timeout=timeout)
+
+    async def unsubscribe_status(self, subscription_id: str, *, timeout: float | None = None) -> dict[str, Any]:
+        """``unsubscribeStatus``: stop a subscription by id (prefer the subscription's ``close()``)."""
+        params = {"subscriptionId": subscription_id}
+        return cast(dict[str, Any], await self.request("unsubscribeStatus", params, timeout=timeout))
 
     async def shutdown(self, *, timeout: float | None = None) -> None:
         """``shutdown``: the server answers once in-flight requests are done; later requests fail -32600."""

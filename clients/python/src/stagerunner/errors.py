@@ -197,6 +197,26 @@ class TaskError(RpcError):
     CODE = -32015
 
 
+class JobError(RpcError):
+    """-32016: a job request cannot be done; ``data`` has ``reason`` and ``jobId``.
+
+    ``reason`` is ``not_found`` (no such job, or task), ``invalid_state`` (the job's state does
+    not allow it), ``invalid_path`` (getArtifact's path) or ``storage``.
+    """
+
+    CODE = -32016
+
+    @property
+    def reason(self) -> str | None:
+        """``data.reason``: not_found, invalid_state, invalid_path or storage."""
+        return self._str("reason")
+
+    @property
+    def job_id(self) -> str | None:
+        """``data.jobId``: the job the request named."""
+        return self._str("jobId")
+
+
 ERROR_CLASSES: dict[int, type[RpcError]] = {
     cls.CODE: cls
     for cls in (
@@ -215,6 +235,7 @@ ERROR_CLASSES: dict[int, type[RpcError]] = {
         StorageError,
         TruncatedError,
         TaskError,
+        JobError,
     )
 }
 

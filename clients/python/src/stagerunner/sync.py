@@ -16,8 +16,17 @@ from typing import Any, TypeVar
 
 from .client import _MISSING, Client, F, StageHandler
 from .framing import Framing
+from .jobs import SyncStatusSubscription
 from .types import (
+    CancelJobResult,
+    GetArtifactResult,
+    GetStatusResult,
     InitializeResult,
+    JobState,
+    ListJobsResult,
+    ResumeJobResult,
+    RetryTaskResult,
+    RunPipelineResult,
     ListTemplatesResult,
     Mode,
     ModelConfig,
@@ -311,6 +320,63 @@ class SyncClient:
                 timeout=timeout,
             )
         )
+
+    def run_pipeline(
+        self,
+        pipeline: str | Mapping[str, Any],
+        input: Any = None,
+        *,
+        name: str | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> RunPipelineResult:
+        """Blocking :meth:`Client.run_pipeline`."""
+        return self._call(self._client.run_pipeline(pipeline, input, name=name, wait=wait, timeout=timeout))
+
+    def get_status(self, job_id: str, *, timeout: float | None = None) -> GetStatusResult:
+        """Blocking :meth:`Client.get_status`."""
+        return self._call(self._client.get_status(job_id, timeout=timeout))
+
+    def list_jobs(self, state: JobState | None = None, *, timeout: float | None = None) -> ListJobsResult:
+        """Blocking :meth:`Client.list_jobs`."""
+        return self._call(self._client.list_jobs(state, timeout=timeout))
+
+    def cancel_job(self, job_id: str, *, timeout: float | None = None) -> CancelJobResult:
+        """Blocking :meth:`Client.cancel_job`."""
+        return self._call(self._client.cancel_job(job_id, timeout=timeout))
+
+    def retry_task(self, job_id: str, task: str, *, timeout: float | None = None) -> RetryTaskResult:
+        """Blocking :meth:`Client.retry_task`."""
+        return self._call(self._client.retry_task(job_id, task, timeout=timeout))
+
+    def resume_job(self, job_id: str, *, timeout: float | None = None) -> ResumeJobResult:
+        """Blocking :meth:`Client.resume_job`."""
+        return self._call(self._client.resume_job(job_id, timeout=timeout))
+
+    def get_artifact(self, job_id: str, path: str, *, timeout: float | None = None) -> GetArtifactResult:
+        """Blocking :meth:`Client.get_artifact`."""
+        return self._call(self._client.get_artifact(job_id, path, timeout=timeout))
+
+    def subscribe_status(
+        self,
+        job_id: str | None = None,
+        delivery: str = "snapshot",
+        *,
+        until_finished: bool = False,
+        timeout: float | None = None,
+    ) -> SyncStatusSubscription:
+        """:meth:`Client.subscribe_status` as a blocking iterator: ``for change in c.subscribe_status(job_id)``.
+
+        Use it as a context manager (or call ``close()``) to send ``unsubscribeStatus``.
+        """
+        subscription = self._client.subscribe_status(
+            job_id, delivery, until_finished=until_finished, timeout=timeout
+        )
+        return SyncStatusSubscription(self, subscription)
+
+    def unsubscribe_status(self, subscription_id: str, *, timeout: float | None = None) -> dict[str, Any]:
+        """Blocking :meth:`Client.unsubscribe_status`."""
+        return self._call(self._client.unsubscribe_status(subscription_id, timeout=timeout))
 
     def shutdown(self, *, timeout: float | None = None) -> None:
         """Blocking :meth:`Client.shutdown`."""

@@ -46,6 +46,30 @@ __all__ = [
     "TaskResult",
     "ExecuteStageParams",
     "StageOutput",
+    "JobState",
+    "TaskState",
+    "TokenUsage",
+    "JobProgress",
+    "JobFiles",
+    "TaskFiles",
+    "JobCancelled",
+    "JobTask",
+    "JobStatus",
+    "RunPipelineOptions",
+    "RunPipelineParams",
+    "RunPipelineResult",
+    "GetStatusResult",
+    "JobSummary",
+    "ListJobsResult",
+    "CancelJobResult",
+    "RetryTaskResult",
+    "ResumeJobResult",
+    "GetArtifactResult",
+    "SubscribeStatusResult",
+    "UnsubscribeStatusResult",
+    "StatusEvent",
+    "PatchOperation",
+    "StatusChangedParams",
 ]
 
 Stage = Literal["draft", "essay", "evaluation"]
@@ -365,3 +389,209 @@ class Notification(TypedDict):
 
     method: str
     params: Any
+
+
+JobState = Literal["pending", "running", "done", "failed", "cancelled", "interrupted"]
+"""A job's state (schema/status.json)."""
+TaskState = Literal["pending", "running", "done", "failed", "cancelled", "interrupted"]
+"""A task's state in a job."""
+
+
+class TokenUsage(TypedDict):
+    """Tokens of a job's or a task's model calls (status ``tokenUsage``)."""
+
+    promptTokens: int
+    completionTokens: int
+    totalTokens: int
+
+
+class JobProgress(TypedDict):
+    """Status ``progress``."""
+
+    tasksDone: int
+    tasksTotal: int
+    percent: int
+
+
+class JobFiles(TypedDict):
+    """Status ``files``: the job's own files, relative to its folder."""
+
+    input: str
+    job: str
+
+
+class TaskFiles(TypedDict):
+    """A task's ``files`` once it is done: its result and its log."""
+
+    output: NotRequired[str]
+    logs: NotRequired[str]
+
+
+class JobCancelled(TypedDict):
+    """Status ``cancelled``: where the job stopped."""
+
+    task: str | None
+    stage: str | None
+    at: str
+
+
+class JobTask(TypedDict):
+    """One task's entry in a status document (``tasks[name]``)."""
+
+    state: TaskState
+    currentStage: str | None
+    failedStage: str | None
+    attempts: int
+    refinementAttempts: int
+    startedAt: NotRequired[str]
+    endedAt: NotRequired[str | None]
+    executionTime: NotRequired[float]
+    artifacts: list[str]
+    files: TaskFiles
+    tokenUsage: TokenUsage
+    cost: float
+    modelCalls: int
+    retrying: bool
+    nextRetryAt: NotRequired[str]
+    lastRetryError: NotRequired[TaskErrorInfo]
+    error: NotRequired[dict[str, Any] | None]
+
+
+class JobStatus(TypedDict):
+    """A job's status document, ``jobs/<jobId>/tasks-status.json`` (schema/status.json)."""
+
+    schemaVersion: Literal[1]
+    id: str
+    name: str
+    pipeline: str | None
+    state: JobState
+    current: str | None
+    currentStage: str | None
+    createdAt: str
+    startedAt: NotRequired[str]
+    endedAt: NotRequired[str | None]
+    lastUpdated: str
+    rev: int
+    progress: JobProgress
+    tokenUsage: TokenUsage
+    cost: float
+    files: JobFiles
+    taskOrder: list[str]
+    tasks: dict[str, JobTask]
+    cancelled: NotRequired[JobCancelled | None]
+    error: NotRequired[dict[str, Any] | None]
+
+
+class RunPipelineOptions(TypedDict, total=False):
+    """``runPipeline`` params ``options``."""
+
+    wait: bool | None
+
+
+class RunPipelineParams(TypedDict):
+    """Params of ``runPipeline`` (schema/runPipeline.params.json), as :meth:`Client.run_pipeline` sends them."""
+
+    pipeline: str | dict[str, Any]
+    input: NotRequired[Any]
+    name: NotRequired[str | None]
+    options: NotRequired[RunPipelineOptions | None]
+
+
+class RunPipelineResult(TypedDict):
+    """Result of ``runPipeline``: the job's id, and with ``wait`` its final status."""
+
+    jobId: str
+    status: NotRequired[JobStatus]
+
+
+class GetStatusResult(TypedDict):
+    """Result of ``getStatus``: the document and computeTaskStage of each task."""
+
+    status: JobStatus
+    taskStages: dict[str, str | None]
+
+
+class JobSummary(TypedDict):
+    """One job of ``listJobs``."""
+
+    id: str
+    name: str
+    state: JobState
+    current: str | None
+    currentStage: str | None
+    createdAt: str
+    lastUpdated: str
+    rev: int
+    progress: JobProgress
+    cost: float
+
+
+class ListJobsResult(TypedDict):
+    """Result of ``listJobs``, newest first."""
+
+    jobs: list[JobSummary]
+
+
+class CancelJobResult(TypedDict):
+    """Result of ``cancelJob``: the document once the job has stopped."""
+
+    status: JobStatus
+
+
+class RetryTaskResult(TypedDict):
+    """Result of ``retryTask``."""
+
+    jobId: str
+
+
+class ResumeJobResult(TypedDict):
+    """Result of ``resumeJob``."""
+
+    jobId: str
+
+
+class GetArtifactResult(TypedDict):
+    """Result of ``getArtifact``: ``text`` when the file is UTF-8, else ``base64``."""
+
+    path: str
+    size: int
+    text: NotRequired[str]
+    base64: NotRequired[str]
+
+
+class SubscribeStatusResult(TypedDict):
+    """Result of ``subscribeStatus``: the baseline (a document, or ``{"jobs": {...}}`` for every job)."""
+
+    subscriptionId: str
+    rev: int
+    snapshot: dict[str, Any]
+
+
+class UnsubscribeStatusResult(TypedDict):
+    """Result of ``unsubscribeStatus``: ``{}``."""
+
+
+StatusEvent = dict[str, Any]
+"""What changed: ``{"type": "job" | "task" | "stage" | "usage", ...}`` (statusChanged ``event``)."""
+
+
+class PatchOperation(TypedDict):
+    """One RFC 6902 operation of a statusChanged ``patch``."""
+
+    op: Literal["add", "replace", "remove"]
+    path: str
+    value: NotRequired[Any]
+
+
+class StatusChangedParams(TypedDict):
+    """Params of the ``statusChanged`` notification (schema/statusChanged.params.json)."""
+
+    subscriptionId: str
+    jobId: str
+    rev: int
+    event: StatusEvent
+    coalesced: int
+    events: NotRequired[list[StatusEvent]]
+    snapshot: NotRequired[JobStatus]
+    baseRev: NotRequired[int]
+    patch: NotRequired[list[PatchOperation]]
