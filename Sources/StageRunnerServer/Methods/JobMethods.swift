@@ -140,7 +140,7 @@ extension StageRunnerServer {
             let document = try await jobs.status(params.jobId)
             var stages: [String: JSONValue] = [:]
             for task in document.taskOrder {
-                stages[task] = document.computeTaskStage(task).map(JSONValue.string) ?? nil
+                stages[task] = .some(document.computeTaskStage(task).map(JSONValue.string) ?? .null)
             }
             return RawJSON(["status": document.json, "taskStages": .object(stages)])
         } catch {
