@@ -73,6 +73,24 @@ final class JobClient: Sendable {
         }
     }
 
+    /// retryTask once the job has ended. The notification that a task failed for good goes out
+    /// before the engine has let go of the run, so a retry sent the instant it arrives can be
+    /// refused as "still running" (see `retryRightAfterTheFailureNotification`); this waits that out.
+    func retryTask(_ jobId: String, _ task: String) async throws -> JSONValue {
+        let deadline = ContinuousClock.now + .seconds(5)
+        while true {
+            let response = try await call("retryTask", #"{"jobId":"\#(jobId)","task":"\#(task)"}"#)
+            let refused = response["error"]?["message"]?.stringValue?.contains("is still running") == true
+            if !refused || ContinuousClock.now >= deadline {
+                guard let result = response["result"] else {
+                    throw JobWire.Failure(description: "retryTask answered \(response)")
+                }
+                return result
+            }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
     /// The statusChanged notifications of a subscription received so far.
     func notifications(_ subscriptionId: String) -> [JSONValue] {
         peer.output.messages.compactMap { message in
@@ -432,7 +450,7 @@ struct JobMethodTests {
             atomically: true,
             encoding: .utf8
         )
-        let retried = try await client.result("retryTask", #"{"jobId":"\#(jobId)","task":"review"}"#)
+        let retried = try await client.retryTask(jobId, "review")
         #expect(retried == ["jobId": .string(jobId)])
         let done = try await client.waitForState(jobId, ["done", "failed"])
         #expect(done["state"] == "done")
@@ -698,8 +716,11 @@ struct JobMethodTests {
         client.peer.saveTranscript("job-slow-subscriber")
     }
 
-    @Test("end of input with a job running: the process exits 0 once the job is done")
-    func endOfInputLetsTheJobFinish() async throws {
+    @Test(
+        "end of input or SIGTERM with a job running: the process exits 0 once the job is done",
+        arguments: ["end of input", "SIGTERM"]
+    )
+    func endOfInputLetsTheJobFinish(ending: String) async throws {
         let example = try ExampleCopy(
             "research-task",
             files: ["tasks/slow.yaml": JobWire.commandTask(#"sleep 1.2; echo '{"output": 1, "flags": {}}'"#)]
@@ -712,7 +733,7 @@ struct JobMethodTests {
         )
         let jobId = try #require(run["jobId"]?.stringValue)
         let started = ContinuousClock.now
-        client.peer.closeInput()
+        if ending == "SIGTERM" { client.peer.signal(SIGTERM) } else { client.peer.closeInput() }
         #expect(try await client.peer.exitStatus(timeout: .seconds(60)) == 0)
         #expect(ContinuousClock.now - started > .milliseconds(900), "it waited for the job")
         let document = try #require(JobWire.documentOnDisk(example.root, jobId))
@@ -720,7 +741,7 @@ struct JobMethodTests {
         #expect(document["tasks"]?["slow"]?["state"] == "done")
         #expect(document["tasks"]?["research"]?["state"] == "done")
         try await client.peer.output.waitForEnd()
-        client.peer.saveTranscript("job-end-of-input")
+        client.peer.saveTranscript("job-\(ending == "SIGTERM" ? "sigterm" : "end-of-input")")
     }
 
     @Test("SIGINT cancels the running job; its document on disk says cancelled, where")
@@ -761,6 +782,67 @@ struct JobMethodTests {
         #expect((done["cancelled"] ?? .null) == .null)
         #expect(done["tasks"]?["slow"]?["attempts"] == 2)
         client.peer.saveTranscript("job-sigint")
+    }
+    @Test("cancelJob right after a retry of a failed task answers with the cancelled document")
+    func cancelRightAfterRetry() async throws {
+        // A race: a retry accepted while the failed run's last write was still under way used to
+        // let that run's end answer the cancel of the retry, with the document still running.
+        var early: [String] = []
+        for _ in 0..<30 {
+            let example = try ExampleCopy(
+                "research-task",
+                files: [
+                    "tasks/first.yaml": JobWire.failingReview,
+                    "tasks/slow.yaml": JobWire.commandTask("sleep 5; exit 3"),
+                ]
+            )
+            defer { example.remove() }
+            let client = try JobClient(workspace: example.root)
+            let sub = try #require(
+                try await client.result("subscribeStatus", #"{"delivery":"patch"}"#)["subscriptionId"]?.stringValue
+            )
+            let run = try await client.result(
+                "runPipeline",
+                #"{"pipeline":{"name":"p","tasks":[{"name":"first","task":"tasks/first.yaml"},{"name":"slow","task":"tasks/slow.yaml"}]}}"#
+            )
+            let jobId = try #require(run["jobId"]?.stringValue)
+            try await client.waitForEnd(sub, jobId: jobId)
+            try "stages:\n  promptTemplating: { template: { text: 'hello' } }\n"
+                .write(toFile: example.root + "/tasks/first.yaml", atomically: true, encoding: .utf8)
+            _ = try await client.retryTask(jobId, "first")
+            let cancel = try await client.result("cancelJob", #"{"jobId":"\#(jobId)"}"#)
+            let state = cancel["status"]?["state"]?.stringValue ?? "?"
+            if state != "cancelled" { early.append(state) }
+            #expect(try await client.waitForState(jobId)["state"] == "cancelled")
+        }
+        #expect(early.isEmpty, "cancelJob answered before the job ended, with the job \(early)")
+    }
+    @Test("retryTask sent the instant the failure notification arrives is accepted")
+    func retryRightAfterTheFailureNotification() async throws {
+        // Known race (reported): the change that fails the task and the job is published while
+        // the run is still registered, so retryTask (and resumeJob) can answer "still running"
+        // for a job whose document already says failed. Intermittent: it depends on scheduling.
+        var refused: [String] = []
+        for _ in 0..<20 {
+            let example = try ExampleCopy("research-task", files: ["tasks/first.yaml": JobWire.failingReview])
+            defer { example.remove() }
+            let client = try JobClient(workspace: example.root)
+            let sub = try #require(
+                try await client.result("subscribeStatus", #"{"delivery":"patch"}"#)["subscriptionId"]?.stringValue
+            )
+            let run = try await client.result(
+                "runPipeline",
+                #"{"pipeline":{"name":"p","tasks":[{"name":"first","task":"tasks/first.yaml"}]}}"#
+            )
+            let jobId = try #require(run["jobId"]?.stringValue)
+            try await client.waitForEnd(sub, jobId: jobId)
+            let response = try await client.call("retryTask", #"{"jobId":"\#(jobId)","task":"first"}"#)
+            if let message = response["error"]?["message"]?.stringValue { refused.append(message) }
+            _ = try await client.waitForState(jobId, ["failed"])
+        }
+        withKnownIssue("retryTask right after the failure notification may be refused", isIntermittent: true) {
+            #expect(refused.isEmpty, "\(refused.count) of 20 refused: \(refused.first ?? "")")
+        }
     }
 }
 
