@@ -72,8 +72,11 @@ struct JobCrashTests {
         var delay: Int
         var phase: String
         var finishedAtKill: Set<String>
+        /// When the server that resumed the job was killed too: how long after, and the state then.
+        var secondKill: String?
         var description: String {
             "\(after) runs + \(delay) ms: \(phase), finished \(finishedAtKill.sorted())"
+                + (secondKill.map { "; killed again \($0)" } ?? "")
         }
     }
 
@@ -203,8 +206,12 @@ struct JobCrashTests {
                 round.phase = jobId == nil ? "before the job's folder" : "before the job's document"
             }
 
-            // A new server continues the job (or runs it, if it never got its document).
-            let next = try JobClient(workspace: workspace.root)
+            // A new server continues the job (or runs it, if it never got its document). In some
+            // rounds that server is killed too, during the resumed run, and a third one continues.
+            // Per task finished at a kill, how many times it had run then: it must not run again.
+            var runsWhenFinished: [String: Int] = [:]
+            for name in round.finishedAtKill { runsWhenFinished[name] = linesAtKill.filter { $0 == name }.count }
+            var next = try JobClient(workspace: workspace.root)
             let finalId: String
             if let jobId, let document {
                 finalId = jobId
@@ -215,6 +222,30 @@ struct JobCrashTests {
                     #expect(
                         try await next.result("resumeJob", #"{"jobId":"\#(jobId)"}"#) == ["jobId": .string(jobId)]
                     )
+                    if Int.random(in: 0..<4, using: &generator) == 0 {
+                        let second = Int.random(in: 0...300, using: &generator)
+                        try await Task.sleep(for: .milliseconds(second))
+                        next.peer.signal(SIGKILL)
+                        #expect(try await next.peer.exitStatus() == 128 + SIGKILL)
+                        let finishedNow = Self.finished(workspace.root, jobId)
+                        let again = try #require(
+                            JobWire.documentOnDisk(workspace.root, jobId),
+                            "the document parses after a second kill"
+                        )
+                        Self.checkConsistent(again, root: workspace.root, jobId: jobId, finished: finishedNow)
+                        let linesNow = Self.lines(workspace.root)
+                        for name in finishedNow where runsWhenFinished[name] == nil {
+                            runsWhenFinished[name] = linesNow.filter { $0 == name }.count
+                        }
+                        round.secondKill = "\(second) ms into the resumed run (\(again["state"]?.stringValue ?? "?"))"
+                        next = try JobClient(workspace: workspace.root)
+                        if again["state"] != "done" {
+                            #expect(
+                                try await next.result("resumeJob", #"{"jobId":"\#(jobId)"}"#)
+                                    == ["jobId": .string(jobId)]
+                            )
+                        }
+                    }
                 }
             } else {
                 let started = try await next.result("runPipeline", #"{"pipeline":"pipelines/crash.pipeline.yaml"}"#)
@@ -228,10 +259,13 @@ struct JobCrashTests {
                 let count = runs.filter { $0 == name }.count
                 #expect(final["tasks"]?[name]?["state"] == "done")
                 #expect(count >= 1, "\(name) never ran")
-                if round.finishedAtKill.contains(name) {
-                    #expect(count == 1, "round \(round): \(name) finished before the kill and ran again: \(runs)")
-                    #expect(final["tasks"]?[name]?["attempts"] == 1)
+                if let then = runsWhenFinished[name] {
+                    #expect(count == then, "round \(round): \(name) finished before a kill and ran again: \(runs)")
                 }
+                #expect(
+                    (final["tasks"]?[name]?["attempts"]?.integerValue ?? 0) >= 1,
+                    "round \(round): \(name) is done after \(final["tasks"]?[name]?["attempts"] ?? nil) attempts"
+                )
             }
             #expect(Self.finished(workspace.root, finalId) == Set(Self.taskNames))
             next.peer.closeInput()
@@ -242,10 +276,12 @@ struct JobCrashTests {
 
         var phases: [String: Int] = [:]
         for round in rounds { phases[round.phase, default: 0] += 1 }
+        let secondKills = rounds.compactMap(\.secondKill).count
         let summary =
             "kill -9 campaign (seed \(seed)): \(rounds.count) rounds in \(clock.now - campaignStart), "
             + "undisturbed run \(runtime), kill 0...\(window) ms after 0...5 task runs; phases: "
             + phases.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: "; ")
+            + "; the resuming server killed too in \(secondKills) rounds"
         print(summary)
         let directory = repositoryRoot + "/.build/campaigns"
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
