@@ -663,15 +663,16 @@ struct JobMethodTests {
     }
 
     @Test(
-        "a subscriber that stops reading does not stall the jobs, then gets coalesced changes ending in the final state"
+        "a subscriber that stops reading does not stall the jobs, then gets coalesced changes ending in the final state",
+        arguments: ["snapshot", "patch"]
     )
-    func slowSubscriber() async throws {
+    func slowSubscriber(delivery: String) async throws {
         let example = try ExampleCopy("research-task")
         defer { example.remove() }
         // A one-page stdout pipe: a few snapshots fill it.
         let client = try JobClient(workspace: example.root, outputPipeSize: 4096)
         let sub = try #require(
-            try await client.result("subscribeStatus", #"{"delivery":"snapshot"}"#)["subscriptionId"]?.stringValue
+            try await client.result("subscribeStatus", #"{"delivery":"\#(delivery)"}"#)["subscriptionId"]?.stringValue
         )
         client.peer.output.pause()
         let count = 3
@@ -701,7 +702,7 @@ struct JobMethodTests {
             let revs = mine.compactMap { $0["rev"]?.integerValue }
             #expect(revs == revs.sorted() && Set(revs).count == revs.count)
             let disk = try #require(JobWire.documentOnDisk(example.root, id))
-            #expect(mine.last?["snapshot"] == disk, "the last change is the final state")
+            #expect(try JobWire.documents(mine, jobId: id).last?.document == disk, "the last change is the final state")
             #expect(JobWire.events(mine).last == "job done")
             // Merged notifications never drop a job or task transition.
             let events = JobWire.events(mine)
@@ -713,7 +714,7 @@ struct JobMethodTests {
         for index in 0..<count {
             #expect(try await client.peer.output.response(id: .integer(Int64(100 + index)))["result"] != nil)
         }
-        client.peer.saveTranscript("job-slow-subscriber")
+        client.peer.saveTranscript("job-slow-subscriber-\(delivery)")
     }
 
     @Test(
@@ -843,6 +844,111 @@ struct JobMethodTests {
         withKnownIssue("retryTask right after the failure notification may be refused", isIntermittent: true) {
             #expect(refused.isEmpty, "\(refused.count) of 20 refused: \(refused.first ?? "")")
         }
+    }
+    @Test("unsubscribeStatus stops the notifications; subscribing to an unknown job is an error")
+    func unsubscribe() async throws {
+        let example = try ExampleCopy("research-task")
+        defer { example.remove() }
+        let client = try JobClient(workspace: example.root)
+        let kept = try #require(try await client.result("subscribeStatus")["subscriptionId"]?.stringValue)
+        let dropped = try #require(try await client.result("subscribeStatus")["subscriptionId"]?.stringValue)
+        #expect(kept != dropped)
+        #expect(try await client.result("unsubscribeStatus", #"{"subscriptionId":"\#(dropped)"}"#) == [:])
+        let again = try await client.call("unsubscribeStatus", #"{"subscriptionId":"\#(dropped)"}"#)
+        #expect(again["error"]?["code"] == -32602)
+        let run = try await client.result(
+            "runPipeline",
+            #"{"pipeline":"pipelines/research.pipeline.yaml","input":{"topic":"Tide pools"}}"#
+        )
+        let jobId = try #require(run["jobId"]?.stringValue)
+        try await client.waitForEnd(kept, jobId: jobId)
+        #expect(!client.notifications(kept).isEmpty)
+        #expect(client.notifications(dropped).isEmpty)
+        let unknown = try await client.call("subscribeStatus", #"{"jobId":"20250101T000000Z-0000"}"#)
+        #expect(
+            unknown["error"]
+                == [
+                    "code": -32016,
+                    "message": .string("Job: no job '20250101T000000Z-0000' in \(example.root)/jobs"),
+                    "data": ["kind": "job", "reason": "not_found", "jobId": "20250101T000000Z-0000"],
+                ]
+        )
+        // A finished job's subscription starts from its final document and stays quiet.
+        let late = try await client.result("subscribeStatus", #"{"jobId":"\#(jobId)","delivery":"patch"}"#)
+        #expect(late["snapshot"] == (try await client.status(jobId)))
+        #expect(late["rev"] == late["snapshot"]?["rev"])
+        let review = try await client.result(
+            "getArtifact",
+            #"{"jobId":"\#(jobId)","path":"tasks/review/review.md"}"#
+        )
+        #expect(review["text"]?.stringValue?.contains("0.72") == true)
+        client.peer.saveTranscript("job-unsubscribe")
+    }
+    @Test("runPipeline with wait answers with the final document; jobs past four wait as pending")
+    func waitAndQueue() async throws {
+        let example = try ExampleCopy(
+            "research-task",
+            files: ["tasks/slow.yaml": JobWire.commandTask(#"sleep 0.6; echo '{"output": 1, "flags": {}}'"#)]
+        )
+        defer { example.remove() }
+        let client = try JobClient(workspace: example.root)
+        let waited = try await client.result(
+            "runPipeline",
+            #"{"pipeline":"pipelines/research.pipeline.yaml","input":{"topic":"Tide pools"},"name":"waited","options":{"wait":true}}"#
+        )
+        let jobId = try #require(waited["jobId"]?.stringValue)
+        #expect(waited["status"]?["state"] == "done")
+        #expect(waited["status"]?["name"] == "waited")
+        #expect(waited["status"] == (try await client.status(jobId)))
+
+        var ids: [String] = []
+        for _ in 0..<5 {
+            let run = try await client.result(
+                "runPipeline",
+                #"{"pipeline":{"name":"slow","tasks":[{"name":"slow","task":"tasks/slow.yaml"}]}}"#
+            )
+            ids.append(try #require(run["jobId"]?.stringValue))
+        }
+        let pending = try await client.result("listJobs", #"{"state":"pending"}"#)
+        #expect(pending["jobs"].flatMap(JobCrashTests.first)?["id"] == .string(ids[4]), "\(pending)")
+        #expect(try await client.status(ids[4])["state"] == "pending")
+        for id in ids { #expect(try await client.waitForState(id)["state"] == "done") }
+        let bad = try await client.call("listJobs", #"{"state":"sleeping"}"#)
+        #expect(
+            bad["error"]?["message"]
+                == "Invalid params: params.state must be one of pending, running, done, failed, cancelled, interrupted, not 'sleeping'"
+        )
+        client.peer.saveTranscript("job-wait-and-queue")
+    }
+    @Test("getArtifact does not follow a symbolic link out of the job's folder")
+    func artifactSymbolicLinks() async throws {
+        let example = try ExampleCopy("research-task", files: ["secret.txt": "not the job's\n"])
+        defer { example.remove() }
+        let client = try JobClient(workspace: example.root)
+        let run = try await client.result(
+            "runPipeline",
+            #"{"pipeline":"pipelines/research.pipeline.yaml","input":{"topic":"Tide pools"},"options":{"wait":true}}"#
+        )
+        let jobId = try #require(run["jobId"]?.stringValue)
+        // A task's command can leave links in its folder; one to /etc leaves the workspace, one to
+        // the workspace's root leaves only the job's folder.
+        let folder = example.root + "/jobs/\(jobId)/tasks/review"
+        try FileManager.default.createSymbolicLink(atPath: folder + "/etc", withDestinationPath: "/etc")
+        try FileManager.default.createSymbolicLink(atPath: folder + "/root", withDestinationPath: example.root)
+        let etc = try await client.call("getArtifact", #"{"jobId":"\#(jobId)","path":"tasks/review/etc/hostname"}"#)
+        #expect(
+            etc["error"]?["message"]
+                == "Job: 'tasks/review/etc/hostname' leads outside the job's folder through a symbolic link"
+        )
+        let root = try await client.call("getArtifact", #"{"jobId":"\#(jobId)","path":"tasks/review/root/secret.txt"}"#)
+        withKnownIssue("getArtifact confines paths to the workspace, not to the job's folder") {
+            #expect(root["result"] == nil, "a file outside the job's folder was served: \(root)")
+            #expect(
+                root["error"]?["message"]
+                    == "Job: 'tasks/review/root/secret.txt' leads outside the job's folder through a symbolic link"
+            )
+        }
+        client.peer.saveTranscript("job-artifact-links")
     }
 }
 
