@@ -217,6 +217,9 @@ public final class ServerProcess: RPCPeer {
     /// What the server wrote to stderr so far.
     public var standardError: String { String(decoding: stderrText.withLock { $0 }, as: UTF8.self) }
 
+    /// Whether the process has exited.
+    public var hasExited: Bool { status.withLock { $0.0 != nil } }
+
     /// Sends a signal to the server.
     public func signal(_ number: Int32) {
         kill(pid, number)
