@@ -168,6 +168,7 @@ struct JobCrashTests {
         #expect(try await calibrationClient.peer.exitStatus() == 0)
 
         var rounds: [Round] = []
+        var temporaryFiles = 0
         while rounds.count < maxRounds && clock.now - campaignStart < budget {
             let after = Int.random(in: 0...Self.taskNames.count, using: &generator)
             let delay = Int.random(in: 0...window, using: &generator)
@@ -288,6 +289,11 @@ struct JobCrashTests {
             next.peer.closeInput()
             #expect(try await next.peer.exitStatus() == 0)
             #expect(JobWire.documentOnDisk(workspace.root, finalId) == final)
+            // What the kills left behind: temporary files of writes cut short.
+            let leftovers = (FileManager.default.enumerator(atPath: workspace.root + "/jobs")?.allObjects ?? [])
+                .compactMap { $0 as? String }
+                .filter { ($0 as NSString).lastPathComponent.contains(".tmp-") }
+            temporaryFiles += leftovers.count
             rounds.append(round)
         }
 
@@ -299,6 +305,7 @@ struct JobCrashTests {
             + "undisturbed run \(runtime), kill 0...\(window) ms after 0...5 task runs; phases: "
             + phases.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: "; ")
             + "; the resuming server killed too in \(secondKills) rounds"
+            + "; temporary files left in job folders: \(temporaryFiles)"
         print(summary)
         let directory = repositoryRoot + "/.build/campaigns"
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
