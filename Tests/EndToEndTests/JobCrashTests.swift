@@ -366,4 +366,34 @@ struct JobCrashTests {
         }
         next.peer.saveTranscript("job-recovered-task")
     }
+    @Test("a stage's command does not outlive a kill -9 of the server")
+    func commandsDieWithTheServer() async throws {
+        let marker = "46.\(Int.random(in: 100...999))"
+        let example = try ExampleCopy("research-task", files: ["tasks/slow.yaml": JobWire.sleepingTask(marker)])
+        defer { example.remove() }
+        let client = try JobClient(workspace: example.root)
+        _ = try await client.result(
+            "runPipeline",
+            #"{"pipeline":{"name":"slow","tasks":[{"name":"slow","task":"tasks/slow.yaml"}]}}"#
+        )
+        try await eventually("the stage's command runs", timeout: .seconds(30)) {
+            TaskMethodTests.running("sleep \(marker)")
+        }
+        client.peer.signal(SIGKILL)
+        #expect(try await client.peer.exitStatus() == 128 + SIGKILL)
+        // Known issue (reported): the command is reparented to init and runs on; a resumed job
+        // then runs the task again beside it.
+        await withKnownIssue("stage commands outlive a kill -9 of the server") {
+            try await eventually("the command is gone", timeout: .seconds(3)) {
+                !TaskMethodTests.running("sleep \(marker)")
+            }
+        }
+        // Leave nothing behind.
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        for entry in entries where entry.allSatisfy(\.isNumber) {
+            guard let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { continue }
+            let arguments = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            if arguments.last == marker, let pid = Int32(entry) { kill(pid, SIGKILL) }
+        }
+    }
 }
