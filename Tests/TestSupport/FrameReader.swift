@@ -27,6 +27,7 @@ public final class FrameReader: Sendable {
 
     private let state = Mutex(State())
     private let nextIndex = Mutex(0)
+    private let paused = Mutex(false)
 
     /// Starts reading `descriptor` until end of file; frames are split with `framing`.
     public init(descriptor: Int32, framing: FramingMode) {
@@ -38,6 +39,8 @@ public final class FrameReader: Sendable {
         var decoder = FrameDecoder(mode: framing, maximumMessageSize: 1 << 30)
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
+            // A paused reader leaves the bytes in the pipe, as a client that stops reading would.
+            while paused.withLock({ $0 }) { usleep(1000) }
             let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
             if count < 0 && errno == EINTR { continue }
             if count <= 0 { break }
@@ -80,6 +83,13 @@ public final class FrameReader: Sendable {
         }
         for waiter in waiters { waiter.continuation.resume() }
     }
+
+    /// Stops reading (after the read under way, if any) until `resume()`: the writer's pipe fills
+    /// and it finds a client that reads nothing.
+    public func pause() { paused.withLock { $0 = true } }
+
+    /// Reads again after `pause()`.
+    public func resume() { paused.withLock { $0 = false } }
 
     /// Every byte received so far.
     public var rawBytes: [UInt8] { state.withLock { $0.raw } }

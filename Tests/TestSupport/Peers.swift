@@ -136,12 +136,19 @@ public final class ServerProcess: RPCPeer {
         _ arguments: [String],
         framing: Framing = .ndjson,
         readFraming: FramingMode = .auto,
-        environment extra: [String: String] = [:]
+        environment extra: [String: String] = [:],
+        outputPipeSize: Int32? = nil
     ) throws {
         self.framing = framing
         let stdinPipe = PipePair()
         let stdoutPipe = PipePair()
         let stderrPipe = PipePair()
+        #if os(Linux)
+        if let outputPipeSize {
+            // F_SETPIPE_SZ: a small stdout pipe fills after a few messages.
+            _ = fcntl(stdoutPipe.writeEnd, 1031, outputPipeSize)
+        }
+        #endif
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -210,6 +217,9 @@ public final class ServerProcess: RPCPeer {
     /// What the server wrote to stderr so far.
     public var standardError: String { String(decoding: stderrText.withLock { $0 }, as: UTF8.self) }
 
+    /// Whether the process has exited.
+    public var hasExited: Bool { status.withLock { $0.0 != nil } }
+
     /// Sends a signal to the server.
     public func signal(_ number: Int32) {
         kill(pid, number)
@@ -217,8 +227,11 @@ public final class ServerProcess: RPCPeer {
 
     /// Waits for the process to exit and returns its status; kills it after `timeout`.
     public func exitStatus(timeout: Duration = .seconds(10)) async throws -> Int32 {
+        // Set when the deadline killed it (a test may SIGKILL the server itself).
+        let timedOut = Locked(false)
         let deadline = Task { [pid] in
             try await Task.sleep(for: timeout)
+            timedOut.withLock { $0 = true }
             kill(pid, SIGKILL)
         }
         defer { deadline.cancel() }
@@ -230,7 +243,7 @@ public final class ServerProcess: RPCPeer {
             }
             if let known { continuation.resume(returning: known) }
         }
-        if code == 128 + SIGKILL && deadline.isCancelled == false {
+        if code == 128 + SIGKILL && timedOut.withLock({ $0 }) {
             throw TimedOut(description: "the server did not exit within \(timeout); stderr: \(standardError)")
         }
         return code

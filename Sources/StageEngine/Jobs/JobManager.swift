@@ -128,8 +128,11 @@ public actor JobManager {
 
     private func finished(_ id: String) async {
         executions.removeValue(forKey: id)
+        // Taken before the flush: a retry or resume accepted meanwhile starts a new run, whose
+        // waiters (a cancel's, say) must wait for that run's end, not this one's.
+        let waiters = finishWaiters.removeValue(forKey: id) ?? []
         if let job = jobs[id] { await job.store.flush() }
-        for waiter in finishWaiters.removeValue(forKey: id) ?? [] { waiter.resume() }
+        for waiter in waiters { waiter.resume() }
         startQueued()
     }
 
