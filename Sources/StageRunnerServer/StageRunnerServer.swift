@@ -25,13 +25,25 @@ public final class StageRunnerServer: Sendable {
         configuration.framing = options.framing
         configuration.maximumMessageSize = options.maximumMessageSize
         configuration.admission = { [lifecycle] method in lifecycle.admit(method) }
-        return Connection(
+        let connection = Connection(
             input: input,
             output: output,
             methods: makeMethodTable(),
             configuration: configuration,
             logger: logger
         )
+        // Jobs outlive their requests: at the end of input and on SIGTERM they finish, on SIGINT
+        // and `exit` they are cancelled; subscribers see their last state before the output closes.
+        connection.onClose { [self] reason in
+            let cancel: Bool
+            switch reason {
+            case .requested("SIGINT"), .requested("exit"): cancel = true
+            default: cancel = false
+            }
+            await finishJobs(cancel: cancel)
+            await subscriptions.waitUntilDelivered()
+        }
+        return connection
     }
 
     /// Ends the jobs of the session before the process exits: they finish, or are cancelled when

@@ -90,14 +90,6 @@ struct ServeCommand: AsyncParsableCommand {
         )
         connection.start()
         let reason = await connection.waitUntilClosed()
-        // Jobs run past their requests: end of input and SIGTERM let them finish, SIGINT and
-        // `exit` cancel them (cancelled jobs resume with resumeJob).
-        let cancelJobs: Bool
-        switch reason {
-        case .requested("SIGINT"), .requested("exit"): cancelJobs = true
-        default: cancelJobs = false
-        }
-        await server.finishJobs(cancel: cancelJobs)
         withExtendedLifetime(signals) {}
         logger.info("closed", metadata: ["reason": "\(reason)"])
         Glibc.exit(server.exitStatus(for: reason))

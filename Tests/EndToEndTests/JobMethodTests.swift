@@ -433,11 +433,11 @@ struct JobMethodTests {
         let events = JobWire.events(notifications)
         let order = [
             "task summary done", "task review running", "stage review promptTemplating started",
-            "stage review promptTemplating failed", "task review failed",
+            "stage review promptTemplating failed", "task review failed", "job review failed",
         ]
         let positions = order.map { events.firstIndex(of: $0) ?? -1 }
         #expect(!positions.contains(-1) && positions == positions.sorted(), "\(events)")
-        #expect(events.last == "task review failed")
+        #expect(events.last == "job review failed")
         let documents = try JobWire.documents(notifications, jobId: jobId)
         #expect(documents.last?.document == document)
         // The failing change fails the job in the same revision (seed 003: one atomic update).
@@ -857,9 +857,7 @@ struct JobMethodTests {
             if let message = response["error"]?["message"]?.stringValue { refused.append(message) }
             _ = try await client.waitForState(jobId, ["failed"])
         }
-        withKnownIssue("retryTask right after the failure notification may be refused", isIntermittent: true) {
-            #expect(refused.isEmpty, "\(refused.count) of 20 refused: \(refused.first ?? "")")
-        }
+        #expect(refused.isEmpty, "\(refused.count) of 20 refused: \(refused.first ?? "")")
     }
     @Test("unsubscribeStatus stops the notifications; subscribing to an unknown job is an error")
     func unsubscribe() async throws {
@@ -965,13 +963,11 @@ struct JobMethodTests {
                 == "Job: 'tasks/review/etc/hostname' leads outside the job's folder through a symbolic link"
         )
         let root = try await client.call("getArtifact", #"{"jobId":"\#(jobId)","path":"tasks/review/root/secret.txt"}"#)
-        withKnownIssue("getArtifact confines paths to the workspace, not to the job's folder") {
-            #expect(root["result"] == nil, "a file outside the job's folder was served: \(root)")
-            #expect(
-                root["error"]?["message"]
-                    == "Job: 'tasks/review/root/secret.txt' leads outside the job's folder through a symbolic link"
-            )
-        }
+        #expect(root["result"] == nil, "a file outside the job's folder was served: \(root)")
+        #expect(
+            root["error"]?["message"]
+                == "Job: 'tasks/review/root/secret.txt' leads outside the job's folder through a symbolic link"
+        )
         client.peer.saveTranscript("job-artifact-links")
     }
 }

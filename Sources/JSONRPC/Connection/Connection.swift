@@ -67,6 +67,7 @@ public final class Connection: @unchecked Sendable {
     private var closeReason: CloseReason?
     private var idleWaiters: [(threshold: Int, continuation: CheckedContinuation<Void, Never>)] = []
     private var closeWaiters: [CheckedContinuation<CloseReason, Never>] = []
+    private var closeHooks: [@Sendable (CloseReason) async -> Void] = []
 
     /// Marks a request that is being handled, so `$/cancelRequest` can find it.
     final class InFlight: @unchecked Sendable {
@@ -259,6 +260,7 @@ public final class Connection: @unchecked Sendable {
                 outcome = .failure(error)
             }
             send(id: request.id, outcome, batch: batch, inline: &output)
+            context.afterResponseActions.run()
         case .asynchronous(let handler):
             let marker = InFlight()
             let accepted: Bool = state.withLock {
@@ -279,6 +281,7 @@ public final class Connection: @unchecked Sendable {
             let run: @Sendable () async -> Void = { [self] in
                 let outcome = await execute(handler, context, marker)
                 finish(request.id, marker, outcome, batch)
+                context.afterResponseActions.run()
             }
             if entry.execution == .ordered {
                 // The queue runs jobs one at a time; each job is its own task so it can be cancelled alone.
@@ -406,6 +409,13 @@ public final class Connection: @unchecked Sendable {
         await writer.drain()
     }
 
+    /// Runs `hook` when the connection closes, after the last request is answered and before the
+    /// output closes (unless the peer stopped reading): the place to end work that outlives its
+    /// requests and send its last notifications.
+    public func onClose(_ hook: @escaping @Sendable (CloseReason) async -> Void) {
+        state.withLock { closeHooks.append(hook) }
+    }
+
     /// Sends a notification to the peer.
     public func notify(_ method: String, params: RawJSON? = nil) {
         var body: [UInt8] = []
@@ -518,6 +528,11 @@ public final class Connection: @unchecked Sendable {
             }
         }
         await waitUntilIdle()
+        if !peerGone {
+            // Work that outlives its requests (a server's jobs) ends here, and may still tell the
+            // peer, before the output closes.
+            for hook in state.withLock({ closeHooks }) { await hook(reason) }
+        }
         await writer.drain()
         writer.close()
         let waiters: [CheckedContinuation<CloseReason, Never>] = state.withLock {

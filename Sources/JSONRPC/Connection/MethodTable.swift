@@ -1,3 +1,5 @@
+import Synchronization
+
 /// How a method's handler is scheduled relative to other messages.
 public enum Execution: Sendable, Hashable {
     /// Runs synchronously on the intake as soon as the request is read, before the next message.
@@ -16,6 +18,21 @@ public struct RequestContext: Sendable {
     public let params: RawJSON?
     /// The connection the request came on: send notifications or server-to-client requests here.
     public let connection: Connection
+    let afterResponseActions = AfterResponseActions()
+
+    init(id: RequestID, method: String, params: RawJSON?, connection: Connection) {
+        self.id = id
+        self.method = method
+        self.params = params
+        self.connection = connection
+    }
+
+    /// Runs `action` once the response to this request is queued for the peer: notifications it
+    /// sends then come after the response (a subscription's first change after its id). In a
+    /// batch, actions run when this request's answer is ready, before the batch's response.
+    public func afterResponse(_ action: @escaping @Sendable () -> Void) {
+        afterResponseActions.add(action)
+    }
 
     /// Decodes `params` as `T`; absent params decode like `{}`.
     public func decodeParams<T: Decodable>(_ type: T.Type) throws(ResponseError) -> T {
@@ -78,4 +95,22 @@ public struct MethodTable: Sendable {
 
     /// The notification methods handled, sorted.
     public var notificationMethods: [String] { notifications.keys.sorted() }
+}
+
+/// The actions a handler asked to run after its response.
+final class AfterResponseActions: Sendable {
+    private let actions = Mutex<[@Sendable () -> Void]>([])
+
+    func add(_ action: @escaping @Sendable () -> Void) {
+        actions.withLock { $0.append(action) }
+    }
+
+    func run() {
+        for action in actions.withLock({ list in
+            defer { list = [] }
+            return list
+        }) {
+            action()
+        }
+    }
 }

@@ -27,15 +27,11 @@ struct JobExecution {
                 if let output = savedOutput(step.name) { outputs[step.name] = output }
                 continue
             }
-            if let output = savedOutput(step.name) {
+            if let payload = savedPayload(step.name) {
                 // Its result is on disk although the document did not say so yet (a crash between
-                // the two writes): finished, so not run again.
-                outputs[step.name] = output
-                await store.update(["type": "task", "task": .string(step.name), "state": "done", "recovered": true]) {
-                    document in
-                    document.setTask(step.name, "state", "done")
-                    document.updateProgress(currentTaskStageIndex: nil)
-                }
+                // the two writes): finished, so not run again; the document takes what it records.
+                outputs[step.name] = payload["context"]?["output"] ?? nil
+                await markDone(step.name, payload: payload, seconds: Self.stageSeconds(payload), recovered: true)
                 continue
             }
             let input: JSONValue
@@ -56,12 +52,55 @@ struct JobExecution {
         }
     }
 
-    /// The final output of a task that succeeded, from its `output.json`.
-    func savedOutput(_ task: String) -> JSONValue? {
+    /// The result payload of a task that succeeded, from its `output.json`.
+    func savedPayload(_ task: String) -> JSONValue? {
         guard case .text(let text) = runner.workspace.loadText("jobs/\(jobId)/tasks/\(task)/output.json"),
             let payload = try? JSONParser.parse(Array(text.utf8)), payload["ok"] == true
         else { return nil }
-        return payload["context"]?["output"]
+        return payload
+    }
+
+    /// The final output of a task that succeeded, from its `output.json`.
+    func savedOutput(_ task: String) -> JSONValue? {
+        savedPayload(task)?["context"]?["output"] ?? nil
+    }
+
+    /// The time a saved result's stages took (its log's `ms`), for a task whose own timing was lost.
+    static func stageSeconds(_ payload: JSONValue) -> Double {
+        guard case .array(let logs)? = payload["logs"] else { return 0 }
+        return logs.compactMap { $0["ms"]?.numberValue }.reduce(0, +) / 1000
+    }
+
+    /// Records a task as done: its end, time, refinement cycles, artifacts and files.
+    func markDone(_ task: String, payload: JSONValue, seconds: Double, recovered: Bool = false) async {
+        let logs = "jobs/\(jobId)/tasks/\(task)/execution-logs.json"
+        if recovered && !runner.workspace.isFile(logs) {
+            // The crash came between the result and its log: the log is in the result.
+            try? await ArtifactFile.write(
+                Array((payload["logs"] ?? []).prettyDescription.utf8) + [10],
+                to: runner.workspace.path(logs)
+            )
+        }
+        let artifacts = Self.files(in: runner.workspace, folder: "jobs/\(jobId)/tasks/\(task)").map {
+            "tasks/\(task)/\($0)"
+        }
+        var event: JSONValue = ["type": "task", "task": .string(task), "state": "done"]
+        if recovered { event = event.setting("recovered", true) }
+        await store.update(event) { document in
+            document.setTask(task, "state", "done")
+            document.setTask(task, "currentStage", nil)
+            document.setTask(task, "retrying", false)
+            document.setTask(task, "endedAt", .string(Timestamp.now()))
+            document.setTask(task, "executionTime", .double((seconds * 1e6).rounded() / 1e3))
+            document.setTask(task, "refinementAttempts", payload["refinementAttempts"] ?? 0)
+            document.setTask(task, "artifacts", .array(artifacts.map(JSONValue.string)))
+            document.setTask(
+                task,
+                "files",
+                ["output": .string("tasks/\(task)/output.json"), "logs": .string("tasks/\(task)/execution-logs.json")]
+            )
+            document.updateProgress(currentTaskStageIndex: nil)
+        }
     }
 
     /// Runs one task with its retries; returns its output, or nil when the job ended there.
@@ -135,24 +174,7 @@ struct JobExecution {
             }
             let seconds = Double((ContinuousClock.now - started) / .microseconds(1)) / 1e6
             if result.ok {
-                let artifacts = Self.files(in: runner.workspace, folder: folder).map { "tasks/\(step.name)/\($0)" }
-                await store.update(["type": "task", "task": .string(step.name), "state": "done"]) { document in
-                    document.setTask(step.name, "state", "done")
-                    document.setTask(step.name, "currentStage", nil)
-                    document.setTask(step.name, "endedAt", .string(Timestamp.now()))
-                    document.setTask(step.name, "executionTime", .double((seconds * 1e6).rounded() / 1e3))
-                    document.setTask(step.name, "refinementAttempts", .integer(Int64(result.refinementAttempts)))
-                    document.setTask(step.name, "artifacts", .array(artifacts.map(JSONValue.string)))
-                    document.setTask(
-                        step.name,
-                        "files",
-                        [
-                            "output": .string("\(folder.dropFirst("jobs/\(jobId)/".count))/output.json"),
-                            "logs": .string("\(folder.dropFirst("jobs/\(jobId)/".count))/execution-logs.json"),
-                        ]
-                    )
-                    document.updateProgress(currentTaskStageIndex: nil)
-                }
+                await markDone(step.name, payload: result.json, seconds: seconds)
                 return result.context.output
             }
             let error = result.error ?? TaskError(.stage, "the task failed")
@@ -252,6 +274,9 @@ struct JobExecution {
             if let refinementAttempts {
                 document.setTask(task, "refinementAttempts", .integer(Int64(refinementAttempts)))
             }
+        }
+        await store.update(["type": "job", "state": "failed", "task": .string(task), "failedStage": .string(stage)]) {
+            document in
             document.set("failed", "state")
             document.set(.string(task), "current")
             document.set(.string(stage), "currentStage")

@@ -163,6 +163,12 @@ public actor JobManager {
         return job
     }
 
+    static func realPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
     static func isJobId(_ id: String) -> Bool {
         !id.isEmpty && id.count <= 100 && !id.hasPrefix(".")
             && id.unicodeScalars.allSatisfy {
@@ -226,8 +232,17 @@ public actor JobManager {
         guard workspace.contains(relative) else {
             throw JobError(.invalidPath, "'\(path)' leads outside the job's folder through a symbolic link")
         }
-        guard workspace.isFile(relative), let data = FileManager.default.contents(atPath: workspace.path(relative))
+        // Resolved, the file must still be in the job's folder: a link a task's command made
+        // cannot reach the rest of the workspace.
+        guard let folder = Self.realPath(workspace.path("jobs/\(id)")),
+            let file = Self.realPath(workspace.path(relative))
         else {
+            throw JobError(.invalidPath, "the job has no file '\(path)'")
+        }
+        guard file.hasPrefix(folder + "/") else {
+            throw JobError(.invalidPath, "'\(path)' leads outside the job's folder through a symbolic link")
+        }
+        guard workspace.isFile(relative), let data = FileManager.default.contents(atPath: file) else {
             throw JobError(.invalidPath, "the job has no file '\(path)'")
         }
         return Array(data)
@@ -266,6 +281,7 @@ public actor JobManager {
         clientStages: (any ClientStageExecutor)? = nil
     ) async throws(JobError) {
         let job = try await job(id)
+        await waitForRunEndingIn(job, failedTask: task)
         guard executions[id] == nil, !queue.contains(where: { $0.id == id }) else {
             throw JobError(
                 .invalidState,
@@ -298,6 +314,7 @@ public actor JobManager {
     /// are not run again.
     public func resume(_ id: String, clientStages: (any ClientStageExecutor)? = nil) async throws(JobError) {
         let job = try await job(id)
+        await waitForRunEndingIn(job)
         guard executions[id] == nil, !queue.contains(where: { $0.id == id }) else {
             throw JobError(.invalidState, "job '\(id)' is already running")
         }
@@ -319,6 +336,21 @@ public actor JobManager {
         enqueue(id, from: first, clientStages: clientStages)
     }
 
+    /// A run publishes its final state (failed, cancelled) a moment before it leaves the running
+    /// set; a request that reacts to that state waits for the moment to pass.
+    private func waitForRunEndingIn(_ job: Job, failedTask: String? = nil) async {
+        let id = job.store.jobId
+        guard executions[id] != nil else { return }
+        let document = await job.store.document
+        let ending =
+            Self.terminalStates.contains(document.state)
+            || failedTask.map { ["failed", "cancelled"].contains(document.taskState($0) ?? "") } == true
+        guard ending else { return }
+        if executions[id] != nil {
+            await withCheckedContinuation { finishWaiters[id, default: []].append($0) }
+        }
+    }
+
     static func resetTask(_ document: inout JobStatusDocument, _ name: String) {
         document.setTask(name, "state", "pending")
         document.setTask(name, "currentStage", nil)
@@ -337,6 +369,14 @@ public actor JobManager {
             guard let job = try? await job(name) else { continue }
             let document = await job.store.document
             guard document.state == "running" || document.state == "pending" else { continue }
+            // Commands the killed server had started would run on beside a resumed task.
+            let ended = RunningCommands.endLeftovers(under: workspace.path("jobs/\(name)/tasks"))
+            if ended > 0 {
+                logger.notice(
+                    "ended commands left running by an earlier server",
+                    metadata: ["job": "\(name)", "commands": "\(ended)"]
+                )
+            }
             await job.store.update(["type": "job", "state": "interrupted"]) { document in
                 for task in document.taskOrder where document.taskState(task) == "running" {
                     document.setTask(task, "state", "interrupted")

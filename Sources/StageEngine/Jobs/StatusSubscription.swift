@@ -128,6 +128,17 @@ public final class StatusSubscription: Sendable {
         }
     }
 
+    /// Returns once every change published so far has been taken and the subscriber is waiting
+    /// for the next one (it has finished with the last), or after `timeout`.
+    public func waitUntilDelivered(timeout: Duration = .seconds(5)) async {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let idle = state.withLock { $0.closed || ($0.pending.isEmpty && $0.waiter != nil) }
+            if idle { return }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
     /// Stops the subscription; a waiting `next()` returns nil.
     public func close() {
         let waiter: CheckedContinuation<StatusChange?, Never>? = state.withLock { state in

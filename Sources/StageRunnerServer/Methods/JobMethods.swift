@@ -50,22 +50,36 @@ struct UnsubscribeStatusParams: Decodable, Sendable {
 final class SubscriptionRegistry: Sendable {
     struct Entry: Sendable {
         let subscription: StatusSubscription
-        let delivery: Task<Void, Never>
+        var delivery: Task<Void, Never>?
     }
 
     private let entries = Mutex<(next: Int, byId: [String: Entry])>((0, [:]))
 
-    func add(_ make: (String) -> Entry) -> String {
+    /// Registers `subscription`; returns its id.
+    func add(_ subscription: StatusSubscription) -> String {
         entries.withLock { state in
             state.next += 1
             let id = "sub-\(state.next)"
-            state.byId[id] = make(id)
+            state.byId[id] = Entry(subscription: subscription)
             return id
+        }
+    }
+
+    /// Starts the task that delivers the subscription's changes (unless it was removed meanwhile).
+    func startDelivery(_ id: String, _ body: @escaping @Sendable () async -> Void) {
+        entries.withLock { state in
+            guard state.byId[id] != nil, state.byId[id]?.delivery == nil else { return }
+            state.byId[id]?.delivery = Task(operation: body)
         }
     }
 
     func remove(_ id: String) -> Entry? {
         entries.withLock { $0.byId.removeValue(forKey: id) }
+    }
+
+    /// Waits until every subscription has sent what it holds.
+    func waitUntilDelivered() async {
+        for entry in entries.withLock({ Array($0.byId.values) }) { await entry.subscription.waitUntilDelivered() }
     }
 }
 
@@ -249,31 +263,30 @@ extension StageRunnerServer {
         }
         let connection = context.connection
         let patches = delivery == "patch"
-        let id = subscriptions.add { id in
-            SubscriptionRegistry.Entry(
-                subscription: subscription,
-                delivery: Task {
-                    await withTaskGroup(of: Void.self) { group in
-                        group.addTask {
-                            _ = await connection.waitUntilClosed()
-                            subscription.close()
-                        }
-                        group.addTask {
-                            while let change = await subscription.next() {
-                                connection.notify(
-                                    "statusChanged",
-                                    params: RawJSON(Self.notification(change, subscriptionId: id, patches: patches))
-                                )
-                                // At the pace the client reads: meanwhile changes merge in the subscription.
-                                await connection.drainOutput()
-                            }
-                        }
-                        await group.next()
-                        group.cancelAll()
+        let id = subscriptions.add(subscription)
+        // Changes wait in the subscription until the answer that names it is on its way.
+        context.afterResponse { [subscriptions] in
+            subscriptions.startDelivery(id) {
+                await withTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        _ = await connection.waitUntilClosed()
                         subscription.close()
                     }
+                    group.addTask {
+                        while let change = await subscription.next() {
+                            connection.notify(
+                                "statusChanged",
+                                params: RawJSON(Self.notification(change, subscriptionId: id, patches: patches))
+                            )
+                            // At the pace the client reads: meanwhile changes merge in the subscription.
+                            await connection.drainOutput()
+                        }
+                    }
+                    await group.next()
+                    group.cancelAll()
+                    subscription.close()
                 }
-            )
+            }
         }
         return RawJSON(["subscriptionId": .string(id), "rev": .integer(Int64(rev)), "snapshot": snapshot])
     }
