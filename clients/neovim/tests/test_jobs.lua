@@ -226,6 +226,34 @@ return {
     end,
   },
   {
+    'when the server stops, the float says so (the job was cancelled by exit)',
+    function()
+      local ws = slow_workspace()
+      vim.cmd('edit ' .. ws .. '/pipelines/slow.pipeline.yaml')
+      vim.cmd('StageRunnerPipeline')
+      h.wait(function()
+        local v = jobs.last
+        return v and v.doc and v.doc.state == 'running' and v.doc.tasks.slow.currentStage == 'ingestion'
+      end, 'the slow stage to run')
+      local view = jobs.last
+      vim.cmd('StageRunnerStop')
+      h.wait(function()
+        return view.server_gone
+      end, 'the server to exit')
+      local lines = float_lines(view)
+      h.eq('the server stopped: no more updates (:StageRunnerJobStatus ' .. view.job_id .. ' follows it again)', lines[#lines], 'last line')
+      h.eq('running', view.doc.state, 'the last state seen')
+      -- the next session shows it cancelled where exit stopped it
+      vim.cmd('StageRunnerJobStatus ' .. view.job_id)
+      h.wait(function()
+        local v = jobs.views[view.job_id]
+        return v and v ~= view and v.doc and v.doc.state == 'cancelled'
+      end, 'the job in a new float')
+      local again = float_lines(jobs.views[view.job_id])
+      h.eq('cancelled in slow/ingestion · artifacts in jobs/' .. view.job_id .. '/', again[#again], 'final line')
+    end,
+  },
+  {
     ':StageRunnerJobs lists the jobs in the quickfix list; :StageRunnerJobStatus opens one',
     function()
       local ws = h.workspace('research-task')

@@ -150,6 +150,9 @@ local function render(view)
     return
   end
   local lines = M.lines(view.doc)
+  if view.server_gone and not ENDED[val(view.doc.state)] then
+    vim.list_extend(lines, { '', 'the server stopped: no more updates (:StageRunnerJobStatus ' .. view.job_id .. ' follows it again)' })
+  end
   vim.bo[view.buf].modifiable = true
   vim.api.nvim_buf_set_lines(view.buf, 0, -1, false, lines)
   vim.bo[view.buf].modifiable = false
@@ -331,7 +334,7 @@ end
 function M.follow(root, job_id, opts)
   opts = opts or {}
   local view = M.views[job_id]
-  if view and not view.closed then
+  if view and not view.closed and not view.server_gone then
     if view.win and vim.api.nvim_win_is_valid(view.win) then
       vim.api.nvim_set_current_win(view.win)
     end
@@ -350,6 +353,15 @@ function M.follow(root, job_id, opts)
   }
   M.views[job_id] = view
   M.last = view
+  -- The subscription ends with the server: say so in the float.
+  view.client.on_exit = view.client.on_exit or {}
+  table.insert(view.client.on_exit, function()
+    if not view.closed then
+      view.server_gone = true
+      view.subscription = nil
+      render(view)
+    end
+  end)
   open_float(view)
   subscribe(view)
   return view
