@@ -1,5 +1,6 @@
 -- StageRunner: user commands (:StageRunnerRender, :StageRunnerRun, :StageRunnerValidate,
--- :StageRunnerTemplates, :StageRunnerStop, :StageRunnerLog). Options: require('stagerunner').setup().
+-- :StageRunnerTemplates, :StageRunnerPipeline, :StageRunnerJobStatus, :StageRunnerJobs,
+-- :StageRunnerCancel, :StageRunnerStop, :StageRunnerLog). Options: require('stagerunner').setup().
 if vim.g.loaded_stagerunner then
   return
 end

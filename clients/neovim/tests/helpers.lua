@@ -16,13 +16,14 @@ function M.bin()
   return vim.fn.fnamemodify(bin, ':p')
 end
 
--- A fresh copy of examples/daydream; returns its absolute path.
-function M.workspace()
+-- A fresh copy of examples/daydream (or of examples/<name>); returns its absolute path.
+function M.workspace(name)
+  local example = name and (M.repo .. '/examples/' .. name) or M.example
   local dir = vim.fn.tempname()
   vim.fn.mkdir(dir, 'p')
-  local target = dir .. '/daydream'
-  vim.fn.system({ 'cp', '-R', M.example, target })
-  assert(vim.v.shell_error == 0, 'cannot copy ' .. M.example)
+  local target = dir .. '/' .. vim.fn.fnamemodify(example, ':t')
+  vim.fn.system({ 'cp', '-R', example, target })
+  assert(vim.v.shell_error == 0, 'cannot copy ' .. example)
   return target
 end
 
@@ -105,6 +106,12 @@ end
 -- quickfix list and diagnostics, capture vim.notify afresh, default options.
 function M.reset()
   local client = require('stagerunner.client')
+  local jobs = package.loaded['stagerunner.jobs']
+  if jobs then
+    for id, _ in pairs(jobs.views) do
+      jobs.close(id)
+    end
+  end
   client.stop_all(2000)
   M.wait(function()
     return #client.all() == 0

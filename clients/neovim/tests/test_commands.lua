@@ -7,7 +7,7 @@ return {
     'plugin/stagerunner.lua defines the commands',
     function()
       h.eq(true, vim.g.loaded_stagerunner, 'loaded')
-      for _, name in ipairs({ 'Render', 'Run', 'Validate', 'Templates', 'Stop', 'Log' }) do
+      for _, name in ipairs({ 'Render', 'Run', 'Validate', 'Templates', 'Pipeline', 'Jobs', 'JobStatus', 'Cancel', 'Stop', 'Log' }) do
         h.eq(2, vim.fn.exists(':StageRunner' .. name), ':StageRunner' .. name)
       end
     end,

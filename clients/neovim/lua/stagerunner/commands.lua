@@ -1,5 +1,5 @@
 -- The user commands. Each is a thin layer over a feature module (render, run, validate,
--- templates); a later feature (pipelines, status) adds its module and a row here.
+-- templates, jobs).
 
 local M = {}
 
@@ -11,6 +11,16 @@ local function complete_stages(arg_lead)
   return vim.tbl_filter(function(s)
     return s:sub(1, #arg_lead) == arg_lead
   end, require('stagerunner.workspace').STAGES)
+end
+
+local function complete_job_ids(arg_lead)
+  return require('stagerunner.jobs').complete_job_ids(arg_lead)
+end
+
+local function complete_job_states(arg_lead)
+  return vim.tbl_filter(function(s)
+    return s:sub(1, #arg_lead) == arg_lead
+  end, { 'pending', 'running', 'done', 'failed', 'cancelled', 'interrupted' })
 end
 
 M.commands = {
@@ -44,6 +54,44 @@ M.commands = {
     complete = complete_stages,
     run = function(args)
       require('stagerunner.templates').list({ stage = args.args })
+    end,
+  },
+  StageRunnerPipeline = {
+    desc = 'Run the pipeline file of this buffer (or a path), input as JSON, and follow the job in a float',
+    nargs = '*',
+    complete = 'file',
+    run = function(args)
+      local jobs = require('stagerunner.jobs')
+      local parsed, why = jobs.parse_args(args.args)
+      if not parsed then
+        vim.notify('StageRunner: ' .. why, vim.log.levels.ERROR)
+        return
+      end
+      jobs.run({ file = parsed.file, input = parsed.input })
+    end,
+  },
+  StageRunnerJobs = {
+    desc = "List the workspace's jobs (of one state) in the quickfix list",
+    nargs = '?',
+    complete = complete_job_states,
+    run = function(args)
+      require('stagerunner.jobs').list({ state = args.args })
+    end,
+  },
+  StageRunnerJobStatus = {
+    desc = 'Follow a job in a float (its status, live)',
+    nargs = '?',
+    complete = complete_job_ids,
+    run = function(args)
+      require('stagerunner.jobs').status({ job_id = args.args })
+    end,
+  },
+  StageRunnerCancel = {
+    desc = 'Cancel a job (default: the job of the float)',
+    nargs = '?',
+    complete = complete_job_ids,
+    run = function(args)
+      require('stagerunner.jobs').cancel({ job_id = args.args })
     end,
   },
   StageRunnerStop = {

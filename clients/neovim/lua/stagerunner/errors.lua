@@ -21,6 +21,9 @@ M.names = {
   [-32012] = 'Model',
   [-32013] = 'Storage',
   [-32014] = 'Truncated',
+  [-32015] = 'Task',
+  [-32016] = 'Job',
+  [-32017] = 'Budget',
 }
 
 -- data members shown on their own line, in this order; any other member follows as key: value.
