@@ -226,7 +226,7 @@ return {
     end,
   },
   {
-    'when the server stops, the float says so (the job was cancelled by exit)',
+    'when the server stops, the float shows the job cancelled by exit; a new session follows it again',
     function()
       local ws = slow_workspace()
       vim.cmd('edit ' .. ws .. '/pipelines/slow.pipeline.yaml')
@@ -241,8 +241,9 @@ return {
         return view.server_gone
       end, 'the server to exit')
       local lines = float_lines(view)
-      h.eq('the server stopped: no more updates (:StageRunnerJobStatus ' .. view.job_id .. ' follows it again)', lines[#lines], 'last line')
-      h.eq('running', view.doc.state, 'the last state seen')
+      -- exit cancels the job, and the server tells its subscribers before it closes
+      h.eq('cancelled in slow/ingestion · artifacts in jobs/' .. view.job_id .. '/', lines[#lines], 'last line')
+      h.eq('cancelled', view.doc.state, 'the last state seen')
       -- the next session shows it cancelled where exit stopped it
       vim.cmd('StageRunnerJobStatus ' .. view.job_id)
       h.wait(function()
