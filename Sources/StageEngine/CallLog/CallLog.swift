@@ -89,6 +89,27 @@ public struct CallSummary: Sendable, Hashable, Codable, FetchableRecord {
     public var unpricedCalls: Int
 }
 
+extension CallLog {
+    /// Opens a database of the workspace's private state (`.stagerunner/`): the folder is created
+    /// for its owner alone (prompts and answers can be private), another process may be writing
+    /// (a 5 s busy timeout), and WAL with synchronous=NORMAL makes a commit cost no fsync while
+    /// surviving a crash of the process; only a power loss can drop the last rows, which a log of
+    /// calls and a cache of answers can afford.
+    static func openStateDatabase(_ path: String) throws -> DatabaseQueue {
+        try FileManager.default.createDirectory(
+            atPath: (path as NSString).deletingLastPathComponent,
+            withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700]
+        )
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(5)
+        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
+        let database = try DatabaseQueue(path: path, configuration: configuration)
+        try database.writeWithoutTransaction { db in _ = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL") }
+        return database
+    }
+}
+
 /// The SQLite call log of a workspace, at `.stagerunner/calls.sqlite`.
 public final class CallLog: Sendable {
     let database: DatabaseQueue
@@ -97,21 +118,7 @@ public final class CallLog: Sendable {
 
     /// Opens (and creates or migrates) the log at `path`.
     public init(path: String) throws {
-        // Prompts and answers can be private: the folder is the owner's alone.
-        try FileManager.default.createDirectory(
-            atPath: (path as NSString).deletingLastPathComponent,
-            withIntermediateDirectories: true,
-            attributes: [.posixPermissions: 0o700]
-        )
-        var configuration = Configuration()
-        configuration.busyMode = .timeout(5)  // another process may be writing
-        configuration.prepareDatabase { db in
-            // WAL with synchronous=NORMAL: a commit costs no fsync and survives a crash of the
-            // process; only a power loss can drop the last rows, which a log of calls can afford.
-            try db.execute(sql: "PRAGMA synchronous = NORMAL")
-        }
-        database = try DatabaseQueue(path: path, configuration: configuration)
-        try database.writeWithoutTransaction { db in _ = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL") }
+        database = try Self.openStateDatabase(path)
         try Self.migrator.migrate(database)
     }
 

@@ -46,17 +46,7 @@ public final class ResponseCache: Sendable {
 
     /// Opens (and creates or migrates) the cache at `path`.
     public init(path: String) throws {
-        // Prompts and answers can be private: the folder is the owner's alone.
-        try FileManager.default.createDirectory(
-            atPath: (path as NSString).deletingLastPathComponent,
-            withIntermediateDirectories: true,
-            attributes: [.posixPermissions: 0o700]
-        )
-        var configuration = Configuration()
-        configuration.busyMode = .timeout(5)
-        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
-        database = try DatabaseQueue(path: path, configuration: configuration)
-        try database.writeWithoutTransaction { db in _ = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL") }
+        database = try CallLog.openStateDatabase(path)
         var migrator = DatabaseMigrator()
         migrator.registerMigration("1: responses") { db in
             try db.create(table: "responses") { table in
