@@ -156,8 +156,10 @@ enum Format {
     /// `$0.0123`.
     static func cost(_ value: Double) -> String { String(format: "$%.4f", value) }
 
-    /// `0.42 s`, `12.3 s`, `2:03.4`.
+    /// `3.2 ms`, `420 ms`, `4.20 s`, `12.3 s`, `2:03.4`.
     static func duration(_ seconds: Double) -> String {
+        if seconds < 0.01 { return String(format: "%.1f ms", seconds * 1000) }
+        if seconds < 1 { return String(format: "%.0f ms", seconds * 1000) }
         if seconds < 10 { return String(format: "%.2f s", seconds) }
         if seconds < 60 { return String(format: "%.1f s", seconds) }
         let minutes = Int(seconds / 60)

@@ -99,7 +99,7 @@ struct RunCommandTests {
 
         let summary = lines[lines.count - 2]
         #expect(
-            try Regex(#"^done: 2/2 tasks done, [\d,]+ tokens, cost \$\d+\.\d{4}, wall \d+\.\d+ s$"#).wholeMatch(
+            try Regex(#"^done: 2/2 tasks done, [\d,]+ tokens, cost \$\d+\.\d{4}, wall \d+(\.\d+)? m?s$"#).wholeMatch(
                 in: summary
             ) != nil,
             "summary line: \(summary)"
