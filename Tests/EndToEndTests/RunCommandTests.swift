@@ -29,17 +29,20 @@ struct RunCommandTests {
         return (status, lines(process), process.standardError)
     }
 
-    /// The research example plus a pipeline whose first task takes a while (a command stage that
-    /// sleeps), so that other processes can watch the job run.
-    static func pacedExample(seconds: String = "0.8") throws -> ExampleCopy {
+    /// The research example plus a pipeline whose first task waits (a command stage) until the
+    /// test creates the file `release` in the workspace, or 30 s, so that other processes can
+    /// watch the job run.
+    static func pacedExample() throws -> ExampleCopy {
         try ExampleCopy(
             "research-task",
             files: [
                 "tasks/pace.yaml": "stages:\n  ingestion: { command: [python3, pace.py] }\n",
                 "tasks/pace.py": """
-                import json, sys, time
+                import json, os, sys, time
                 request = json.load(sys.stdin)
-                time.sleep(\(seconds))
+                deadline = time.time() + 30
+                while time.time() < deadline and not os.path.exists("../release"):
+                    time.sleep(0.02)
                 json.dump({"output": request["context"]["output"], "flags": {}}, sys.stdout)
 
                 """,
@@ -53,6 +56,11 @@ struct RunCommandTests {
                 """,
             ]
         )
+    }
+
+    /// Lets the paced job's first task finish.
+    static func release(_ example: ExampleCopy) throws {
+        try Data().write(to: URL(fileURLWithPath: example.root + "/release"))
     }
 
     @Test("run prints one line per transition, then the summary and the job's folder; exit 0")
@@ -112,6 +120,37 @@ struct RunCommandTests {
         #expect(example.read("jobs/\(id)/tasks/review/review.md")?.contains("0.72") == true)
     }
 
+    @Test("on a terminal, run shows a live display redrawn in place, then the summary")
+    func liveDisplay() async throws {
+        let example = try ExampleCopy("research-task")
+        defer { example.remove() }
+        // util-linux's script(1) gives the command a pseudo-terminal and copies what it draws.
+        let script = "/usr/bin/script"
+        try #require(FileManager.default.isExecutableFile(atPath: script), "script(1) from util-linux is needed")
+        let command = [
+            ServerProcess.binaryPath, "run", "pipelines/research.pipeline.yaml", "--workspace", example.root,
+            "--input-json", #"{"topic": "kelp"}"#,
+        ].map { "'" + $0.replacingOccurrences(of: "'", with: #"'\''"#) + "'" }.joined(separator: " ")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: script)
+        process.arguments = ["-qec", command, "/dev/null"]
+        process.environment = ProcessInfo.processInfo.environment.merging(["TERM": "xterm", "COLUMNS": "120"]) { $1 }
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let screen = String(decoding: data, as: UTF8.self)
+        #expect(process.terminationStatus == 0, "\(screen)")
+        #expect(screen.contains("\u{1B}[2K"), "each line is cleared before it is drawn")
+        #expect(screen.contains("✔ \u{1B}[0msummary") || screen.contains("✔ summary"), "\(screen)")
+        #expect(screen.contains("done: 2/2 tasks done, "))
+        #expect(screen.contains("job directory: "))
+        // No plain transition lines: the terminal gets the display instead.
+        #expect(!screen.contains("summary running (attempt 1)\r\n"))
+    }
+
     @Test("run exits 1 when the job fails, naming the task and stage")
     func failingPipeline() async throws {
         // The review's template needs a field the summary does not have.
@@ -164,7 +203,7 @@ struct RunCommandTests {
 
     @Test("Ctrl-C cancels the job: the document says cancelled, and run exits 130")
     func interrupt() async throws {
-        let example = try Self.pacedExample(seconds: "30")
+        let example = try Self.pacedExample()
         defer { example.remove() }
         let run = try ServerProcess(["run", "pipelines/paced.yaml", "--workspace", example.root])
         try await eventually("the pace stage to start", timeout: .seconds(30)) {
@@ -208,6 +247,8 @@ struct RunCommandTests {
         #expect(once.contains { $0.hasPrefix("  pace ") })
         #expect(once.contains { $0.hasPrefix("  summary ") })
         #expect(once.last?.hasSuffix("/jobs/\(id)") == true)
+        try await eventually("status --watch to start", timeout: .seconds(30)) { !Self.lines(watch).isEmpty }
+        try Self.release(example)
 
         #expect(try await watch.exitStatus(timeout: .seconds(60)) == 0, "\(watch.standardError)")
         try await watch.output.waitForEnd()
@@ -247,7 +288,7 @@ struct RunCommandTests {
 
     @Test("status --watch exits 1 when the job it follows fails")
     func watchFailure() async throws {
-        let example = try Self.pacedExample(seconds: "0.3")
+        let example = try Self.pacedExample()
         defer { example.remove() }
         try "stages:\n  promptTemplating: { template: { text: '{{ input.subtitle }}' } }\n"
             .write(toFile: example.root + "/tasks/summary.task.yaml", atomically: true, encoding: .utf8)
@@ -258,7 +299,12 @@ struct RunCommandTests {
             #"{"pipeline":"pipelines/paced.yaml","input":{"topic":"kelp"}}"#
         )
         let id = try #require(response["result"]?["jobId"]?.stringValue, "\(response)")
-        let (status, lines, _) = try await Self.run(["status", id, "--workspace", example.root, "--watch"])
+        let watch = try ServerProcess(["status", id, "--workspace", example.root, "--watch"])
+        try await eventually("status --watch to start", timeout: .seconds(30)) { !Self.lines(watch).isEmpty }
+        try Self.release(example)
+        let status = try await watch.exitStatus(timeout: .seconds(60))
+        try await watch.output.waitForEnd()
+        let lines = Self.lines(watch)
         #expect(status == 1)
         #expect(lines.contains { $0.contains(" summary failed at promptTemplating: TemplateError") }, "\(lines)")
         #expect(lines[lines.count - 3].hasPrefix("failed: 1/2 tasks done, "))
