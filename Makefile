@@ -75,12 +75,14 @@ neovim-test:
 	STAGERUNNER_BIN=$(abspath .build/debug/stagerunner) clients/neovim/tests/run.sh
 
 # The transport benchmark, then runStage and runTask throughput (the venv run.sh makes holds the
-# Python peers, Jinja2 and jsonschema).
+# Python peers, Jinja2 and jsonschema), then jobs: stage boundary to client notification with 100
+# jobs at once, and a 10,000-task pipeline (standard library only).
 bench: release
 	Benchmarks/run.sh .build/release/stagerunner
 	Benchmarks/.venv/bin/python Benchmarks/stage_bench.py .build/release/stagerunner
 	Benchmarks/.venv/bin/python Benchmarks/task_bench.py .build/release/stagerunner
 	Benchmarks/.venv/bin/python Benchmarks/model_bench.py .build/release/stagerunner
+	Benchmarks/.venv/bin/python Benchmarks/job_bench.py .build/release/stagerunner
 
 clean:
 	rm -rf .build $(VENV) Benchmarks/.build Benchmarks/.venv

@@ -5,6 +5,8 @@
    requested at once with `runStage`; the server orders the dependent ones itself.
 2. examples/research-task: one `runTask` of seed 002's eleven stages, whose first answer fails
    its JSON Schema and is critiqued and refined until it passes.
+3. examples/research-task's pipeline as a job with `stagerunner run`: live on a terminal (a bar
+   per task), one line per transition otherwise; it ends with a summary and the job's folder.
 
 Each example is copied to a temporary directory first. Standard library only.
 """
@@ -18,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BINARY = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / ".build/release/stagerunner"
+BINARY = (Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / ".build/release/stagerunner").resolve()
 COLOR = sys.stdout.isatty()
 
 
@@ -112,6 +114,22 @@ def research_task(base: Path) -> None:
     server.close()
 
 
+def pipeline_run(base: Path) -> None:
+    workspace = base / "research-pipeline"
+    shutil.copytree(ROOT / "examples/research-task", workspace)
+    topic = "Tide pools of the Atlantic"
+    command = [str(BINARY), "run", "pipelines/research.pipeline.yaml", "--input-json", json.dumps({"topic": topic})]
+    print(shade(f"\nstagerunner run pipelines/research.pipeline.yaml (a job of two tasks) in {workspace}:\n", "1"))
+    sys.stdout.flush()
+    status = subprocess.run(command, cwd=workspace).returncode
+    jobs = sorted((workspace / "jobs").iterdir())
+    if status != 0 or not jobs:
+        raise SystemExit(f"stagerunner run exited with status {status}")
+    folder = jobs[-1]
+    files = sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
+    print(f"artifacts: {folder}/ ({', '.join(files)})")
+
+
 def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="stagerunner-demo-"))
     workspace = base / "daydream"
@@ -169,6 +187,7 @@ def main() -> None:
           "{prompt.txt, raw.txt, parsed.txt, metadata.json}")
     print(f"call log:  {workspace}/.stagerunner/calls.sqlite")
     research_task(base)
+    pipeline_run(base)
 
 
 if __name__ == "__main__":

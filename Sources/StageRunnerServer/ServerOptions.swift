@@ -11,6 +11,8 @@ public struct ServerOptions: Sendable {
     public var requireInitialize = false
     /// Registers the `test/…` methods the end-to-end tests use (`--enable-test-methods`).
     public var enableTestMethods = false
+    /// How many jobs run at once; the rest wait as `pending` (`--max-running-jobs`).
+    public var maxRunningJobs = 4
 
     public init(workspace: Workspace) {
         self.workspace = workspace

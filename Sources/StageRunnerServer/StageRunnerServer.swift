@@ -16,7 +16,7 @@ public final class StageRunnerServer: Sendable {
         self.options = options
         self.logger = logger
         lifecycle = Lifecycle(workspace: options.workspace, requireInitialize: options.requireInitialize)
-        engine = Engine(lifecycle: lifecycle, logger: logger)
+        engine = Engine(lifecycle: lifecycle, logger: logger, maxRunningJobs: options.maxRunningJobs)
     }
 
     /// Creates the connection that serves this server over a pair of descriptors; call `start()` on it.

@@ -44,6 +44,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Largest message accepted, in bytes; larger ones are answered with an error and skipped.")
     var maxMessageSize: Int = 64 << 20
 
+    @Option(help: "Jobs run at once; the others wait as pending.")
+    var maxRunningJobs: Int = 4
+
     @Flag(help: "Answer -32002 to requests that arrive before 'initialize' (strict LSP clients).")
     var requireInitialize = false
 
@@ -53,6 +56,9 @@ struct ServeCommand: AsyncParsableCommand {
     func validate() throws {
         guard maxMessageSize >= 1024 else {
             throw ValidationError("--max-message-size must be at least 1024 bytes (got \(maxMessageSize))")
+        }
+        guard (1...10_000).contains(maxRunningJobs) else {
+            throw ValidationError("--max-running-jobs must be from 1 to 10000 (got \(maxRunningJobs))")
         }
     }
 
@@ -80,6 +86,7 @@ struct ServeCommand: AsyncParsableCommand {
         options.maximumMessageSize = maxMessageSize
         options.requireInitialize = requireInitialize
         options.enableTestMethods = enableTestMethods
+        options.maxRunningJobs = maxRunningJobs
         let server = StageRunnerServer(options: options, logger: logger)
         let connection = server.connect(input: STDIN_FILENO, output: protocolOutput)
         let signals = SignalHandlers(connection: connection, logger: logger)
