@@ -16,11 +16,11 @@ struct TaskMethodTests {
         let example = try ExampleCopy("research-task")
         defer { example.remove() }
         let peer = try ServerSetup(workspace: example.root).peer(transport, .ndjson)
-        let response = try await peer.call(
-            1,
-            "runTask",
-            #"{"task":"tasks/summary.task.yaml","input":{"topic":"Tide pools of the Atlantic"},"runId":"demo"}"#
+        // A Python stage starts an interpreter: slow on a loaded machine, so a longer wait.
+        peer.send(
+            #"{"jsonrpc":"2.0","id":1,"method":"runTask","params":{"task":"tasks/summary.task.yaml","input":{"topic":"Tide pools of the Atlantic"},"runId":"demo"}}"#
         )
+        let response = try await peer.output.response(id: 1, timeout: .seconds(60))
         let result = try #require(response["result"], "\(response)")
         #expect(result["ok"] == true)
         #expect(result["refinementAttempts"] == 1)

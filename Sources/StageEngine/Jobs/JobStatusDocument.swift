@@ -11,6 +11,10 @@ public struct JobStatusDocument: Sendable, Hashable {
     public private(set) var json: JSONValue
     /// The operations since `takeOperations()` was last called.
     private(set) var operations: [JSONPatchOperation] = []
+    /// Tasks in all, and those done: kept as tasks change, so that progress costs nothing per
+    /// change however many tasks the job has.
+    private var taskCount = 0
+    private var doneCount = 0
 
     public static let schemaVersion = 1
 
@@ -54,11 +58,19 @@ public struct JobStatusDocument: Sendable, Hashable {
             "taskOrder": .array(tasks.map(JSONValue.string)),
             "tasks": .object(taskEntries),
         ]
+        countTasks()
     }
 
     /// A document read back from disk.
     init(json: JSONValue) {
         self.json = json
+        countTasks()
+    }
+
+    private mutating func countTasks() {
+        guard case .object(let tasks)? = json["tasks"] else { return }
+        taskCount = tasks.count
+        doneCount = tasks.values.filter { $0["state"] == "done" }.count
     }
 
     static let zeroUsage: JSONValue = ["promptTokens": 0, "completionTokens": 0, "totalTokens": 0]
@@ -96,6 +108,11 @@ public struct JobStatusDocument: Sendable, Hashable {
     }
 
     mutating func setTask(_ task: String, _ field: String, _ value: JSONValue) {
+        if field == "state" {
+            let before = json["tasks"]?[task]?["state"]
+            if before == "done" && value != "done" { doneCount -= 1 }
+            if before != "done" && value == "done" { doneCount += 1 }
+        }
         operations.append(json.set(value, at: ["tasks", task, field]))
     }
 
@@ -111,8 +128,7 @@ public struct JobStatusDocument: Sendable, Hashable {
     }
 
     mutating func updateProgress(currentTaskStageIndex: Int?) {
-        let order = taskOrder
-        let done = order.filter { taskState($0) == "done" }.count
+        let done = doneCount
         let stages = TaskStage.allCases.count
         var units = done * stages
         if let current = json["current"]?.stringValue, taskState(current) == "running",
@@ -121,7 +137,7 @@ public struct JobStatusDocument: Sendable, Hashable {
             units += index + 1
         }
         let percent =
-            order.isEmpty ? 100 : min(100, Int((Double(units) / Double(order.count * stages) * 100).rounded(.down)))
+            taskCount == 0 ? 100 : min(100, Int((Double(units) / Double(taskCount * stages) * 100).rounded(.down)))
         if json["progress"]?["tasksDone"]?.integerValue != Int64(done) {
             set(.integer(Int64(done)), "progress", "tasksDone")
         }

@@ -23,6 +23,15 @@ actor JobStatusStore {
     private(set) var writes = 0
 
     static let fileName = "tasks-status.json"
+    /// Documents above this size are written at a bounded rate.
+    static let throttleThreshold = 1 << 20
+
+    nonisolated static func serialize(_ document: JSONValue) async -> [UInt8] {
+        var bytes: [UInt8] = []
+        JSONWriter.writePretty(document, into: &bytes)
+        bytes.append(UInt8(ascii: "\n"))
+        return bytes
+    }
 
     init(document: JobStatusDocument, workspace: Workspace, hub: StatusHub) {
         jobId = document.id
@@ -81,9 +90,8 @@ actor JobStatusStore {
     private func writeLoop() async {
         while writtenRev < document.rev {
             let rev = document.rev
-            var bytes: [UInt8] = []
-            JSONWriter.writePretty(document.json, into: &bytes)
-            bytes.append(UInt8(ascii: "\n"))
+            // Serialized off the actor: changes keep coming (and being published) meanwhile.
+            let bytes = await Self.serialize(document.json)
             do {
                 try await ArtifactFile.write(bytes, to: workspace.path("\(directory)/\(Self.fileName)"))
                 writes += 1
@@ -97,6 +105,12 @@ actor JobStatusStore {
             let done = flushWaiters.filter { $0.rev <= writtenRev }
             flushWaiters.removeAll { $0.rev <= writtenRev }
             for waiter in done { waiter.continuation.resume() }
+            // A large document (a pipeline of thousands of tasks) is rewritten at most as often as
+            // it takes to write about 50 MB a second, so that writing never takes the whole CPU;
+            // changes meanwhile go into the next write.
+            if bytes.count > Self.throttleThreshold && writtenRev < document.rev {
+                try? await Task.sleep(for: .microseconds(bytes.count / 50))
+            }
         }
         writing = false
         if writeProblem != nil {

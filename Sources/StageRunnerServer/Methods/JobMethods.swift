@@ -69,7 +69,7 @@ final class SubscriptionRegistry: Sendable {
     func startDelivery(_ id: String, _ body: @escaping @Sendable () async -> Void) {
         entries.withLock { state in
             guard state.byId[id] != nil, state.byId[id]?.delivery == nil else { return }
-            state.byId[id]?.delivery = Task(operation: body)
+            state.byId[id]?.delivery = Task(priority: .high, operation: body)
         }
     }
 
