@@ -403,10 +403,11 @@ public final class Connection: @unchecked Sendable {
         writer.enqueue(framed)
     }
 
-    /// Returns once everything queued for the peer so far is written (or never can be): a
-    /// sender of many notifications waits on it to go at the pace the peer reads.
-    public func drainOutput() async {
-        await writer.drain()
+    /// Returns once everything queued for the peer so far is written (or never can be); at once
+    /// when no more than `limit` bytes wait: a sender of many notifications waits on it to go at
+    /// the pace the peer reads.
+    public func drainOutput(above limit: Int = 0) async {
+        await writer.drain(above: limit)
     }
 
     /// Runs `hook` when the connection closes, after the last request is answered and before the

@@ -75,11 +75,12 @@ final class OutputWriter: @unchecked Sendable {
         }
     }
 
-    /// Returns once everything queued so far is written (or can never be).
-    func drain() async {
+    /// Returns once everything queued so far is written (or can never be); at once when no more
+    /// than `limit` bytes wait.
+    func drain(above limit: Int = 0) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             lock.lock()
-            if (pending.isEmpty && !writing) || broken {
+            if (pending.count <= limit && (limit > 0 || !writing)) || broken {
                 lock.unlock()
                 continuation.resume()
             } else {

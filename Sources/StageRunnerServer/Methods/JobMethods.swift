@@ -278,8 +278,9 @@ extension StageRunnerServer {
                                 "statusChanged",
                                 params: RawJSON(Self.notification(change, subscriptionId: id, patches: patches))
                             )
-                            // At the pace the client reads: meanwhile changes merge in the subscription.
-                            await connection.drainOutput()
+                            // At the pace the client reads: while more than 256 KiB wait to be written,
+                            // changes merge in the subscription instead of piling up in the output.
+                            await connection.drainOutput(above: 256 << 10)
                         }
                     }
                     await group.next()
