@@ -131,18 +131,23 @@ struct RunCommandTests {
             ServerProcess.binaryPath, "run", "pipelines/research.pipeline.yaml", "--workspace", example.root,
             "--input-json", #"{"topic": "kelp"}"#,
         ].map { "'" + $0.replacingOccurrences(of: "'", with: #"'\''"#) + "'" }.joined(separator: " ")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: script)
-        process.arguments = ["-qec", command, "/dev/null"]
-        process.environment = ProcessInfo.processInfo.environment.merging(["TERM": "xterm", "COLUMNS": "120"]) { $1 }
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        let (status, data) = try await onOwnThread {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: script)
+            process.arguments = ["-qec", command, "/dev/null"]
+            process.environment = ProcessInfo.processInfo.environment.merging(["TERM": "xterm", "COLUMNS": "120"]) {
+                $1
+            }
+            let output = Pipe()
+            process.standardOutput = output
+            process.standardInput = FileHandle.nullDevice
+            try process.run()
+            let data = output.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return (process.terminationStatus, data)
+        }
         let screen = String(decoding: data, as: UTF8.self)
-        #expect(process.terminationStatus == 0, "\(screen)")
+        #expect(status == 0, "\(screen)")
         #expect(screen.contains("\u{1B}[2K"), "each line is cleared before it is drawn")
         #expect(screen.contains("✔ \u{1B}[0msummary") || screen.contains("✔ summary"), "\(screen)")
         #expect(screen.contains("done: 2/2 tasks done, "))

@@ -1,3 +1,4 @@
+import Foundation
 import JSON
 import JSONRPC
 import Synchronization
@@ -176,5 +177,19 @@ public func eventually(
             throw TimedOut(description: "timed out after \(timeout) waiting for \(what)")
         }
         try await Task.sleep(for: .milliseconds(1))
+    }
+}
+
+/// Runs blocking work (a child process waited for, a pipe read to its end) on a thread of its own,
+/// so that it does not hold one of the few threads that every test's async work shares.
+public func onOwnThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread {
+            do {
+                continuation.resume(returning: try work())
+            } catch {
+                continuation.resume(throwing: error)
+            }
+        }
     }
 }

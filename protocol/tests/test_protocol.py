@@ -1642,6 +1642,7 @@ def test_live_job_methods_conform(framing: str, tmp_path: Path) -> None:
         assert (retried["state"], retried["tasks"]["flaky"]["attempts"], retried["tasks"]["flaky"]["failedStage"]) == ("done", 2, None)
         assert follower.transitions(all_jobs, flaky) == [
             ("job", "pending"), ("job", "running"), ("task", "flaky", "running"), ("task", "flaky", "failed"),
+            ("job", "failed"),
             ("job", "pending"), ("job", "running"), ("task", "flaky", "running"), ("task", "flaky", "done"),
             ("task", "review", "running"), ("task", "review", "done"), ("job", "done"),
         ]
@@ -1732,8 +1733,9 @@ def test_running_jobs_finish_at_end_of_input_and_sigterm(ending: str, tmp_path: 
     assert all(validate_server_message(r["method"], r["message"]) == [] for r in exchange.records)
     (document,) = check_job_folders(workspace, 1)
     assert (document["state"], document["tasks"]["nap"]["state"]) == ("done", "done")
-    # Subscriptions end with the connection's input: the job went on without its subscriber.
-    assert follower.documents[("sub-1", job_id)]["rev"] < document["rev"]
+    # The connection stays open until the job has finished: its subscriber saw the end.
+    assert follower.documents[("sub-1", job_id)]["rev"] == document["rev"]
+    assert follower.documents[("sub-1", job_id)]["state"] == "done"
 
 
 @pytest.mark.parametrize("ending", ["SIGINT", "exit", "kill"])

@@ -1,5 +1,6 @@
 import Foundation
 import StageEngine
+import TestSupport
 import Testing
 
 /// Renders every case of Tests/TemplateCorpus with the Swift engine and compares with what Jinja2
@@ -116,17 +117,21 @@ struct TemplateDifferentialTests {
     /// With STAGERUNNER_JINJA2_PYTHON set (the Makefile points it at the venv), re-render the corpus with
     /// Jinja2 and require the committed goldens to be current.
     @Test(.enabled(if: ProcessInfo.processInfo.environment["STAGERUNNER_JINJA2_PYTHON"] != nil))
-    func goldensMatchLiveJinja2() throws {
+    func goldensMatchLiveJinja2() async throws {
         let python = ProcessInfo.processInfo.environment["STAGERUNNER_JINJA2_PYTHON"] ?? "python3"
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [Self.corpus.appendingPathComponent("render_jinja2.py").path, "--check"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let report = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "render_jinja2.py --check failed:\n\(report)")
+        let script = Self.corpus.appendingPathComponent("render_jinja2.py").path
+        let (status, report) = try await onOwnThread {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: python)
+            process.arguments = [script, "--check"]
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            process.standardError = pipe
+            try process.run()
+            let report = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            return (process.terminationStatus, report)
+        }
+        #expect(status == 0, "render_jinja2.py --check failed:\n\(report)")
     }
 }
