@@ -6,7 +6,9 @@ import fs from "node:fs";
 import path from "node:path";
 
 import { Client, BudgetError, ErrorCodes, RpcError, TemplateError, rpcErrorFromObject } from "../index.js";
-import { BIN, SCHEMA_DIR, SKIP_NO_BIN, assertSchema, validator, workspaceCopy, cleanupWorkspaces } from "./helpers.js";
+import {
+  BIN, SCHEMA_DIR, SKIP_NO_BIN, assertSchema, traffic, validator, workspaceCopy, cleanupWorkspaces,
+} from "./helpers.js";
 
 after(cleanupWorkspaces);
 
@@ -55,6 +57,7 @@ describe("$/progress", { skip: SKIP_NO_BIN }, () => {
       assert.equal(streamed.reused, false);
       assert.deepEqual(comparable(streamed), comparable(plain));
       assert.equal(progressNotes(), 3);
+      assert.equal(traffic(client).received["$/progress"], 3);
       assert.equal(client._progress.size, 0); // the token's route is gone
     });
   });
