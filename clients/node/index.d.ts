@@ -109,6 +109,37 @@ export interface StageRunParams {
 export type RunStageParams = StageRunParams;
 export type RenderPromptParams = StageRunParams;
 
+/** A $/progress token: the progressToken of the runStage request. */
+export type ProgressToken = string | number;
+
+/**
+ * schema/progress.params.json#/properties/value: one begin, reports carrying the model's answer as
+ * text deltas (restart: the attempt that sent the text so far failed and is retried, drop that
+ * text), then one end whose message is the status, "reused", or the error's message.
+ */
+export type ProgressValue =
+  | { kind: "begin"; title: string }
+  | { kind: "report"; text: string; restart?: undefined }
+  | { kind: "report"; restart: true; text?: undefined }
+  | { kind: "end"; message: string };
+
+/** schema/progress.params.json: the params of the server's $/progress notification */
+export interface ProgressParams {
+  token: ProgressToken;
+  value: ProgressValue;
+}
+
+/** runStage's options: CallOptions and the progress callback. */
+export interface RunStageOptions extends CallOptions {
+  /**
+   * Called with each $/progress value of this run, in order (an async callback is awaited before
+   * the next value). The client makes a token unique to the call (params.progressToken picks one);
+   * runStage settles only after the callback has had every value, and rejects with the callback's
+   * error if it threw.
+   */
+  onProgress?: (value: ProgressValue) => void | Promise<void>;
+}
+
 /** schema/runStage.result.json */
 export interface StageResult {
   genId: string;
@@ -701,6 +732,7 @@ export declare const ErrorCodes: Readonly<{
   InternalError: -32603; ServerNotInitialized: -32002; RequestCancelled: -32800;
   ContentModified: -32801; RequestFailed: -32803; WorkspaceError: -32010; TemplateError: -32011;
   ModelError: -32012; StorageError: -32013; TruncatedError: -32014; TaskError: -32015; JobError: -32016;
+  BudgetError: -32017;
 }>;
 
 export declare class RpcError extends Error {
@@ -738,6 +770,23 @@ export declare class JobError extends CodedRpcError<-32016> {
   readonly reason: "not_found" | "invalid_state" | "invalid_path" | "storage" | undefined;
   /** data.jobId */
   readonly jobId: string | undefined;
+}
+/** A budget cap refused the model call before anything was sent; nothing was committed. */
+export declare class BudgetError extends CodedRpcError<-32017> {
+  /** data.scope: the cap that refused the call. */
+  readonly scope: "request" | "job" | "process" | undefined;
+  /** data.budgetScope: the job whose budget it is (scope job). */
+  readonly budgetScope: string | undefined;
+  /** data.unit */
+  readonly unit: "tokens" | "cost_usd" | undefined;
+  /** data.cap: the limit, in unit. */
+  readonly cap: number | undefined;
+  /** data.spent: what finished calls spent. */
+  readonly spent: number | undefined;
+  /** data.reserved: what calls in flight hold. */
+  readonly reserved: number | undefined;
+  /** data.needed: what the refused call may use. */
+  readonly needed: number | undefined;
 }
 export declare function rpcErrorFromObject(error: ErrorObject, method?: string): RpcError;
 
@@ -828,6 +877,8 @@ export interface ClientEvents {
   exit: [ExitInfo];
   /** A followed job's status document changed (subscribeStatus). */
   statusChanged: [StatusChangedParams];
+  /** A runStage that gave a progressToken made progress. */
+  "$/progress": [ProgressParams];
   [method: string]: unknown[];
 }
 
@@ -866,7 +917,8 @@ export declare class Client extends EventEmitter {
   notifications(method: undefined, options?: { signal?: AbortSignal }): AsyncIterableIterator<Notification>;
 
   ping(params?: PingParams, options?: CallOptions): Promise<PingResult>;
-  runStage(params: StageRunParams, options?: CallOptions): Promise<StageResult>;
+  /** runStage; `onProgress` receives the run's $/progress values (begin, report text deltas, end). */
+  runStage(params: StageRunParams, options?: RunStageOptions): Promise<StageResult>;
   renderPrompt(params: StageRunParams, options?: CallOptions): Promise<RenderPromptResult>;
   listTemplates(params?: ListTemplatesParams, options?: CallOptions): Promise<ListTemplatesResult>;
   validateWorkspace(options?: CallOptions): Promise<ValidateWorkspaceResult>;

@@ -121,6 +121,8 @@ export class Client extends EventEmitter {
     this._stageHandlers = new Map();
     this._declaredStageHandlers = null; // the names sent in initialize, once sent
     this._serverRequests = new Map(); // id of a server request in progress -> AbortController
+    this._progress = new Map(); // progress token of a runStage in flight -> its delivery
+    this._nextProgress = 1;
     this.workspace = options.workspace;
     for (const [name, handler] of Object.entries(options.stageHandlers ?? {})) this.handleStage(name, handler);
     this._iterators = new Set();
@@ -349,7 +351,52 @@ export class Client extends EventEmitter {
   // ---- methods of protocol 1.0 ---------------------------------------------------------
 
   ping(params = {}, options) { return this.request("ping", params, options); }
-  runStage(params, options) { return this.request("runStage", params, options); }
+  /**
+   * Run a stage. `options.onProgress(value)` (sync or async) receives the run's $/progress values
+   * in order: {kind: "begin", title}, {kind: "report", text} per piece of the model's answer (or
+   * {kind: "report", restart: true}: drop the text so far), {kind: "end", message}. The client makes
+   * a token unique to the call unless `params.progressToken` is given, and settles only after the
+   * callback has had every value; a callback that throws rejects the call once the server answered.
+   */
+  runStage(params, options = {}) {
+    const { onProgress, ...callOptions } = options ?? {};
+    if (onProgress == null) return this.request("runStage", params, callOptions);
+    if (typeof onProgress !== "function") return Promise.reject(new TypeError("onProgress must be a function"));
+    return this._runStageWithProgress(params, onProgress, callOptions);
+  }
+
+  async _runStageWithProgress(params, onProgress, options) {
+    const token = params?.progressToken ?? `${CLIENT_NAME}-${this._nextProgress++}`;
+    if (this._progress.has(token)) throw new Error(`progress token ${JSON.stringify(token)} is in use by another runStage`);
+    const route = { chain: Promise.resolve(), stopped: false, failed: false, error: undefined };
+    route.deliver = (value) => {
+      route.chain = route.chain.then(async () => {
+        if (route.stopped || route.failed) return;
+        try {
+          await onProgress(value);
+        } catch (err) {
+          route.failed = true;
+          route.error = err;
+        }
+      });
+    };
+    this._progress.set(token, route);
+    try {
+      let result;
+      try {
+        result = await this.request("runStage", { ...params, progressToken: token }, options);
+      } catch (err) {
+        if (err instanceof RpcError) await route.chain; // the end carries the error's message
+        else route.stopped = true;
+        throw err;
+      }
+      await route.chain;
+      if (route.failed) throw route.error;
+      return result;
+    } finally {
+      if (this._progress.get(token) === route) this._progress.delete(token);
+    }
+  }
   renderPrompt(params, options) { return this.request("renderPrompt", params, options); }
   listTemplates(params = {}, options) { return this.request("listTemplates", params, options); }
   validateWorkspace(options) { return this.request("validateWorkspace", {}, options); }
@@ -592,6 +639,11 @@ export class Client extends EventEmitter {
       // The server no longer waits for one of its requests (a stage timed out): stop its handler.
       const controller = this._serverRequests.get(msg.params?.id);
       if (controller) controller.abort(new RequestCancelled("cancelled by the server"));
+    }
+    if (msg.method === "$/progress") {
+      const token = msg.params?.token;
+      const route = typeof token === "string" || typeof token === "number" ? this._progress.get(token) : undefined;
+      route?.deliver(msg.params.value);
     }
     const note = { method: msg.method, params: msg.params };
     for (const it of [...this._iterators]) it.push(note);

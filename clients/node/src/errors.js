@@ -18,6 +18,7 @@ export const ErrorCodes = Object.freeze({
   TruncatedError: -32014,
   TaskError: -32015,
   JobError: -32016,
+  BudgetError: -32017,
 });
 
 /** An error response from the server (or a local error with a JSON-RPC code). */
@@ -66,10 +67,20 @@ export const JobError = defineCode("JobError", -32016);
 Object.defineProperty(JobError.prototype, "reason", { get() { return this.data?.reason; } });
 Object.defineProperty(JobError.prototype, "jobId", { get() { return this.data?.jobId; } });
 
+/**
+ * A budget cap (budgets in stagerunner.yaml) refused the model call before it was sent: data.scope
+ * (request, job or process), data.budgetScope (for job), data.unit (tokens or cost_usd), data.cap,
+ * data.spent, data.reserved and data.needed.
+ */
+export const BudgetError = defineCode("BudgetError", -32017);
+for (const name of ["scope", "budgetScope", "unit", "cap", "spent", "reserved", "needed"]) {
+  Object.defineProperty(BudgetError.prototype, name, { get() { return this.data?.[name]; } });
+}
+
 const BY_CODE = new Map(
   [ParseError, InvalidRequest, MethodNotFound, InvalidParams, InternalError, ServerNotInitialized,
     RequestCancelled, ContentModified, RequestFailed, WorkspaceError, TemplateError, ModelError,
-    StorageError, TruncatedError, TaskError, JobError].map((c) => [c.code, c]),
+    StorageError, TruncatedError, TaskError, JobError, BudgetError].map((c) => [c.code, c]),
 );
 
 /** Build the RpcError subclass for a JSON-RPC error object; unknown codes give a plain RpcError. */

@@ -9,7 +9,7 @@ import {
   Client, RpcError, MethodNotFound, InvalidParams, InvalidRequest, TemplateError, WorkspaceError,
   ModelError, TruncatedError, ServerExitedError, AbortError, TimeoutError, ErrorCodes,
 } from "../index.js";
-import { BIN, SKIP_NO_BIN, HERE, assertSchema, workspaceCopy, cleanupWorkspaces } from "./helpers.js";
+import { BIN, SKIP_NO_BIN, HERE, assertSchema, traffic, workspaceCopy, cleanupWorkspaces } from "./helpers.js";
 
 after(cleanupWorkspaces);
 
@@ -46,6 +46,7 @@ describe("every method", { skip: SKIP_NO_BIN }, () => {
         assert.equal(client.capabilities.framing, framing);
         assert.equal(client.serverInfo.name, "stagerunner");
         assert.equal(client.initializeResult.workspace.root, fs.realpathSync(ws));
+        assert.deepEqual([traffic(client).sent.initialize, traffic(client).sent.initialized], [1, 1]);
 
         const echo = { s: "héllo 日本 😀", n: [1, 2.5, null, true], nested: { k: "ü" } };
         const pong = await client.ping({ echo });
@@ -100,6 +101,7 @@ describe("every method", { skip: SKIP_NO_BIN }, () => {
         await client.notify("initialized", {});
 
         assert.equal(await client.shutdown(), null);
+        assert.equal(traffic(client).sent.shutdown, 1);
         await rejectsWith(client.ping(), InvalidRequest); // every request after shutdown is -32600
       } finally {
         const info = await client.close();
@@ -116,6 +118,7 @@ describe("every method", { skip: SKIP_NO_BIN }, () => {
       assert.deepEqual(await client.ping({ echo: "x" }), { echo: "x" });
       const info = await client.close();
       assert.deepEqual([info.exitCode, info.signal], [0, null]);
+      assert.deepEqual([traffic(client).sent.shutdown, traffic(client).sent.exit], [1, 1]); // the ladder's first steps
       await rejectsWith(client.ping(), ServerExitedError);
     } finally {
       if (saved === undefined) delete process.env.STAGERUNNER_BIN;
@@ -212,6 +215,7 @@ describe("cancellation", { skip: SKIP_NO_BIN }, () => {
         const quick = await client.request("test/sleep", { ms: 10 }, { timeout: 5000 });
         assertSchema(quick, "test-sleep.result");
         assert.deepEqual(quick, { slept: 10 });
+        assert.equal(traffic(client).sent["$/cancelRequest"], 2); // the abort and the timeout
       } finally {
         // shutdown waits for requests in progress: a quick close proves the cancels took effect.
         const t2 = Date.now();

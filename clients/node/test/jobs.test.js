@@ -9,7 +9,7 @@ import path from "node:path";
 import {
   Client, InvalidParams, JobError, StatusSubscription, TaskError, applyPatch, computeTaskStage,
 } from "../index.js";
-import { BIN, REPO, SCHEMA_DIR, SKIP_NO_BIN, assertSchema, validator } from "./helpers.js";
+import { BIN, REPO, SCHEMA_DIR, SKIP_NO_BIN, assertSchema, traffic, validator } from "./helpers.js";
 
 const dirs = [];
 after(() => { for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true }); });
@@ -90,6 +90,8 @@ describe("jobs", { skip: SKIP_NO_BIN }, () => {
       assertSchema(started, "runPipeline.result");
       const changes = await untilFinished(every, started.jobId);
       await every.close();
+      assert.equal(traffic(client).sent.unsubscribeStatus, 1);
+      assert.ok(traffic(client).received.statusChanged >= changes.length);
       assert.deepEqual(transitions(changes), [
         "job pending", "job running", "summary running", "summary refining", "summary done",
         "review running", "review done", "job done",

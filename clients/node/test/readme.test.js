@@ -80,3 +80,26 @@ test("README jobs example runs", { skip: SKIP_NO_BIN }, async () => {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("README progress example runs", { skip: SKIP_NO_BIN }, async () => {
+  const readme = fs.readFileSync(path.join(PACKAGE_DIR, "README.md"), "utf8");
+  const block = /### Progress of a stage run[\s\S]*?```js\n([\s\S]*?)```/.exec(readme);
+  assert.ok(block, "no js block under ### Progress of a stage run");
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "stagerunner-node-readme-"));
+  try {
+    fs.mkdirSync(path.join(dir, "node_modules"));
+    fs.symlinkSync(PACKAGE_DIR, path.join(dir, "node_modules", "stagerunner-client"), "dir");
+    fs.cpSync(path.join(REPO, "examples", "daydream"), path.join(dir, "examples", "daydream"), { recursive: true });
+    const script = path.join(dir, "progress.mjs");
+    fs.writeFileSync(script, block[1]);
+    const { stdout } = await promisify(execFile)(process.execPath, [script], {
+      cwd: dir,
+      env: { ...process.env, STAGERUNNER_BIN: BIN },
+      timeout: 30000,
+    });
+    const raw = fs.readFileSync(path.join(dir, "examples/daydream/data/gens/draft/d-creative/raw.txt"), "utf8");
+    assert.equal(stdout, `${raw}true\n`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

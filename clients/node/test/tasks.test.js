@@ -7,7 +7,7 @@ import os from "node:os";
 import path from "node:path";
 
 import { Client, RequestFailed, TaskError } from "../index.js";
-import { BIN, REPO, SKIP_NO_BIN, assertSchema } from "./helpers.js";
+import { BIN, REPO, SKIP_NO_BIN, assertSchema, traffic } from "./helpers.js";
 
 const dirs = [];
 after(() => { for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true }); });
@@ -80,6 +80,7 @@ describe("tasks", { skip: SKIP_NO_BIN }, () => {
       assert.deepEqual(result.context.data.validateQuality, { grade: "A", words: 4 });
       assert.equal(requests.length, 1);
       assert.equal(requests[0].method, "executeStage");
+      assert.equal(traffic(client).received.executeStage, 1);
       assertSchema(requests[0].params, "executeStage.params");
     });
     assert.equal(seen.length, 1);
@@ -187,6 +188,7 @@ describe("tasks", { skip: SKIP_NO_BIN }, () => {
       assert.equal(result.error.name, "StageTimeoutError");
       const reason = await wasAborted;
       assert.equal(reason.code, -32800);
+      assert.equal(traffic(client).received["$/cancelRequest"], 1); // the server gave up on executeStage
     });
   });
 });

@@ -29,6 +29,7 @@ const MAP = {
   PingParams: ["ping.params.json", ""],
   PingResult: ["ping.result.json", ""],
   StageRunParams: ["runStage.params.json", ""],
+  ProgressParams: ["progress.params.json", ""],
   StageResult: ["runStage.result.json", ""],
   StageDebug: ["runStage.result.json", "/properties/debug"],
   GenerationMetadata: ["metadata.json", ""],
@@ -116,6 +117,21 @@ for (const [iface, [file, pointer]] of Object.entries(MAP)) {
     }
   });
 }
+
+test("index.d.ts ProgressValue is the union of progress.params.json's value kinds", () => {
+  const m = /export type ProgressValue =\n([\s\S]*?);\n/.exec(dts);
+  assert.ok(m, "type ProgressValue not found in index.d.ts");
+  const variants = m[1].split("\n").filter((l) => l.trim().startsWith("|")).map((line) => {
+    const members = [...line.matchAll(/(\w+)(\?)?: [^;}]+/g)];
+    const kind = /kind: "(\w+)"/.exec(line)[1];
+    return { kind, required: members.filter((x) => !x[2]).map((x) => x[1]).sort() };
+  });
+  const schema = schemaAt("progress.params.json", "/properties/value").oneOf.map((v) => ({
+    kind: v.properties.kind.const,
+    required: [...v.required].sort(),
+  }));
+  assert.deepEqual(variants, schema);
+});
 
 test("every result schema is mapped to an interface (or is null)", () => {
   const mapped = new Set(Object.values(MAP).filter(([, p]) => p === "").map(([f]) => f));

@@ -68,8 +68,8 @@ def schema_file_for(method: str, kind: str) -> str | None:
     """The schema file name of a method's ``params`` or ``result`` (``None`` when none exists)."""
     if kind == "params" and method == "renderPrompt":
         method = "runStage"
-    if method == "$/cancelRequest":
-        method = "cancelRequest"
+    if method.startswith("$/"):
+        method = method[2:]  # $/cancelRequest, $/progress
     name = f"{method.replace('/', '-')}.{kind}.json"
     return name if name in SCHEMA_IDS else None
 
@@ -112,6 +112,8 @@ class ValidatingClient(Client):
         self.schema_failures: list[str] = []
         self.validated_results: dict[str, int] = {}
         self.validated_notifications: dict[str, int] = {}
+        self.sent: dict[str, int] = {}  # requests and notifications sent, by method
+        self.received: dict[str, int] = {}  # server requests and notifications received, by method
         self._sent_methods: dict[Any, str] = {}
         self._received_requests: dict[Any, str] = {}  # server request id -> method, until answered
         self.check_params = True  # tests that send bad params on purpose turn this off
@@ -119,6 +121,7 @@ class ValidatingClient(Client):
     async def _send(self, message: Mapping[str, Any]) -> None:
         method = message.get("method")
         if isinstance(method, str):
+            self.sent[method] = self.sent.get(method, 0) + 1
             envelope = "request.json" if "id" in message else "notification.json"
             self.schema_failures += errors_for(envelope, dict(message))
             params_schema = schema_file_for(method, "params")
@@ -138,6 +141,7 @@ class ValidatingClient(Client):
         await super()._send(message)
 
     def _start_incoming_request(self, rid: Any, method: str, params: Any) -> None:
+        self.received[method] = self.received.get(method, 0) + 1
         request: dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": method}
         if params is not None:
             request["params"] = params
@@ -149,6 +153,7 @@ class ValidatingClient(Client):
         super()._start_incoming_request(rid, method, params)
 
     def _handle_notification(self, method: str, params: Any) -> None:
+        self.received[method] = self.received.get(method, 0) + 1
         note: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
         if params is not None:
             note["params"] = params

@@ -9,10 +9,12 @@ import pytest
 
 from stagerunner import (
     ERROR_CLASSES,
+    BudgetError,
     ContentModified,
     InternalError,
     InvalidParams,
     InvalidRequest,
+    JobError,
     MethodNotFound,
     ModelError,
     ParseError,
@@ -46,6 +48,8 @@ EXPECTED = {
     -32013: StorageError,
     -32014: TruncatedError,
     -32015: TaskError,
+    -32016: JobError,
+    -32017: BudgetError,
 }
 
 

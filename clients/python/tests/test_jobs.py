@@ -101,6 +101,7 @@ async def test_research_pipeline_end_to_end(spawn: Spawner, research: Path) -> N
         for method in ("runPipeline", "getStatus", "getArtifact", "listJobs", "subscribeStatus", "unsubscribeStatus"):
             assert c.validated_results.get(method), method
         assert c.validated_notifications["statusChanged"] >= len(changes)
+        assert c.received["statusChanged"] >= len(changes) and c.sent["unsubscribeStatus"] == 1
 
 
 async def until_finished(subscription: StatusSubscription, job_id: str) -> list[StatusChange]:

@@ -42,6 +42,7 @@ async def test_timeout_sends_cancel(spawn: Spawner) -> None:
         assert time.monotonic() - started < 2
         await asyncio.sleep(0.05)
         assert c._pending == {}  # the late -32800 was dropped quietly
+        assert c.sent["$/cancelRequest"] == 1
         assert "cancel" in c.stderr_tail()
 
 
@@ -95,6 +96,7 @@ async def test_close_is_clean_and_reaps(spawn: Spawner) -> None:
     pid = c.pid
     await c.close()
     assert c.returncode == 0  # shutdown + exit
+    assert (c.sent["shutdown"], c.sent["exit"]) == (1, 1)
     assert pid is not None
     assert_reaped(pid)
     with pytest.raises(StageRunnerError):

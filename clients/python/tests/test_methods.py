@@ -26,6 +26,7 @@ async def test_initialize_handshake(spawn: Spawner, workspace: Path, framing: st
         assert init["workspace"]["root"] == str(workspace.resolve())
         assert c.capabilities is not None and "runStage" in c.capabilities["methods"]
         assert c.validated_results["initialize"] == 1
+        assert (c.sent["initialize"], c.sent["initialized"]) == (1, 1)
     assert c.returncode == 0
 
 

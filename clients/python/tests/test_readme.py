@@ -49,14 +49,21 @@ def test_sync_example_runs(bin_path: str, tmp_path: Path) -> None:
     assert done.stdout == "True\n"
 
 
-def test_task_example_runs(bin_path: str, tmp_path: Path) -> None:
+def test_progress_example_runs(bin_path: str, tmp_path: Path) -> None:
     done = run_block(python_blocks()[2], bin_path, tmp_path)
+    assert done.returncode == 0, done.stderr
+    raw = (tmp_path / "repo/examples/daydream/data/gens/draft/d-creative/raw.txt").read_text(encoding="utf-8")
+    assert done.stdout == raw + "True\n"
+
+
+def test_task_example_runs(bin_path: str, tmp_path: Path) -> None:
+    done = run_block(python_blocks()[3], bin_path, tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "True 1\n{'words': 2}\n"
     assert list((tmp_path / "repo/examples/research-task/data/tasks/research-summary").glob("*/summary.json"))
 
 
 def test_jobs_example_runs(bin_path: str, tmp_path: Path) -> None:
-    done = run_block(python_blocks()[3], bin_path, tmp_path)
+    done = run_block(python_blocks()[4], bin_path, tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "done 100 True\nThe\n"

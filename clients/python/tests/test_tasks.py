@@ -88,6 +88,7 @@ async def test_a_client_stage_is_served_by_a_python_handler(spawn: Spawner, rese
     assert result["context"]["data"]["validateQuality"] == {"grade": "A", "words": 4}
     assert (research / "data/tasks/graded/g1/graded.txt").read_text() == "A draft about kelp."
     assert c.validated_results.get("executeStage") == 1  # the answer was checked against the schema
+    assert c.received["executeStage"] == 1
 
 
 async def test_a_failing_validation_handler_drives_refinement(spawn: Spawner, research: Path) -> None:
@@ -193,6 +194,7 @@ async def test_a_slow_handler_is_cancelled_when_its_stage_times_out(spawn: Spawn
         result = await c.run_task(task, max_refinements=0)
         await asyncio.wait_for(cancelled.wait(), 5)
     assert (result["ok"], result["error"]["name"]) == (False, "StageTimeoutError")
+    assert c.received["$/cancelRequest"] == 1  # the server gave up on its executeStage
 
 
 def test_sync_client_runs_tasks_with_handlers(bin_path: str, research: Path) -> None:

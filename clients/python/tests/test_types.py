@@ -26,6 +26,8 @@ MAPPING: dict[str, tuple[str, str]] = {
     "ValidateWorkspaceResult": ("validateWorkspace.result.json", ""),
     "Diagnostic": ("validateWorkspace.result.json", "/$defs/diagnostic"),
     "TestSleepResult": ("test-sleep.result.json", ""),
+    "StageRunParams": ("runStage.params.json", ""),
+    "ProgressParams": ("progress.params.json", ""),
     "RunTaskParams": ("runTask.params.json", ""),
     "ModelConfig": ("runTask.params.json", "/properties/modelConfig/oneOf/0"),
     "TaskResult": ("runTask.result.json", ""),
@@ -79,6 +81,16 @@ def test_typeddict_matches_schema(name: str) -> None:
     assert schema_keys - td_keys == set(), f"{name}: schema members without a field"
     assert td_keys - schema_keys == set(), f"{name}: fields the schema does not have"
     assert set(td.__required_keys__) == set(obj.get("required", [])), f"{name}: required members differ"
+
+
+def test_progress_value_is_the_union_of_the_schema_kinds() -> None:
+    kinds = resolve(load_schema("progress.params.json"), "/properties/value")["oneOf"]
+    members = {name for kind in kinds for name in kind["properties"]}
+    assert set(types.ProgressValue.__annotations__) == members
+    required_everywhere = set.intersection(*(set(kind["required"]) for kind in kinds))
+    assert set(types.ProgressValue.__required_keys__) == required_everywhere == {"kind"}
+    constants = {kind["properties"]["kind"]["const"] for kind in kinds}
+    assert set(types.ProgressValue.__annotations__["kind"].__args__) == constants
 
 
 def test_every_result_schema_is_covered() -> None:

@@ -12,9 +12,18 @@ Standard library only.
 
 from __future__ import annotations
 
-from .client import CLIENT_NAME, PROTOCOL_VERSION, Client, NotificationStream, StageHandler, __version__
+from .client import (
+    CLIENT_NAME,
+    PROTOCOL_VERSION,
+    Client,
+    NotificationStream,
+    ProgressCallback,
+    StageHandler,
+    __version__,
+)
 from .errors import (
     ERROR_CLASSES,
+    BudgetError,
     ContentModified,
     InternalError,
     InvalidParams,
@@ -57,9 +66,13 @@ from .types import (
     ModelConfig,
     Notification,
     PingResult,
+    ProgressParams,
+    ProgressToken,
+    ProgressValue,
     RenderPromptResult,
     StageOutput,
     StageResult,
+    StageRunParams,
     TaskContext,
     TaskErrorInfo,
     TaskLogEntry,
@@ -86,6 +99,7 @@ __all__ = [
     "Client",
     "NotificationStream",
     "StageHandler",
+    "ProgressCallback",
     "SyncClient",
     "__version__",
     "ERROR_CLASSES",
@@ -108,6 +122,7 @@ __all__ = [
     "TruncatedError",
     "TaskError",
     "JobError",
+    "BudgetError",
     "ServerExited",
     "ProtocolError",
     "Diagnostic",
@@ -116,8 +131,12 @@ __all__ = [
     "ListTemplatesResult",
     "Notification",
     "PingResult",
+    "ProgressParams",
+    "ProgressToken",
+    "ProgressValue",
     "RenderPromptResult",
     "StageResult",
+    "StageRunParams",
     "Template",
     "ValidateWorkspaceResult",
     "ExecuteStageParams",

@@ -39,6 +39,7 @@ from .errors import (
 from .framing import Framing, encode_frame, make_decoder
 from .jobs import StatusSubscription
 from .types import (
+    CacheMode,
     CancelJobResult,
     GetArtifactResult,
     GetStatusResult,
@@ -53,6 +54,8 @@ from .types import (
     ModelConfig,
     Notification,
     PingResult,
+    ProgressToken,
+    ProgressValue,
     RenderPromptResult,
     ServerCapabilities,
     Stage,
@@ -64,7 +67,15 @@ from .types import (
     ValidateWorkspaceResult,
 )
 
-__all__ = ["Client", "NotificationStream", "StageHandler", "PROTOCOL_VERSION", "CLIENT_NAME", "__version__"]
+__all__ = [
+    "Client",
+    "NotificationStream",
+    "StageHandler",
+    "ProgressCallback",
+    "PROTOCOL_VERSION",
+    "CLIENT_NAME",
+    "__version__",
+]
 
 __version__ = "0.1.0"
 PROTOCOL_VERSION = "1.0"
@@ -82,6 +93,10 @@ StageHandler = Callable[[TaskStage, TaskContext], "StageOutput | Awaitable[Stage
 
 A coroutine function runs on the client's event loop; a plain function runs in a worker thread
 (``asyncio.to_thread``), so that it cannot stall the connection."""
+ProgressCallback = Callable[[ProgressValue], Any]
+"""``run_stage``'s ``on_progress``: takes each ``$/progress`` value of the run, in order.
+
+A plain function or a coroutine function (awaited before the next value is delivered)."""
 F = TypeVar("F", bound=Callable[..., Any])
 
 _MISSING: Any = object()
@@ -220,6 +235,8 @@ class Client:
         self._incoming: dict[Any, asyncio.Task[None]] = {}
         self._notification_callbacks: dict[str | None, list[NotificationCallback]] = {}
         self._subscribers: list[NotificationStream] = []
+        self._progress_routes: dict[ProgressToken, asyncio.Queue[Any]] = {}
+        self._progress_ids = itertools.count(1)
         self._background: set[asyncio.Task[Any]] = set()
         self._exit_error: ServerExited | None = None
         self._connection_lost = False
@@ -480,6 +497,11 @@ class Client:
             if task is not None:
                 task.cancel()
             return
+        if method == "$/progress" and isinstance(params, dict):
+            token = params.get("token")
+            route = self._progress_routes.get(token) if isinstance(token, str | int) else None
+            if route is not None and not isinstance(token, bool):
+                route.put_nowait(params.get("value"))
         note: Notification = {"method": method, "params": params}
         calls: list[tuple[NotificationCallback, Any]] = [
             (cb, params) for cb in self._notification_callbacks.get(method, [])
@@ -802,9 +824,29 @@ class Client:
         fail_on_truncation: bool = False,
         run_id: str | None = None,
         max_text_length: int | None = None,
+        budget_scope: str | None = None,
+        cache: CacheMode | None = None,
+        progress_token: ProgressToken | None = None,
+        on_progress: ProgressCallback | None = None,
         timeout: float | None = None,
     ) -> StageResult:
-        """``runStage``: produce (or reuse) one generation and return it."""
+        """``runStage``: produce (or reuse) one generation and return it.
+
+        ``budget_scope`` names the job whose budget the model calls spend (``budgets.job``);
+        a call a cap refuses raises :class:`~stagerunner.errors.BudgetError` (-32017).
+        ``cache`` is ``"use"``, ``"refresh"`` or ``"off"`` (the response cache).
+
+        ``on_progress(value)`` (a plain or a coroutine function) receives the run's
+        ``$/progress`` values in order: ``{"kind": "begin", "title": "runStage"}``, then
+        ``{"kind": "report", "text": delta}`` for each piece of the model's answer (or
+        ``{"kind": "report", "restart": True}``: a retried attempt, drop the text so far), then
+        ``{"kind": "end", "message": status}``. The client makes a token unique to this call
+        (or uses ``progress_token``), routes the matching notifications to the callback, and
+        returns (or raises the server's error) only once the callback has had every value. An
+        exception from the callback stops the delivery and is raised once the server has answered.
+        ``progress_token`` alone asks for the notifications without a callback (see
+        :meth:`notifications`).
+        """
         params = _stage_params(
             stage,
             values,
@@ -821,8 +863,54 @@ class Client:
             fail_on_truncation=fail_on_truncation or None,
             run_id=run_id,
             max_text_length=max_text_length,
+            budget_scope=budget_scope,
+            cache=cache,
+            progress_token=progress_token,
         )
-        return cast(StageResult, await self.request("runStage", params, timeout=timeout))
+        if on_progress is None:
+            return cast(StageResult, await self.request("runStage", params, timeout=timeout))
+        return cast(StageResult, await self._run_with_progress(params, on_progress, timeout))
+
+    async def _run_with_progress(
+        self, params: dict[str, Any], callback: ProgressCallback, timeout: float | None
+    ) -> Any:
+        """Send ``runStage`` with a progress token and feed its ``$/progress`` values to ``callback``."""
+        token: ProgressToken | None = params.get("progressToken")
+        if token is None:
+            token = f"{CLIENT_NAME}-{next(self._progress_ids)}"
+            params["progressToken"] = token
+        if token in self._progress_routes:
+            raise ValueError(f"progress token {token!r} is in use by another run_stage call")
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._progress_routes[token] = queue
+        delivery = asyncio.ensure_future(self._deliver_progress(queue, callback))
+        try:
+            try:
+                result = await self.request("runStage", params, timeout=timeout)
+            except RpcError:
+                queue.put_nowait(_CLOSED)  # the end carries the error's message: deliver it first
+                await asyncio.gather(delivery, return_exceptions=True)
+                raise
+            except BaseException:
+                delivery.cancel()
+                await asyncio.gather(delivery, return_exceptions=True)
+                raise
+            queue.put_nowait(_CLOSED)
+            await delivery  # raises the callback's exception, if any
+            return result
+        finally:
+            if self._progress_routes.get(token) is queue:
+                del self._progress_routes[token]
+
+    @staticmethod
+    async def _deliver_progress(queue: asyncio.Queue[Any], callback: ProgressCallback) -> None:
+        while True:
+            value = await queue.get()
+            if value is _CLOSED:
+                return
+            outcome = callback(value)
+            if inspect.isawaitable(outcome):
+                await outcome
 
     async def render_prompt(
         self,

@@ -28,6 +28,8 @@ __all__ = [
     "StorageError",
     "TruncatedError",
     "TaskError",
+    "JobError",
+    "BudgetError",
     "ServerExited",
     "ProtocolError",
     "ERROR_CLASSES",
@@ -94,7 +96,8 @@ class RpcError(StageRunnerError):
 
     @property
     def kind(self) -> str | None:
-        """For application errors: ``workspace``, ``template``, ``model``, ``storage``, ``truncated`` or ``task``."""
+        """For application errors: ``workspace``, ``template``, ``model``, ``storage``, ``truncated``,
+        ``task``, ``pipeline``, ``job`` or ``budget``."""
         return self._str("kind")
 
     def __repr__(self) -> str:
@@ -217,6 +220,56 @@ class JobError(RpcError):
         return self._str("jobId")
 
 
+class BudgetError(RpcError):
+    """-32017: a budget cap (``budgets`` in ``stagerunner.yaml``) refused the model call before it was sent.
+
+    Nothing was committed. ``data`` has ``scope`` (``request``, ``job`` or ``process``),
+    ``budgetScope`` (for ``job``), ``unit`` (``tokens`` or ``cost_usd``), ``cap``, ``spent``,
+    ``reserved`` (held by calls in flight) and ``needed`` (what the refused call may use).
+    """
+
+    CODE = -32017
+
+    def _number(self, key: str) -> float | None:
+        value = self.data.get(key)
+        return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+    @property
+    def scope(self) -> str | None:
+        """``data.scope``: the cap that refused the call, ``request``, ``job`` or ``process``."""
+        return self._str("scope")
+
+    @property
+    def budget_scope(self) -> str | None:
+        """``data.budgetScope``: the job whose budget was spent (for ``scope`` ``job``)."""
+        return self._str("budgetScope")
+
+    @property
+    def unit(self) -> str | None:
+        """``data.unit``: ``tokens`` or ``cost_usd``."""
+        return self._str("unit")
+
+    @property
+    def cap(self) -> float | None:
+        """``data.cap``: the limit, in :attr:`unit`."""
+        return self._number("cap")
+
+    @property
+    def spent(self) -> float | None:
+        """``data.spent``: what finished calls spent of the cap."""
+        return self._number("spent")
+
+    @property
+    def reserved(self) -> float | None:
+        """``data.reserved``: what calls in flight hold."""
+        return self._number("reserved")
+
+    @property
+    def needed(self) -> float | None:
+        """``data.needed``: what the refused call may use."""
+        return self._number("needed")
+
+
 ERROR_CLASSES: dict[int, type[RpcError]] = {
     cls.CODE: cls
     for cls in (
@@ -236,6 +289,7 @@ ERROR_CLASSES: dict[int, type[RpcError]] = {
         TruncatedError,
         TaskError,
         JobError,
+        BudgetError,
     )
 }
 

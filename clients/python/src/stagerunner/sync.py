@@ -14,10 +14,11 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
-from .client import _MISSING, Client, F, StageHandler
+from .client import _MISSING, Client, F, ProgressCallback, StageHandler
 from .framing import Framing
 from .jobs import SyncStatusSubscription
 from .types import (
+    CacheMode,
     CancelJobResult,
     GetArtifactResult,
     GetStatusResult,
@@ -31,6 +32,7 @@ from .types import (
     Mode,
     ModelConfig,
     PingResult,
+    ProgressToken,
     RenderPromptResult,
     Stage,
     StageResult,
@@ -227,9 +229,17 @@ class SyncClient:
         fail_on_truncation: bool = False,
         run_id: str | None = None,
         max_text_length: int | None = None,
+        budget_scope: str | None = None,
+        cache: CacheMode | None = None,
+        progress_token: ProgressToken | None = None,
+        on_progress: ProgressCallback | None = None,
         timeout: float | None = None,
     ) -> StageResult:
-        """Blocking :meth:`Client.run_stage`."""
+        """Blocking :meth:`Client.run_stage`.
+
+        ``on_progress`` runs on the loop thread, before this returns; it must not call this
+        client's blocking methods.
+        """
         return self._call(
             self._client.run_stage(
                 stage,
@@ -247,6 +257,10 @@ class SyncClient:
                 fail_on_truncation=fail_on_truncation,
                 run_id=run_id,
                 max_text_length=max_text_length,
+                budget_scope=budget_scope,
+                cache=cache,
+                progress_token=progress_token,
+                on_progress=on_progress,
                 timeout=timeout,
             )
         )

@@ -15,6 +15,7 @@ from typing import Any, Literal, NotRequired, TypedDict
 __all__ = [
     "Stage",
     "Mode",
+    "CacheMode",
     "Status",
     "Severity",
     "ServerInfo",
@@ -22,6 +23,10 @@ __all__ = [
     "WorkspaceInfo",
     "InitializeResult",
     "PingResult",
+    "StageRunParams",
+    "ProgressToken",
+    "ProgressValue",
+    "ProgressParams",
     "Usage",
     "GenerationMetadata",
     "StageDebug",
@@ -74,6 +79,8 @@ __all__ = [
 
 Stage = Literal["draft", "essay", "evaluation"]
 Mode = Literal["llm", "copy"]
+CacheMode = Literal["use", "refresh", "off"]
+"""``runStage`` ``cache``: whether the model's answer may come from the response cache."""
 Status = Literal["success", "json_parse_error", "parser_failure", "stub_fallback", "truncated"]
 Severity = Literal["error", "warning", "information"]
 
@@ -115,6 +122,60 @@ class PingResult(TypedDict):
     """Result of ``ping``: ``{}`` or ``{"echo": value}`` (schema/ping.result.json)."""
 
     echo: NotRequired[Any]
+
+
+class StageRunParams(TypedDict):
+    """Params of ``runStage`` and ``renderPrompt`` (schema/runStage.params.json), as the client sends them.
+
+    :meth:`Client.run_stage` takes them as snake_case keywords (``gen_id``, ``budget_scope`` …).
+    ``progressToken`` and ``maxTextLength`` are runStage's only.
+    """
+
+    stage: Stage
+    genId: NotRequired[str | None]
+    templateId: NotRequired[str | None]
+    values: NotRequired[dict[str, Any] | None]
+    mode: NotRequired[Mode | None]
+    model: NotRequired[str | None]
+    parserName: NotRequired[str | None]
+    passThroughFrom: NotRequired[str | None]
+    maxTokens: NotRequired[int | None]
+    promptText: NotRequired[str | None]
+    force: NotRequired[bool | None]
+    stubFallback: NotRequired[bool | None]
+    failOnTruncation: NotRequired[bool | None]
+    runId: NotRequired[str | None]
+    budgetScope: NotRequired[str | None]
+    cache: NotRequired[CacheMode | None]
+    progressToken: NotRequired[str | int | None]
+    maxTextLength: NotRequired[int | None]
+
+
+ProgressToken = str | int
+"""A ``$/progress`` token: the ``progressToken`` of the runStage request."""
+
+
+class ProgressValue(TypedDict):
+    """``$/progress`` ``value``: what :meth:`Client.run_stage`'s ``on_progress`` callback receives.
+
+    ``kind`` is ``begin`` (with ``title``, ``"runStage"``), ``report`` (with ``text``, the next
+    piece of the model's answer, or ``restart: True``: the attempt that sent the text so far
+    failed and is retried, drop that text) or ``end`` (with ``message``: the generation's status,
+    ``reused``, or the error's message).
+    """
+
+    kind: Literal["begin", "report", "end"]
+    title: NotRequired[str]
+    text: NotRequired[str]
+    restart: NotRequired[Literal[True]]
+    message: NotRequired[str]
+
+
+class ProgressParams(TypedDict):
+    """Params of the server's ``$/progress`` notification (schema/progress.params.json)."""
+
+    token: ProgressToken
+    value: ProgressValue
 
 
 class Usage(TypedDict):
