@@ -73,17 +73,12 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let level = logLevel
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        CommandSupport.logToStandardError(at: level)
         let seed = try readInput()
         let root: Workspace
         do {
             root =
-                try workspace.map { path throws(Workspace.Problem) in try Workspace(path: path) }
-                ?? Workspace.currentDirectory()
+                try CommandSupport.workspace(workspace)
         } catch {
             throw Self.usageFailure("--workspace \(error)")
         }

@@ -66,19 +66,14 @@ struct ServeCommand: AsyncParsableCommand {
         let workspace: Workspace
         do {
             workspace =
-                try self.workspace.map { path throws(Workspace.Problem) in try Workspace(path: path) }
-                ?? Workspace.currentDirectory()
+                try CommandSupport.workspace(self.workspace)
         } catch {
             throw ValidationError("--workspace \(error)")
         }
         // Before anything else can print: fd 1 becomes stderr, the protocol keeps a private copy.
         let protocolOutput = StandardIO.takeStandardOutput()
         let level = logLevel
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        CommandSupport.logToStandardError(at: level)
         let logger = Logger(label: "stagerunner")
 
         var options = ServerOptions(workspace: workspace)

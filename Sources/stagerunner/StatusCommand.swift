@@ -48,8 +48,7 @@ struct StatusCommand: AsyncParsableCommand {
         let root: Workspace
         do {
             root =
-                try workspace.map { path throws(Workspace.Problem) in try Workspace(path: path) }
-                ?? Workspace.currentDirectory()
+                try CommandSupport.workspace(workspace)
         } catch {
             throw RunCommand.usageFailure("--workspace \(error)")
         }

@@ -49,11 +49,7 @@ struct TaskCommand: AsyncParsableCommand {
 
     func run() async throws {
         let level = logLevel
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        CommandSupport.logToStandardError(at: level)
         let seed: JSONValue
         do {
             seed = try JSONParser.parse(Array(input.utf8))
@@ -63,8 +59,7 @@ struct TaskCommand: AsyncParsableCommand {
         let root: Workspace
         do {
             root =
-                try workspace.map { path throws(Workspace.Problem) in try Workspace(path: path) }
-                ?? Workspace.currentDirectory()
+                try CommandSupport.workspace(workspace)
         } catch {
             throw ValidationError("--workspace: \(error)")
         }

@@ -122,30 +122,11 @@ extension PipelineDefinition {
     /// Loads the pipeline file at `file` (YAML, or JSON by its extension), relative to the
     /// workspace. Task files are resolved against the pipeline file's folder.
     public static func load(_ file: String, workspace: Workspace) throws(TaskDefinitionError) -> PipelineDefinition {
-        if file.isEmpty || file.hasPrefix("/") || file.split(separator: "/").contains("..") || !workspace.contains(file)
-        {
-            throw TaskDefinitionError(
-                file: file,
-                path: "",
-                message: "the pipeline file must be a path relative to the workspace, inside it"
-            )
-        }
-        let text: String
-        switch workspace.loadText(file) {
-        case .missing:
-            throw TaskDefinitionError(
-                file: file,
-                path: "",
-                message: "no such pipeline file in the workspace \(workspace.root)"
-            )
-        case .notUTF8: throw TaskDefinitionError(file: file, path: "", message: "is not UTF-8 text")
-        case .text(let contents): text = contents
-        }
-        let document = try TaskDefinition.parseDocument(text, file: file)
-        let slash = file.lastIndex(of: "/")
-        let directory = slash.map { String(file[..<$0]) } ?? "."
-        var stem = String(file[(slash.map { file.index(after: $0) } ?? file.startIndex)...])
-        if let dot = stem.firstIndex(of: "."), dot > stem.startIndex { stem = String(stem[..<dot]) }
+        let (document, directory, stem, _) = try TaskDefinition.readDefinitionFile(
+            file,
+            kind: "pipeline",
+            workspace: workspace
+        )
         var pipeline = try PipelineLoader(file: file, directory: directory).pipeline(from: document, defaultName: stem)
         pipeline.file = file
         return pipeline

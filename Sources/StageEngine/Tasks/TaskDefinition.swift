@@ -86,30 +86,7 @@ extension TaskDefinition {
         workspace: Workspace,
         parsers: ParserRegistry = .standard
     ) throws(TaskDefinitionError) -> TaskDefinition {
-        if file.hasPrefix("/") || file.split(separator: "/").contains("..") || !workspace.contains(file) {
-            throw TaskDefinitionError(
-                file: file,
-                path: "",
-                message: "the task file must be a path relative to the workspace, inside it"
-            )
-        }
-        let stamp = workspace.stamp(file)
-        let text: String
-        switch workspace.loadText(file) {
-        case .missing:
-            throw TaskDefinitionError(
-                file: file,
-                path: "",
-                message: "no such task file in the workspace \(workspace.root)"
-            )
-        case .notUTF8: throw TaskDefinitionError(file: file, path: "", message: "is not UTF-8 text")
-        case .text(let contents): text = contents
-        }
-        let document = try parseDocument(text, file: file)
-        let slash = file.lastIndex(of: "/")
-        let directory = slash.map { String(file[..<$0]) } ?? "."
-        var stem = String(file[(slash.map { file.index(after: $0) } ?? file.startIndex)...])
-        if let dot = stem.firstIndex(of: "."), dot > stem.startIndex { stem = String(stem[..<dot]) }
+        let (document, directory, stem, stamp) = try readDefinitionFile(file, kind: "task", workspace: workspace)
         var loader = TaskFileLoader(file: file, directory: directory, workspace: workspace, parsers: parsers)
         var definition = try loader.definition(from: document, defaultName: stem)
         definition.sources = [(file, stamp)] + loader.filesRead
@@ -132,6 +109,41 @@ extension TaskDefinition {
         var definition = try loader.definition(from: document, defaultName: "inline")
         definition.sources = loader.filesRead
         return definition
+    }
+
+    /// Reads a task or pipeline file: checks that it is a relative path inside the workspace,
+    /// parses it, and gives its folder, its name without extensions and its stamp before reading.
+    static func readDefinitionFile(
+        _ file: String,
+        kind: String,
+        workspace: Workspace
+    ) throws(TaskDefinitionError) -> (document: JSONValue, directory: String, stem: String, stamp: FileStamp) {
+        if file.isEmpty || file.hasPrefix("/") || file.split(separator: "/").contains("..") || !workspace.contains(file)
+        {
+            throw TaskDefinitionError(
+                file: file,
+                path: "",
+                message: "the \(kind) file must be a path relative to the workspace, inside it"
+            )
+        }
+        let stamp = workspace.stamp(file)
+        let text: String
+        switch workspace.loadText(file) {
+        case .missing:
+            throw TaskDefinitionError(
+                file: file,
+                path: "",
+                message: "no such \(kind) file in the workspace \(workspace.root)"
+            )
+        case .notUTF8: throw TaskDefinitionError(file: file, path: "", message: "is not UTF-8 text")
+        case .text(let contents): text = contents
+        }
+        let document = try parseDocument(text, file: file)
+        let slash = file.lastIndex(of: "/")
+        let directory = slash.map { String(file[..<$0]) } ?? "."
+        var stem = String(file[(slash.map { file.index(after: $0) } ?? file.startIndex)...])
+        if let dot = stem.firstIndex(of: "."), dot > stem.startIndex { stem = String(stem[..<dot]) }
+        return (document, directory, stem, stamp)
     }
 
     static func parseDocument(_ text: String, file: String) throws(TaskDefinitionError) -> JSONValue {
