@@ -410,6 +410,9 @@ public final class Connection: @unchecked Sendable {
         await writer.drain(above: limit)
     }
 
+    /// Bytes queued for the peer and not yet written.
+    public var pendingOutputBytes: Int { writer.pendingBytes }
+
     /// Runs `hook` when the connection closes, after the last request is answered and before the
     /// output closes (unless the peer stopped reading): the place to end work that outlives its
     /// requests and send its last notifications.

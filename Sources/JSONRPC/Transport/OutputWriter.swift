@@ -32,6 +32,9 @@ final class OutputWriter: @unchecked Sendable {
         startThread { [self] in run() }
     }
 
+    /// Bytes queued and not yet written.
+    var pendingBytes: Int { lock.withLock { pending.count } }
+
     /// Queues bytes for the writer thread. Never blocks.
     func enqueue(_ bytes: [UInt8]) {
         lock.withLock {

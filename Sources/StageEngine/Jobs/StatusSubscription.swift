@@ -44,6 +44,8 @@ public final class StatusSubscription: Sendable {
         var order: [String] = []
         var waiter: CheckedContinuation<StatusChange?, Never>?
         var closed = false
+        /// Sends a change at once, on the publisher's thread; false when it cannot now.
+        var sink: (@Sendable (StatusChange) -> Bool)?
     }
 
     private let state = Mutex(State())
@@ -99,6 +101,12 @@ public final class StatusSubscription: Sendable {
                 merged.operations = nil
                 merged.baseRev = delivered ?? 0
             }
+            // Nothing waits to go out and the subscriber is idle: sent at once, without waking it,
+            // so a change reaches the client without waiting for a thread of the shared pool.
+            if state.waiter != nil, state.order.isEmpty, let sink = state.sink, sink(merged) {
+                state.delivered[change.jobId] = merged.rev
+                return nil
+            }
             if let waiter = state.waiter {
                 state.waiter = nil
                 state.delivered[change.jobId] = merged.rev
@@ -109,6 +117,13 @@ public final class StatusSubscription: Sendable {
             return nil
         }
         if let (waiter, change) = delivery { waiter.resume(returning: change) }
+    }
+
+    /// Sends later changes with `sink` when nothing is queued and the subscriber waits in
+    /// `next()`; `sink` returns false when it cannot send now (the change then queues as usual).
+    /// It runs under the subscription's lock: it must only hand the change on, never wait.
+    public func setImmediateSink(_ sink: @escaping @Sendable (StatusChange) -> Bool) {
+        state.withLock { $0.sink = sink }
     }
 
     /// The next change, waiting for one; nil once the subscription is closed.

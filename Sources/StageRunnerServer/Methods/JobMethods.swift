@@ -266,6 +266,16 @@ extension StageRunnerServer {
         let id = subscriptions.add(subscription)
         // Changes wait in the subscription until the answer that names it is on its way.
         context.afterResponse { [subscriptions] in
+            // The common case: the output is not backed up, so a change goes out at once from
+            // the job's own thread; otherwise it queues in the subscription for the task below.
+            subscription.setImmediateSink { change in
+                guard connection.pendingOutputBytes <= Self.outputBacklogLimit else { return false }
+                connection.notify(
+                    "statusChanged",
+                    params: RawJSON(Self.notification(change, subscriptionId: id, patches: patches))
+                )
+                return true
+            }
             subscriptions.startDelivery(id) {
                 await withTaskGroup(of: Void.self) { group in
                     group.addTask {
@@ -278,9 +288,9 @@ extension StageRunnerServer {
                                 "statusChanged",
                                 params: RawJSON(Self.notification(change, subscriptionId: id, patches: patches))
                             )
-                            // At the pace the client reads: while more than 256 KiB wait to be written,
+                            // At the pace the client reads: while more than 64 KiB wait to be written,
                             // changes merge in the subscription instead of piling up in the output.
-                            await connection.drainOutput(above: 256 << 10)
+                            await connection.drainOutput(above: Self.outputBacklogLimit)
                         }
                     }
                     await group.next()
@@ -291,6 +301,10 @@ extension StageRunnerServer {
         }
         return RawJSON(["subscriptionId": .string(id), "rev": .integer(Int64(rev)), "snapshot": snapshot])
     }
+
+    /// Status notifications queue in the output up to this many bytes; past it, a subscription's
+    /// changes merge until the client has read (about what a pipe holds).
+    static let outputBacklogLimit = 64 << 10
 
     static func notification(_ change: StatusChange, subscriptionId: String, patches: Bool) -> JSONValue {
         var params: [String: JSONValue] = [
