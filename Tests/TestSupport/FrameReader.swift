@@ -103,7 +103,7 @@ public final class FrameReader: Sendable {
 
     /// Waits until `condition` holds over the received messages, or fails after `timeout`.
     public func wait(
-        timeout: Duration = .seconds(10),
+        timeout: Duration = TestTimeouts.wait,
         _ what: String,
         until condition: @escaping @Sendable ([JSONValue], Bool) -> Bool
     ) async throws {
@@ -146,13 +146,13 @@ public final class FrameReader: Sendable {
 
     /// Waits for `count` messages in all and returns them.
     @discardableResult
-    public func waitForMessages(_ count: Int, timeout: Duration = .seconds(10)) async throws -> [JSONValue] {
+    public func waitForMessages(_ count: Int, timeout: Duration = TestTimeouts.wait) async throws -> [JSONValue] {
         try await wait(timeout: timeout, "\(count) messages") { messages, _ in messages.count >= count }
         return messages
     }
 
     /// Waits for the response whose id is `id`.
-    public func response(id: JSONValue, timeout: Duration = .seconds(10)) async throws -> JSONValue {
+    public func response(id: JSONValue, timeout: Duration = TestTimeouts.wait) async throws -> JSONValue {
         try await wait(timeout: timeout, "the response to id \(id)") { messages, _ in
             messages.contains { $0["id"] == id }
         }
@@ -160,7 +160,7 @@ public final class FrameReader: Sendable {
     }
 
     /// Waits until the server closes its output.
-    public func waitForEnd(timeout: Duration = .seconds(10)) async throws {
+    public func waitForEnd(timeout: Duration = TestTimeouts.wait) async throws {
         try await wait(timeout: timeout, "the end of the output") { _, ended in ended }
     }
 }
@@ -168,7 +168,7 @@ public final class FrameReader: Sendable {
 /// Waits until `condition` holds (polling every millisecond), or fails after `timeout`.
 public func eventually(
     _ what: String,
-    timeout: Duration = .seconds(10),
+    timeout: Duration = TestTimeouts.wait,
     _ condition: () -> Bool
 ) async throws {
     let deadline = ContinuousClock.now + timeout
@@ -192,4 +192,11 @@ public func onOwnThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T)
             }
         }
     }
+}
+
+/// How long tests wait for what should come: generous, because the whole suite runs in parallel
+/// on two cores and a loaded machine can hold a test's tasks back for seconds; a wait that
+/// expires is a failure either way.
+public enum TestTimeouts {
+    public static let wait: Duration = .seconds(30)
 }

@@ -226,7 +226,7 @@ public final class ServerProcess: RPCPeer {
     }
 
     /// Waits for the process to exit and returns its status; kills it after `timeout`.
-    public func exitStatus(timeout: Duration = .seconds(10)) async throws -> Int32 {
+    public func exitStatus(timeout: Duration = TestTimeouts.wait) async throws -> Int32 {
         // Set when the deadline killed it (a test may SIGKILL the server itself).
         let timedOut = Locked(false)
         let deadline = Task { [pid] in
