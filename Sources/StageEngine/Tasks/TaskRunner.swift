@@ -1,6 +1,7 @@
 import Foundation
 import JSON
 import Logging
+import Synchronization
 
 /// How to run a task: its input and the run's overrides.
 public struct TaskRunOptions: Sendable {
@@ -344,23 +345,40 @@ struct TaskExecution {
 
     struct StageTimedOut: Error {}
 
+    /// Set by the timer when a stage runs past its limit.
+    final class TimeoutFlag: Sendable {
+        private let value = Mutex(false)
+        func set() { value.withLock { $0 = true } }
+        var isSet: Bool { value.withLock { $0 } }
+    }
+
     /// Runs the handler; past `limit` it is cancelled and `StageTimedOut` thrown.
     static func run(
         _ handler: any TaskStageHandler,
         _ invocation: StageInvocation,
         limit: Duration
     ) async throws -> StageOutput {
-        try await withThrowingTaskGroup(of: StageOutput?.self) { group in
-            group.addTask { try await handler.run(invocation) }
-            group.addTask {
-                try await Task.sleep(for: limit)
-                return nil
-            }
-            defer { group.cancelAll() }
-            guard let first = try await group.next() else { throw StageTimedOut() }
-            guard let output = first else { throw StageTimedOut() }
-            return output
+        let work = Task { try await handler.run(invocation) }
+        let timedOut = TimeoutFlag()
+        // A dispatch timer rather than a sleeping task: cancelled with the stage, it is freed at
+        // once (a cancelled sleep would hold its timer until the deadline, 300 s by default).
+        let timer = DispatchSource.makeTimerSource(queue: .global())
+        timer.setEventHandler {
+            timedOut.set()
+            work.cancel()
         }
+        let (seconds, attoseconds) = limit.components
+        timer.schedule(deadline: .now() + .nanoseconds(Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)))
+        timer.resume()
+        defer { timer.cancel() }
+        let result = await withTaskCancellationHandler {
+            await work.result
+        } onCancel: {
+            work.cancel()
+        }
+        if case .success(let output) = result { return output }
+        if timedOut.isSet { throw StageTimedOut() }
+        return try result.get()
     }
 
     static func seconds(_ duration: Duration) -> String {
