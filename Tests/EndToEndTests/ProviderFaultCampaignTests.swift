@@ -224,6 +224,7 @@ struct ProviderFaultCampaignTests {
         bound: Duration
     ) async throws -> [Answer] {
         let next = Locked(0)
+        let router = ResponseRouter(server.output)
         return try await withThrowingTaskGroup(of: [Answer].self) { group in
             for _ in 0..<inFlight {
                 group.addTask {
@@ -239,7 +240,7 @@ struct ProviderFaultCampaignTests {
                             #"{"stage":"draft","genId":"\#(request.genId)","templateId":"systematic-analytical","model":"\#(request.model)","promptText":"campaign request \#(request.id)","cache":"off"}"#
                         let start = ContinuousClock.now
                         server.send(#"{"jsonrpc":"2.0","id":\#(request.id),"method":"runStage","params":\#(params)}"#)
-                        let response = try await server.output.response(id: .integer(Int64(request.id)), timeout: bound)
+                        let response = try await router.response(id: request.id, timeout: bound)
                         answers.append(
                             Answer(request: request, response: response, latency: ContinuousClock.now - start)
                         )

@@ -54,12 +54,16 @@ struct SoakTests {
 
     final class Driver: Sendable {
         let server: ServerProcess
+        let router: ResponseRouter
         private let ids = Mutex(0)
         /// Answers by method; errors by method and message.
         let answered = Mutex<[String: Int]>([:])
         let failures = Mutex<[String]>([])
 
-        init(_ server: ServerProcess) { self.server = server }
+        init(_ server: ServerProcess) {
+            self.server = server
+            router = ResponseRouter(server.output)
+        }
 
         func nextId() -> Int {
             ids.withLock { id in
@@ -74,7 +78,7 @@ struct SoakTests {
             let id = nextId()
             let paramsText = params.map { #","params":\#($0)"# } ?? ""
             server.send(#"{"jsonrpc":"2.0","id":\#(id),"method":"\#(method)"\#(paramsText)}"#)
-            let response = try await server.output.response(id: .integer(Int64(id)), timeout: .seconds(60))
+            let response = try await router.response(id: id, timeout: .seconds(60))
             answered.withLock { $0[method, default: 0] += 1 }
             guard let result = response["result"] else {
                 failures.withLock { $0.append("\(method) \(params ?? ""): \(response)") }
