@@ -125,6 +125,45 @@ struct SoakTests {
         }
     }
 
+    @Test("runTask after runTask: the resident set does not grow with each task")
+    func runTaskMemory() async throws {
+        let example = try Self.workspace()
+        defer { example.remove() }
+        // No response cache: its database's page cache fills as it grows, which is not a leak.
+        let file = try #require(FileHandle(forWritingAtPath: example.root + "/stagerunner.yaml"))
+        file.seekToEndOfFile()
+        file.write(Data("cache: {default: off}\n".utf8))
+        file.closeFile()
+        let server = try ServerProcess(ServerSetup(enableTestMethods: false, workspace: example.root).arguments)
+        let driver = Driver(server)
+        func tasks(_ range: Range<Int>) async throws {
+            for n in range {
+                try await driver.call(
+                    "runTask",
+                    #"{"task":"tasks/summary.task.yaml","input":{"topic":"Memory \#(n)"}}"#
+                )
+            }
+        }
+        try await tasks(0..<30)
+        let before = try #require(ProcessFigures(pid: server.pid))
+        let count = 200
+        try await tasks(30..<(30 + count))
+        let after = try #require(ProcessFigures(pid: server.pid))
+        server.closeInput()
+        #expect(try await server.exitStatus(timeout: .seconds(30)) == 0)
+        #expect(driver.failures.withLock { $0 }.isEmpty, "\(driver.failures.withLock { $0 })")
+        let growth = after.rssKB - before.rssKB
+        print(
+            "runTask memory: \(count) tasks after 30, RSS \(before.rssKB) KB -> \(after.rssKB) KB (\(growth * 1024 / count) bytes per task)"
+        )
+        // Nothing a finished task leaves should stay in memory: 1 MB over 200 tasks is allocator
+        // noise. Each task keeps about 8 KB here, linearly (a server that ran 1,500 tasks with the
+        // cache off grew 11.5 MB, 2.5 MB each 300): a leak, not yet found.
+        withKnownIssue("each runTask leaves about 8 KB on the server's heap", isIntermittent: true) {
+            #expect(growth < 1024, "RSS grew \(growth) KB over \(count) tasks")
+        }
+    }
+
     @Test("mixed requests, jobs and subscriptions for a sustained period: RSS, fds and threads stay flat")
     func soak() async throws {
         let seconds = Int(ProcessInfo.processInfo.environment["STAGERUNNER_SOAK_SECONDS"] ?? "") ?? 15
