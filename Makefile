@@ -7,7 +7,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 SWIFT_FORMAT_PATHS := Package.swift Sources Tests Benchmarks/Package.swift Benchmarks/Sources
 
-.PHONY: demo test deps venv build release lint swift-test protocol-test client-test neovim-test bench clean
+.PHONY: demo test deps venv build release lint swift-test protocol-test client-test neovim-test bench fault-campaign soak clean
 
 demo: deps release
 	@python3 scripts/demo.py .build/release/stagerunner
@@ -83,6 +83,21 @@ bench: release
 	Benchmarks/.venv/bin/python Benchmarks/task_bench.py .build/release/stagerunner
 	Benchmarks/.venv/bin/python Benchmarks/model_bench.py .build/release/stagerunner
 	Benchmarks/.venv/bin/python Benchmarks/job_bench.py .build/release/stagerunner
+
+# The long provider fault campaign and soak; make test runs short ones (300 requests, 15 s).
+# FAULT_REQUESTS, FAULT_SEED and SOAK_SECONDS set their size.
+FAULT_REQUESTS ?= 5000
+FAULT_SEED ?= 1592590340
+SOAK_SECONDS ?= 600
+
+fault-campaign: deps
+	swift build --build-tests
+	STAGERUNNER_FAULT_REQUESTS=$(FAULT_REQUESTS) STAGERUNNER_FAULT_SEED=$(FAULT_SEED) \
+		swift test --skip-build --filter ProviderFaultCampaignTests
+
+soak: deps
+	swift build --build-tests
+	STAGERUNNER_SOAK_SECONDS=$(SOAK_SECONDS) swift test --skip-build --filter SoakTests
 
 clean:
 	rm -rf .build $(VENV) Benchmarks/.build Benchmarks/.venv

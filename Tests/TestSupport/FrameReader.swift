@@ -96,6 +96,11 @@ public final class FrameReader: Sendable {
     public var rawBytes: [UInt8] { state.withLock { $0.raw } }
     /// Every message received so far.
     public var messages: [JSONValue] { state.withLock { $0.messages } }
+    /// The messages received from index `start` on: unlike `messages`, it copies only those, so a
+    /// long test can follow the output without copying everything at every step.
+    public func messages(from start: Int) -> [JSONValue] {
+        state.withLock { Array($0.messages[min(start, $0.messages.count)...]) }
+    }
     /// Framing or JSON problems seen in the server's output (should stay empty).
     public var problems: [String] { state.withLock { $0.problems } }
     /// Whether the server closed its output.

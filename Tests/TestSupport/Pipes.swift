@@ -23,9 +23,17 @@ public struct PipePair: Sendable {
     }
 }
 
+/// SIGPIPE ignored in the test process, once: a reader that is gone is EPIPE, as `writeAll`
+/// promises, not the end of the whole test run (an in-process server ignores it too, but a run
+/// filtered to the process tests may have none).
+private let brokenPipesIgnored: Void = {
+    _ = signal(SIGPIPE, SIG_IGN)
+}()
+
 /// Writes every byte; returns false when the reader is gone.
 @discardableResult
 public func writeAll(_ descriptor: Int32, _ bytes: [UInt8]) -> Bool {
+    _ = brokenPipesIgnored
     let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: false)
     return (try? handle.write(contentsOf: bytes)) != nil
 }
