@@ -7,7 +7,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 SWIFT_FORMAT_PATHS := Package.swift Sources Tests Benchmarks/Package.swift Benchmarks/Sources
 
-.PHONY: demo test deps venv build release lint swift-test protocol-test client-test neovim-test bench clean
+.PHONY: demo test deps venv build release lint swift-test protocol-test client-test neovim-test bench fuzz clean
 
 demo: deps release
 	@python3 scripts/demo.py .build/release/stagerunner
@@ -83,6 +83,13 @@ bench: release
 	Benchmarks/.venv/bin/python Benchmarks/task_bench.py .build/release/stagerunner
 	Benchmarks/.venv/bin/python Benchmarks/model_bench.py .build/release/stagerunner
 	Benchmarks/.venv/bin/python Benchmarks/job_bench.py .build/release/stagerunner
+
+# libFuzzer targets over the library (Fuzz/README.md), each run FUZZ_SECONDS from its seed corpus;
+# fails on any crash, hang or out-of-memory, whose input is kept under Fuzz/crashes/.
+FUZZ_SECONDS ?= 60
+
+fuzz: deps
+	Fuzz/run.sh $(FUZZ_SECONDS)
 
 clean:
 	rm -rf .build $(VENV) Benchmarks/.build Benchmarks/.venv

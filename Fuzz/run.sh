@@ -8,23 +8,35 @@
 # Exits non-zero when any target crashed, timed out or ran out of memory; the input that did it
 # is saved under Fuzz/crashes/ as <target>-crash-<sha1> (or -timeout-, -oom-, -leak-).
 # Seeds are read from Fuzz/corpus/<target>/ and never written; the inputs a run discovers are
-# kept in Fuzz/.build-fuzz/corpus/<target>/ and reused by the next run.
+# kept in Fuzz/.build-fuzz/corpus/<target>/ and reused by the next run. FUZZ_SCRATCH overrides
+# the scratch directory (default Fuzz/.build-fuzz).
 set -euo pipefail
 
 fuzz_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[[ ${#targets[@]} -eq 0 ]] && targets=(framing message json template parsers csv schema)
+products=()
+if [[ ${#targets[@]} -eq 0 ]]; then
+    targets=(framing message json template parsers csv schema)
+else
+    # Only the targets asked for: those without the engine build in a minute, not twenty.
+    for target in "${targets[@]}"; do products+=(--product "fuzz-$target"); done
+fi
 
-scratch="$fuzz_dir/.build-fuzz"
+scratch="${FUZZ_SCRATCH:-$fuzz_dir/.build-fuzz}"
 crashes="$fuzz_dir/crashes"
 mkdir -p "$crashes"
 
 # -parse-as-library: a fuzz target has no top-level code; libFuzzer supplies main.
 echo "Building the fuzz targets (release, -sanitize=fuzzer,address)..."
-swift build -c release --package-path "$fuzz_dir" --scratch-path "$scratch" \
-    -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library
+build=(swift build -c release --package-path "$fuzz_dir" --scratch-path "$scratch"
+    -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library)
+if [[ ${#products[@]} -eq 0 ]]; then
+    "${build[@]}"
+else
+    for ((i = 0; i < ${#products[@]}; i += 2)); do "${build[@]}" "${products[@]:i:2}"; done
+fi
 bin="$scratch/release"
 
 status=0
