@@ -156,10 +156,14 @@ struct TemplateHostileInputTests {
         #expect(failure("{% macro r(n) %}{{ \(deepExpression) }}{% endmacro %}{{ r(0) }}")?.kind == .limit)
     }
 
-    @Test func runawaySizesAreRefused() {
+    @Test func runawaySizesAreRefused() throws {
         #expect(failure("{{ range(10 ** 12)|length }}")?.kind == .limit)
         #expect(failure("{{ 'x' * 10 ** 12 }}")?.kind == .limit)
         #expect(failure("{{ 2 ** 1000 }}")?.kind == .limit)
+        // Found by Fuzz/ (fuzz-template): a format width of 8.9e18 asked for a string that large.
+        #expect(failure("{{ '{:8888888888888888888}'.format(7) }}")?.kind == .limit)
+        #expect(failure("{{ '%8888888888888888888s' % 'x' }}")?.kind == .limit)
+        #expect(try render("{{ '{:>8}|%-4s|'.format('r') % 'l' }}", [:]) == "       r|l   |")
     }
 
     @Test func garbageNeverCrashes() {
