@@ -164,6 +164,10 @@ struct TemplateHostileInputTests {
         #expect(failure("{{ '{:8888888888888888888}'.format(7) }}")?.kind == .limit)
         #expect(failure("{{ '%8888888888888888888s' % 'x' }}")?.kind == .limit)
         #expect(try render("{{ '{:>8}|%-4s|'.format('r') % 'l' }}", [:]) == "       r|l   |")
+        // Found by Fuzz/ (fuzz-template): round() of an integer to -501 digits converted NaN to Int, and
+        // rounding near Int.max overflowed.
+        #expect(try render("{{ 5|round(-501) }} {{ 15|round(-1) }}", [:]) == "0 20")
+        #expect(failure("{{ 9223372036854775807|round(-1) }}")?.kind == .limit)
     }
 
     @Test func garbageNeverCrashes() {
