@@ -390,7 +390,7 @@ func pythonStrFormat(
             }
             value = positional[automatic]
             automatic += 1
-        } else if let index = Int(head) {
+        } else if head.allSatisfy({ $0.isASCII && $0.isNumber }), let index = Int(head) {
             guard index < positional.count else {
                 throw .value("Replacement index \(index) out of range for positional args tuple")
             }

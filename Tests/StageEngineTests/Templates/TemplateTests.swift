@@ -168,6 +168,9 @@ struct TemplateHostileInputTests {
         // rounding near Int.max overflowed.
         #expect(try render("{{ 5|round(-501) }} {{ 15|round(-1) }}", [:]) == "0 20")
         #expect(failure("{{ 9223372036854775807|round(-1) }}")?.kind == .limit)
+        // Found by Fuzz/ (fuzz-template): '{-2}' indexed the arguments at -2; like Python it names a keyword.
+        #expect(failure("{{ '{-2}'.format(1, 2) }}")?.kind == .value)
+        #expect(try render("{{ '{1}{0}'.format(1, 2) }}", [:]) == "21")
     }
 
     @Test func garbageNeverCrashes() {
