@@ -5,9 +5,9 @@ SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 VENV := .venv
 PYTHON := $(VENV)/bin/python
-SWIFT_FORMAT_PATHS := Package.swift Sources Tests Benchmarks/Package.swift Benchmarks/Sources
+SWIFT_FORMAT_PATHS := Package.swift Sources Tests Benchmarks/Package.swift Benchmarks/Sources Fuzz/Package.swift Fuzz/Sources
 
-.PHONY: demo test deps venv build release lint swift-test protocol-test client-test neovim-test bench fault-campaign soak clean
+.PHONY: demo test deps venv build release lint swift-test protocol-test client-test neovim-test bench fault-campaign soak fuzz clean
 
 demo: deps release
 	@python3 scripts/demo.py .build/release/stagerunner
@@ -98,6 +98,13 @@ fault-campaign: deps
 soak: deps
 	swift build --build-tests
 	STAGERUNNER_SOAK_SECONDS=$(SOAK_SECONDS) swift test --skip-build --filter SoakTests
+
+# libFuzzer targets over the library (Fuzz/README.md), each run FUZZ_SECONDS from its seed corpus;
+# fails on any crash, hang or out-of-memory, whose input is kept under Fuzz/crashes/.
+FUZZ_SECONDS ?= 60
+
+fuzz: deps
+	Fuzz/run.sh $(FUZZ_SECONDS)
 
 clean:
 	rm -rf .build $(VENV) Benchmarks/.build Benchmarks/.venv

@@ -294,6 +294,9 @@ func pythonPercentFormat(_ format: String, _ arguments: Value) throws(RenderFail
         if conversion == "s" || conversion == "r", let precision, let limit = Int(precision) {
             body = makeString(body.unicodeScalars.prefix(limit))
         }
+        if let width = Int(width), width > TemplateRenderer.maximumRepeat {
+            throw .limit("format width \(width) is too large")
+        }
         if let width = Int(width), body.unicodeScalars.count < width {
             let padding = width - body.unicodeScalars.count
             if flags.contains("-") {
@@ -387,7 +390,7 @@ func pythonStrFormat(
             }
             value = positional[automatic]
             automatic += 1
-        } else if let index = Int(head) {
+        } else if head.allSatisfy({ $0.isASCII && $0.isNumber }), let index = Int(head) {
             guard index < positional.count else {
                 throw .value("Replacement index \(index) out of range for positional args tuple")
             }
@@ -493,6 +496,7 @@ func formatSpec(_ value: Value, _ spec: String) throws(RenderFailure) -> String 
     guard chars.count <= 1 else { throw .value("Invalid format specifier '\(spec)'") }
     var type = chars.first
     let width = Int(widthText) ?? 0
+    guard width <= TemplateRenderer.maximumRepeat else { throw .limit("format width \(width) is too large") }
     if zeroFlag && !explicitFill { fill = "0" }
     if let grouping, type == "n" { throw .value("Cannot specify '\(grouping)' with 'n'.") }
     if let grouping, let type, "xXob".contains(type), grouping == "," {

@@ -569,7 +569,11 @@ extension TemplateRenderer {
             if let integer = input.integer {
                 guard precision < 0 else { return .int(integer) }
                 let scale = Double(pow(10, Double(-precision)))
-                return .int(Int((Double(integer) / scale).rounded(.toNearestOrEven) * scale))
+                let rounded = (Double(integer) / scale).rounded(.toNearestOrEven) * scale
+                // NaN: the scale is infinite (0 * inf), so every integer rounds to 0.
+                guard !rounded.isNaN else { return .int(0) }
+                guard let result = Int(exactly: rounded) else { throw .limit("integer overflow") }
+                return .int(result)
             }
             guard number.isFinite else { return .double(number) }
             if precision >= 0 {

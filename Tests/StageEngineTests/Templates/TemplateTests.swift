@@ -156,10 +156,21 @@ struct TemplateHostileInputTests {
         #expect(failure("{% macro r(n) %}{{ \(deepExpression) }}{% endmacro %}{{ r(0) }}")?.kind == .limit)
     }
 
-    @Test func runawaySizesAreRefused() {
+    @Test func runawaySizesAreRefused() throws {
         #expect(failure("{{ range(10 ** 12)|length }}")?.kind == .limit)
         #expect(failure("{{ 'x' * 10 ** 12 }}")?.kind == .limit)
         #expect(failure("{{ 2 ** 1000 }}")?.kind == .limit)
+        // Found by Fuzz/ (fuzz-template): a format width of 8.9e18 asked for a string that large.
+        #expect(failure("{{ '{:8888888888888888888}'.format(7) }}")?.kind == .limit)
+        #expect(failure("{{ '%8888888888888888888s' % 'x' }}")?.kind == .limit)
+        #expect(try render("{{ '{:>8}|%-4s|'.format('r') % 'l' }}", [:]) == "       r|l   |")
+        // Found by Fuzz/ (fuzz-template): round() of an integer to -501 digits converted NaN to Int, and
+        // rounding near Int.max overflowed.
+        #expect(try render("{{ 5|round(-501) }} {{ 15|round(-1) }}", [:]) == "0 20")
+        #expect(failure("{{ 9223372036854775807|round(-1) }}")?.kind == .limit)
+        // Found by Fuzz/ (fuzz-template): '{-2}' indexed the arguments at -2; like Python it names a keyword.
+        #expect(failure("{{ '{-2}'.format(1, 2) }}")?.kind == .value)
+        #expect(try render("{{ '{1}{0}'.format(1, 2) }}", [:]) == "21")
     }
 
     @Test func garbageNeverCrashes() {
