@@ -48,7 +48,7 @@ public final class StageRunnerServer: Sendable {
 
     /// Ends the jobs of the session before the process exits: they finish, or are cancelled when
     /// `cancel` (SIGINT, or `exit`) asks it. Their status documents are on disk afterwards.
-    public func finishJobs(cancel: Bool) async {
+    func finishJobs(cancel: Bool) async {
         await engine.openedJobs?.finishAll(cancel: cancel)
     }
 

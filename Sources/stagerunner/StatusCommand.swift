@@ -56,7 +56,7 @@ struct StatusCommand: AsyncParsableCommand {
             list(root)
             return
         }
-        guard Self.isJobId(jobId) else {
+        guard JobManager.isJobId(jobId) else {
             throw RunCommand.usageFailure("'\(jobId)' is not a job id (job ids look like 20261122T014501Z-3fa9)")
         }
         let file = root.path("jobs/\(jobId)/tasks-status.json")
@@ -155,7 +155,7 @@ struct StatusCommand: AsyncParsableCommand {
 
     /// Every job of the workspace, newest first, one line each.
     func list(_ root: Workspace) {
-        let names = root.listFiles("jobs").filter(Self.isJobId).sorted(by: >)
+        let names = root.listFiles("jobs").filter(JobManager.isJobId).sorted(by: >)
         if json {
             let documents = names.compactMap { Self.read(root.path("jobs/\($0)/tasks-status.json"))?.json }
             Output.line(JSONValue.array(documents).prettyDescription)
@@ -172,14 +172,6 @@ struct StatusCommand: AsyncParsableCommand {
             line += " \(view.tasksDone)/\(view.tasksTotal) tasks  " + (view.json["lastUpdated"]?.stringValue ?? "")
             Output.line(line)
         }
-    }
-
-    static func isJobId(_ id: String) -> Bool {
-        !id.isEmpty && id.count <= 100 && !id.hasPrefix(".")
-            && id.unicodeScalars.allSatisfy {
-                $0.isASCII
-                    && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "._-".unicodeScalars.contains($0))
-            }
     }
 
     /// The document at `file`, or nil when it is missing or not JSON.

@@ -97,7 +97,7 @@ public actor JobManager {
             throw JobError(.storage, "cannot create the job's folder jobs/\(id): \(error)")
         }
         let job = Job(
-            store: JobStatusStore(document: document, workspace: workspace, hub: hub),
+            store: JobStatusStore(document: document, workspace: workspace, hub: hub, logger: logger),
             pipeline: pipeline,
             input: input
         )
@@ -155,7 +155,12 @@ public actor JobManager {
             throw JobError(.storage, "the job jobs/\(id) cannot be read: its tasks-status.json or job.json is damaged")
         }
         let job = Job(
-            store: JobStatusStore(document: JobStatusDocument(json: json), workspace: workspace, hub: hub),
+            store: JobStatusStore(
+                document: JobStatusDocument(json: json),
+                workspace: workspace,
+                hub: hub,
+                logger: logger
+            ),
             pipeline: pipeline,
             input: snapshot["input"] ?? [:]
         )
@@ -169,12 +174,9 @@ public actor JobManager {
         return String(cString: resolved)
     }
 
-    static func isJobId(_ id: String) -> Bool {
-        !id.isEmpty && id.count <= 100 && !id.hasPrefix(".")
-            && id.unicodeScalars.allSatisfy {
-                $0.isASCII
-                    && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "._-".unicodeScalars.contains($0))
-            }
+    /// Whether `id` can name a job's folder: an identifier of at most 100 characters.
+    public static func isJobId(_ id: String) -> Bool {
+        id.utf8.count <= 100 && Identifier.problem(id, kind: "job id") == nil
     }
 
     /// The job's status document.
@@ -400,12 +402,5 @@ public actor JobManager {
             _ = try? await waitUntilFinished(id)
         }
         for job in jobs.values { await job.store.flush() }
-    }
-
-    /// Writes made to status documents so far (for the benchmark).
-    public func statusWrites() async -> Int {
-        var total = 0
-        for job in jobs.values { total += await job.store.writes }
-        return total
     }
 }

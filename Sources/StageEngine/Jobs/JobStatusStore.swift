@@ -1,4 +1,5 @@
 import JSON
+import Logging
 
 /// The one writer of a job's `tasks-status.json`.
 ///
@@ -17,10 +18,7 @@ actor JobStatusStore {
     private var writtenRev = -1
     private var writing = false
     private var flushWaiters: [(rev: Int, continuation: CheckedContinuation<Void, Never>)] = []
-    /// Why the last write failed, if it did (the next change tries again).
-    private(set) var writeProblem: String?
-    /// Writes made, for the benchmark.
-    private(set) var writes = 0
+    let logger: Logger
 
     static let fileName = "tasks-status.json"
     /// Documents above this size are written at a bounded rate.
@@ -33,12 +31,13 @@ actor JobStatusStore {
         return bytes
     }
 
-    init(document: JobStatusDocument, workspace: Workspace, hub: StatusHub) {
+    init(document: JobStatusDocument, workspace: Workspace, hub: StatusHub, logger: Logger) {
         jobId = document.id
         directory = "jobs/\(document.id)"
         self.document = document
         self.workspace = workspace
         self.hub = hub
+        self.logger = logger
     }
 
     var rev: Int { document.rev }
@@ -88,18 +87,21 @@ actor JobStatusStore {
     }
 
     private func writeLoop() async {
+        var failed = false
         while writtenRev < document.rev {
             let rev = document.rev
             // Serialized off the actor: changes keep coming (and being published) meanwhile.
             let bytes = await Self.serialize(document.json)
             do {
                 try await ArtifactFile.write(bytes, to: workspace.path("\(directory)/\(Self.fileName)"))
-                writes += 1
-                writeProblem = nil
                 writtenRev = rev
             } catch {
-                // Reported through the job; the next change writes again.
-                writeProblem = "\(error)"
+                // The next change tries again; meanwhile no flush waits for a write that failed.
+                logger.error(
+                    "cannot write the job's status document",
+                    metadata: ["job": "\(jobId)", "error": "\(error)"]
+                )
+                failed = true
                 break
             }
             let done = flushWaiters.filter { $0.rev <= writtenRev }
@@ -113,7 +115,7 @@ actor JobStatusStore {
             }
         }
         writing = false
-        if writeProblem != nil {
+        if failed {
             // Nothing more will be written until the next change; do not leave flushes hanging.
             let waiting = flushWaiters
             flushWaiters = []

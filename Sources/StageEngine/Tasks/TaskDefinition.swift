@@ -26,9 +26,6 @@ public struct TaskDefinition: Sendable {
     /// schemas), each stamped before it was read, so that an edit made while loading is seen.
     var sources: [(file: String, stamp: FileStamp)] = []
 
-    /// The workspace files the task was loaded from: the task file, then its templates and schemas.
-    public var sourceFiles: [String] { sources.map(\.file) }
-
     public static let defaultStageTimeout = Duration.seconds(300)
     public static let defaultMaxRefinements = 3
 

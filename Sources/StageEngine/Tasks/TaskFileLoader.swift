@@ -55,11 +55,9 @@ struct TaskFileLoader {
         return definition
     }
 
+    /// Whether `name` can name a task's or pipeline's folder: an identifier of at most 100 characters.
     static func isTaskName(_ name: String) -> Bool {
-        !name.isEmpty && name.count <= 100 && name != "." && name != ".."
-            && name.unicodeScalars.allSatisfy {
-                $0.properties.isAlphabetic || ("0"..."9").contains($0) || "._-".unicodeScalars.contains($0)
-            }
+        name.utf8.count <= 100 && Identifier.problem(name, kind: "name") == nil
     }
 
     // MARK: - Stage handlers

@@ -74,17 +74,6 @@ public struct TaskEnvironment: Sendable {
         }
         return model
     }
-
-    /// `relative` (to the task file) as a path relative to the workspace, refusing paths that leave it.
-    func resolve(_ relative: String, what: String) throws(TaskError) -> String {
-        if relative.hasPrefix("/") || relative.split(separator: "/").contains("..") || relative.utf8.contains(0) {
-            throw TaskError(
-                .stage,
-                "\(what) '\(relative)' must be a relative path inside the task's folder, without '..'"
-            )
-        }
-        return taskDirectory.isEmpty || taskDirectory == "." ? relative : "\(taskDirectory)/\(relative)"
-    }
 }
 
 /// Collects the model calls of a run, from whichever handler makes them, and passes each on to

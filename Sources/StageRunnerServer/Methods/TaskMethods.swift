@@ -57,7 +57,7 @@ extension StageRunnerServer {
                 problem: "must be a number of seconds above 0, at most 86400"
             )
         }
-        if let runId = params.runId, !Self.isRunId(runId) {
+        if let runId = params.runId, !JobManager.isJobId(runId) {
             throw ResponseError.invalidParams(
                 field: "params.runId",
                 problem: "must be 1 to 100 letters, digits, '.', '_' or '-' (it names the run's folder)"
@@ -105,11 +105,4 @@ extension StageRunnerServer {
         }
     }
 
-    static func isRunId(_ id: String) -> Bool {
-        !id.isEmpty && id.count <= 100 && id != "." && id != ".."
-            && id.unicodeScalars.allSatisfy {
-                $0.isASCII
-                    && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "._-".unicodeScalars.contains($0))
-            }
-    }
 }
