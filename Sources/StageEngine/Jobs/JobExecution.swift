@@ -14,6 +14,12 @@ struct JobExecution {
     var jobId: String { store.jobId }
 
     func run(from first: Int) async {
+        let spent = await store.document.json
+        await runner.budgets.open(
+            job: jobId,
+            tokens: Int(spent["tokenUsage"]?["totalTokens"]?.integerValue ?? 0),
+            cost: spent["cost"]?.numberValue ?? 0
+        )
         await store.update(["type": "job", "state": "running"]) { document in
             document.set("running", "state")
             if document.json["startedAt"] == nil { document.set(.string(Timestamp.now()), "startedAt") }

@@ -46,11 +46,21 @@ public actor JobManager {
         }
     }
 
+    /// The jobs in memory: every running or queued job, and the few idle ones used last. An idle
+    /// job is whole on disk, so a server that runs jobs for months holds only what is running.
     private var jobs: [String: Job] = [:]
+    /// Idle jobs in memory, least recently used first.
+    private var idleJobs: [String] = []
+    /// Jobs a request is changing across a suspension: never dropped from memory meanwhile, so
+    /// that one job never has two stores writing its document.
+    private var pinnedJobs: [String: Int] = [:]
     private var executions: [String: Task<Void, Never>] = [:]
     /// Jobs waiting for a slot, with the task index each starts from.
-    private var queue: [(id: String, from: Int, clientStages: (any ClientStageExecutor)?)] = []
+    private var queue: [(job: Job, from: Int, clientStages: (any ClientStageExecutor)?)] = []
     private var finishWaiters: [String: [CheckedContinuation<Void, Never>]] = [:]
+
+    /// How many idle jobs stay in memory, for requests that come back to a job just finished.
+    static let idleJobsKept = 8
 
     public init(runner: StageRunner, maxRunningJobs: Int = 4, logger: Logger = Logger(label: "jobs")) {
         self.runner = runner
@@ -102,21 +112,30 @@ public actor JobManager {
             input: input
         )
         jobs[id] = job
+        pin(id)
+        defer { unpin(id) }
         await job.store.update(["type": "job", "state": "pending"]) { _ in }
         await job.store.flush()
-        enqueue(id, from: 0, clientStages: clientStages)
+        enqueue(job, from: 0, clientStages: clientStages)
         return id
     }
 
-    private func enqueue(_ id: String, from index: Int, clientStages: (any ClientStageExecutor)?) {
-        queue.append((id, index, clientStages))
+    private func enqueue(_ job: Job, from index: Int, clientStages: (any ClientStageExecutor)?) {
+        let id = job.store.jobId
+        jobs[id] = job
+        idleJobs.removeAll { $0 == id }
+        queue.append((job, index, clientStages))
         startQueued()
+    }
+
+    private func isQueued(_ id: String) -> Bool {
+        queue.contains { $0.job.store.jobId == id }
     }
 
     private func startQueued() {
         while executions.count < maxRunningJobs, !queue.isEmpty {
-            let (id, index, clientStages) = queue.removeFirst()
-            guard let job = jobs[id] else { continue }
+            let (job, index, clientStages) = queue.removeFirst()
+            let id = job.store.jobId
             executions[id] = Task { [self] in
                 await JobExecution(job: job, runner: runner, clientStages: clientStages, logger: logger).run(
                     from: index
@@ -133,22 +152,55 @@ public actor JobManager {
         let waiters = finishWaiters.removeValue(forKey: id) ?? []
         if let job = jobs[id] { await job.store.flush() }
         for waiter in waiters { waiter.resume() }
+        await runner.budgets.close(job: id)
+        becameIdle(id)
         startQueued()
     }
+
+    private func pin(_ id: String) { pinnedJobs[id, default: 0] += 1 }
+
+    private func unpin(_ id: String) {
+        pinnedJobs[id, default: 1] -= 1
+        if pinnedJobs[id] == 0 { pinnedJobs[id] = nil }
+        if idleJobs.contains(id) { trimIdleJobs() }
+    }
+
+    /// Marks a job in memory as idle, most recently used, and lets the oldest idle ones go.
+    private func becameIdle(_ id: String) {
+        guard jobs[id] != nil, executions[id] == nil, !isQueued(id) else { return }
+        idleJobs.removeAll { $0 == id }
+        idleJobs.append(id)
+        trimIdleJobs()
+    }
+
+    private func trimIdleJobs() {
+        var excess = idleJobs.count - Self.idleJobsKept
+        var index = 0
+        while excess > 0, index < idleJobs.count {
+            let id = idleJobs[index]
+            if pinnedJobs[id] == nil, finishWaiters[id] == nil, executions[id] == nil, !isQueued(id) {
+                idleJobs.remove(at: index)
+                jobs[id] = nil
+                excess -= 1
+            } else {
+                index += 1
+            }
+        }
+    }
+
+    /// The number of jobs in memory (running, queued and recently used), for tests.
+    var jobsInMemory: Int { jobs.count }
 
     // MARK: - Reading
 
     /// The job, from memory or from its folder.
     func job(_ id: String) async throws(JobError) -> Job {
-        if let job = jobs[id] { return job }
-        guard Self.isJobId(id) else {
-            throw JobError(.notFound, "no job '\(id)': job ids look like 20261122T014501Z-3fa9")
+        if let job = jobs[id] {
+            if idleJobs.last != id, idleJobs.contains(id) { becameIdle(id) }
+            return job
         }
-        guard case .text(let text) = workspace.loadText("jobs/\(id)/\(JobStatusStore.fileName)") else {
-            throw JobError(.notFound, "no job '\(id)' in \(workspace.root)/jobs")
-        }
-        guard let json = try? JSONParser.parse(Array(text.utf8)),
-            case .text(let saved) = workspace.loadText("jobs/\(id)/job.json"),
+        let json = try savedDocument(id)
+        guard case .text(let saved) = workspace.loadText("jobs/\(id)/job.json"),
             let snapshot = try? JSONParser.parse(Array(saved.utf8)), let pipelineDocument = snapshot["pipeline"],
             let pipeline = try? PipelineDefinition.inline(pipelineDocument)
         else {
@@ -159,13 +211,36 @@ public actor JobManager {
                 document: JobStatusDocument(json: json),
                 workspace: workspace,
                 hub: hub,
-                logger: logger
+                logger: logger,
+                written: true
             ),
             pipeline: pipeline,
             input: snapshot["input"] ?? [:]
         )
         jobs[id] = job
+        becameIdle(id)
         return job
+    }
+
+    /// The job's status document as its folder holds it.
+    private func savedDocument(_ id: String) throws(JobError) -> JSONValue {
+        guard Self.isJobId(id) else {
+            throw JobError(.notFound, "no job '\(id)': job ids look like 20261122T014501Z-3fa9")
+        }
+        guard case .text(let text) = workspace.loadText("jobs/\(id)/\(JobStatusStore.fileName)") else {
+            throw JobError(.notFound, "no job '\(id)' in \(workspace.root)/jobs")
+        }
+        guard let json = try? JSONParser.parse(Array(text.utf8)) else {
+            throw JobError(.storage, "the job jobs/\(id) cannot be read: its tasks-status.json or job.json is damaged")
+        }
+        return json
+    }
+
+    /// The job's current document: the one in memory, or else its folder's, read without keeping
+    /// the job in memory (listing a workspace of thousands of jobs keeps none of them).
+    private func currentDocument(_ id: String) async throws(JobError) -> JobStatusDocument {
+        if let job = jobs[id] { return await job.store.document }
+        return JobStatusDocument(json: try savedDocument(id))
     }
 
     static func realPath(_ path: String) -> String? {
@@ -187,7 +262,7 @@ public actor JobManager {
     /// Waits until the job is no longer running or pending, and returns its document as written.
     public func waitUntilFinished(_ id: String) async throws(JobError) -> JobStatusDocument {
         let job = try await job(id)
-        if executions[id] != nil || queue.contains(where: { $0.id == id }) {
+        if executions[id] != nil || isQueued(id) {
             await withCheckedContinuation { finishWaiters[id, default: []].append($0) }
         }
         await job.store.flush()
@@ -198,8 +273,7 @@ public actor JobManager {
     public func list(state: String? = nil) async -> [JobStatusDocument] {
         var documents: [JobStatusDocument] = []
         for name in workspace.listFiles("jobs").sorted(by: >) where Self.isJobId(name) {
-            guard let job = try? await job(name) else { continue }
-            let document = await job.store.document
+            guard let document = try? await currentDocument(name) else { continue }
             if state == nil || document.state == state { documents.append(document) }
         }
         return documents
@@ -218,7 +292,7 @@ public actor JobManager {
         }
         let subscription = hub.subscribe(jobId: nil)
         var snapshots: [String: JSONValue] = [:]
-        for (id, job) in jobs where executions[id] != nil || queue.contains(where: { $0.id == id }) {
+        for (id, job) in jobs where executions[id] != nil || isQueued(id) {
             snapshots[id] = await job.store.baseline(for: subscription).snapshot
         }
         return (subscription, 0, ["jobs": .object(snapshots)])
@@ -256,14 +330,17 @@ public actor JobManager {
     /// document shows where the job was.
     public func cancel(_ id: String) async throws(JobError) -> JobStatusDocument {
         let job = try await job(id)
-        if let index = queue.firstIndex(where: { $0.id == id }) {
+        if let index = queue.firstIndex(where: { $0.job.store.jobId == id }) {
             queue.remove(at: index)
+            pin(id)
+            defer { unpin(id) }
             await job.store.update(["type": "job", "state": "cancelled"]) { document in
                 document.set("cancelled", "state")
                 document.set(["task": nil, "stage": nil, "at": .string(Timestamp.now())], "cancelled")
             }
             await job.store.flush()
             for waiter in finishWaiters.removeValue(forKey: id) ?? [] { waiter.resume() }
+            becameIdle(id)
             return await job.store.document
         }
         guard let execution = executions[id] else {
@@ -283,8 +360,10 @@ public actor JobManager {
         clientStages: (any ClientStageExecutor)? = nil
     ) async throws(JobError) {
         let job = try await job(id)
+        pin(id)
+        defer { unpin(id) }
         await waitForRunEndingIn(job, failedTask: task)
-        guard executions[id] == nil, !queue.contains(where: { $0.id == id }) else {
+        guard executions[id] == nil, !isQueued(id) else {
             throw JobError(
                 .invalidState,
                 "job '\(id)' is still running; cancel it or wait for it to end before retrying a task"
@@ -309,15 +388,23 @@ public actor JobManager {
             document.set(nil, "endedAt")
             document.updateProgress(currentTaskStageIndex: nil)
         }
-        enqueue(id, from: index, clientStages: clientStages)
+        // A rerun task's earlier result would otherwise count as finished (the recovery of a
+        // result written just before a crash); the document says pending before it goes.
+        await job.store.flush()
+        for name in reset {
+            try? FileManager.default.removeItem(atPath: workspace.path("jobs/\(id)/tasks/\(name)/output.json"))
+        }
+        enqueue(job, from: index, clientStages: clientStages)
     }
 
     /// Continues an interrupted (or cancelled) job from its first unfinished task; finished tasks
     /// are not run again.
     public func resume(_ id: String, clientStages: (any ClientStageExecutor)? = nil) async throws(JobError) {
         let job = try await job(id)
+        pin(id)
+        defer { unpin(id) }
         await waitForRunEndingIn(job)
-        guard executions[id] == nil, !queue.contains(where: { $0.id == id }) else {
+        guard executions[id] == nil, !isQueued(id) else {
             throw JobError(.invalidState, "job '\(id)' is already running")
         }
         let document = await job.store.document
@@ -335,7 +422,7 @@ public actor JobManager {
             document.set("pending", "state")
             document.set(nil, "cancelled")
         }
-        enqueue(id, from: first, clientStages: clientStages)
+        enqueue(job, from: first, clientStages: clientStages)
     }
 
     /// A run publishes its final state (failed, cancelled) a moment before it leaves the running
@@ -368,9 +455,11 @@ public actor JobManager {
     public func recoverInterruptedJobs() async -> [String] {
         var recovered: [String] = []
         for name in workspace.listFiles("jobs").sorted() where Self.isJobId(name) && executions[name] == nil {
-            guard let job = try? await job(name) else { continue }
-            let document = await job.store.document
-            guard document.state == "running" || document.state == "pending" else { continue }
+            guard let state = try? await currentDocument(name).state, state == "running" || state == "pending",
+                let job = try? await job(name)
+            else { continue }
+            pin(name)
+            defer { unpin(name) }
             // Commands the killed server had started would run on beside a resumed task.
             let ended = RunningCommands.endLeftovers(under: workspace.path("jobs/\(name)/tasks"))
             if ended > 0 {
@@ -395,10 +484,10 @@ public actor JobManager {
     /// queued ones to run), or with `cancel` cancels them all; every document is on disk after.
     public func finishAll(cancel: Bool) async {
         if cancel {
-            for (id, _, _) in queue { _ = try? await self.cancel(id) }
+            for entry in queue { _ = try? await self.cancel(entry.job.store.jobId) }
             for id in executions.keys { _ = try? await self.cancel(id) }
         }
-        while let id = executions.keys.first ?? queue.first?.id {
+        while let id = executions.keys.first ?? queue.first?.job.store.jobId {
             _ = try? await waitUntilFinished(id)
         }
         for job in jobs.values { await job.store.flush() }

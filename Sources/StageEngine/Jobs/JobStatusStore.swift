@@ -31,10 +31,13 @@ actor JobStatusStore {
         return bytes
     }
 
-    init(document: JobStatusDocument, workspace: Workspace, hub: StatusHub, logger: Logger) {
+    /// `written` says the document is the one on disk already (a job read from its folder), so
+    /// a flush has nothing to write.
+    init(document: JobStatusDocument, workspace: Workspace, hub: StatusHub, logger: Logger, written: Bool = false) {
         jobId = document.id
         directory = "jobs/\(document.id)"
         self.document = document
+        if written { writtenRev = document.rev }
         self.workspace = workspace
         self.hub = hub
         self.logger = logger

@@ -123,6 +123,8 @@ public actor BudgetLedger {
         var cost = 0.0
         var reservedTokens = 0
         var reservedCost = 0.0
+        /// Calls reserved and not yet settled.
+        var openCalls = 0
     }
 
     private var process = Spend()
@@ -183,6 +185,7 @@ public actor BudgetLedger {
         if let job {
             jobs[job, default: Spend()].reservedTokens += tokens
             jobs[job, default: Spend()].reservedCost += cost
+            jobs[job, default: Spend()].openCalls += 1
         }
         return Reservation(job: job, tokens: tokens, cost: cost)
     }
@@ -194,9 +197,23 @@ public actor BudgetLedger {
             spend.reservedCost -= reservation.cost
             spend.tokens += tokens
             spend.cost += cost ?? 0
+            spend.openCalls -= 1
         }
         apply(&process)
         if let job = reservation.job { apply(&jobs[job, default: Spend()]) }
+    }
+
+    /// Starts a run of a job that has already spent `tokens` and `cost` (its status document's
+    /// totals), so that the job's cap counts every run, before a restart too.
+    public func open(job: String, tokens: Int, cost: Double) {
+        guard jobs[job] == nil else { return }
+        jobs[job] = Spend(tokens: tokens, cost: cost)
+    }
+
+    /// Ends a run of a job: its spend is in its status document, so the ledger forgets it once no
+    /// call holds a reservation.
+    public func close(job: String) {
+        if jobs[job]?.openCalls == 0 { jobs[job] = nil }
     }
 
     /// Tokens and dollars spent, by the process or by one job.

@@ -1,8 +1,9 @@
 import Foundation
 import JSON
-import StageEngine
 import TestSupport
 import Testing
+
+@testable import StageEngine
 
 /// Jobs (seed 003): the status document through a job's life, subscriptions, control and recovery.
 @Suite("Jobs")
@@ -281,5 +282,68 @@ struct JobTests {
         #expect(final.task("summary")?["failedStage"] == "inference")
         #expect(final.task("summary")?["error"]?["name"] == "ModelError")
         #expect(final.task("summary")?["error"]?["message"]?.stringValue?.contains("job '\(id)'") == true)
+    }
+
+    @Test func aJobsBudgetCountsItsEarlierRunsAfterARestart() async throws {
+        let workspace = try Self.research()
+        defer { workspace.remove() }
+        // The review fails on its template; the summary spends tokens.
+        try "stages:\n  promptTemplating: { template: { text: '{{ input.subtitle }}' } }\n"
+            .write(toFile: workspace.workspace.path("tasks/review.task.yaml"), atomically: true, encoding: .utf8)
+        let jobs = try Self.manager(workspace)
+        let pipeline = try PipelineDefinition.load("pipelines/research.pipeline.yaml", workspace: workspace.workspace)
+        let id = try await jobs.start(pipeline, input: ["topic": "Tide pools"])
+        let failed = try await jobs.waitUntilFinished(id)
+        #expect(failed.state == "failed")
+        let spent = try #require(failed.json["tokenUsage"]?["totalTokens"]?.integerValue)
+        #expect(spent > 0)
+        #expect(await jobs.runner.budgets.spent(job: id) == (0, 0), "the ledger forgets a job that ended")
+
+        // A new server with a job budget the first run nearly used up: the retried review is
+        // refused, counting what the first run spent.
+        let configuration = try #require(workspace.read("stagerunner.yaml"))
+        try (configuration + "budgets:\n  job: {tokens: \(spent + 1)}\n")
+            .write(toFile: workspace.workspace.path("stagerunner.yaml"), atomically: true, encoding: .utf8)
+        try
+            "stages:\n  promptTemplating: { template: { text: 'Review {{ input.title }}' } }\n  inference: { llm: {} }\n"
+            .write(toFile: workspace.workspace.path("tasks/review.task.yaml"), atomically: true, encoding: .utf8)
+        let restarted = try Self.manager(workspace)
+        try await restarted.retryTask(id, task: "review")
+        let retried = try await restarted.waitUntilFinished(id)
+        #expect(retried.task("review")?["failedStage"] == "inference")
+        let message = try #require(retried.task("review")?["error"]?["message"]?.stringValue)
+        #expect(message.contains(": \(spent) tokens spent"), "\(message)")
+    }
+
+    @Test func finishedJobsLeaveMemoryAndStayReachable() async throws {
+        let workspace = try Self.research()
+        defer { workspace.remove() }
+        let jobs = try Self.manager(workspace)
+        let pipeline = try PipelineDefinition.load("pipelines/research.pipeline.yaml", workspace: workspace.workspace)
+        var ids: [String] = []
+        for n in 0..<(JobManager.idleJobsKept + 4) {
+            let id = try await jobs.start(pipeline, input: ["topic": .string("Topic \(n)")])
+            _ = try await jobs.waitUntilFinished(id)
+            ids.append(id)
+        }
+        #expect(await jobs.jobsInMemory == JobManager.idleJobsKept)
+        // Listing every job reads their folders without keeping them.
+        #expect(await jobs.list().count == ids.count)
+        #expect(await jobs.jobsInMemory == JobManager.idleJobsKept)
+        // The first job left memory long ago: read back from its folder, at the same revision.
+        let first = try await jobs.status(ids[0])
+        #expect(first.state == "done")
+        let onDisk = try #require(workspace.read("jobs/\(ids[0])/tasks-status.json"))
+        #expect(try JSONParser.parse(Array(onDisk.utf8)) == first.json)
+        // Subscribed and retried from there, it continues its revisions.
+        let (subscription, rev, _) = try await jobs.subscribe(jobId: ids[0])
+        #expect(rev == first.rev)
+        try await jobs.retryTask(ids[0], task: "review")
+        let changes = await Self.follow(subscription)
+        #expect(changes.first?.baseRev == first.rev)
+        #expect(changes.last?.snapshot["state"] == "done")
+        let retried = try await jobs.waitUntilFinished(ids[0])
+        #expect(retried.task("review")?["attempts"] == 2, "\(retried.json)")
+        #expect(await jobs.jobsInMemory == JobManager.idleJobsKept)
     }
 }
