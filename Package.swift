@@ -49,6 +49,9 @@ let package = Package(
         // Atomic directory exchange for committing generations.
         .target(name: "CFileSystem"),
 
+        // The heap in use, which the leak tests read through a test method.
+        .target(name: "CHeap"),
+
         // The JSON value, parser and writer shared by the protocol and the engine.
         .target(name: "JSON", swiftSettings: strictSwift),
         .testTarget(
@@ -118,6 +121,7 @@ let package = Package(
         .target(
             name: "StageRunnerServer",
             dependencies: [
+                "CHeap",
                 "JSON",
                 "JSONRPC",
                 "StageEngine",

@@ -125,7 +125,20 @@ struct SoakTests {
         }
     }
 
-    @Test("runTask after runTask: the resident set does not grow with each task")
+    /// Bytes of heap the server has in use (`test/heap`; exact with `MALLOC_ARENA_MAX=1`).
+    static func heapInUse(_ driver: Driver) async throws -> Int {
+        Int(try #require(try await driver.call("test/heap", nil)?["inUse"]?.integerValue))
+    }
+
+    /// The server with every allocation in glibc's main arena, where `test/heap` counts it.
+    static func serverCountingItsHeap(_ workspace: String) throws -> ServerProcess {
+        try ServerProcess(
+            ServerSetup(enableTestMethods: true, workspace: workspace).arguments,
+            environment: ["MALLOC_ARENA_MAX": "1"]
+        )
+    }
+
+    @Test("runTask after runTask: nothing a finished task used stays on the heap")
     func runTaskMemory() async throws {
         let example = try Self.workspace()
         defer { example.remove() }
@@ -134,7 +147,7 @@ struct SoakTests {
         file.seekToEndOfFile()
         file.write(Data("cache: {default: off}\n".utf8))
         file.closeFile()
-        let server = try ServerProcess(ServerSetup(enableTestMethods: false, workspace: example.root).arguments)
+        let server = try Self.serverCountingItsHeap(example.root)
         let driver = Driver(server)
         func tasks(_ range: Range<Int>) async throws {
             for n in range {
@@ -144,27 +157,21 @@ struct SoakTests {
                 )
             }
         }
-        try await tasks(0..<30)
-        let before = try #require(ProcessFigures(pid: server.pid))
+        // The warm-up fills what is meant to fill: libdispatch keeps up to 1,024 freed work items
+        // per thread for reuse, and the first tasks load the task file, templates and schemas.
+        for _ in 0..<5000 { try await driver.call("test/sleep", #"{"ms":0}"#) }
+        try await tasks(0..<100)
+        let before = try await Self.heapInUse(driver)
         let count = 200
-        try await tasks(30..<(30 + count))
-        let after = try #require(ProcessFigures(pid: server.pid))
+        try await tasks(100..<(100 + count))
+        let after = try await Self.heapInUse(driver)
         server.closeInput()
         #expect(try await server.exitStatus(timeout: .seconds(30)) == 0)
         #expect(driver.failures.withLock { $0 }.isEmpty, "\(driver.failures.withLock { $0 })")
-        let growth = after.rssKB - before.rssKB
-        print(
-            "runTask memory: \(count) tasks after 30, RSS \(before.rssKB) KB -> \(after.rssKB) KB (\(growth * 1024 / count) bytes per task)"
-        )
-        // Nothing a finished task leaves should stay in memory: 1 MB over 200 tasks is allocator
-        // noise. Each task keeps about 8 KB here, linearly (a server that ran 1,500 tasks with the
-        // cache off grew 11.5 MB, 2.5 MB each 300): a leak, not yet found. Measured per request
-        // with the cache off: a task of one stage (a template, or a write) keeps about 800 bytes,
-        // each further stage about 550 more, no matter which handler (the command stage is not
-        // needed); listTemplates and validateWorkspace keep about 140 bytes; ping keeps nothing.
-        withKnownIssue("each runTask leaves about 8 KB on the server's heap", isIntermittent: true) {
-            #expect(growth < 1024, "RSS grew \(growth) KB over \(count) tasks")
-        }
+        print("runTask memory: \(count) tasks after 100, heap in use \(before) -> \(after) bytes")
+        // Measured over 2,700 tasks, the heap stays within ±40 KB; a task leaving 640 bytes behind
+        // would add 128 KB here.
+        #expect(after - before < 128 * 1024, "the heap grew \(after - before) bytes over \(count) tasks")
     }
 
     @Test("mixed requests, jobs and subscriptions for a sustained period: RSS, fds and threads stay flat")
@@ -174,7 +181,7 @@ struct SoakTests {
         let workers = 4
         let example = try Self.workspace()
         defer { example.remove() }
-        let server = try ServerProcess(ServerSetup(enableTestMethods: false, workspace: example.root).arguments)
+        let server = try Self.serverCountingItsHeap(example.root)
         let driver = Driver(server)
         let clock = ContinuousClock()
 
@@ -182,14 +189,17 @@ struct SoakTests {
         try await driver.run(until: clock.now + .seconds(warmUpSeconds), workers: workers)
         try await Task.sleep(for: .milliseconds(500))
         let baseline = try #require(ProcessFigures(pid: server.pid))
+        let baselineHeap = try await Self.heapInUse(driver)
         let warmUpAnswers = driver.answered.withLock { $0.values.reduce(0, +) }
 
         // The soak, sampled every second.
         let samples = Locked<[ProcessFigures]>([baseline])
+        let heapSamples = Locked<[Int]>([baselineHeap])
         let sampler = Task { [pid = server.pid] in
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(1))
                 if let figures = ProcessFigures(pid: pid) { samples.withLock { $0.append(figures) } }
+                if let heap = try? await Self.heapInUse(driver) { heapSamples.withLock { $0.append(heap) } }
             }
         }
         let soakStart = clock.now
@@ -198,6 +208,7 @@ struct SoakTests {
         sampler.cancel()
         try await Task.sleep(for: .milliseconds(500))
         let final = try #require(ProcessFigures(pid: server.pid))
+        let finalHeap = try await Self.heapInUse(driver)
 
         #expect(try await driver.call("ping", nil) == [:], "the server still answers")
         server.closeInput()
@@ -228,9 +239,11 @@ struct SoakTests {
             (\(answers.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")) in all)
               RSS KB: \(baseline.rssKB) at rest after the warm-up -> \(final.rssKB) at rest after the soak \
             (busy: min \(rss.min()!), max \(rss.max()!))
+              heap in use KB: \(baselineHeap / 1024) -> \(finalHeap / 1024)
               fds: \(baseline.fds) -> \(final.fds) (busy: min \(fdsBusy.min()!), max \(fdsBusy.max()!))
               threads: \(baseline.threads) -> \(final.threads) (busy: min \(threadsBusy.min()!), max \(threadsBusy.max()!))
               samples (RSS KB/fds/threads): \(series.map { "\($0.rssKB)/\($0.fds)/\($0.threads)" }.joined(separator: " "))
+              heap samples KB: \(heapSamples.withLock { $0 }.map { String($0 / 1024) }.joined(separator: " "))
             """
         )
     }

@@ -1,3 +1,4 @@
+import CHeap
 import JSON
 import JSONRPC
 
@@ -8,7 +9,9 @@ import Darwin
 #endif
 
 /// Methods the end-to-end tests drive the real binary with (`serve --enable-test-methods`):
-/// a cancellable slow request and a handler that writes to stdout behind the protocol's back.
+/// a cancellable slow request, a handler that writes to stdout behind the protocol's back, and
+/// the heap in use (for leak tests; exact when the server runs with `MALLOC_ARENA_MAX=1`, since
+/// glibc counts the main arena only).
 enum TestMethods {
     struct SleepParams: Decodable {
         var ms: Int
@@ -34,6 +37,9 @@ enum TestMethods {
             fflush(nil)  // every stdio stream, stdout included
             _ = params.text.utf8CString.withUnsafeBufferPointer { write(STDOUT_FILENO, $0.baseAddress, $0.count - 1) }
             return .emptyObject
+        }
+        table.register(immediate: "test/heap") { _ throws(ResponseError) in
+            RawJSON(["inUse": .integer(Int64(sr_heap_in_use()))])
         }
     }
 }
