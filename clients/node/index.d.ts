@@ -276,6 +276,11 @@ export interface TestSleepResult {
   slept: number;
 }
 
+/** schema/test-heap.result.json (test-only method test/heap) */
+export interface TestHeapResult {
+  inUse: number;
+}
+
 /** schema/test-print.params.json (test-only method test/print) */
 export interface TestPrintParams {
   text: string;

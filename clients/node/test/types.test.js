@@ -43,6 +43,7 @@ const MAP = {
   CancelParams: ["cancelRequest.params.json", ""],
   TestSleepParams: ["test-sleep.params.json", ""],
   TestSleepResult: ["test-sleep.result.json", ""],
+  TestHeapResult: ["test-heap.result.json", ""],
   TestPrintParams: ["test-print.params.json", ""],
   ErrorData: ["error.json", "/$defs/data"],
   ErrorObject: ["error.json", ""],

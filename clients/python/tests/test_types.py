@@ -26,6 +26,7 @@ MAPPING: dict[str, tuple[str, str]] = {
     "ValidateWorkspaceResult": ("validateWorkspace.result.json", ""),
     "Diagnostic": ("validateWorkspace.result.json", "/$defs/diagnostic"),
     "TestSleepResult": ("test-sleep.result.json", ""),
+    "TestHeapResult": ("test-heap.result.json", ""),
     "StageRunParams": ("runStage.params.json", ""),
     "ProgressParams": ("progress.params.json", ""),
     "RunTaskParams": ("runTask.params.json", ""),

@@ -37,6 +37,7 @@ __all__ = [
     "Diagnostic",
     "ValidateWorkspaceResult",
     "TestSleepResult",
+    "TestHeapResult",
     "Notification",
     "TaskStage",
     "TaskErrorName",
@@ -293,6 +294,12 @@ class TestSleepResult(TypedDict):
     """Result of the test-only ``test/sleep`` (schema/test-sleep.result.json)."""
 
     slept: int
+
+
+class TestHeapResult(TypedDict):
+    """Result of the test-only ``test/heap`` (schema/test-heap.result.json)."""
+
+    inUse: int
 
 
 TaskStage = Literal[
