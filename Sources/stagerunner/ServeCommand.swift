@@ -91,7 +91,7 @@ struct ServeCommand: AsyncParsableCommand {
             metadata: ["version": "\(StageRunnerVersion.current)", "workspace": "\(workspace.root)"]
         )
         connection.start()
-        let reason = await connection.waitUntilClosed()
+        let reason = try await connection.waitUntilClosed()
         withExtendedLifetime(signals) {}
         logger.info("closed", metadata: ["reason": "\(reason)"])
         Glibc.exit(server.exitStatus(for: reason))

@@ -35,7 +35,7 @@ struct ServerMethodTests {
                 == json(
                     #"""
                     {"protocolVersion":"1.0","serverInfo":{"name":"stagerunner","version":"0.1.0"},
-                     "capabilities":{"methods":["cancelJob","getArtifact","getStatus","initialize","listJobs","listTemplates","ping","renderPrompt","resumeJob","retryTask","runPipeline","runStage","runTask","shutdown","subscribeStatus","test/print","test/sleep","unsubscribeStatus",
+                     "capabilities":{"methods":["cancelJob","getArtifact","getStatus","initialize","listJobs","listTemplates","ping","renderPrompt","resumeJob","retryTask","runPipeline","runStage","runTask","shutdown","subscribeStatus","test/heap","test/print","test/sleep","unsubscribeStatus",
                                   "validateWorkspace"],
                        "notifications":["exit","initialized","$/cancelRequest"],"batches":true,"cancellation":true,
                        "framing":"\#(framing.rawValue)","maxMessageSize":67108864},

@@ -174,6 +174,35 @@ struct SoakTests {
         #expect(after - before < 128 * 1024, "the heap grew \(after - before) bytes over \(count) tasks")
     }
 
+    @Test("subscribing and unsubscribing, again and again: nothing of a subscription stays on the heap")
+    func subscriptionMemory() async throws {
+        let example = try Self.workspace()
+        defer { example.remove() }
+        let server = try Self.serverCountingItsHeap(example.root)
+        let driver = Driver(server)
+        func cycles(_ count: Int) async throws {
+            for n in 0..<count {
+                let delivery = n % 2 == 0 ? "patch" : "snapshot"
+                let subscription = try await driver.call("subscribeStatus", #"{"delivery":"\#(delivery)"}"#)
+                let id = try #require(subscription?["subscriptionId"]?.stringValue)
+                try await driver.call("unsubscribeStatus", #"{"subscriptionId":"\#(id)"}"#)
+            }
+        }
+        // The warm-up fills libdispatch's caches of work items on the threads that deliver
+        // (measured: the heap stops growing after about 2,500 cycles).
+        try await cycles(3000)
+        let before = try await Self.heapInUse(driver)
+        let count = 2000
+        try await cycles(count)
+        let after = try await Self.heapInUse(driver)
+        server.closeInput()
+        #expect(try await server.exitStatus(timeout: .seconds(30)) == 0)
+        #expect(driver.failures.withLock { $0 }.isEmpty, "\(driver.failures.withLock { $0 })")
+        print("subscription memory: \(count) subscriptions after 3,000, heap in use \(before) -> \(after) bytes")
+        // Each subscription's delivery task once waited for the connection to close, and stayed.
+        #expect(after - before < 128 * 1024, "the heap grew \(after - before) bytes over \(count) subscriptions")
+    }
+
     @Test("mixed requests, jobs and subscriptions for a sustained period: RSS, fds and threads stay flat")
     func soak() async throws {
         let seconds = Int(ProcessInfo.processInfo.environment["STAGERUNNER_SOAK_SECONDS"] ?? "") ?? 15

@@ -254,7 +254,7 @@ struct ConnectionTests {
         try await reader.waitForMessages(sent, timeout: .seconds(30))
         #expect(started.current == sent)
         close(input.writeEnd)
-        #expect(await connection.waitUntilClosed() == .endOfInput)
+        #expect(try await connection.waitUntilClosed() == .endOfInput)
         close(output.writeEnd)
         close(input.readEnd)
     }
@@ -270,9 +270,27 @@ struct ConnectionTests {
         peer.send(#"{"jsonrpc":"2.0","id":1,"method":"slow"}"#)
         peer.send(#"{"jsonrpc":"2.0","id":2,"method":"slow"}"#)
         peer.closeInput()
-        #expect(await peer.connection.waitUntilClosed() == .endOfInput)
+        #expect(try await peer.connection.waitUntilClosed() == .endOfInput)
         try await peer.output.waitForEnd()
         #expect(peer.output.messages.map { $0["result"] } == ["finished", "finished"])
+    }
+
+    @Test("a task waiting for the close is cancelled: it stops waiting, and the close still reaches the others")
+    func waitingForTheCloseIsCancellable() async throws {
+        let peer = InProcessPeer(methods: MethodTable())
+        let cancelled = Task { try await peer.connection.waitUntilClosed() }
+        let waiting = Task { try await peer.connection.waitUntilClosed() }
+        cancelled.cancel()
+        await #expect(throws: CancellationError.self) { try await cancelled.value }
+        peer.closeInput()
+        #expect(try await waiting.value == .endOfInput)
+        // Once closed, a wait returns at once, and so does one from a task already cancelled.
+        #expect(try await peer.connection.waitUntilClosed() == .endOfInput)
+        let late = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            return try await peer.connection.waitUntilClosed()
+        }
+        #expect(try await late.value == .endOfInput)
     }
 
     @Test("a peer that stops reading closes the connection without killing the process")
@@ -286,7 +304,7 @@ struct ConnectionTests {
         let connection = Connection(input: input.readEnd, output: output.writeEnd, methods: table)
         connection.start()
         writeAll(input.writeEnd, framed(#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#, .ndjson))
-        #expect(await connection.waitUntilClosed() == .outputFailed(EPIPE))
+        #expect(try await connection.waitUntilClosed() == .outputFailed(EPIPE))
         close(input.writeEnd)
         close(output.writeEnd)
     }

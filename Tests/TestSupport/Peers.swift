@@ -80,7 +80,7 @@ public final class InProcessPeer: RPCPeer {
         let writeEnd = outputPipe.writeEnd
         let readEnd = input.readEnd
         Task {
-            _ = await connection.waitUntilClosed()
+            _ = try? await connection.waitUntilClosed()
             close(writeEnd)
             _ = readEnd
         }

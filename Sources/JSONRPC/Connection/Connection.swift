@@ -66,7 +66,8 @@ public final class Connection: @unchecked Sendable {
     private var stopped = false
     private var closeReason: CloseReason?
     private var idleWaiters: [(threshold: Int, continuation: CheckedContinuation<Void, Never>)] = []
-    private var closeWaiters: [CheckedContinuation<CloseReason, Never>] = []
+    private var closeWaiters: [Int: CheckedContinuation<CloseReason?, Never>] = [:]
+    private var nextCloseWaiter = 0
     private var closeHooks: [@Sendable (CloseReason) async -> Void] = []
 
     /// Marks a request that is being handled, so `$/cancelRequest` can find it.
@@ -108,18 +109,33 @@ public final class Connection: @unchecked Sendable {
         startThread { [self] in readLoop() }
     }
 
-    /// Waits until the connection has closed and returns why.
-    public func waitUntilClosed() async -> CloseReason {
-        await withCheckedContinuation { continuation in
-            state.lock()
-            if let closeReason {
-                state.unlock()
-                continuation.resume(returning: closeReason)
-            } else {
-                closeWaiters.append(continuation)
-                state.unlock()
-            }
+    /// Waits until the connection has closed and returns why. A waiting task that is cancelled
+    /// stops waiting (throwing `CancellationError`), so that a task which waits for either the
+    /// close or something else can end without leaving a waiter behind for the connection's life.
+    public func waitUntilClosed() async throws(CancellationError) -> CloseReason {
+        let token = state.withLock {
+            nextCloseWaiter += 1
+            return nextCloseWaiter
         }
+        let reason: CloseReason? = await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                state.lock()
+                if let closeReason {
+                    state.unlock()
+                    continuation.resume(returning: closeReason)
+                } else if Task.isCancelled {
+                    state.unlock()
+                    continuation.resume(returning: nil)
+                } else {
+                    closeWaiters[token] = continuation
+                    state.unlock()
+                }
+            }
+        } onCancel: {
+            state.withLock { closeWaiters.removeValue(forKey: token) }?.resume(returning: nil)
+        }
+        guard let reason else { throw CancellationError() }
+        return reason
     }
 
     /// The framing in use (nil until the peer's first byte when detecting).
@@ -512,7 +528,7 @@ public final class Connection: @unchecked Sendable {
             return (first, cancelInFlight ? inFlight.values.compactMap(\.task) : [])
         }
         guard first else {
-            _ = await waitUntilClosed()
+            _ = try? await waitUntilClosed()
             return
         }
         for task in tasks { task.cancel() }
@@ -539,10 +555,10 @@ public final class Connection: @unchecked Sendable {
         }
         await writer.drain()
         writer.close()
-        let waiters: [CheckedContinuation<CloseReason, Never>] = state.withLock {
+        let waiters = state.withLock {
             closeReason = reason
-            let all = closeWaiters
-            closeWaiters = []
+            let all = closeWaiters.values
+            closeWaiters = [:]
             return all
         }
         for waiter in waiters { waiter.resume(returning: reason) }

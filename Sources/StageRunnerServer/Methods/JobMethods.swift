@@ -279,7 +279,7 @@ extension StageRunnerServer {
             subscriptions.startDelivery(id) {
                 await withTaskGroup(of: Void.self) { group in
                     group.addTask {
-                        _ = await connection.waitUntilClosed()
+                        _ = try? await connection.waitUntilClosed()
                         subscription.close()
                     }
                     group.addTask {
