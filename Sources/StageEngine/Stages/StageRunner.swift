@@ -37,7 +37,8 @@ public final class StageRunner: Sendable {
             logger.notice("removed the temporaries of interrupted commits", metadata: ["paths": "\(abandoned)"])
         }
         callLog = try CallLog(workspace: workspace)
-        cache = try ResponseCache(workspace: workspace)
+        // Expired answers are never used; they go when the workspace is opened.
+        cache = try ResponseCache(workspace: workspace, ttl: WorkspaceConfiguration.load(workspace).0.cacheTTL)
         state = WorkspaceState(
             workspace: workspace,
             knownParsers: Set(parsers.names),
@@ -557,7 +558,7 @@ public final class StageRunner: Sendable {
         _ snapshot: WorkspaceState.Snapshot
     ) async throws(ModelError) -> Completion {
         let cacheable = policy != .off && client.provider != snapshot.router.embedded.provider
-        let ttl = snapshot.configuration.cache?.ttlSeconds ?? CacheSettings.defaultTTL
+        let ttl = snapshot.configuration.cacheTTL
         if cacheable && policy == .use {
             do {
                 if let hit = try await cache.lookup(provider: client.provider, request, ttl: ttl) { return hit }
