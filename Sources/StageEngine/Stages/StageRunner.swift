@@ -36,6 +36,14 @@ public final class StageRunner: Sendable {
         if !abandoned.isEmpty {
             logger.notice("removed the temporaries of interrupted commits", metadata: ["paths": "\(abandoned)"])
         }
+        for run in RunRecords.sweep(workspace) {
+            logger.notice(
+                "cleaned up after a task run an earlier process did not finish",
+                metadata: [
+                    "folder": "\(run.folder)", "temporaries": "\(run.temporaries)", "commands": "\(run.commands)",
+                ]
+            )
+        }
         callLog = try CallLog(workspace: workspace)
         // Expired answers are never used; they go when the workspace is opened.
         cache = try ResponseCache(workspace: workspace, ttl: WorkspaceConfiguration.load(workspace).0.cacheTTL)

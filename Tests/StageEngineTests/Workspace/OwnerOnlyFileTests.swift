@@ -58,7 +58,7 @@ struct OwnerOnlyFileTests {
         for path in [
             "data/tasks/research-summary/r1/summary.json", "data/tasks/research-summary/r1/logs/stage-ingestion.log",
             "jobs/\(id)/tasks-status.json", "jobs/\(id)/input.json", "jobs/\(id)/tasks/review/review.md",
-            "jobs/\(id)/tasks/summary/output.json",
+            "jobs/\(id)/tasks/summary/output.json", ".stagerunner/runs",
         ] {
             #expect(researchFiles.contains(path), "\(path) was not written")
         }

@@ -38,7 +38,7 @@ enum ArtifactFile {
     static func write(_ bytes: [UInt8], to path: String) async throws {
         let directory = (path as NSString).deletingLastPathComponent
         let name = (path as NSString).lastPathComponent
-        let temporary = "\(directory)/.\(name).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let temporary = "\(directory)/" + Temporaries.name(for: name)
         try await GroupCommitter.shared.commitFile(Data(bytes), temporary: temporary, final: path, directory: directory)
     }
 }
