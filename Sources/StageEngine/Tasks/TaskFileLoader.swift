@@ -126,6 +126,9 @@ struct TaskFileLoader {
             guard WriteStageHandler.isConfined(target) else {
                 throw problem(configPath, "'\(target)' must be a relative path inside the run's folder, without '..'")
             }
+            guard WriteStageHandler.isArtifactPath(target) else {
+                throw problem(configPath, "'\(target)' is where a run records its running commands; write elsewhere")
+            }
             return (WriteStageHandler(path: target), timeout)
         default:
             throw problem(configPath, "unknown handler kind")
