@@ -8,6 +8,8 @@ The model name chooses the behaviour:
   fault-429       429 with Retry-After: 1         fault-500   500
   fault-529       529 overloaded                  fault-401   401 bad key
   fault-context   400 "maximum context length"    malformed   200 with a body that is not JSON
+  echo-key-401    401 whose message quotes the key it was sent, as some providers' do
+  echo-key-400    400 whose message quotes the key      echo-key-stream  an error event quoting it
   slow-body       sends the head, then one byte per second
   never           accepts the request and never answers
   reset-stream    streams two events, then drops the connection
@@ -78,6 +80,20 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(404, {"error": {"message": f"no route {self.path}"}})
         model = request.get("model", "")
         key = self.headers.get("x-api-key") if anthropic else (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+        if model == "echo-key-401":
+            return self.send_json(401, {"error": {"message": f"Incorrect API key provided: {key}"}})
+        if model == "echo-key-400":
+            return self.send_json(400, {"error": {"message": f"bad request from key {key}"}})
+        if model == "echo-key-stream" and request.get("stream"):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            event = {"error": {"message": f"stream refused for {key}"}} if not anthropic else \
+                {"type": "error", "error": {"type": "api_error", "message": f"stream refused for {key}"}}
+            self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+            self.wfile.flush()
+            self.close_connection = True
+            return
         if model != "no-auth" and key != KEY or model == "fault-401":
             return self.send_json(401, {"error": {"type": "authentication_error", "message": "invalid x-api-key"}})
         if model.startswith("flaky-") and seen(model) < int(model.split("-")[1]):

@@ -90,17 +90,16 @@ public struct CallSummary: Sendable, Hashable, Codable, FetchableRecord {
 }
 
 extension CallLog {
-    /// Opens a database of the workspace's private state (`.stagerunner/`): the folder is created
-    /// for its owner alone (prompts and answers can be private), another process may be writing
-    /// (a 5 s busy timeout), and WAL with synchronous=NORMAL makes a commit cost no fsync while
+    /// Opens a database of the workspace's private state (`.stagerunner/`): the folder and the
+    /// file are created for their owner alone (prompts and answers can be private; SQLite gives
+    /// its `-wal` and `-shm` files the database's mode), another process may be writing (a 5 s
+    /// busy timeout), and WAL with synchronous=NORMAL makes a commit cost no fsync while
     /// surviving a crash of the process; only a power loss can drop the last rows, which a log of
     /// calls and a cache of answers can afford.
     static func openStateDatabase(_ path: String) throws -> DatabaseQueue {
-        try FileManager.default.createDirectory(
-            atPath: (path as NSString).deletingLastPathComponent,
-            withIntermediateDirectories: true,
-            attributes: [.posixPermissions: 0o700]
-        )
+        try OwnerOnly.createDirectories((path as NSString).deletingLastPathComponent)
+        // When another process creates it meanwhile, that one's is opened.
+        try? OwnerOnly.createFile(path, [UInt8]())
         var configuration = Configuration()
         configuration.busyMode = .timeout(5)
         configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }

@@ -83,6 +83,9 @@ public struct WorkspaceConfiguration: Sendable, Hashable, Decodable {
 
     public static let fileName = "stagerunner.yaml"
 
+    /// How long a cached answer stays fresh, in seconds.
+    public var cacheTTL: Double { cache?.ttlSeconds ?? CacheSettings.defaultTTL }
+
     /// Reads the workspace's configuration: an absent file is the defaults; a bad one is a diagnostic.
     public static func load(_ workspace: Workspace) -> (WorkspaceConfiguration, [Diagnostic]) {
         let text: String

@@ -77,23 +77,13 @@ public struct GensStore: Sendable {
     }
 
     /// Removes the temporaries of commits whose process died before finishing them (a crash
-    /// between writing and renaming). A temporary's name carries its writer's pid, so one that
-    /// belongs to a live process (this one or another server on the same workspace) is kept.
-    /// Returns the removed paths, relative to the workspace.
+    /// between writing and renaming); those of a live process (this one or another server on
+    /// the same workspace) are kept. Returns the removed paths, relative to the workspace.
     @discardableResult
     public func removeAbandonedTemporaries() -> [String] {
-        var removed: [String] = []
-        for stage in Stage.allCases {
-            let directory = "data/gens/\(stage.rawValue)"
-            for name in workspace.listFiles(directory) where name.hasPrefix(".tmp-") {
-                let fields = name.split(separator: "-")
-                guard fields.count >= 3, let pid = Int32(fields[fields.count - 2]) else { continue }
-                if kill(pid, 0) == 0 || errno == EPERM { continue }  // its writer is still running
-                let path = directory + "/" + name
-                if (try? FileManager.default.removeItem(atPath: workspace.path(path))) != nil { removed.append(path) }
-            }
+        Stage.allCases.flatMap { stage in
+            Temporaries.removeAbandoned(in: workspace, under: "data/gens/\(stage.rawValue)", recursive: false)
         }
-        return removed
     }
 
     /// Commits a generation atomically and durably, replacing an existing one. The file-system
@@ -117,7 +107,7 @@ public struct GensStore: Sendable {
                 reason: "cannot encode metadata: \(error)"
             )
         }
-        let temporary = stageDirectory + "/.tmp-\(metadata.genId)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let temporary = stageDirectory + "/" + Temporaries.name(for: metadata.genId)
         do {
             try await committer.commit(
                 files: files,

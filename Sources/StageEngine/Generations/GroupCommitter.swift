@@ -146,36 +146,25 @@ final class GroupCommitter: @unchecked Sendable {
         }
     }
 
+    /// Writes the job's temporary: owner-only, like everything else StageRunner creates
+    /// (``OwnerOnly``), so the rename gives the final file or folder the same modes.
     private func write(_ job: Job) throws(GensStore.Failure) {
         do {
-            try FileManager.default.createDirectory(atPath: job.stageDirectory, withIntermediateDirectories: true)
+            try writeTemporary(job)
         } catch {
-            throw GensStore.Failure(
-                path: job.stageDirectory,
-                reason: "cannot create directory: \(error.localizedDescription)"
-            )
+            throw GensStore.Failure(path: error.path, reason: error.reason)
         }
+    }
+
+    private func writeTemporary(_ job: Job) throws(OwnerOnly.Failure) {
+        try OwnerOnly.createDirectories(job.stageDirectory)
         if !job.isFile {
-            guard mkdir(job.temporary, 0o755) == 0 else { throw failure(job.temporary, "cannot create") }
+            guard mkdir(job.temporary, OwnerOnly.directoryMode) == 0 else {
+                throw OwnerOnly.Failure(job.temporary, "cannot create")
+            }
         }
         for (name, data) in job.files {
-            let path = job.isFile ? job.temporary : job.temporary + "/" + name
-            let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-            guard descriptor >= 0 else { throw failure(path, "cannot create") }
-            defer { close(descriptor) }
-            let complete = data.withUnsafeBytes { raw -> Bool in
-                var offset = 0
-                while offset < raw.count {
-                    let count = Glibc.write(descriptor, raw.baseAddress! + offset, raw.count - offset)
-                    if count < 0 {
-                        if errno == EINTR { continue }
-                        return false
-                    }
-                    offset += count
-                }
-                return true
-            }
-            guard complete else { throw failure(path, "cannot write") }
+            try OwnerOnly.createFile(job.isFile ? job.temporary : job.temporary + "/" + name, data)
         }
     }
 

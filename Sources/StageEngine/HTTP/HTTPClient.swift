@@ -23,6 +23,17 @@ public struct HTTPRequest: Sendable {
         self.body = body
         self.headers = headers
     }
+
+    /// `url` as messages show it: scheme, host, port and path, never a user name, a password or a
+    /// query, which can carry credentials.
+    public static func displayed(_ url: String) -> String {
+        guard var components = URLComponents(string: url) else { return "(a malformed URL)" }
+        components.user = nil
+        components.password = nil
+        components.query = nil
+        components.fragment = nil
+        return components.string ?? "(a malformed URL)"
+    }
 }
 
 /// A response: status, headers (names lowercased) and, unless streamed, the body.
@@ -162,6 +173,8 @@ public final class HTTPClient: @unchecked Sendable {
         let request = transfer.request
         let context = Unmanaged.passUnretained(transfer).toOpaque()
         sr_curl_easy_setopt_string(handle, CURLOPT_URL, request.url)
+        // A base URL names a provider: never a local file or another protocol's server.
+        sr_curl_easy_setopt_string(handle, CURLOPT_PROTOCOLS_STR, "http,https")
         sr_curl_easy_setopt_string(handle, CURLOPT_CUSTOMREQUEST, request.method)
         sr_curl_easy_setopt_long(handle, CURLOPT_NOSIGNAL, 1)
         sr_curl_easy_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, milliseconds(request.connectTimeout))
@@ -232,7 +245,7 @@ public final class HTTPClient: @unchecked Sendable {
         }
     }
 
-    private func host(_ url: String) -> String { URL(string: url)?.host ?? url }
+    private func host(_ url: String) -> String { URL(string: url)?.host ?? HTTPRequest.displayed(url) }
 
     private func milliseconds(_ duration: Duration) -> Int {
         Int(duration.components.seconds) * 1000 + Int(duration.components.attoseconds / 1_000_000_000_000_000)

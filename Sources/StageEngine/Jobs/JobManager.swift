@@ -450,16 +450,22 @@ public actor JobManager {
     }
 
     /// Marks the jobs a crash left `running` or `pending` as `interrupted` (their tasks likewise),
-    /// so that `resumeJob` can continue them. Returns their ids.
+    /// so that `resumeJob` can continue them, and removes the temporaries of the writes the crash
+    /// cut short in their folders (and in the folders of jobs it stopped before their status
+    /// document existed). Returns their ids.
     @discardableResult
     public func recoverInterruptedJobs() async -> [String] {
         var recovered: [String] = []
         for name in workspace.listFiles("jobs").sorted() where Self.isJobId(name) && executions[name] == nil {
-            guard let state = try? await currentDocument(name).state, state == "running" || state == "pending",
-                let job = try? await job(name)
-            else { continue }
+            // A folder without a readable document is a job a crash stopped at its start.
+            guard let state = try? await currentDocument(name).state else {
+                removeAbandonedTemporaries(ofJob: name)
+                continue
+            }
+            guard state == "running" || state == "pending", let job = try? await job(name) else { continue }
             pin(name)
             defer { unpin(name) }
+            removeAbandonedTemporaries(ofJob: name)
             // Commands the killed server had started would run on beside a resumed task.
             let ended = RunningCommands.endLeftovers(under: workspace.path("jobs/\(name)/tasks"))
             if ended > 0 {
@@ -478,6 +484,16 @@ public actor JobManager {
             recovered.append(name)
         }
         return recovered
+    }
+
+    private func removeAbandonedTemporaries(ofJob id: String) {
+        let removed = Temporaries.removeAbandoned(in: workspace, under: "jobs/\(id)", recursive: true)
+        if !removed.isEmpty {
+            logger.notice(
+                "removed the temporaries of writes an earlier server did not finish",
+                metadata: ["job": "\(id)", "paths": "\(removed)"]
+            )
+        }
     }
 
     /// Ends every job before the process exits: waits for the running ones to finish (and the

@@ -19,6 +19,17 @@ public struct ProviderEndpoint: Sendable, Hashable {
     }
 }
 
+extension ProviderEndpoint {
+    /// `error` with the key taken out of its message: a provider's error body may quote the key
+    /// it refused, and the message goes to results, metadata, the call log and the log.
+    func redacting(_ error: ModelError) -> ModelError {
+        guard let apiKey, !apiKey.isEmpty, error.message.contains(apiKey) else { return error }
+        var redacted = error
+        redacted.message = error.message.replacingOccurrences(of: apiKey, with: "[redacted]")
+        return redacted
+    }
+}
+
 extension ModelError {
     /// The error with the quota the response's headers announced.
     func with(_ rateLimit: RateLimitHeaders?) -> ModelError {
@@ -31,7 +42,34 @@ extension ModelError {
 /// Helpers both HTTP providers share.
 enum ProviderCall {
     /// Sends `body` and returns the completion, streamed or not. `onText` sees streamed text.
+    /// No error leaves with the key in its message.
     static func run(
+        _ endpoint: ProviderEndpoint,
+        path: String,
+        headers: [(name: String, value: String)],
+        body: [String: JSONValue],
+        stream: Bool,
+        onText: (@Sendable (String) -> Void)?,
+        decode: (Data) throws(ModelError) -> Completion,
+        decodeStream: (inout StreamState, ServerSentEvents.Event) throws(ModelError) -> Void
+    ) async throws(ModelError) -> Completion {
+        do {
+            return try await exchange(
+                endpoint,
+                path: path,
+                headers: headers,
+                body: body,
+                stream: stream,
+                onText: onText,
+                decode: decode,
+                decodeStream: decodeStream
+            )
+        } catch {
+            throw endpoint.redacting(error)
+        }
+    }
+
+    private static func exchange(
         _ endpoint: ProviderEndpoint,
         path: String,
         headers: [(name: String, value: String)],
@@ -133,7 +171,10 @@ enum ProviderCall {
         case .cancelled: return ModelError(.cancelled, "the request was cancelled")
         case .unavailable: return ModelError(.unavailable, error.message)
         case .network, .tls, .responseTooLarge:
-            return ModelError(.network, "cannot reach \(endpoint.name) at \(endpoint.baseURL): \(error.message)")
+            return ModelError(
+                .network,
+                "cannot reach \(endpoint.name) at \(HTTPRequest.displayed(endpoint.baseURL)): \(error.message)"
+            )
         }
     }
 

@@ -104,6 +104,12 @@ public struct ModelRouter: Sendable {
     /// The provider names that can be used.
     public var providerNames: [String] { (Array(settings.keys) + [embedded.provider]).sorted() }
 
+    /// The environment variables that hold API keys: the built-in providers' and every
+    /// `apiKeyEnv` of the configuration. Programs that tasks run do not inherit them.
+    public var keyVariables: Set<String> {
+        Set((Array(Self.builtIn.values) + Array(settings.values)).compactMap(\.apiKeyEnv))
+    }
+
     /// The client for `model`, and the model name to send it. With `progress`, network providers
     /// stream their answer into it (whatever their `streaming` setting), and each retry is
     /// announced with ``ProgressSink/Event/restart``.

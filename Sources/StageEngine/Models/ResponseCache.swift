@@ -44,8 +44,13 @@ public final class ResponseCache: Sendable {
 
     public static let relativePath = ".stagerunner/cache.sqlite"
 
-    /// Opens (and creates or migrates) the cache at `path`.
-    public init(path: String) throws {
+    /// Answers removed at most when the cache is opened: the rest go at the next opening, so
+    /// that opening a cache that has not been opened for months costs no more than a moment.
+    static let purgeLimit = 10_000
+
+    /// Opens (and creates or migrates) the cache at `path`; with `ttl`, removes answers older
+    /// than `ttl` seconds (at most ``purgeLimit`` of them).
+    public init(path: String, ttl: Double? = nil) throws {
         database = try CallLog.openStateDatabase(path)
         var migrator = DatabaseMigrator()
         migrator.registerMigration("1: responses") { db in
@@ -62,12 +67,21 @@ public final class ResponseCache: Sendable {
                 table.column("storedAt", .double).notNull()
             }
         }
+        migrator.registerMigration("2: storedAt index") { db in
+            // Expired answers are found without reading every row (and its text).
+            try db.create(index: "responses_storedAt", on: "responses", columns: ["storedAt"])
+        }
         try migrator.migrate(database)
+        if let ttl {
+            // Expired answers are never used, so a purge that fails (a lock held past the busy
+            // timeout) only waits for the next opening.
+            _ = try? database.write { db in try Self.removeExpired(db, ttl: ttl, limit: Self.purgeLimit) }
+        }
     }
 
-    /// Opens the cache of `workspace`.
-    public convenience init(workspace: Workspace) throws {
-        try self.init(path: workspace.path(Self.relativePath))
+    /// Opens the cache of `workspace`, removing answers older than `ttl` seconds.
+    public convenience init(workspace: Workspace, ttl: Double? = nil) throws {
+        try self.init(path: workspace.path(Self.relativePath), ttl: ttl)
     }
 
     /// The key of a request to `provider`: SHA-256 of its content, in a stable encoding.
@@ -127,14 +141,23 @@ public final class ResponseCache: Sendable {
         }
     }
 
-    /// Removes the answers older than `ttl` seconds; returns how many.
+    /// Removes the answers older than `ttl` seconds (the oldest `limit` of them, when given);
+    /// returns how many.
     @discardableResult
-    public func removeExpired(ttl: Double) async throws -> Int {
+    public func removeExpired(ttl: Double, limit: Int? = nil) async throws -> Int {
+        try await database.write { db in try Self.removeExpired(db, ttl: ttl, limit: limit) }
+    }
+
+    private static func removeExpired(_ db: Database, ttl: Double, limit: Int?) throws -> Int {
         let oldest = Date().timeIntervalSince1970 - ttl
-        return try await database.write { db in
-            try db.execute(sql: "DELETE FROM responses WHERE storedAt < ?", arguments: [oldest])
-            return db.changesCount
-        }
+        try db.execute(
+            sql: """
+                DELETE FROM responses WHERE rowid IN
+                (SELECT rowid FROM responses WHERE storedAt < ? ORDER BY storedAt LIMIT ?)
+                """,
+            arguments: [oldest, limit ?? -1]
+        )
+        return db.changesCount
     }
 
     /// How many answers are stored.

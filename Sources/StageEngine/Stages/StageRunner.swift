@@ -36,8 +36,17 @@ public final class StageRunner: Sendable {
         if !abandoned.isEmpty {
             logger.notice("removed the temporaries of interrupted commits", metadata: ["paths": "\(abandoned)"])
         }
+        for run in RunRecords.sweep(workspace) {
+            logger.notice(
+                "cleaned up after a task run an earlier process did not finish",
+                metadata: [
+                    "folder": "\(run.folder)", "temporaries": "\(run.temporaries)", "commands": "\(run.commands)",
+                ]
+            )
+        }
         callLog = try CallLog(workspace: workspace)
-        cache = try ResponseCache(workspace: workspace)
+        // Expired answers are never used; they go when the workspace is opened.
+        cache = try ResponseCache(workspace: workspace, ttl: WorkspaceConfiguration.load(workspace).0.cacheTTL)
         state = WorkspaceState(
             workspace: workspace,
             knownParsers: Set(parsers.names),
@@ -557,7 +566,7 @@ public final class StageRunner: Sendable {
         _ snapshot: WorkspaceState.Snapshot
     ) async throws(ModelError) -> Completion {
         let cacheable = policy != .off && client.provider != snapshot.router.embedded.provider
-        let ttl = snapshot.configuration.cache?.ttlSeconds ?? CacheSettings.defaultTTL
+        let ttl = snapshot.configuration.cacheTTL
         if cacheable && policy == .use {
             do {
                 if let hit = try await cache.lookup(provider: client.provider, request, ttl: ttl) { return hit }

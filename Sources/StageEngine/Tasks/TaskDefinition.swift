@@ -123,6 +123,14 @@ extension TaskDefinition {
                 message: "the \(kind) file must be a path relative to the workspace, inside it"
             )
         }
+        if let folder = workspace.outputFolder(containing: file) {
+            throw TaskDefinitionError(
+                file: file,
+                path: "",
+                message: "the \(kind) file is in \(folder)/, where StageRunner writes what runs produce; "
+                    + "\(kind) files are read only from the workspace's own files"
+            )
+        }
         let stamp = workspace.stamp(file)
         let text: String
         switch workspace.loadText(file) {

@@ -126,6 +126,9 @@ struct TaskFileLoader {
             guard WriteStageHandler.isConfined(target) else {
                 throw problem(configPath, "'\(target)' must be a relative path inside the run's folder, without '..'")
             }
+            guard WriteStageHandler.isArtifactPath(target) else {
+                throw problem(configPath, "'\(target)' is where a run records its running commands; write elsewhere")
+            }
             return (WriteStageHandler(path: target), timeout)
         default:
             throw problem(configPath, "unknown handler kind")
@@ -266,12 +269,28 @@ struct TaskFileLoader {
     func commandHandler(_ config: JSONValue, _ path: String) throws(TaskDefinitionError) -> any TaskStageHandler {
         var argvValue = config
         var environment: [String: String] = [:]
+        var passed: Set<String> = []
         if case .object(let options) = config {
-            try checkKeys(options, path, allowed: ["argv", "env"])
+            try checkKeys(options, path, allowed: ["argv", "env", "passEnv"])
             argvValue = options["argv"] ?? .null
             if let env = options["env"] {
                 for (key, value) in try object(env, "\(path).env") {
                     environment[key] = try string(value, "\(path).env.\(key)")
+                }
+            }
+            if let names = options["passEnv"] {
+                guard case .array(let elements) = names else {
+                    throw problem(
+                        "\(path).passEnv",
+                        "must be a list of environment variable names, not \(names.typeName)"
+                    )
+                }
+                for (index, element) in elements.enumerated() {
+                    let name = try string(element, "\(path).passEnv[\(index)]")
+                    guard !name.isEmpty, !name.contains("="), !name.utf8.contains(0) else {
+                        throw problem("\(path).passEnv[\(index)]", "'\(name)' is not an environment variable name")
+                    }
+                    passed.insert(name)
                 }
             }
         }
@@ -285,7 +304,7 @@ struct TaskFileLoader {
         for (index, element) in elements.enumerated() {
             argv.append(try string(element, "\(path)[\(index)]"))
         }
-        return CommandStageHandler(argv: argv, environment: environment, directory: directory)
+        return CommandStageHandler(argv: argv, environment: environment, passedKeys: passed, directory: directory)
     }
 
     // MARK: - Values

@@ -86,13 +86,19 @@ extension StageRunner {
             metrics: MetricsRecorder(observer: options.observer),
             logger: logger
         )
+        let workDir = options.workDir ?? "data/tasks/\(task.name)/\(runId)"
+        // Recorded while it lasts, so that what a crash leaves in the run's folder is found.
+        let record =
+            task.handlers.values.contains { $0 is WriteStageHandler || $0 is CommandStageHandler }
+            ? RunRecords.record(workDir, in: workspace) : nil
+        defer { if let record { RunRecords.remove(record) } }
         var execution = TaskExecution(
             task: task,
             environment: environment,
             context: TaskContext(
                 taskName: task.name,
                 runId: runId,
-                workDir: options.workDir ?? "data/tasks/\(task.name)/\(runId)",
+                workDir: workDir,
                 seed: options.input,
                 modelConfig: options.modelConfig
             ),

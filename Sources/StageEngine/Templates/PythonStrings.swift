@@ -257,6 +257,7 @@ func pythonPercentFormat(_ format: String, _ arguments: Value) throws(RenderFail
                 digits.unicodeScalars.append(scalars[i])
                 i += 1
             }
+            _ = try formatSize(digits, "precision")
             precision = digits
         }
         guard i < scalars.count else { throw .value("incomplete format") }
@@ -294,10 +295,7 @@ func pythonPercentFormat(_ format: String, _ arguments: Value) throws(RenderFail
         if conversion == "s" || conversion == "r", let precision, let limit = Int(precision) {
             body = makeString(body.unicodeScalars.prefix(limit))
         }
-        if let width = Int(width), width > TemplateRenderer.maximumRepeat {
-            throw .limit("format width \(width) is too large")
-        }
-        if let width = Int(width), body.unicodeScalars.count < width {
+        if let width = try formatSize(width, "width"), body.unicodeScalars.count < width {
             let padding = width - body.unicodeScalars.count
             if flags.contains("-") {
                 body += String(repeating: " ", count: padding)
@@ -321,6 +319,15 @@ func pythonPercentFormat(_ format: String, _ arguments: Value) throws(RenderFail
         throw .type("not all arguments converted during string formatting")
     }
     return out
+}
+
+/// The width or precision `digits` of a format spec (nil when there are none). One above the
+/// size a rendered string may reach, or beyond any integer, is a limit error rather than an
+/// allocation of that size (`'{:.99999999999f}'.format(1.5)`).
+func formatSize(_ digits: String, _ what: String) throws(RenderFailure) -> Int? {
+    guard !digits.isEmpty else { return nil }
+    guard let size = Int(digits) else { throw .limit("format \(what) \(digits) is too large") }
+    return try TemplateRenderer.checkedSize(size, "format \(what)")
 }
 
 /// C's printf for one double, which rounds exactly as Python's float formatting does.
@@ -490,13 +497,14 @@ func formatSpec(_ value: Value, _ spec: String) throws(RenderFailure) -> String 
             digits.append(first)
             chars.removeFirst()
         }
-        guard let number = Int(digits) else { throw .value("Format specifier missing precision") }
+        guard let number = try formatSize(digits, "precision") else {
+            throw .value("Format specifier missing precision")
+        }
         precision = number
     }
     guard chars.count <= 1 else { throw .value("Invalid format specifier '\(spec)'") }
     var type = chars.first
-    let width = Int(widthText) ?? 0
-    guard width <= TemplateRenderer.maximumRepeat else { throw .limit("format width \(width) is too large") }
+    let width = try formatSize(widthText, "width") ?? 0
     if zeroFlag && !explicitFill { fill = "0" }
     if let grouping, type == "n" { throw .value("Cannot specify '\(grouping)' with 'n'.") }
     if let grouping, let type, "xXob".contains(type), grouping == "," {

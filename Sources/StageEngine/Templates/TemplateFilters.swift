@@ -130,7 +130,7 @@ extension TemplateRenderer {
             var indent: String?
             if let value = p[0] {
                 if let width = value.integer {
-                    indent = String(repeating: " ", count: max(width, 0))
+                    indent = String(repeating: " ", count: max(try TemplateRenderer.checkedSize(width, "indent"), 0))
                 } else {
                     indent = try value.pythonString()
                 }
@@ -145,17 +145,18 @@ extension TemplateRenderer {
                 if case .string(let text) = width {
                     indention = text
                 } else {
-                    indention = String(repeating: " ", count: max(try p.int(0, "width", 4), 0))
+                    let width = try TemplateRenderer.checkedSize(try p.int(0, "width", 4), "indent width")
+                    indention = String(repeating: " ", count: max(width, 0))
                 }
             }
             guard case .string(let text) = input else {
                 throw .type("indent expects a string, not '\(input.typeName)'")
             }
-            return .string(indentFilter(text, indention, first: try p.bool(1), blank: try p.bool(2)))
+            return .string(try indentFilter(text, indention, first: try p.bool(1), blank: try p.bool(2)))
         case "center":
             let p = try Parameters(name, ["width"], positional, keyword)
             let text = try input.pythonString()
-            let width = try p.int(0, "width", 80)
+            let width = try TemplateRenderer.checkedSize(try p.int(0, "width", 80), "center width")
             let margin = width - text.unicodeScalars.count
             guard margin > 0 else { return .string(text) }
             let left = margin / 2 + (margin & width & 1)
@@ -651,9 +652,17 @@ extension TemplateRenderer {
         }
     }
 
-    private func indentFilter(_ text: String, _ indention: String, first: Bool, blank: Bool) -> String {
+    private func indentFilter(
+        _ text: String,
+        _ indention: String,
+        first: Bool,
+        blank: Bool
+    ) throws(RenderFailure) -> String {
         // Jinja2 appends a newline first so that splitlines() keeps a trailing empty line.
         let lines = pythonSplitLines(text + "\n")
+        guard text.utf8.count + indention.utf8.count * lines.count <= TemplateRenderer.maximumRepeat else {
+            throw .limit("indented text would be too large")
+        }
         var result: String
         if blank {
             result = lines.joined(separator: "\n" + indention)
@@ -685,8 +694,11 @@ extension TemplateRenderer {
     // MARK: JSON
 
     private func writeJSON(_ value: Value, indent: String?, level: Int, into out: inout String) throws(RenderFailure) {
-        func newline(_ depth: Int) -> String {
+        func newline(_ depth: Int) throws(RenderFailure) -> String {
             guard let indent else { return "" }
+            guard out.utf8.count + indent.utf8.count * depth <= TemplateRenderer.maximumRepeat else {
+                throw .limit("tojson output would be too large")
+            }
             return "\n" + String(repeating: indent, count: depth)
         }
         switch value {
@@ -710,10 +722,10 @@ extension TemplateRenderer {
             out += "["
             for (index, item) in items.enumerated() {
                 if index > 0 { out += indent == nil ? ", " : "," }
-                out += newline(level + 1)
+                out += try newline(level + 1)
                 try writeJSON(item, indent: indent, level: level + 1, into: &out)
             }
-            out += newline(level) + "]"
+            out += try newline(level) + "]"
         case .dict(let dict):
             guard dict.count > 0 else {
                 out += "{}"
@@ -723,12 +735,12 @@ extension TemplateRenderer {
             let keys = dict.keys.sorted { $0.unicodeScalars.lexicographicallyPrecedes($1.unicodeScalars) }
             for (index, key) in keys.enumerated() {
                 if index > 0 { out += indent == nil ? ", " : "," }
-                out += newline(level + 1)
+                out += try newline(level + 1)
                 writeJSONString(key, into: &out)
                 out += ": "
                 try writeJSON(dict[key]!, indent: indent, level: level + 1, into: &out)
             }
-            out += newline(level) + "}"
+            out += try newline(level) + "}"
         case .undefined(let undefined):
             throw .undefined(undefined)
         default:

@@ -10,6 +10,13 @@ final class TemplateRenderer {
     static let maximumRange = 10_000_000
     static let maximumRepeat = 100_000_000
 
+    /// `size` (a width, a precision, an indent) when a string that long may be built; a larger
+    /// one is a limit error instead of an allocation of that size.
+    static func checkedSize(_ size: Int, _ what: String) throws(RenderFailure) -> Int {
+        guard size <= maximumRepeat else { throw .limit("\(what) \(size) is too large") }
+        return size
+    }
+
     let templateName: String
     private let context: [String: TemplateValue]
     private var converted: [String: Value] = [:]
@@ -833,7 +840,11 @@ final class TemplateRenderer {
         case "format":
             return .string(try pythonStrFormat(text, args, keyword))
         case "zfill", "ljust", "rjust", "center":
-            guard let width = args.first?.integer else { throw .type("\(name)() takes an integer width") }
+            guard
+                let width = try args.first?.integer.map({ size throws(RenderFailure) in
+                    try TemplateRenderer.checkedSize(size, "\(name)() width")
+                })
+            else { throw .type("\(name)() takes an integer width") }
             let fill = try stringArgument(1, "fillchar") ?? (name == "zfill" ? "0" : " ")
             let length = text.unicodeScalars.count
             guard width > length else { return .string(text) }

@@ -102,6 +102,29 @@ extension Workspace {
     }
 }
 
+extension Workspace {
+    /// The folders StageRunner writes into: generations, task runs, jobs and its own state. What
+    /// lands there may come from a protocol client (a job's input, what a `write` stage wrote) or
+    /// from a model (an answer), so task and pipeline files, which can run programs, are never
+    /// read from them.
+    public static let outputFolders = ["data/gens", "data/tasks", "jobs", ".stagerunner"]
+
+    /// The output folder that holds `relative`, as written or once its symbolic links are
+    /// resolved, or nil when it lies in none.
+    public func outputFolder(containing relative: String) -> String? {
+        func folder(_ path: String) -> String? {
+            let parts = path.split(separator: "/").filter { $0 != "." }.joined(separator: "/")
+            return Self.outputFolders.first { parts == $0 || parts.hasPrefix($0 + "/") }
+        }
+        if let found = folder(relative) { return found }
+        guard let resolved = realpath(path(relative), nil) else { return nil }
+        defer { free(resolved) }
+        let real = String(cString: resolved)
+        guard real.hasPrefix(root + "/") else { return nil }
+        return folder(String(real.dropFirst(root.count + 1)))
+    }
+}
+
 /// What identifies a version of a file without reading it: its modification time and size.
 struct FileStamp: Hashable, Sendable {
     var seconds: Int

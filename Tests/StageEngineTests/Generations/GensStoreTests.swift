@@ -86,16 +86,21 @@ struct GensStoreTests {
     func abandonedTemporaries() throws {
         let temporary = try TemporaryWorkspace(
             files: [
-                "data/gens/draft/.tmp-g1-999999999-12/raw.txt": "half written",
-                "data/gens/essay/.tmp-g2-\(getpid())-7/raw.txt": "being written by this process",
+                "data/gens/draft/.tmp-g1-999999999-12/raw.txt": "half written, named as earlier versions did",
+                "data/gens/draft/.g-4.tmp-999999999-13/raw.txt": "half written",
+                "data/gens/essay/.g2.tmp-\(getpid())-7/raw.txt": "being written by this process",
                 "data/gens/essay/g3/metadata.json": "{}",
             ]
         )
         defer { temporary.remove() }
         let store = GensStore(workspace: temporary.workspace)
-        #expect(store.removeAbandonedTemporaries() == ["data/gens/draft/.tmp-g1-999999999-12"])
+        #expect(
+            store.removeAbandonedTemporaries() == [
+                "data/gens/draft/.g-4.tmp-999999999-13", "data/gens/draft/.tmp-g1-999999999-12",
+            ]
+        )
         #expect(temporary.workspace.listFiles("data/gens/draft") == [])
-        #expect(temporary.workspace.listFiles("data/gens/essay").sorted() == [".tmp-g2-\(getpid())-7", "g3"])
+        #expect(temporary.workspace.listFiles("data/gens/essay").sorted() == [".g2.tmp-\(getpid())-7", "g3"])
     }
 
     @Test func unreadableMetadataIsAnError() throws {

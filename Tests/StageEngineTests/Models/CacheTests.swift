@@ -119,6 +119,25 @@ struct CacheTests {
         #expect(try await setup.runner.cache.removeExpired(ttl: 0) == 1, "the miss stored a fresh answer")
     }
 
+    @Test("expired answers are removed when the workspace is opened, a bounded number at a time")
+    func expiredAnswersArePurged() async throws {
+        let setup = try Setup(ttl: 1)
+        defer { setup.temporary.remove() }
+        _ = try await setup.run("echo", genId: "p1", prompt: "First.")
+        _ = try await setup.run("echo", genId: "p2", prompt: "Second.")
+        _ = try await setup.run("echo", genId: "p3", prompt: "Third.")
+        #expect(try await setup.runner.cache.count() == 3)
+        #expect(try await setup.runner.cache.removeExpired(ttl: 0, limit: 1) == 1, "the oldest only")
+        #expect(try await setup.runner.cache.count() == 2)
+        try await Task.sleep(for: .milliseconds(1200))
+        // Opening the workspace again removes what the TTL (1 s) has expired.
+        let reopened = try StageRunner(
+            workspace: setup.temporary.workspace,
+            environment: ["MOCK_KEY": MockModelServer.key]
+        )
+        #expect(try await reopened.cache.count() == 0)
+    }
+
     @Test("errors and truncated answers are never stored; nor is the embedded provider")
     func neverCached() async throws {
         let setup = try Setup()

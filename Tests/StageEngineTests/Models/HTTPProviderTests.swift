@@ -98,6 +98,64 @@ struct HTTPProviderTests {
         #expect(ContinuousClock.now - started < .seconds(5))
     }
 
+    @Test(
+        "a provider that quotes the key in its error never gets it into the message",
+        arguments: [
+            ("echo-key-401", false, "refused the API key (HTTP 401): Incorrect API key provided: [redacted]"),
+            ("echo-key-400", false, "rejected the request (HTTP 400): bad request from key [redacted]"),
+            ("echo-key-stream", true, "stream refused for [redacted]"),
+        ]
+    )
+    func echoedKeysAreRedacted(model: String, streaming: Bool, message: String) async throws {
+        for provider in [openAI(streaming: streaming) as any ModelClient, anthropic(streaming: streaming)] {
+            do {
+                _ = try await provider.complete(request(model))
+                Issue.record("\(provider.provider): \(model) succeeded")
+            } catch {
+                #expect(error.message.contains(message), "\(provider.provider): \(error.message)")
+                #expect(!error.message.contains(MockModelServer.key), "\(provider.provider): \(error.message)")
+            }
+        }
+    }
+
+    @Test("an unreachable provider is named by its URL without the credentials it holds")
+    func unreachableURLsLoseTheirCredentials() async throws {
+        let provider = OpenAICompatibleProvider(
+            endpoint: .init(
+                name: "private",
+                baseURL: "http://someone:url-secret@127.0.0.1:1/v1?token=query-secret",
+                apiKey: MockModelServer.key,
+                apiKeyVariable: "PRIVATE_KEY"
+            )
+        )
+        do {
+            _ = try await provider.complete(request("echo"))
+            Issue.record("a closed port answered")
+        } catch {
+            #expect(error.kind == .network)
+            #expect(error.message.hasPrefix("cannot reach private at http://127.0.0.1:1/v1: "), "\(error.message)")
+            for secret in ["url-secret", "query-secret", "someone", MockModelServer.key] {
+                #expect(!error.message.contains(secret), "\(error.message)")
+            }
+        }
+        #expect(HTTPRequest.displayed("https://u:p@example.com:8443/v1?key=k#f") == "https://example.com:8443/v1")
+    }
+
+    @Test(
+        "a base URL of another protocol than HTTP is refused, not read",
+        arguments: ["file:///etc", "ftp://127.0.0.1:1"]
+    )
+    func onlyHTTP(baseURL: String) async throws {
+        let provider = OpenAICompatibleProvider(endpoint: .init(name: "odd", baseURL: baseURL))
+        do {
+            _ = try await provider.complete(request("echo"))
+            Issue.record("\(baseURL) answered")
+        } catch {
+            #expect(error.kind == .network, "\(error)")
+            #expect(error.message.contains("Unsupported protocol"), "\(error.message)")
+        }
+    }
+
     @Test("a stream cut short is an error, never a silently short answer", arguments: ["truncated", "reset-stream"])
     func brokenStreams(model: String) async throws {
         for provider in [openAI(streaming: true) as any ModelClient, anthropic(streaming: true)] {

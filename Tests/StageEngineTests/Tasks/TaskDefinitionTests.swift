@@ -101,6 +101,10 @@ struct TaskDefinitionTests {
                 "tasks/t.yaml: stages.integration.write: '/etc/passwd' must be a relative path inside the run's folder, without '..'"
             ),
             (
+                "stages:\n  integration: { write: out/.commands/4242 }\n",
+                "tasks/t.yaml: stages.integration.write: 'out/.commands/4242' is where a run records its running commands; write elsewhere"
+            ),
+            (
                 "stages:\n  ingestion: { command: [] }\n",
                 "tasks/t.yaml: stages.ingestion.command: must be a non-empty list of arguments, the program first (for example [python3, stage.py])"
             ),

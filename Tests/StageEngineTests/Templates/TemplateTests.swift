@@ -173,6 +173,37 @@ struct TemplateHostileInputTests {
         #expect(try render("{{ '{1}{0}'.format(1, 2) }}", [:]) == "21")
     }
 
+    @Test("a huge precision, width or indent is a limit error, not an allocation of that size")
+    func runawayFormatSizesAreRefused() throws {
+        for source in [
+            "{{ '{:.99999999999f}'.format(1.5) }}",
+            "{{ '{:.100000001}'.format(1.5) }}",
+            "{{ '{:.100000001e}'.format(2) }}",
+            "{{ '{:.99999999999999999999}'.format('x') }}",
+            "{{ '{:99999999999999999999}'.format(7) }}",
+            "{{ '%.99999999999f' % 1.5 }}",
+            "{{ '%.99999999999999999999999g' % 1.5 }}",
+            "{{ '%99999999999999999999999d' % 7 }}",
+            "{{ '%.99999999999f'|format(1.5) }}",
+            "{{ 'x'.ljust(10 ** 12) }}",
+            "{{ 'x'.center(10 ** 12) }}",
+            "{{ 'x'.zfill(10 ** 12) }}",
+            "{{ 'x'|center(10 ** 12) }}",
+            "{{ 'x'|indent(10 ** 12) }}",
+            "{{ ('x\n' * 100)|indent(10 ** 7) }}",
+            "{{ [1]|tojson(indent=10 ** 12) }}",
+            "{{ [[[[1]]]]|tojson(indent=10 ** 8 // 2) }}",
+        ] {
+            #expect(failure(source)?.kind == .limit, "\(source)")
+        }
+        // Sizes within the limit still work as Python's do.
+        #expect(try render("{{ '{:.3f}|{:.2}|%.1f'.format(1.5, 'abc') % 2.25 }}", [:]) == "1.500|ab|2.2")
+        #expect(
+            try render("{{ 'x'.rjust(3) }}|{{ 'ab'|center(6) }}|{{ [1]|tojson(indent=1) }}", [:])
+                == "  x|  ab  |[\n 1\n]"
+        )
+    }
+
     @Test func garbageNeverCrashes() {
         var generator = SystemRandomNumberGenerator()
         let pieces = [

@@ -8,9 +8,16 @@ import SystemPackage
 /// relative program path is resolved there, a bare name on `PATH`. A non-zero exit fails the
 /// stage with the tail of stderr; a timeout or cancellation sends SIGTERM, then SIGKILL. The
 /// whole of stderr is kept in the run's `logs/stage-<stage>.log`.
+///
+/// The program inherits the server's environment except the variables that hold provider keys
+/// (``ModelRouter/keyVariables``): a task runs programs of any origin, and a key it needs is
+/// one it names in `passEnv`.
 struct CommandStageHandler: TaskStageHandler {
     let argv: [String]
+    /// Variables set for the program (`env`), over the inherited ones.
     let environment: [String: String]
+    /// Key variables passed on all the same (`passEnv`).
+    var passedKeys: Set<String> = []
     let directory: String
 
     /// Output larger than this fails the stage rather than filling memory.
@@ -31,7 +38,12 @@ struct CommandStageHandler: TaskStageHandler {
             "preRefinement": .bool(invocation.preRefinement),
             "context": invocation.context.json,
         ])
-        var variables = ProcessInfo.processInfo.environment.merging(environment) { _, own in own }
+        var variables = Self.inheritedEnvironment(
+            ProcessInfo.processInfo.environment,
+            keys: invocation.environment.router.keyVariables,
+            passing: passedKeys
+        )
+        variables.merge(environment) { _, own in own }
         variables["STAGERUNNER_STAGE"] = invocation.stage.rawValue
         variables["STAGERUNNER_WORK_DIR"] = workspace.path(invocation.context.workDir)
         var options = PlatformOptions()
@@ -50,7 +62,7 @@ struct CommandStageHandler: TaskStageHandler {
             status = try await Subprocess.run(
                 executable,
                 arguments: Subprocess.Arguments(Array(argv.dropFirst())),
-                environment: .custom(variables.map { Array("\($0.key)=\($0.value)".utf8) }),
+                environment: .custom(Self.keyed(variables)),
                 workingDirectory: FilePath(folder),
                 platformOptions: options,
                 input: .fileDescriptor(try streams.input.duplicate(), closeAfterSpawningProcess: true),
@@ -108,6 +120,28 @@ struct CommandStageHandler: TaskStageHandler {
             )
         }
         return try StageOutput(contract: answer, stage: invocation.stage)
+    }
+
+    /// The server's environment without the key variables, but those in `passing`, and without
+    /// names no program can be given (those that start with a digit).
+    static func inheritedEnvironment(
+        _ server: [String: String],
+        keys: Set<String>,
+        passing: Set<String>
+    ) -> [String: String] {
+        server.filter {
+            (!keys.contains($0.key) || passing.contains($0.key)) && $0.key.first?.isWholeNumber != true
+        }
+    }
+
+    /// The variables as Subprocess takes them: by name, so that it builds each `NAME=value`
+    /// string whole (the raw-bytes form wants each entry NUL-terminated by its caller).
+    static func keyed(_ variables: [String: String]) -> [Environment.Key: String] {
+        var keyed: [Environment.Key: String] = [:]
+        for (name, value) in variables {
+            if let key = Environment.Key(rawValue: name) { keyed[key] = value }
+        }
+        return keyed
     }
 
     /// The last lines of stderr (at most 2,000 bytes), for error messages.

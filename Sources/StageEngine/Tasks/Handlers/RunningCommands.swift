@@ -11,8 +11,8 @@ enum RunningCommands {
 
     static func record(_ pid: pid_t, in directory: String) {
         guard let started = startTime(pid) else { return }
-        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: "\(directory)/\(pid)", contents: Data(started.utf8))
+        try? OwnerOnly.createDirectories(directory)
+        try? OwnerOnly.createFile("\(directory)/\(pid)", Array(started.utf8))
     }
 
     static func removeRecords(in directory: String) {

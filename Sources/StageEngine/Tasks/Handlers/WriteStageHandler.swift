@@ -14,9 +14,23 @@ struct WriteStageHandler: TaskStageHandler {
         !path.isEmpty && !path.hasPrefix("/") && !path.split(separator: "/").contains("..") && !path.utf8.contains(0)
     }
 
+    /// Whether an artifact may be written at `path`: confined to the run's folder, and not among
+    /// the records of its running commands, which say what process group to end after a crash
+    /// (an inline task's `write` stage could otherwise forge one).
+    static func isArtifactPath(_ path: String) -> Bool {
+        isConfined(path) && !path.split(separator: "/").contains(Substring(RunningCommands.folder))
+    }
+
     func run(_ invocation: StageInvocation) async throws -> StageOutput {
         let workspace = invocation.environment.workspace
         let relative = "\(invocation.context.workDir)/\(path)"
+        // A folder on the way may be a symbolic link a command of the task made.
+        guard workspace.contains(relative) else {
+            throw TaskError(
+                .write,
+                "cannot write the artifact \(relative): it leads outside the workspace through a symbolic link"
+            )
+        }
         let bytes: [UInt8]
         switch invocation.context.output {
         case .string(let text): bytes = Array(text.utf8)
@@ -38,7 +52,7 @@ enum ArtifactFile {
     static func write(_ bytes: [UInt8], to path: String) async throws {
         let directory = (path as NSString).deletingLastPathComponent
         let name = (path as NSString).lastPathComponent
-        let temporary = "\(directory)/.\(name).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let temporary = "\(directory)/" + Temporaries.name(for: name)
         try await GroupCommitter.shared.commitFile(Data(bytes), temporary: temporary, final: path, directory: directory)
     }
 }
