@@ -751,7 +751,7 @@ struct JobMethodTests {
         try await Task.sleep(for: .milliseconds(300))
         #expect(!client.peer.hasExited, "the process exited with its job still running")
         #expect(JobWire.documentOnDisk(example.root, jobId)?["state"] == "running")
-        FileManager.default.createFile(atPath: example.root + "/tasks/release", contents: Data())
+        #expect(FileManager.default.createFile(atPath: example.root + "/tasks/release", contents: Data()))
         #expect(try await client.peer.exitStatus(timeout: .seconds(60)) == 0)
         let document = try #require(JobWire.documentOnDisk(example.root, jobId))
         #expect(document["state"] == "done", "\(document)")
@@ -902,7 +902,11 @@ struct JobMethodTests {
     func waitAndQueue() async throws {
         let example = try ExampleCopy(
             "research-task",
-            files: ["tasks/slow.yaml": JobWire.commandTask(#"sleep 3; echo '{"output": 1, "flags": {}}'"#)]
+            files: [
+                "tasks/slow.yaml": JobWire.commandTask(
+                    #"while [ ! -f release ]; do sleep 0.02; done; echo '{"output": 1, "flags": {}}'"#
+                )
+            ]
         )
         defer { example.remove() }
         let client = try JobClient(workspace: example.root)
@@ -934,6 +938,7 @@ struct JobMethodTests {
         let queued = ids[states.firstIndex(of: "pending") ?? 0]
         #expect(pending["jobs"] == .array([pending["jobs"].flatMap(JobCrashTests.first) ?? nil]))
         #expect(pending["jobs"].flatMap(JobCrashTests.first)?["id"] == .string(queued), "\(pending)")
+        #expect(FileManager.default.createFile(atPath: example.root + "/tasks/release", contents: Data()))
         for id in ids { #expect(try await client.waitForState(id)["state"] == "done") }
         let bad = try await client.call("listJobs", #"{"state":"sleeping"}"#)
         #expect(

@@ -111,8 +111,11 @@ struct CacheTests {
     func ttl() async throws {
         let setup = try Setup(ttl: 3)
         defer { setup.temporary.remove() }
+        let stored = ContinuousClock.now
         _ = try await setup.run("echo", genId: "t1")
-        #expect(try await setup.run("echo", genId: "t2").metadata.cached == true)
+        let hit = try await setup.run("echo", genId: "t2").metadata.cached
+        // On a machine so loaded that the second call came after the TTL, a miss is right too.
+        if ContinuousClock.now - stored < .seconds(3) { #expect(hit == true) }
         try await Task.sleep(for: .milliseconds(3200))
         #expect(try await setup.run("echo", genId: "t3").metadata.cached == nil)
         #expect(try await setup.runner.cache.removeExpired(ttl: 3600) == 0)
