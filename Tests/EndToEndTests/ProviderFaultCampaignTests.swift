@@ -314,9 +314,13 @@ struct ProviderFaultCampaignTests {
         let example = try ExampleCopy("daydream", files: ["stagerunner.yaml": Self.workspaceFile(mock)])
         defer { example.remove() }
         let server = try ServerProcess(
-            ["serve", "--workspace", example.root, "--log-level", "error"],
-            environment: ["MOCK_API_KEY": MockModelServer.key]
+            ["serve", "--workspace", example.root, "--log-level", "error", "--enable-test-methods"],
+            // Every allocation in glibc's main arena, where test/heap counts it.
+            environment: ["MOCK_API_KEY": MockModelServer.key, "MALLOC_ARENA_MAX": "1"]
         )
+        func heapInUse(_ id: Int) async throws -> Int {
+            Int(try #require(try await server.call(id, "test/heap")["result"]?["inUse"]?.integerValue))
+        }
         let clock = ContinuousClock()
         let start = clock.now
 
@@ -324,12 +328,14 @@ struct ProviderFaultCampaignTests {
         let warmUp = Self.plan(warmUpCount, phase: "w", firstId: 1, &generator)
         let warmUpAnswers = try await Self.drive(server, warmUp, inFlight: inFlight, bound: bound)
         let afterWarmUp = try #require(ProcessFigures(pid: server.pid))
+        let heapAfterWarmUp = try await heapInUse(1_000_001)
 
         let requests = Self.plan(count, phase: "c", firstId: 100_000, &generator)
         let campaignStart = clock.now
         let answers = try await Self.drive(server, requests, inFlight: inFlight, bound: bound)
         let campaignTime = clock.now - campaignStart
         let afterCampaign = try #require(ProcessFigures(pid: server.pid))
+        let heapAfterCampaign = try await heapInUse(1_000_002)
 
         #expect(try await server.call(1_000_000, "ping")["result"] == [:], "the server still answers")
         server.closeInput()
@@ -337,7 +343,7 @@ struct ProviderFaultCampaignTests {
         try await server.output.waitForEnd()
 
         // Exactly one answer per request, and none to a request nobody sent.
-        let sent = Set((warmUp + requests).map { Int64($0.id) } + [1_000_000])
+        let sent = Set((warmUp + requests).map { Int64($0.id) } + [1_000_000, 1_000_001, 1_000_002])
         var answered: [Int64: Int] = [:]
         for message in server.output.messages {
             guard let id = message["id"]?.integerValue else { continue }
@@ -386,7 +392,7 @@ struct ProviderFaultCampaignTests {
             "  campaign \(campaignTime), latency median \(latencies[latencies.count / 2]), max \(latencies.last!), total \(clock.now - start)"
         )
         lines.append(
-            "  server: RSS \(afterWarmUp.rssKB) KB after warm-up -> \(afterCampaign.rssKB) KB after campaign, fds \(afterWarmUp.fds) -> \(afterCampaign.fds), threads \(afterWarmUp.threads) -> \(afterCampaign.threads)"
+            "  server: RSS \(afterWarmUp.rssKB) KB after warm-up -> \(afterCampaign.rssKB) KB after campaign, heap in use \(heapAfterWarmUp / 1024) -> \(heapAfterCampaign / 1024) KB, fds \(afterWarmUp.fds) -> \(afterCampaign.fds), threads \(afterWarmUp.threads) -> \(afterCampaign.threads)"
         )
         print(lines.joined(separator: "\n"))
     }
