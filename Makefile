@@ -7,7 +7,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 SWIFT_FORMAT_PATHS := Package.swift Sources Tests Benchmarks/Package.swift Benchmarks/Sources Fuzz/Package.swift Fuzz/Sources
 
-.PHONY: demo test deps venv build release lint swift-test protocol-test client-test neovim-test bench fault-campaign soak fuzz clean
+.PHONY: demo test deps venv build release lint swift-test protocol-test client-test neovim-test bench fault-campaign crash-campaign soak fuzz clean
 
 demo: deps release
 	@python3 scripts/demo.py .build/release/stagerunner
@@ -94,6 +94,22 @@ fault-campaign: deps
 	swift build --build-tests
 	STAGERUNNER_FAULT_REQUESTS=$(FAULT_REQUESTS) STAGERUNNER_FAULT_SEED=$(FAULT_SEED) \
 		swift test --skip-build --filter ProviderFaultCampaignTests
+
+# The long kill -9 campaigns: jobs killed at random moments, then servers killed while they commit
+# artifacts and generations and write the response cache and the call log; make test runs short
+# ones (25 and 10 rounds). CRASH_ROUNDS sets the rounds of each, CRASH_SECONDS its time limit,
+# CRASH_SEED replays one (each has its own seed when it is empty). The figures of the last run are
+# in .build/campaigns/.
+CRASH_ROUNDS ?= 200
+CRASH_SECONDS ?= 3600
+CRASH_SEED ?=
+
+crash-campaign: deps
+	swift build --build-tests
+	status=0; for suite in JobCrashTests/killNineCampaign StorageCrashTests; do \
+		STAGERUNNER_CRASH_ROUNDS=$(CRASH_ROUNDS) STAGERUNNER_CRASH_SECONDS=$(CRASH_SECONDS) \
+		STAGERUNNER_CRASH_SEED=$(CRASH_SEED) swift test --skip-build --filter $$suite || status=1; \
+	done; cat .build/campaigns/job-crash.txt .build/campaigns/storage-crash.txt | grep campaign; exit $$status
 
 soak: deps
 	swift build --build-tests

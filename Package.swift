@@ -147,10 +147,18 @@ let package = Package(
             ],
             swiftSettings: strictSwift
         ),
-        // Spawns the built `stagerunner` binary over pipes.
+        // Spawns the built `stagerunner` binary over pipes. SQLite (through GRDB) and SHA-256 let
+        // the crash campaign check the databases and artifacts that a killed server left.
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["stagerunner", "JSON", "JSONRPC", "TestSupport"],
+            dependencies: [
+                "stagerunner",
+                "JSON",
+                "JSONRPC",
+                "TestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
             swiftSettings: strictSwift
         ),
     ]

@@ -18,11 +18,12 @@ final class JobClient: Sendable {
 
     init(_ peer: ServerProcess) { self.peer = peer }
 
-    /// Spawns a server on `workspace`.
-    convenience init(workspace: String, outputPipeSize: Int32? = nil) throws {
+    /// Spawns a server on `workspace`, with `environment` added to the test's.
+    convenience init(workspace: String, outputPipeSize: Int32? = nil, environment: [String: String] = [:]) throws {
         self.init(
             try ServerProcess(
                 ServerSetup(enableTestMethods: false, workspace: workspace).arguments,
+                environment: environment,
                 outputPipeSize: outputPipeSize
             )
         )
@@ -936,8 +937,8 @@ struct JobMethodTests {
         #expect(states.sorted() == ["pending", "running", "running", "running", "running"], "\(states)")
         let pending = try await client.result("listJobs", #"{"state":"pending"}"#)
         let queued = ids[states.firstIndex(of: "pending") ?? 0]
-        #expect(pending["jobs"] == .array([pending["jobs"].flatMap(JobCrashTests.first) ?? nil]))
-        #expect(pending["jobs"].flatMap(JobCrashTests.first)?["id"] == .string(queued), "\(pending)")
+        #expect(pending["jobs"] == .array([pending["jobs"].flatMap(CrashPipeline.first) ?? nil]))
+        #expect(pending["jobs"].flatMap(CrashPipeline.first)?["id"] == .string(queued), "\(pending)")
         #expect(FileManager.default.createFile(atPath: example.root + "/tasks/release", contents: Data()))
         for id in ids { #expect(try await client.waitForState(id)["state"] == "done") }
         let bad = try await client.call("listJobs", #"{"state":"sleeping"}"#)
