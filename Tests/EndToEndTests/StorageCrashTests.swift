@@ -15,8 +15,9 @@ import Darwin
 /// artifacts, beside a stream of `runStage` calls to a real HTTP provider (the mock server) that
 /// commit generation folders, insert answers into the response cache and rows into the call log.
 /// After each kill every file at its final name is whole, both SQLite databases pass
-/// `PRAGMA integrity_check`, what the server had acknowledged is there, and a new server opens the
-/// workspace, answers from the cache and resumes the job without running a finished task again.
+/// `PRAGMA integrity_check`, what the server had acknowledged is there, every committed generation's
+/// call is in the call log, and a new server opens the workspace, answers from the cache and resumes
+/// the job without running a finished task again.
 ///
 /// `make test` runs a short campaign; `STAGERUNNER_CRASH_SEED`, `_ROUNDS` and `_SECONDS` replay or
 /// widen it (`make crash-campaign`).
@@ -371,9 +372,11 @@ struct StorageCrashTests {
         var artifacts = 0
         var cacheRows = 0
         var calls = 0
-        /// Committed generations whose call is not in the log: the log is written after the
-        /// commit, so a kill between the two loses the row (never for an answered request).
+        /// Committed generations whose call is not in the log: a problem each, since the call is
+        /// logged before its generation is committed.
         var unlogged = 0
+        /// Logged calls whose generation is not there: a kill between the log and the commit.
+        var uncommitted = 0
         var hits = 0
         /// Temporaries the kill left, and those still there after the next server had run.
         var temporaries = 0
@@ -384,7 +387,8 @@ struct StorageCrashTests {
                 + ": job \(phase); "
                 + (writes.isEmpty ? "between writes" : "during \(writes.sorted().joined(separator: " and "))")
                 + "; \(answered) runStage answered, \(generations) generations, \(artifacts) artifacts, "
-                + "\(cacheRows) cache rows, \(calls) calls logged (\(unlogged) generations not); "
+                + "\(cacheRows) cache rows, \(calls) calls logged (\(unlogged) generations not, "
+                + "\(uncommitted) without their generation); "
                 + "\(hits) cache hits after; "
                 + "temporaries \(temporaries) left, \(remaining) after the next server"
         }
@@ -484,9 +488,16 @@ struct StorageCrashTests {
         )
         round.cacheRows = cache.flatMap { Int($0.values.first ?? "") } ?? 0
         round.calls = calls?.values.count ?? 0
-        // What the server answered before it died is on disk and in the call log.
+        // Every committed generation's call is in the log; what the server answered before it died
+        // is on disk too.
         let logged = Set(calls?.values ?? [])
-        round.unlogged = inventory.genIds.filter { !logged.contains($0) }.count
+        let unlogged = inventory.genIds.filter { !logged.contains($0) }
+        round.unlogged = unlogged.count
+        round.uncommitted = logged.subtracting(inventory.genIds).count
+        problems.expect(
+            unlogged.isEmpty,
+            "round \(label): generations committed without their call log row: \(unlogged)"
+        )
         for answer in answers {
             let genId = answer.request.genId
             guard answer.response["result"]?["status"] == "success" else {
@@ -618,6 +629,7 @@ struct StorageCrashTests {
             + "job phases: \(CrashCampaign.tally(phases)); "
             + "runStage answered before the kills: \(rounds.map(\.answered).reduce(0, +)), "
             + "generations committed without their call log row: \(rounds.map(\.unlogged).reduce(0, +)), "
+            + "calls logged without their generation: \(rounds.map(\.uncommitted).reduce(0, +)), "
             + "cache hits checked after: \(rounds.map(\.hits).reduce(0, +)); "
             + "temporaries left by the kills: \(rounds.map(\.temporaries).reduce(0, +)), "
             + "still there after the next server: \(rounds.map(\.remaining).reduce(0, +)); "
@@ -644,7 +656,7 @@ struct StorageCrashTests {
         for name in ["cache.sqlite", "calls.sqlite"] {
             let path = folder + "/" + name
             if state == "empty file" {
-                FileManager.default.createFile(atPath: path, contents: Data())
+                #expect(FileManager.default.createFile(atPath: path, contents: Data()))
             } else {
                 // As a kill between setting the journal mode and the first migration leaves it.
                 try await onOwnThread {

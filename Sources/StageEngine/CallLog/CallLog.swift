@@ -18,7 +18,9 @@ public struct CallRecord: Sendable, Hashable, Codable, FetchableRecord, MutableP
     public var promptVersion: String?
     /// The call's parameters (max tokens, temperature, …) as JSON.
     public var parameters: String
-    /// `success`, `json_parse_error`, `parser_failure`, `stub_fallback`, `truncated`, or `error`.
+    /// `success`, `json_parse_error`, `parser_failure`, `stub_fallback` or `truncated` (the
+    /// answer's, as in its metadata), `error` (no answer), or `storage_error` (an answer whose
+    /// generation could not be committed).
     public var status: String
     public var error: String?
     public var latencyMs: Double
@@ -176,6 +178,17 @@ public final class CallLog: Sendable {
             var inserted = call
             try inserted.insert(db)
             return inserted
+        }
+    }
+
+    /// Sets the status and error of the call with id `id`: a call is logged once it has ended,
+    /// before its generation is committed, and a commit that fails is recorded afterwards.
+    public func update(_ id: Int64, status: String, error: String?) async throws {
+        try await database.write { db in
+            try db.execute(
+                sql: "UPDATE llm_calls SET status = ?, error = ? WHERE id = ?",
+                arguments: [status, error, id]
+            )
         }
     }
 

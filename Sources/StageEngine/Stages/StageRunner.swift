@@ -498,6 +498,7 @@ public final class StageRunner: Sendable {
             do {
                 outcome = try parsers.parse(completion.text, with: parserName, stubFallback: stub)
             } catch {
+                await log(call, completion, status: "error", error: error.description)
                 throw StageError(.invalidSpec, error.description, field: "parserName")
             }
             debug = outcome
@@ -541,17 +542,24 @@ public final class StageRunner: Sendable {
             retries: completion.retries.isEmpty ? nil : completion.retries.count,
             cached: completion.cached ? true : nil
         )
-        let result = try await commit(
-            plan,
-            prompt: prompt,
-            raw: completion.text,
-            parsed: parsed,
-            score: score,
-            debug: debug,
-            metadata: metadata
-        )
-        await log(call, completion, status: status.rawValue, error: debug?.llmError)
-        return result
+        // The call is logged before its generation is committed, so that a process that dies
+        // between the two leaves a logged call without its generation (it was made and paid
+        // for), never a generation whose call is missing from the log.
+        let row = await log(call, completion, status: status.rawValue, error: debug?.llmError)
+        do throws(StageError) {
+            return try await commit(
+                plan,
+                prompt: prompt,
+                raw: completion.text,
+                parsed: parsed,
+                score: score,
+                debug: debug,
+                metadata: metadata
+            )
+        } catch {
+            await logStorageFailure(row, error)
+            throw error
+        }
     }
 
     /// One model call the way every path makes it (stages and task handlers alike): the response
@@ -652,7 +660,15 @@ public final class StageRunner: Sendable {
         var started: ContinuousClock.Instant
     }
 
-    func log(_ call: CallContext, _ completion: Completion?, status: String, error: String?, retries: Int = 0) async {
+    /// Appends the call to the log; returns its row's id, nil when the log cannot be written.
+    @discardableResult
+    func log(
+        _ call: CallContext,
+        _ completion: Completion?,
+        status: String,
+        error: String?,
+        retries: Int = 0
+    ) async -> Int64? {
         let parameters = call.maxTokens.map { #"{"max_tokens":\#($0)}"# } ?? "{}"
         let record = CallRecord(
             createdAt: call.createdAt,
@@ -675,11 +691,27 @@ public final class StageRunner: Sendable {
             retryErrors: completion.flatMap { $0.retries.isEmpty ? nil : $0.retries.joined(separator: "; ") }
         )
         do {
-            try await callLog.record(record)
+            return try await callLog.record(record).id
         } catch {
-            // The generation is committed; a call log that cannot be written must not undo it.
-            logger.error("cannot write the call log", metadata: ["error": "\(error)"])
+            // A call log that cannot be written must not cost the caller the answer.
+            logCallLogFailure(error)
+            return nil
         }
+    }
+
+    /// Records on the call's row that its generation could not be committed: the call stays
+    /// in the log with the tokens and cost it took, and the failure as its status.
+    func logStorageFailure(_ row: Int64?, _ failure: StageError) async {
+        guard let row else { return }
+        do {
+            try await callLog.update(row, status: "storage_error", error: failure.message)
+        } catch {
+            logCallLogFailure(error)
+        }
+    }
+
+    func logCallLogFailure(_ error: any Error) {
+        logger.error("cannot write the call log", metadata: ["error": "\(error)"])
     }
 
     func milliseconds(since start: ContinuousClock.Instant) -> Double {

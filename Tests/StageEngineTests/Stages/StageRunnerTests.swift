@@ -96,6 +96,41 @@ struct StageRunnerTests {
         #expect(try await runner.callLog.recent().count == 2)
     }
 
+    @Test("a call whose generation cannot be committed is in the call log, with the storage failure")
+    func commitFailureIsLogged() async throws {
+        let temporary = try TemporaryWorkspace(copying: "daydream")
+        defer { temporary.remove() }
+        let runner = try StageRunner(workspace: temporary.workspace)
+        // A file where the generation's folder must go: the folder cannot be moved into place.
+        let obstacle = temporary.workspace.path("data/gens/draft/d-analytic")
+        try FileManager.default.createDirectory(
+            atPath: (obstacle as NSString).deletingLastPathComponent,
+            withIntermediateDirectories: true
+        )
+        try "in the way".write(toFile: obstacle, atomically: false, encoding: .utf8)
+        var failure: StageError?
+        do {
+            _ = try await runner.run(StageRunSpec(stage: .draft, genId: "d-analytic"))
+        } catch {
+            failure = error
+        }
+        let error = try #require(failure, "a generation was committed over a file")
+        #expect(error.kind == .storage)
+        #expect(error.message.hasPrefix("cannot store d-analytic: data/gens/draft/d-analytic: cannot move into place"))
+        // The call was made: its row keeps its tokens and says why its answer is not stored.
+        let failed = try #require(try await runner.callLog.recent().first)
+        #expect(failed.genId == "d-analytic")
+        #expect(failed.status == "storage_error")
+        #expect(failed.error == error.message)
+        #expect(failed.promptTokens > 0 && failed.completionTokens > 0)
+        #expect(try await runner.callLog.summary().map(\.status) == ["storage_error"])
+
+        try FileManager.default.removeItem(atPath: obstacle)
+        let result = try await runner.run(StageRunSpec(stage: .draft, genId: "d-analytic"))
+        #expect(result.status == .success && !result.reused)
+        #expect(try await runner.callLog.recent().map(\.status) == ["success", "storage_error"])
+    }
+
     @Test("requests outside the membership: explicit template, model, values and a deterministic gen id")
     func adHoc() async throws {
         let temporary = try TemporaryWorkspace(copying: "daydream")
