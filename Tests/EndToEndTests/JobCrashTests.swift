@@ -244,35 +244,115 @@ struct JobCrashTests {
         #expect(final["tasks"]?["t3"]?["artifacts"].flatMap(CrashPipeline.first) == "tasks/t3/execution-logs.json")
         next.peer.saveTranscript("job-recovered-task")
     }
+
+    /// A server records a command's pid only once the spawn has returned, after the command
+    /// shows in /proc. Each round but the last watches the server's children from its task's
+    /// start: one seen before its exec has the server waiting for the exec, so the server is
+    /// stopped there and, if the child becomes the command, killed, before it can record the
+    /// pid; a command seen only after its exec has the server killed at once, which often lands
+    /// before too. The last round kills it once the pid is recorded. The record left behind
+    /// tells which side of the pid each kill fell on.
     @Test("a stage's command left running by a kill -9 of the server is ended when the workspace is next opened")
     func commandsDieWithTheServer() async throws {
-        let marker = "46.\(Int.random(in: 100...999))"
-        let example = try ExampleCopy("research-task", files: ["tasks/slow.yaml": JobWire.sleepingTask(marker)])
-        defer { example.remove() }
-        let client = try JobClient(workspace: example.root)
-        _ = try await client.result(
-            "runPipeline",
-            #"{"pipeline":{"name":"slow","tasks":[{"name":"slow","task":"tasks/slow.yaml"}]}}"#
-        )
-        try await eventually("the stage's command runs", timeout: .seconds(30)) {
-            TaskMethodTests.running("sleep \(marker)")
+        var rounds: [String] = []
+        for _ in 0..<5 {
+            let early = try await Self.killAsCommandStarts(waitingForThePid: false)
+            rounds.append(early ? "before the pid was recorded" : "after")
         }
-        client.peer.signal(SIGKILL)
+        #expect(try await Self.killAsCommandStarts(waitingForThePid: true) == false)
+        print("kill -9 as a command starts: " + rounds.joined(separator: "; "))
+    }
+
+    /// Runs a job whose command sleeps, kills the server as the command starts (or once its pid is
+    /// recorded), and checks that the command runs on until the next server opens the workspace,
+    /// and then no more. Returns whether the kill came before the server recorded the pid.
+    static func killAsCommandStarts(waitingForThePid: Bool) async throws -> Bool {
+        let seconds = "47.\(Int.random(in: 100_000...999_999))"
+        let command = "sleep \(seconds)"
+        let example = try ExampleCopy("research-task", files: ["tasks/slow.yaml": JobWire.sleepingTask(seconds)])
+        defer { example.remove() }
+        // A failed round leaves nothing running.
+        defer { for pid in TaskMethodTests.processes(running: command) { kill(pid, SIGKILL) } }
+        let client = try JobClient(workspace: example.root)
+        let runPipeline =
+            #"{"jsonrpc":"2.0","id":1,"method":"runPipeline","params":{"pipeline":{"name":"slow","tasks":[{"name":"slow","task":"tasks/slow.yaml"}]}}}"#
+        if waitingForThePid {
+            client.peer.send(runPipeline)
+            try await eventually("the command's pid is recorded") {
+                records(example.root).contains { FileManager.default.contents(atPath: $0)?.isEmpty == false }
+            }
+            client.peer.signal(SIGKILL)
+        } else {
+            let server = client.peer.pid
+            // Only processes that start from now on are looked at, so that each look is quick.
+            let known = Set((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [])
+            let killed = try await onOwnThread {
+                // Sent from the watching thread, which a busy machine might otherwise start late.
+                client.peer.send(runPipeline)
+                return killWhenItRuns(command, server: server, except: known) {
+                    !((try? FileManager.default.contentsOfDirectory(atPath: "\(example.root)/.stagerunner/runs")) ?? [])
+                        .isEmpty
+                }
+            }
+            try #require(killed, "the command did not start")
+        }
         #expect(try await client.peer.exitStatus() == 128 + SIGKILL)
+        let beforeThePid = records(example.root).contains { FileManager.default.contents(atPath: $0)?.isEmpty == true }
         // The command is reparented to init and runs on, until the next server opens the
         // workspace: before a resumed task could run again beside it, its process group is ended.
-        #expect(TaskMethodTests.running("sleep \(marker)"))
+        #expect(TaskMethodTests.running(command))
         let next = try JobClient(workspace: example.root)
         _ = try await next.result("listJobs")
-        try await eventually("the command is gone", timeout: .seconds(5)) {
-            !TaskMethodTests.running("sleep \(marker)")
+        try await eventually("the command is gone") { !TaskMethodTests.running(command) }
+        next.peer.closeInput()
+        #expect(try await next.peer.exitStatus() == 0)
+        return beforeThePid
+    }
+
+    /// Watches the new children of `server` (those not in `known`) and kills the server as soon as
+    /// one runs `command`. The server is stopped while a child has yet to exec or to fail to (a
+    /// spawn tries each folder of `PATH` in turn); from its task's start (`started`), its threads
+    /// (and so the children they spawn) run at the lowest priority, so that on a busy machine a
+    /// child is seen before its exec rather than after. Returns whether it killed the server.
+    static func killWhenItRuns(
+        _ command: String,
+        server: pid_t,
+        except known: Set<String>,
+        started: () -> Bool
+    ) -> Bool {
+        let deadline = ContinuousClock.now + TestTimeouts.wait
+        var seen = known
+        var lowered = false
+        while ContinuousClock.now < deadline {
+            if !lowered {
+                guard started() else {
+                    usleep(200)
+                    continue
+                }
+                let threads = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(server)/task")) ?? []
+                for thread in threads.compactMap({ id_t($0) }) {
+                    _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), thread, 19)
+                }
+                lowered = true
+            }
+            let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+            for entry in entries where !seen.contains(entry) {
+                seen.insert(entry)
+                guard let child = pid_t(entry), let stat = processStat(child), stat.count > 1, stat[1] == "\(server)"
+                else { continue }
+                kill(server, SIGSTOP)
+                while ContinuousClock.now < deadline, let state = processStat(child)?.first, state != "Z" {
+                    if TaskMethodTests.commandLine(of: child) == command { return kill(server, SIGKILL) == 0 }
+                }
+                kill(server, SIGCONT)
+            }
         }
-        // Leave nothing behind.
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        for entry in entries where entry.allSatisfy(\.isNumber) {
-            guard let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { continue }
-            let arguments = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-            if arguments.last == marker, let pid = Int32(entry) { kill(pid, SIGKILL) }
-        }
+        return false
+    }
+
+    /// The paths of the command records in the workspace's job folders.
+    static func records(_ root: String) -> [String] {
+        let paths = (try? FileManager.default.subpathsOfDirectory(atPath: "\(root)/jobs")) ?? []
+        return paths.filter { $0.contains("/.commands/") }.map { "\(root)/jobs/\($0)" }
     }
 }

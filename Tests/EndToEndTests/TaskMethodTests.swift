@@ -162,18 +162,27 @@ struct TaskMethodTests {
 
     /// Whether a process with exactly this command line runs.
     static func running(_ commandLine: String) -> Bool {
+        !processes(running: commandLine).isEmpty
+    }
+
+    /// The processes with exactly this command line, but those in `known` (entries of /proc).
+    static func processes(running commandLine: String, except known: Set<String> = []) -> [pid_t] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return entries.contains { entry in
-            guard entry.allSatisfy(\.isNumber),
-                let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline")
-            else {
-                return false
+        return entries.compactMap { entry in
+            guard !known.contains(entry), let pid = pid_t(entry), Self.commandLine(of: pid) == commandLine else {
+                return nil
             }
-            var arguments = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-            guard let program = arguments.first else { return false }
-            arguments[0] = (program as NSString).lastPathComponent  // spawned by its resolved path
-            return arguments.joined(separator: " ") == commandLine
+            return pid
         }
+    }
+
+    /// The command line of process `pid`, its program by name.
+    static func commandLine(of pid: pid_t) -> String? {
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return nil }
+        var arguments = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        guard let program = arguments.first else { return nil }
+        arguments[0] = (program as NSString).lastPathComponent  // spawned by its resolved path
+        return arguments.joined(separator: " ")
     }
 
     @Test("stagerunner task prints the payload; exit 0 on success, 1 on failure, 2 for a bad task file")

@@ -6,9 +6,7 @@ import Testing
 
 /// Field 22 of `/proc/<pid>/stat`, as run records hold it.
 private func startTime(_ pid: pid_t) throws -> String {
-    let text = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
-    let fields = text[text.index(after: text.lastIndex(of: ")")!)...].split(separator: " ")
-    return String(fields[19])
+    String(try #require(processStat(pid))[19])
 }
 
 /// A pid no process has (Linux pids stop at 2^22).
@@ -47,14 +45,63 @@ struct TemporariesTests {
         #expect(workspace.listFiles("data/tasks/t/untracked") == [".summary.json.tmp-\(deadPid)-11"])
     }
 
-    @Test("a run that writes is recorded while it lasts, and only then")
+    @Test("a command a dead process left: found by its token without a pid, and only a process that carries it")
+    func leftCommandsAreEnded() async throws {
+        // As a kill between the spawn and the pid's record leaves it: a record that names no pid,
+        // and a command that has started a child of its own.
+        let token = UUID().uuidString
+        let (command, output) = try spawn(
+            "sleep 300 & echo $!; wait",
+            environment: ["STAGERUNNER_COMMAND_TOKEN": token]
+        )
+        let child = try await onOwnThread {
+            let line = String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
+            return pid_t(line.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        // A record whose pid now belongs to another process (another start time).
+        let (other, _) = try spawn("exec sleep 300")
+        defer {
+            // SIGKILL: a child of the test runner starts with SIGTERM blocked.
+            for process in [command, other] where process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
+        let temporary = try TemporaryWorkspace(
+            files: [
+                ".stagerunner/runs/\(deadPid)-1": "123\ndata/tasks/t/dead\n",
+                "data/tasks/t/dead/.commands/\(token)": "",
+                "data/tasks/t/dead/.commands/\(UUID().uuidString)": "\(other.processIdentifier) 1\n",
+            ]
+        )
+        defer { temporary.remove() }
+        _ = try StageRunner(workspace: temporary.workspace, environment: [:])
+        let status = try await onOwnThread {
+            command.waitUntilExit()
+            return (command.terminationReason, command.terminationStatus)
+        }
+        #expect(status.0 == .uncaughtSignal && status.1 == SIGKILL, "\(status)")
+        let started = try #require(child)
+        try await eventually("the command's child is gone") { !isRunning(started) }
+        #expect(isRunning(pid_t(other.processIdentifier)))
+        #expect(!FileManager.default.fileExists(atPath: temporary.workspace.path("data/tasks/t/dead/.commands")))
+    }
+
+    @Test("a run that writes is recorded while it lasts, and only then; so is each command, by its token")
     func runsAreRecordedWhileTheyLast() async throws {
         let temporary = try TemporaryWorkspace(
             files: [
                 "tasks/t.task.yaml": """
                 stages:
                   ingestion:
-                    command: [python3, -c, "import json, os; print(json.dumps({'output': os.listdir('../.stagerunner/runs'), 'flags': {}}))"]
+                    command:
+                      - python3
+                      - -c
+                      - |
+                        import json, os
+                        seen = {
+                            'runs': os.listdir('../.stagerunner/runs'),
+                            'commands': os.listdir(os.environ['STAGERUNNER_WORK_DIR'] + '/.commands'),
+                            'token': os.environ['STAGERUNNER_COMMAND_TOKEN'],
+                        }
+                        print(json.dumps({'output': seen, 'flags': {}}))
                   integration: { write: out.json }
                 """
             ]
@@ -64,13 +111,18 @@ struct TemporariesTests {
         let task = try TaskDefinition.load("tasks/t.task.yaml", workspace: temporary.workspace)
         let result = try await runner.runTask(task, options: TaskRunOptions(runId: "r1"))
         #expect(result.ok, "\(result.error?.message ?? "")")
-        guard case .array(let records)? = result.context.data["ingestion"] else {
-            Issue.record("the command saw no records: \(String(describing: result.context.data["ingestion"]))")
+        let seen = try #require(result.context.data["ingestion"])
+        guard case .array(let runs)? = seen["runs"] else {
+            Issue.record("the command saw no run records: \(seen)")
             return
         }
-        #expect(records.count == 1)
-        #expect(records.first?.stringValue?.hasPrefix("\(getpid())-") == true)
+        #expect(runs.count == 1)
+        #expect(runs.first?.stringValue?.hasPrefix("\(getpid())-") == true)
+        #expect(seen["commands"] == [seen["token"] ?? .null])
         #expect(temporary.workspace.listFiles(".stagerunner/runs") == [])
+        #expect(
+            !FileManager.default.fileExists(atPath: temporary.workspace.path("\(result.context.workDir)/.commands"))
+        )
     }
 
     @Test("a job a crash left running: the temporaries in its folder go; so do those of a job cut short at its start")
@@ -102,6 +154,25 @@ struct TemporariesTests {
         #expect(FileManager.default.fileExists(atPath: workspace.path(live)))
         #expect(workspace.isFile("jobs/\(id)/tasks/review/review.md"))
     }
+}
+
+/// Starts `sh -c script` with `environment` over the test's; its stdout is on the pipe returned.
+private func spawn(_ script: String, environment: [String: String] = [:]) throws -> (Process, Pipe) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/bin/sh")
+    process.arguments = ["-c", script]
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+    let output = Pipe()
+    process.standardOutput = output
+    // Not the runner's stderr, which a process left running would hold open.
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    return (process, output)
+}
+
+/// Whether process `pid` runs (exists and is not a zombie waiting to be reaped).
+private func isRunning(_ pid: pid_t) -> Bool {
+    processStat(pid).map { $0.first != "Z" } ?? false
 }
 
 /// Writes `text` at `path`, creating the folders on the way.

@@ -48,10 +48,15 @@ struct CommandStageHandler: TaskStageHandler {
         variables["STAGERUNNER_WORK_DIR"] = workspace.path(invocation.context.workDir)
         var options = PlatformOptions()
         options.teardownSequence = [.gracefulShutDown(allowedDurationToNextStep: .seconds(2))]
-        // Its own process group, recorded while it runs: if this process is killed, the next one
-        // to open the workspace ends the group before the task can run again (RunningCommands).
+        // Its own process group, recorded from before the spawn until it ends: if this process is
+        // killed, the next one to open the workspace ends it before the task can run again
+        // (RunningCommands).
         options.processGroupID = 0
-        let records = workspace.path("\(invocation.context.workDir)/\(RunningCommands.folder)")
+        let record = RunningCommands.Record(
+            in: workspace.path("\(invocation.context.workDir)/\(RunningCommands.folder)")
+        )
+        defer { record.remove() }
+        variables[RunningCommands.tokenVariable] = record.token
         // The three streams are unnamed temporary files rather than pipes: a program that never
         // reads its input, or floods its output, cannot stall or break the exchange.
         let streams: (input: ScratchFile, output: ScratchFile, error: ScratchFile)
@@ -69,7 +74,7 @@ struct CommandStageHandler: TaskStageHandler {
                 output: .fileDescriptor(try streams.output.duplicate(), closeAfterSpawningProcess: true),
                 error: .fileDescriptor(try streams.error.duplicate(), closeAfterSpawningProcess: true)
             ) { execution in
-                RunningCommands.record(execution.processIdentifier.value, in: records)
+                record.started(execution.processIdentifier.value)
             }.terminationStatus
         } catch let error as ScratchFile.Failure {
             throw TaskError(.command, "\(summary) could not run: \(error)")
@@ -77,7 +82,6 @@ struct CommandStageHandler: TaskStageHandler {
             if Task.isCancelled { throw CancellationError() }
             throw TaskError(.command, "\(summary) could not run: \(error)")
         }
-        RunningCommands.removeRecords(in: records)
         let stderr = streams.error.contents(limit: Self.errorLimit) ?? Array("(more than 4 MiB on stderr)".utf8)
         if !stderr.isEmpty {
             try? await ArtifactFile.write(
