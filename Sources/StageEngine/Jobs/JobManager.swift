@@ -151,9 +151,10 @@ public actor JobManager {
         // waiters (a cancel's, say) must wait for that run's end, not this one's.
         let waiters = finishWaiters.removeValue(forKey: id) ?? []
         if let job = jobs[id] { await job.store.flush() }
-        for waiter in waiters { waiter.resume() }
         await runner.budgets.close(job: id)
+        // Idle before the waiters resume: what they see next is the job at rest.
         becameIdle(id)
+        for waiter in waiters { waiter.resume() }
         startQueued()
     }
 
