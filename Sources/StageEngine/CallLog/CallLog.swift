@@ -9,8 +9,12 @@ public struct CallRecord: Sendable, Hashable, Codable, FetchableRecord, MutableP
     /// ISO 8601, UTC.
     public var createdAt: String
     public var runId: String
+    /// The generation's stage (`draft`, `essay`, `evaluation`), or the task stage that made the
+    /// call (`inference`, `critique`, `refine`, …).
     public var stage: String
+    /// The generation's id, or the name of the task that made the call.
     public var genId: String
+    /// The generation's template; nil for a task's call.
     public var templateId: String?
     public var model: String
     public var provider: String

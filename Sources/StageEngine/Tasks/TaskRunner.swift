@@ -83,7 +83,9 @@ extension StageRunner {
                     snapshot
                 )
             },
-            metrics: MetricsRecorder(observer: options.observer),
+            metrics: MetricsRecorder(observer: options.observer) { [self, task = task.name] metric in
+                await logTaskCall(metric, task: task, runId: runId)
+            },
             logger: logger
         )
         let workDir = options.workDir ?? "data/tasks/\(task.name)/\(runId)"
@@ -390,5 +392,37 @@ struct TaskExecution {
     static func seconds(_ duration: Duration) -> String {
         let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
         return seconds == seconds.rounded() ? "\(Int(seconds)) s" : String(format: "%.3g s", seconds)
+    }
+}
+
+extension StageRunner {
+    /// A task's model call in the call log, like a stage's: the log holds every call made, with
+    /// the task's name where a stage's call has its generation.
+    func logTaskCall(_ metric: LLMMetric, task: String, runId: String) async {
+        let status = metric.failed ? "error" : metric.finishReason == "length" ? "truncated" : "success"
+        let record = CallRecord(
+            createdAt: Timestamp.now(),
+            runId: runId,
+            stage: metric.stage,
+            genId: task,
+            templateId: nil,
+            model: metric.model,
+            provider: metric.provider,
+            promptVersion: nil,
+            parameters: "{}",
+            status: status,
+            error: metric.error,
+            latencyMs: metric.durationMs,
+            promptTokens: metric.promptTokens,
+            completionTokens: metric.completionTokens,
+            costUsd: metric.failed ? nil : metric.cost,
+            cached: metric.cached,
+            retries: metric.retries
+        )
+        do {
+            _ = try await callLog.record(record)
+        } catch {
+            logCallLogFailure(error)
+        }
     }
 }

@@ -77,17 +77,20 @@ public struct TaskEnvironment: Sendable {
 }
 
 /// Collects the model calls of a run, from whichever handler makes them, and passes each on to
-/// the run's observer.
+/// the call log and the run's observer.
 actor MetricsRecorder {
     private(set) var metrics: [LLMMetric] = []
     let observer: TaskObserver?
+    let callLog: (@Sendable (LLMMetric) async -> Void)?
 
-    init(observer: TaskObserver? = nil) {
+    init(observer: TaskObserver? = nil, callLog: (@Sendable (LLMMetric) async -> Void)? = nil) {
         self.observer = observer
+        self.callLog = callLog
     }
 
     func record(_ metric: LLMMetric) async {
         metrics.append(metric)
+        await callLog?(metric)
         await observer?(.modelCall(metric))
     }
 }

@@ -78,6 +78,37 @@ struct TaskHandlerTests {
         #expect(metric.json["totalTokens"] == .integer(Int64(metric.promptTokens + 4)))
     }
 
+    @Test("a task's model calls are in the call log, failed ones too, as stages' calls are")
+    func modelCallsAreInTheCallLog() async throws {
+        let task = """
+            model: embedded:scripted
+            stages:
+              promptTemplating: { template: { text: "Say hello about {{ input.topic }}" } }
+              inference: { llm: { maxTokens: 100 } }
+              critique: { llm: openai:gpt-4o-mini }
+            """
+        let workspace = try TemporaryWorkspace(files: [
+            "tasks/task.yaml": task,
+            "stagerunner.yaml": "embedded:\n  rules:\n    - promptContains: Say hello\n      response: Hello, tides.\n",
+        ])
+        defer { workspace.remove() }
+        let runner = try StageRunner(workspace: workspace.workspace, environment: [:])
+        let definition = try TaskDefinition.load("tasks/task.yaml", workspace: workspace.workspace)
+        let result = try await runner.runTask(
+            definition,
+            options: TaskRunOptions(input: ["topic": "tides"], runId: "r1")
+        )
+        #expect(result.failedStage == "critique")
+        let calls = try await runner.callLog.recent().sorted { $0.id ?? 0 < $1.id ?? 0 }
+        #expect(calls.map(\.stage) == ["inference", "critique"])
+        #expect(calls.allSatisfy { $0.runId == "r1" && $0.genId == "task" && $0.templateId == nil })
+        #expect(calls.map(\.status) == ["success", "error"])
+        #expect(calls.first?.provider == "embedded")
+        #expect(calls.first?.completionTokens == 4)
+        #expect(calls.last?.error == "unavailable: provider 'openai' needs an API key: set OPENAI_API_KEY")
+        #expect(calls.last?.costUsd == nil)
+    }
+
     @Test func aTruncatedAnswerSetsTheFlagOrFailsWhenAsked() async throws {
         let files = [
             "stagerunner.yaml": "embedded:\n  rules:\n    - response: \"\(String(repeating: "word ", count: 50))\"\n"
