@@ -101,14 +101,18 @@ extension CallLog {
     /// its `-wal` and `-shm` files the database's mode), another process may be writing (a 5 s
     /// busy timeout), and WAL with synchronous=NORMAL makes a commit cost no fsync while
     /// surviving a crash of the process; only a power loss can drop the last rows, which a log of
-    /// calls and a cache of answers can afford.
-    static func openStateDatabase(_ path: String) throws -> DatabaseQueue {
+    /// calls and a cache of answers can afford. `cacheKiB` bounds the connection's page cache
+    /// (SQLite's default is 2 MiB).
+    static func openStateDatabase(_ path: String, cacheKiB: Int? = nil) throws -> DatabaseQueue {
         try OwnerOnly.createDirectories((path as NSString).deletingLastPathComponent)
         // When another process creates it meanwhile, that one's is opened.
         try? OwnerOnly.createFile(path, [UInt8]())
         var configuration = Configuration()
         configuration.busyMode = .timeout(5)
-        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            if let cacheKiB { try db.execute(sql: "PRAGMA cache_size = -\(cacheKiB)") }
+        }
         let database = try DatabaseQueue(path: path, configuration: configuration)
         try database.writeWithoutTransaction { db in _ = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL") }
         return database
@@ -123,7 +127,9 @@ public final class CallLog: Sendable {
 
     /// Opens (and creates or migrates) the log at `path`.
     public init(path: String) throws {
-        database = try Self.openStateDatabase(path)
+        // The log is appended to and rarely read: a small page cache serves its inserts, where
+        // the default would grow the server by up to 2 MiB as the log grows.
+        database = try Self.openStateDatabase(path, cacheKiB: 64)
         try Self.migrator.migrate(database)
     }
 
