@@ -17,6 +17,22 @@ struct JobTests {
 
     static func research() throws -> TemporaryWorkspace { try TemporaryWorkspace(copying: "research-task") }
 
+    /// Replaces the review task's stages with `stages` (YAML).
+    static func writeReview(_ stages: String, in workspace: TemporaryWorkspace) throws {
+        try ("stages:\n" + stages)
+            .write(toFile: workspace.workspace.path("tasks/review.task.yaml"), atomically: true, encoding: .utf8)
+    }
+
+    /// Appends `text` to the workspace's `stagerunner.yaml`.
+    static func configure(_ text: String, in workspace: TemporaryWorkspace) throws {
+        let configuration = try #require(workspace.read("stagerunner.yaml"))
+        try (configuration + text)
+            .write(toFile: workspace.workspace.path("stagerunner.yaml"), atomically: true, encoding: .utf8)
+    }
+
+    /// The review's template needs a title the summary does not give: it fails at promptTemplating.
+    static let reviewWithoutItsInput = "  promptTemplating: { template: { text: '{{ input.subtitle }}' } }\n"
+
     /// Drains a subscription until the job ends; returns every change.
     static func follow(_ subscription: StatusSubscription) async -> [StatusChange] {
         var changes: [StatusChange] = []
@@ -101,9 +117,7 @@ struct JobTests {
     @Test func aFailedTaskFailsTheJobAndRetryTaskRerunsItKeepingEarlierResults() async throws {
         let workspace = try Self.research()
         defer { workspace.remove() }
-        // The review's template needs a title the summary does not give: it fails at promptTemplating.
-        try "stages:\n  promptTemplating: { template: { text: '{{ input.subtitle }}' } }\n"
-            .write(toFile: workspace.workspace.path("tasks/review.task.yaml"), atomically: true, encoding: .utf8)
+        try Self.writeReview(Self.reviewWithoutItsInput, in: workspace)
         let jobs = try Self.manager(workspace)
         let pipeline = try PipelineDefinition.load("pipelines/research.pipeline.yaml", workspace: workspace.workspace)
         let id = try await jobs.start(pipeline, input: ["topic": "Tide pools"])
@@ -115,8 +129,7 @@ struct JobTests {
         #expect(failed.task("review")?["error"]?["name"] == "TemplateError")
         #expect(failed.computeTaskStage("review") == "promptTemplating")
 
-        try "stages:\n  promptTemplating: { template: { text: 'Review {{ input.title }}' } }\n"
-            .write(toFile: workspace.workspace.path("tasks/review.task.yaml"), atomically: true, encoding: .utf8)
+        try Self.writeReview("  promptTemplating: { template: { text: 'Review {{ input.title }}' } }\n", in: workspace)
         try await jobs.retryTask(id, task: "review")
         let done = try await jobs.waitUntilFinished(id)
         #expect(done.state == "done")
@@ -271,9 +284,7 @@ struct JobTests {
     @Test func aJobsModelCallsSpendTheJobsBudget() async throws {
         let workspace = try Self.research()
         defer { workspace.remove() }
-        let configuration = try #require(workspace.read("stagerunner.yaml"))
-        try (configuration + "budgets:\n  job: {tokens: 60}\n")
-            .write(toFile: workspace.workspace.path("stagerunner.yaml"), atomically: true, encoding: .utf8)
+        try Self.configure("budgets:\n  job: {tokens: 60}\n", in: workspace)
         let jobs = try Self.manager(workspace)
         let pipeline = try PipelineDefinition.load("pipelines/research.pipeline.yaml", workspace: workspace.workspace)
         let id = try await jobs.start(pipeline, input: ["topic": "Tide pools"])
@@ -288,8 +299,7 @@ struct JobTests {
         let workspace = try Self.research()
         defer { workspace.remove() }
         // The review fails on its template; the summary spends tokens.
-        try "stages:\n  promptTemplating: { template: { text: '{{ input.subtitle }}' } }\n"
-            .write(toFile: workspace.workspace.path("tasks/review.task.yaml"), atomically: true, encoding: .utf8)
+        try Self.writeReview(Self.reviewWithoutItsInput, in: workspace)
         let jobs = try Self.manager(workspace)
         let pipeline = try PipelineDefinition.load("pipelines/research.pipeline.yaml", workspace: workspace.workspace)
         let id = try await jobs.start(pipeline, input: ["topic": "Tide pools"])
@@ -301,12 +311,11 @@ struct JobTests {
 
         // A new server with a job budget the first run nearly used up: the retried review is
         // refused, counting what the first run spent.
-        let configuration = try #require(workspace.read("stagerunner.yaml"))
-        try (configuration + "budgets:\n  job: {tokens: \(spent + 1)}\n")
-            .write(toFile: workspace.workspace.path("stagerunner.yaml"), atomically: true, encoding: .utf8)
-        try
-            "stages:\n  promptTemplating: { template: { text: 'Review {{ input.title }}' } }\n  inference: { llm: {} }\n"
-            .write(toFile: workspace.workspace.path("tasks/review.task.yaml"), atomically: true, encoding: .utf8)
+        try Self.configure("budgets:\n  job: {tokens: \(spent + 1)}\n", in: workspace)
+        try Self.writeReview(
+            "  promptTemplating: { template: { text: 'Review {{ input.title }}' } }\n  inference: { llm: {} }\n",
+            in: workspace
+        )
         let restarted = try Self.manager(workspace)
         try await restarted.retryTask(id, task: "review")
         let retried = try await restarted.waitUntilFinished(id)

@@ -178,14 +178,8 @@ final class ScratchFile {
 
     /// Writes `bytes` and rewinds, so that a reader of a duplicate starts at the beginning.
     func write(_ bytes: [UInt8]) throws(Failure) {
-        var written = 0
-        while written < bytes.count {
-            let count = bytes[written...].withUnsafeBytes { Foundation.write(descriptor, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else {
-                throw Failure(description: "cannot write a temporary file: \(String(cString: strerror(errno)))")
-            }
-            written += count
+        guard OwnerOnly.writeAll(descriptor, bytes) else {
+            throw Failure(description: "cannot write a temporary file: \(String(cString: strerror(errno)))")
         }
         lseek(descriptor, 0, SEEK_SET)
     }
