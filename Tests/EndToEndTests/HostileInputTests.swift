@@ -91,7 +91,7 @@ struct HostileInputTests {
         HostileCase(
             "params string",
             Array(#"{"jsonrpc":"2.0","id":1,"method":"ping","params":"x"}\#n"#.utf8),
-            #"{"error":{"code":-32600,"data":{"hint":"a request is {\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{}}"},"message":"Invalid Request: \"params\" must be an object or an array"},"id":1,"jsonrpc":"2.0"}"#,
+            #"{"error":{"code":-32600,"data":{"hint":"a request is {\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{}}"},"message":"Invalid Request: \"params\" must be an object, an array or null"},"id":1,"jsonrpc":"2.0"}"#,
             lsp: false
         ),
         HostileCase(
@@ -435,7 +435,7 @@ struct HostileInputTests {
         HostileCase(
             "validateWorkspace params array",
             Array(#"{"jsonrpc":"2.0","id":1,"method":"validateWorkspace","params":[1]}\#n"#.utf8),
-            #"{"error":{"code":-32602,"data":{"field":"params","problem":"must be an object, not an array"},"message":"Invalid params: params must be an object, not an array"},"id":1,"jsonrpc":"2.0"}"#,
+            #"{"error":{"code":-32602,"data":{"field":"params","problem":"is an array of 1 value (positional params), but 'validateWorkspace' takes its params by name: send an object such as {\"name\": value}"},"message":"Invalid params: params is an array of 1 value (positional params), but 'validateWorkspace' takes its params by name: send an object such as {\"name\": value}"},"id":1,"jsonrpc":"2.0"}"#,
             lsp: false
         ),
         HostileCase(

@@ -15,7 +15,7 @@ struct ServerMethodTests {
         #expect(
             try await peer.call(3, "ping", "[1]")["error"]
                 == json(
-                    #"{"code":-32602,"message":"Invalid params: params must be an object such as {\"echo\": …}","data":{"field":"params","problem":"must be an object such as {\"echo\": …}"}}"#
+                    #"{"code":-32602,"message":"Invalid params: params is an array of 1 value (positional params), but 'ping' takes its params by name: send an object such as {\"name\": value}","data":{"field":"params","problem":"is an array of 1 value (positional params), but 'ping' takes its params by name: send an object such as {\"name\": value}"}}"#
                 )
         )
         #expect(peer.output.problems.isEmpty)
@@ -30,18 +30,22 @@ struct ServerMethodTests {
             "initialize",
             #"{"processId":null,"clientInfo":{"name":"tests","version":"1"},"protocolVersion":"1.3","capabilities":{}}"#
         )
+        let capabilities = json(
+            #"""
+            {"methods":["cancelJob","getArtifact","getStatus","initialize","listJobs","listTemplates","ping","renderPrompt","resumeJob","retryTask","runPipeline","runStage","runTask","shutdown","subscribeStatus","test/heap","test/print","test/sleep","unsubscribeStatus",
+                        "validateWorkspace"],
+             "notifications":["exit","initialized","$/cancelRequest"],"batches":true,"cancellation":true,
+             "framing":"\#(framing.rawValue)","maxMessageSize":67108864}
+            """#
+        )
+        guard case .object(var withExperimental) = capabilities else { return }
+        withExperimental["experimental"] = ["stagerunner": capabilities]
         #expect(
             response["result"]
-                == json(
-                    #"""
-                    {"protocolVersion":"1.0","serverInfo":{"name":"stagerunner","version":"0.1.0"},
-                     "capabilities":{"methods":["cancelJob","getArtifact","getStatus","initialize","listJobs","listTemplates","ping","renderPrompt","resumeJob","retryTask","runPipeline","runStage","runTask","shutdown","subscribeStatus","test/heap","test/print","test/sleep","unsubscribeStatus",
-                                  "validateWorkspace"],
-                       "notifications":["exit","initialized","$/cancelRequest"],"batches":true,"cancellation":true,
-                       "framing":"\#(framing.rawValue)","maxMessageSize":67108864},
-                     "workspace":{"root":"/tmp"}}
-                    """#
-                )
+                == [
+                    "protocolVersion": "1.0", "serverInfo": ["name": "stagerunner", "version": "0.1.0"],
+                    "capabilities": .object(withExperimental), "workspace": ["root": "/tmp"],
+                ]
         )
         peer.send(#"{"jsonrpc":"2.0","method":"initialized","params":{}}"#)
         let again = try await peer.call(2, "initialize", "{}")

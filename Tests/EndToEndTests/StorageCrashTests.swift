@@ -575,7 +575,7 @@ struct StorageCrashTests {
 
     @Test("kill -9 during artifact commits, generation commits and SQLite writes: all whole, nothing done twice")
     func killNineWhileWriting() async throws {
-        let settings = CrashCampaign.Settings(seed: 0x5EED_0008, rounds: 10, seconds: 25)
+        let settings = CrashCampaign.Settings(seed: 0x5EED_0008, rounds: 10, seconds: 60)
         let problems = CrashCampaign.Problems()
         var generator = SeededGenerator(seed: settings.seed)
         let clock = ContinuousClock()

@@ -186,7 +186,9 @@ struct SpecExamplesTests {
         #expect(badID.first?["error"]?["message"] == "Invalid Request: \"id\" must be a string, an integer or null")
         #expect(badID.first?["id"] == .null)
         let badParams = try await Self.exchange(peer, #"{"jsonrpc": "2.0", "method": "sum", "params": 3, "id": 8}"#)
-        #expect(badParams.first?["error"]?["message"] == "Invalid Request: \"params\" must be an object or an array")
+        #expect(
+            badParams.first?["error"]?["message"] == "Invalid Request: \"params\" must be an object, an array or null"
+        )
         #expect(badParams.first?["id"] == 8)
     }
 }

@@ -156,12 +156,14 @@ public final class FrameReader: Sendable {
         return messages
     }
 
-    /// Waits for the response whose id is `id`.
+    /// Waits for the response whose id is `id` (not a request of the server's with the same id:
+    /// the two sides number their requests independently).
     public func response(id: JSONValue, timeout: Duration = TestTimeouts.wait) async throws -> JSONValue {
+        @Sendable func isResponse(_ message: JSONValue) -> Bool { message["id"] == id && message["method"] == nil }
         try await wait(timeout: timeout, "the response to id \(id)") { messages, _ in
-            messages.contains { $0["id"] == id }
+            messages.contains(where: isResponse)
         }
-        return messages.first { $0["id"] == id }!
+        return messages.first(where: isResponse)!
     }
 
     /// Waits until the server closes its output.

@@ -920,8 +920,13 @@ def test_live_exchange_conforms(framing: str, tmp_path: Path) -> None:
         exchange.request(7, "test/sleep", {"ms": "soon"})
         data = exchange.error(7, -32602)["data"]
         assert data["field"] == "params.ms" and data["problem"]
-        exchange.request(8, "ping", [])
+        exchange.request(8, "ping", ["hello"])
         assert exchange.error(8, -32602)["data"]["field"] == "params"
+        # "no params" as client libraries spell it: [] (Lua) and null (Emacs Lisp) mean {}
+        exchange.request(81, "ping", [])
+        exchange.pending[exchange.key(82)] = "ping"
+        exchange.server.send({"jsonrpc": "2.0", "id": 82, "method": "ping", "params": None})
+        assert exchange.result(81) == exchange.result(82) == {}
 
         # unknown method
         exchange.request(9, "noSuchMethod", {})
@@ -1339,7 +1344,7 @@ def test_live_task_methods_conform(framing: str, tmp_path: Path) -> None:
         # an answer that breaks the {output, flags} contract
         exchange.request(6, "runTask", {"task": {"stages": {"integration": {"client": "quality"}}}})
         request = next_server_request(exchange, "executeStage")
-        exchange.server.send({"jsonrpc": "2.0", "id": request["id"], "result": {"output": 1}})
+        exchange.server.send({"jsonrpc": "2.0", "id": request["id"], "result": {"output": 1, "flags": ["x"]}})
         result = exchange.result(6)
         assert (result["failedStage"], result["error"]["name"]) == ("integration", "ContractError")
 

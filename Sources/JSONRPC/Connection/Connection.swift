@@ -204,11 +204,12 @@ public final class Connection: @unchecked Sendable {
             case .single(.success(let message)):
                 dispatch(message, batch: nil, output: &output)
             case .single(.failure(let rejected)):
-                send(id: rejected.id, .failure(rejected.error), batch: nil, inline: &output)
+                reject(rejected, batch: nil, output: &output)
             case .batch(let elements):
                 let slots = elements.filter { element in
                     switch element {
-                    case .success(.request), .failure: return true
+                    case .success(.request): return true
+                    case .failure(let rejected): return !rejected.isNotification
                     case .success(.notification), .success(.response): return false
                     }
                 }.count
@@ -216,12 +217,21 @@ public final class Connection: @unchecked Sendable {
                 for element in elements {
                     switch element {
                     case .success(let message): dispatch(message, batch: batch, output: &output)
-                    case .failure(let rejected):
-                        send(id: rejected.id, .failure(rejected.error), batch: batch, inline: &output)
+                    case .failure(let rejected): reject(rejected, batch: batch, output: &output)
                     }
                 }
             }
         }
+    }
+
+    /// Answers a message that was not accepted, unless it was a notification: those are never
+    /// answered, so the problem goes to the log for whoever debugs the client.
+    private func reject(_ rejected: RejectedMessage, batch: Batch?, output: inout [UInt8]) {
+        if rejected.isNotification {
+            logger.warning("ignored a malformed notification", metadata: ["error": "\(rejected.error.message)"])
+            return
+        }
+        send(id: rejected.id, .failure(rejected.error), batch: batch, inline: &output)
     }
 
     /// Pauses the reader while too many handlers run.
@@ -246,6 +256,8 @@ public final class Connection: @unchecked Sendable {
         case .request(let request):
             dispatch(request, batch: batch, output: &output)
         case .notification(let notification):
+            // A notification may end the connection (`exit`): answers already made go out first.
+            flush(&output)
             handle(notification)
         case .response(let response):
             deliver(response)
@@ -299,6 +311,9 @@ public final class Connection: @unchecked Sendable {
                 finish(request.id, marker, outcome, batch)
                 context.afterResponseActions.run()
             }
+            // Answers made on the intake so far go out before this task can answer, so a task
+            // (`shutdown`, say) never overtakes an immediate answer to an earlier request.
+            flush(&output)
             if entry.execution == .ordered {
                 // The queue runs jobs one at a time; each job is its own task so it can be cancelled alone.
                 orderedQueue.yield { [self] in
@@ -453,7 +468,8 @@ public final class Connection: @unchecked Sendable {
     public func request(_ method: String, params: RawJSON? = nil, timeout: Duration? = nil) async throws -> RawJSON {
         let (id, closed): (RequestID, Bool) = state.withLock {
             nextOutgoingID += 1
-            return (.string("s\(nextOutgoingID)"), stopped)
+            // Integers: some client libraries answer only requests whose id is a number.
+            return (.number(Int64(nextOutgoingID)), stopped)
         }
         if closed { throw ResponseError.requestFailed("the connection is closed") }
         let limit = timeout ?? configuration.clientRequestTimeout

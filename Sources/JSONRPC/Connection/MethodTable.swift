@@ -1,3 +1,4 @@
+import JSON
 import Synchronization
 
 /// How a method's handler is scheduled relative to other messages.
@@ -34,9 +35,25 @@ public struct RequestContext: Sendable {
         afterResponseActions.add(action)
     }
 
-    /// Decodes `params` as `T`; absent params decode like `{}`.
+    /// Decodes `params` as `T`; absent params, `null` and `[]` decode like `{}` (see ``namedParams()``).
     public func decodeParams<T: Decodable>(_ type: T.Type) throws(ResponseError) -> T {
-        try (params ?? .emptyObject).decode(T.self)
+        try namedParams().decode(T.self)
+    }
+
+    /// The params as an object, for methods that take their params by name.
+    ///
+    /// Client libraries spell "no params" in four ways: absent, `null` (Emacs Lisp's nil),
+    /// `[]` (Lua cannot tell an empty table from an empty list) and `{}`. All four are `{}` here.
+    /// An array that carries values is `-32602`: positional params are not accepted.
+    public func namedParams() throws(ResponseError) -> RawJSON {
+        guard let params else { return .emptyObject }
+        guard params.bytes.first == UInt8(ascii: "[") else { return params }
+        guard case .array(let values) = params.value(), !values.isEmpty else { return .emptyObject }
+        throw ResponseError.invalidParams(
+            field: "params",
+            problem: "is an array of \(values.count) value\(values.count == 1 ? "" : "s") (positional params), "
+                + "but '\(method)' takes its params by name: send an object such as {\"name\": value}"
+        )
     }
 }
 

@@ -45,6 +45,15 @@ public enum Message: Sendable, Hashable {
 public struct RejectedMessage: Error, Sendable, Hashable {
     public var id: RequestID
     public var error: ResponseError
+    /// The message had a `method` and no `id`: a notification, which is never answered
+    /// (JSON-RPC 2.0 §4.1), not even with an error; the connection logs it instead.
+    public var isNotification: Bool
+
+    public init(id: RequestID, error: ResponseError, isNotification: Bool = false) {
+        self.id = id
+        self.error = error
+        self.isNotification = isNotification
+    }
 }
 
 /// What one frame held.

@@ -107,8 +107,13 @@ public enum MessageDecoder {
             }
             id = valid
         }
+        // A method name without an id makes a notification, however malformed the rest is: it is
+        // never answered, so a client's `exit` or `$/cancelRequest` cannot draw a response. (A
+        // `method` that is not a string is answered, as the specification's examples show.)
+        var isNotification = false
+        if case .string? = method, idValue == nil { isNotification = true }
         func reject(_ problem: String) -> Result<Message, RejectedMessage> {
-            .failure(RejectedMessage(id: id ?? .null, error: .invalidRequest(problem)))
+            .failure(RejectedMessage(id: id ?? .null, error: .invalidRequest(problem), isNotification: isNotification))
         }
         guard version == .string("2.0") else { return reject("\"jsonrpc\" must be exactly \"2.0\"") }
 
@@ -116,11 +121,16 @@ public enum MessageDecoder {
             guard case .string(let name) = method else { return reject("\"method\" must be a string") }
             var rawParams: RawJSON?
             if let params {
+                // `null` is how several client libraries spell "no params" (Emacs Lisp's nil,
+                // pygls's None): it means the same as leaving params out.
                 let first = parser.bytes[params.lowerBound]
-                guard first == UInt8(ascii: "{") || first == UInt8(ascii: "[") else {
-                    return reject("\"params\" must be an object or an array")
+                if first == UInt8(ascii: "n") {
+                    rawParams = nil
+                } else if first == UInt8(ascii: "{") || first == UInt8(ascii: "[") {
+                    rawParams = RawJSON(validated: Array(UnsafeBufferPointer(rebasing: parser.bytes[params])))
+                } else {
+                    return reject("\"params\" must be an object, an array or null")
                 }
-                rawParams = RawJSON(validated: Array(UnsafeBufferPointer(rebasing: parser.bytes[params])))
             }
             if let id { return .success(.request(Request(id: id, method: name, params: rawParams))) }
             return .success(.notification(Notification(method: name, params: rawParams)))

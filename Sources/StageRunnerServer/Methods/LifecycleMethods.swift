@@ -11,11 +11,23 @@ struct InitializeParams: Decodable, Sendable {
         var version: String?
     }
 
+    /// An LSP workspace folder.
+    struct WorkspaceFolder: Decodable, Sendable {
+        var uri: String
+        var name: String?
+    }
+
     var processId: Int?
     var clientInfo: ClientInfo?
     var protocolVersion: String?
     var capabilities: JSONValue?
     var workspaceRoot: String?
+    // What LSP clients send instead of `workspaceRoot`; typed clients (on lsprotocol, say) can
+    // send nothing else, except through `initializationOptions`.
+    var initializationOptions: JSONValue?
+    var rootUri: String?
+    var rootPath: String?
+    var workspaceFolders: [WorkspaceFolder]?
 }
 
 /// `initialize` result.
@@ -25,13 +37,28 @@ struct InitializeResult: Encodable, Sendable {
         var version: String
     }
 
-    struct Capabilities: Encodable, Sendable {
+    /// What this server offers, in StageRunner's terms.
+    struct StageRunnerCapabilities: Encodable, Sendable {
         var methods: [String]
         var notifications: [String]
         var batches: Bool
         var cancellation: Bool
         var framing: String
         var maxMessageSize: Int
+    }
+
+    /// The StageRunner capabilities at the top, where StageRunner's own clients read them, and
+    /// again under `experimental.stagerunner`, where typed LSP clients keep what they do not know.
+    struct Capabilities: Encodable, Sendable {
+        var stagerunner: StageRunnerCapabilities
+
+        enum CodingKeys: String, CodingKey { case experimental }
+
+        func encode(to encoder: any Encoder) throws {
+            try stagerunner.encode(to: encoder)
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(["stagerunner": stagerunner], forKey: .experimental)
+        }
     }
 
     struct WorkspaceInfo: Encodable, Sendable {
@@ -54,14 +81,14 @@ extension StageRunnerServer {
             )
         }
         var workspace = lifecycle.workspace
-        if let root = params.workspaceRoot {
+        if let (field, root) = try Self.requestedWorkspace(params) {
             do {
                 workspace = try Workspace(path: root)
             } catch {
-                throw .invalidParams(field: "params.workspaceRoot", problem: "\(error)")
+                throw .invalidParams(field: field, problem: "\(error)")
             }
         }
-        let stageHandlers = try Self.stageHandlers(params.capabilities)
+        let stageHandlers = try Self.stageHandlers(params)
         let problem: ResponseError? = lifecycle.state.withLock { state in
             guard state.phase == .starting else {
                 return .invalidRequest(
@@ -83,12 +110,14 @@ extension StageRunnerServer {
             protocolVersion: ProtocolVersion.current,
             serverInfo: .init(name: "stagerunner", version: StageRunnerVersion.current),
             capabilities: .init(
-                methods: context.connection.methods.requestMethods,
-                notifications: context.connection.methods.notificationMethods + ["$/cancelRequest"],
-                batches: true,
-                cancellation: true,
-                framing: (context.connection.framing ?? .lsp).rawValue,
-                maxMessageSize: options.maximumMessageSize
+                stagerunner: .init(
+                    methods: context.connection.methods.requestMethods,
+                    notifications: context.connection.methods.notificationMethods + ["$/cancelRequest"],
+                    batches: true,
+                    cancellation: true,
+                    framing: (context.connection.framing ?? .lsp).rawValue,
+                    maxMessageSize: options.maximumMessageSize
+                )
             ),
             workspace: .init(root: workspace.root)
         )
@@ -99,22 +128,55 @@ extension StageRunnerServer {
         }
     }
 
-    /// `capabilities.stageHandlers`: the names of the task stages the client runs itself.
-    static func stageHandlers(_ capabilities: JSONValue?) throws(ResponseError) -> Set<String> {
-        guard let declared = capabilities?["stageHandlers"], declared != .null else { return [] }
-        guard case .array(let names) = declared else {
+    /// The workspace directory the client asked for, and the member that named it: the first
+    /// of `workspaceRoot`, `initializationOptions.workspaceRoot`, `rootUri`, `rootPath` and the
+    /// first of `workspaceFolders`; nil when none is given.
+    static func requestedWorkspace(_ params: InitializeParams) throws(ResponseError) -> (String, String)? {
+        if let root = params.workspaceRoot { return ("params.workspaceRoot", root) }
+        switch params.initializationOptions?["workspaceRoot"] {
+        case .string(let root)?: return ("params.initializationOptions.workspaceRoot", root)
+        case nil, .null?: break
+        case let other?:
             throw .invalidParams(
-                field: "params.capabilities.stageHandlers",
-                problem: "must be an array of handler names"
+                field: "params.initializationOptions.workspaceRoot",
+                problem: "must be a string, not \(other.typeName)"
             )
+        }
+        if let uri = params.rootUri { return ("params.rootUri", try localPath(uri, field: "params.rootUri")) }
+        if let path = params.rootPath { return ("params.rootPath", path) }
+        if let folder = params.workspaceFolders?.first {
+            let field = "params.workspaceFolders[0].uri"
+            return (field, try localPath(folder.uri, field: field))
+        }
+        return nil
+    }
+
+    /// The path of a `file:` URI (`file:///home/a%20b`, `file://localhost/…`), percent-decoded.
+    static func localPath(_ uri: String, field: String) throws(ResponseError) -> String {
+        do {
+            return try FileURI.path(of: uri)
+        } catch {
+            throw .invalidParams(field: field, problem: error.problem)
+        }
+    }
+
+    /// The names of the task stages the client runs itself: `capabilities.stageHandlers`, or
+    /// `initializationOptions.stageHandlers` for typed LSP clients whose capabilities are fixed.
+    static func stageHandlers(_ params: InitializeParams) throws(ResponseError) -> Set<String> {
+        var field = "params.capabilities.stageHandlers"
+        var declared = params.capabilities?["stageHandlers"]
+        if declared == nil || declared == .null {
+            field = "params.initializationOptions.stageHandlers"
+            declared = params.initializationOptions?["stageHandlers"]
+        }
+        guard let declared, declared != .null else { return [] }
+        guard case .array(let names) = declared else {
+            throw .invalidParams(field: field, problem: "must be an array of handler names")
         }
         var handlers: Set<String> = []
         for (index, name) in names.enumerated() {
             guard case .string(let text) = name, !text.isEmpty else {
-                throw .invalidParams(
-                    field: "params.capabilities.stageHandlers[\(index)]",
-                    problem: "must be a non-empty string, not \(name)"
-                )
+                throw .invalidParams(field: "\(field)[\(index)]", problem: "must be a non-empty string, not \(name)")
             }
             handlers.insert(text)
         }

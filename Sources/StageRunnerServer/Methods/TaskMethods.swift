@@ -34,7 +34,7 @@ struct ConnectionStageExecutor: ClientStageExecutor {
                 params: RawJSON(params),
                 timeout: .seconds(86_400)
             )
-            return try answer.checkedValue(as: "result")
+            return Self.contract(try answer.checkedValue(as: "result"))
         } catch let error as ResponseError {
             throw TaskError(
                 .client,
@@ -42,6 +42,24 @@ struct ConnectionStageExecutor: ClientStageExecutor {
                 data: error.data
             )
         }
+    }
+
+    /// The answer as the `{output, flags}` contract, read as client libraries write it: Lua
+    /// sends an empty table as `[]` and leaves out a nil `output`, so `flags` of `null` or `[]`
+    /// is `{}`, a missing `output` is `null`, and an answer of `[]` is `{output: null, flags: {}}`.
+    static func contract(_ answer: JSONValue) -> JSONValue {
+        var members: [String: JSONValue]
+        switch answer {
+        case .object(let object): members = object
+        case .array(let values) where values.isEmpty: members = [:]
+        default: return answer
+        }
+        if members["output"] == nil { members["output"] = .null }
+        switch members["flags"] {
+        case nil, .null?, .array([])?: members["flags"] = .object([:])
+        default: break
+        }
+        return .object(members)
     }
 }
 

@@ -270,7 +270,9 @@ struct TemplateAPITests {
         for _ in 0..<rounds { _ = try template.render(context) }
         let perRender = (ContinuousClock.now - start) / rounds
         print("typical prompt template (\(source.utf8.count) bytes): \(perRender) per render")
-        // Debug builds are several times slower than release; this only catches pathological regressions.
-        #expect(perRender < .milliseconds(2))
+        // A generous bound: about 0.5 ms in a debug build on an idle machine, 2.5 ms while two
+        // builds share its two cores; only a pathological (quadratic, say) regression passes 50 ms.
+        // Speed itself is measured by `make bench`.
+        #expect(perRender < .milliseconds(50))
     }
 }
