@@ -7,15 +7,16 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 SWIFT_FORMAT_PATHS := Package.swift Sources Tests Benchmarks/Package.swift Benchmarks/Sources Fuzz/Package.swift Fuzz/Sources
 
-.PHONY: demo test deps venv build release lint swift-test protocol-test client-test neovim-test bench fault-campaign crash-campaign soak fuzz clean
+.PHONY: demo test deps venv build release lint swift-test protocol-test client-test neovim-test emacs-test client-library-test bench fault-campaign crash-campaign soak fuzz clean
 
 demo: deps release
 	@python3 scripts/demo.py .build/release/stagerunner
 
-test: deps venv lint swift-test protocol-test client-test
+test: deps venv lint swift-test protocol-test client-test client-library-test
 
 # The system packages the build needs (libcurl's and SQLite's headers), and Node for its client.
-# Neovim (Debian's, 0.7 on bookworm) for the Neovim client's tests.
+# Neovim (Debian's, 0.7 on bookworm) and Emacs (28, whose jsonrpc.el Eglot uses) for the editor
+# clients' tests and the conformance tests against their JSON-RPC libraries.
 deps:
 	@if ! pkg-config --exists libcurl sqlite3 2>/dev/null; then \
 		echo "Installing libcurl4-openssl-dev, libsqlite3-dev and pkg-config (apt)..."; \
@@ -30,15 +31,22 @@ deps:
 		echo "Installing neovim (apt)..."; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq neovim; \
 	fi
+	@if ! command -v emacs >/dev/null 2>&1; then \
+		echo "Installing emacs-nox (apt)..."; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq emacs-nox; \
+	fi
 
 venv: $(VENV)/.installed
 
-# pytest, jsonschema and PyYAML for protocol/, Jinja2 as the reference of the template engine.
+# pytest, jsonschema and PyYAML for protocol/, Jinja2 as the reference of the template engine,
+# pygls and python-lsp-jsonrpc for the conformance tests against other people's client libraries.
 # The Python client is installed editable, as its users would install it.
-$(VENV)/.installed: protocol/tests/requirements.txt Tests/TemplateCorpus/requirements.txt clients/python/pyproject.toml
+$(VENV)/.installed: protocol/tests/requirements.txt Tests/TemplateCorpus/requirements.txt \
+		Tests/ClientLibraries/python/requirements.txt clients/python/pyproject.toml
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check \
-		-r protocol/tests/requirements.txt -r Tests/TemplateCorpus/requirements.txt -e clients/python
+		-r protocol/tests/requirements.txt -r Tests/TemplateCorpus/requirements.txt \
+		-r Tests/ClientLibraries/python/requirements.txt -e clients/python
 	touch $@
 
 build: deps
@@ -69,10 +77,22 @@ client-test: venv
 	STAGERUNNER_BIN=$(abspath .build/debug/stagerunner) $(PYTHON) -m pytest clients/python/tests -q
 	STAGERUNNER_BIN=$(abspath .build/debug/stagerunner) node --test clients/node/test/
 	$(MAKE) --no-print-directory neovim-test
+	$(MAKE) --no-print-directory emacs-test
 
 # The Neovim client, headless, against the built binary (nvim from apt: make deps).
 neovim-test:
 	STAGERUNNER_BIN=$(abspath .build/debug/stagerunner) clients/neovim/tests/run.sh
+
+# The Emacs package, with ERT in emacs --batch, against the built binary (emacs-nox: make deps).
+emacs-test:
+	STAGERUNNER_BIN=$(abspath .build/debug/stagerunner) clients/emacs/tests/run.sh
+
+# The binary driven from JSON-RPC client libraries nobody here wrote, as their users write them:
+# pygls (JsonRPCClient, LanguageClient) and python-lsp-jsonrpc (Endpoint), Neovim's vim.lsp.rpc
+# and vim.lsp.start_client. Emacs's jsonrpc.el is driven by emacs-test.
+client-library-test: venv
+	STAGERUNNER_BIN=$(abspath .build/debug/stagerunner) $(PYTHON) -m pytest Tests/ClientLibraries/python -q
+	STAGERUNNER_BIN=$(abspath .build/debug/stagerunner) Tests/ClientLibraries/neovim/run.sh
 
 # The transport benchmark, then runStage and runTask throughput (the venv run.sh makes holds the
 # Python peers, Jinja2 and jsonschema), then jobs: stage boundary to client notification with 100

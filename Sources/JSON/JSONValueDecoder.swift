@@ -93,8 +93,15 @@ private struct ValueDecoder: Decoder {
     }
 
     func container<Key: CodingKey>(keyedBy type: Key.Type) throws -> KeyedDecodingContainer<Key> {
-        guard case .object(let members) = value else { throw fail("must be an object, not \(describe(value))") }
-        return KeyedDecodingContainer(KeyedContainer(members: members, decoder: self))
+        switch value {
+        case .object(let members):
+            return KeyedDecodingContainer(KeyedContainer(members: members, decoder: self))
+        case .array(let elements) where elements.isEmpty:
+            // Lua cannot tell an empty table from an empty list: `values = {}` arrives as `[]`.
+            return KeyedDecodingContainer(KeyedContainer(members: [:], decoder: self))
+        default:
+            throw fail("must be an object, not \(describe(value))")
+        }
     }
 
     func unkeyedContainer() throws -> any UnkeyedDecodingContainer {

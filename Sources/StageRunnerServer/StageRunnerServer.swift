@@ -60,7 +60,10 @@ public final class StageRunnerServer: Sendable {
         case .endOfInput: return 0
         case .requested("exit"): return lifecycle.shutdownReceived ? 0 : 1
         case .requested: return 0
-        case .outputFailed, .inputFailed: return 1
+        // A client that asked for `shutdown` may stop reading before its `exit` is read (an
+        // editor quitting closes the pipes at once): that is the end it asked for.
+        case .outputFailed: return lifecycle.shutdownReceived ? 0 : 1
+        case .inputFailed: return 1
         }
     }
 

@@ -49,6 +49,16 @@ struct JSONValueDecoderTests {
         #expect(try JSONValueDecoder.decode(Params.self, from: json(#"{"ms":2.0,"flag":null}"#)).ms == 2)
     }
 
+    @Test("an empty array is an empty object where an object is expected (Lua's {})")
+    func emptyArrayIsAnEmptyObject() throws {
+        let params = try JSONValueDecoder.decode(Params.self, from: json(#"{"ms":1,"tags":[],"anything":[]}"#))
+        #expect(params.tags == [:])
+        // Where any value goes, the array stays an array: it may be meant.
+        #expect(params.anything == [])
+        #expect(problem(#"{"ms":1,"tags":["k"]}"#) == #"params.tags must be an object, not an array"#)
+        #expect(problem("[]") == "params.ms is required but missing")
+    }
+
     @Test(
         "names the field and what was found there",
         arguments: [

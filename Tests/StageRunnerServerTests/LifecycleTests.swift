@@ -46,6 +46,9 @@ struct LifecycleTests {
         #expect(server.exitStatus(for: .outputFailed(32)) == 1)
         _ = server.lifecycle.admit("shutdown")
         #expect(server.exitStatus(for: .requested("exit")) == 0)
+        // After shutdown, a client that stops reading has ended the session as it asked.
+        #expect(server.exitStatus(for: .outputFailed(32)) == 0)
+        #expect(server.exitStatus(for: .inputFailed(5)) == 1)
     }
 
     @Test func protocolVersionsOfTheSameMajorAreCompatible() {

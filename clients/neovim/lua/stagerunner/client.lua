@@ -142,7 +142,7 @@ function Client:start()
     self.info = result
     self.capabilities = result and result.capabilities or {}
     self.state = 'ready'
-    self.rpc.notify('initialized', vim.empty_dict())
+    self.rpc.notify('initialized', {})
     local queued = self.queue
     self.queue = {}
     for _, q in ipairs(queued) do

@@ -573,7 +573,7 @@ function M.list(opts)
   opts = opts or {}
   local done = opts.on_done or function() end
   local root = opts.root or root_here()
-  local params = vim.empty_dict()
+  local params = {}
   if opts.state and opts.state ~= '' then
     params.state = opts.state
   end

@@ -30,7 +30,7 @@ function M.list(opts)
   local bufnr = (opts.bufnr == nil or opts.bufnr == 0) and vim.api.nvim_get_current_buf() or opts.bufnr
   local path = vim.api.nvim_buf_get_name(bufnr)
   local root = workspace.root_for(path)
-  local params = vim.empty_dict()
+  local params = {}
   if opts.stage and opts.stage ~= '' then
     params.stage = opts.stage
   end
