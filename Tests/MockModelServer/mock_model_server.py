@@ -19,6 +19,9 @@ The model name chooses the behaviour:
   ratelimited-<tag>  429 with Retry-After: 1 once, then answers
   once-<tag>      answers its first request, then fails every other with 500
   sleep-<ms>      answers after <ms> milliseconds (the benchmark's model)
+  hold-<tag>      accepts the request and answers nothing for 60 s, watching the connection:
+                  GET /hold/<tag> says {"requests": n, "closed": n, "closedAfter": [seconds]},
+                  how many such requests came and how many the client hung up on, and when
   quota-<tag>     one request per window of about a second: each answer's rate-limit headers
                   (OpenAI's x-ratelimit-*, Anthropic's anthropic-ratelimit-*) say none is left
                   until the window ends, and a request inside the window gets a 429
@@ -43,6 +46,8 @@ SEEN: dict[str, int] = {}
 SEEN_LOCK = threading.Lock()
 # The end of each quota-<tag> model's current window (time.time()).
 WINDOWS: dict[str, float] = {}
+# hold-<tag>: requests received, and the seconds after which each client closed its connection.
+HOLDS: dict[str, dict] = {}
 
 
 def seen(model: str) -> int:
@@ -71,6 +76,35 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
+
+    def do_GET(self):
+        if self.path.startswith("/hold/"):
+            with SEEN_LOCK:
+                hold = HOLDS.get(self.path.removeprefix("/hold/"), {"requests": 0, "closedAfter": []})
+                answer = {"requests": hold["requests"], "closed": len(hold["closedAfter"]),
+                          "closedAfter": list(hold["closedAfter"])}
+            return self.send_json(200, answer)
+        return self.send_json(404, {"error": {"message": f"no route {self.path}"}})
+
+    def hold(self, tag):
+        """Answers nothing; notes when the client closes the connection (a cancelled transfer)."""
+        started = time.monotonic()
+        with SEEN_LOCK:
+            HOLDS.setdefault(tag, {"requests": 0, "closedAfter": []})["requests"] += 1
+        self.connection.settimeout(0.05)
+        while time.monotonic() - started < 60:
+            try:
+                if self.connection.recv(1, socket.MSG_PEEK) == b"":
+                    break  # end of file: the client closed its end
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+        else:
+            return
+        with SEEN_LOCK:
+            HOLDS[tag]["closedAfter"].append(round(time.monotonic() - started, 3))
+        self.close_connection = True
 
     def do_POST(self):
         length = int(self.headers.get("Content-Length", 0))
@@ -121,6 +155,8 @@ class Handler(BaseHTTPRequestHandler):
                 ("anthropic-ratelimit-requests-remaining", "0"),
                 ("anthropic-ratelimit-requests-reset", reset),
             ]
+        if model.startswith("hold-"):
+            return self.hold(model.removeprefix("hold-"))
         if model.startswith("sleep-"):
             time.sleep(int(model.split("-")[1]) / 1000)
         if model == "fault-429":

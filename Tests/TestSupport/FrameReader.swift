@@ -12,6 +12,10 @@ import Darwin
 /// A test timed out waiting for the peer.
 public struct TimedOut: Error, CustomStringConvertible {
     public let description: String
+
+    public init(description: String) {
+        self.description = description
+    }
 }
 
 /// Reads what a server writes, on its own thread, and hands out each frame as JSON.

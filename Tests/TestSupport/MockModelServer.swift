@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 
 /// `Tests/MockModelServer/mock_model_server.py` running on loopback for the length of a test.
 public final class MockModelServer: @unchecked Sendable {
@@ -39,6 +40,37 @@ public final class MockModelServer: @unchecked Sendable {
 
     /// `http://127.0.0.1:<port>` plus `path`.
     public func url(_ path: String = "") -> String { "http://127.0.0.1:\(port)\(path)" }
+
+    /// What `GET path` answers (the server's own state, such as `/hold/<tag>`), over a plain
+    /// socket: HTTP/1.0, so the server closes the connection after the body.
+    public func get(_ path: String) throws -> JSONValue {
+        let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard socket >= 0 else { throw TimedOut(description: "socket() failed: errno \(errno)") }
+        defer { close(socket) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard connected == 0 else { throw TimedOut(description: "cannot connect to the mock: errno \(errno)") }
+        writeAll(socket, Array("GET \(path) HTTP/1.0\r\n\r\n".utf8))
+        var response: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = read(socket, &buffer, buffer.count)
+            if count <= 0 { break }
+            response += buffer[0..<count]
+        }
+        let text = String(decoding: response, as: UTF8.self)
+        guard let body = text.range(of: "\r\n\r\n").map({ String(text[$0.upperBound...]) }) else {
+            throw TimedOut(description: "the mock answered GET \(path) with no body: \(text)")
+        }
+        return try JSONParser.parse(Array(body.utf8))
+    }
 
     deinit {
         // Not Process.waitUntilExit: off the main thread it runs a run loop that can miss the exit.

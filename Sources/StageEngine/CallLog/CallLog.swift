@@ -181,25 +181,39 @@ public final class CallLog: Sendable {
         return migrator
     }
 
-    /// Appends a call; returns it with its id.
+    /// Appends a call; returns it with its id. The row is written even when the calling task
+    /// has been cancelled: a call that was made (and may have been paid for) is always logged.
     @discardableResult
     public func record(_ call: CallRecord) async throws -> CallRecord {
-        try await database.write { db in
-            var inserted = call
-            try inserted.insert(db)
-            return inserted
+        try await Self.evenIfCancelled { [database] in
+            try await database.write { db in
+                var inserted = call
+                try inserted.insert(db)
+                return inserted
+            }
         }
     }
 
     /// Sets the status and error of the call with id `id`: a call is logged once it has ended,
     /// before its generation is committed, and a commit that fails is recorded afterwards.
     public func update(_ id: Int64, status: String, error: String?) async throws {
-        try await database.write { db in
-            try db.execute(
-                sql: "UPDATE llm_calls SET status = ?, error = ? WHERE id = ?",
-                arguments: [status, error, id]
-            )
+        try await Self.evenIfCancelled { [database] in
+            try await database.write { db in
+                try db.execute(
+                    sql: "UPDATE llm_calls SET status = ?, error = ? WHERE id = ?",
+                    arguments: [status, error, id]
+                )
+            }
         }
+    }
+
+    /// Runs `write` where cancellation cannot reach it (GRDB's writes refuse to start in a
+    /// cancelled task), only when the caller is cancelled: the common path makes no extra task.
+    private static func evenIfCancelled<T: Sendable>(
+        _ write: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        guard Task.isCancelled else { return try await write() }
+        return try await Task { try await write() }.value
     }
 
     /// The most recent calls, newest first.

@@ -103,6 +103,8 @@ public struct StageError: Error, Sendable, Hashable, CustomStringConvertible {
         case truncated
         /// A budget cap refused the model call (``StageError/budget`` says which).
         case budget
+        /// The caller cancelled the run; nothing was committed.
+        case cancelled
     }
 
     public var kind: Kind

@@ -473,6 +473,10 @@ public final class StageRunner: Sendable {
                 snapshot
             )
         } catch {
+            if error.kind == .cancelled {
+                await log(call, nil, status: "cancelled", error: error.message, retries: error.retries)
+                throw StageError(.cancelled, "the request was cancelled during the model call")
+            }
             await log(call, nil, status: "error", error: error.description, retries: error.retries)
             if let refusal = error.budget {
                 var failure = StageError(.budget, error.message)
@@ -545,6 +549,11 @@ public final class StageRunner: Sendable {
         // The call is logged before its generation is committed, so that a process that dies
         // between the two leaves a logged call without its generation (it was made and paid
         // for), never a generation whose call is missing from the log.
+        if Task.isCancelled {
+            // The answer came, but nobody waits for it: it is paid for and logged, not committed.
+            await log(call, completion, status: "cancelled", error: "the request was cancelled before the commit")
+            throw StageError(.cancelled, "the request was cancelled before its generation was committed")
+        }
         let row = await log(call, completion, status: status.rawValue, error: debug?.llmError)
         do throws(StageError) {
             return try await commit(
@@ -720,21 +729,69 @@ public final class StageRunner: Sendable {
     }
 }
 
-/// Runs of the same generation that overlap share one execution.
+/// Runs of the same generation that overlap share one execution, which goes on while at least
+/// one of them still waits for it: a waiter that is cancelled leaves at once with a cancellation,
+/// and when the last one leaves the execution is cancelled too (its model call's transfer, retries
+/// and backoff with it), so nothing is generated that nobody will read.
 actor InFlightGenerations {
-    private var running: [String: Task<Result<StageResult, StageError>, Never>] = [:]
+    typealias Outcome = Result<StageResult, StageError>
 
-    func run(
-        _ key: String,
-        _ body: @escaping @Sendable () async -> Result<StageResult, StageError>
-    ) async -> Result<
-        StageResult, StageError
-    > {
-        if let task = running[key] { return await task.value }
-        let task = Task { await body() }
-        running[key] = task
-        let result = await task.value
-        running[key] = nil
-        return result
+    private final class Execution {
+        var task: Task<Void, Never>?
+        var waiters: [Int: CheckedContinuation<Outcome, Never>] = [:]
     }
+
+    private var running: [String: Execution] = [:]
+    private var nextWaiter = 0
+
+    /// The requests waiting for the execution of `key` (for tests).
+    func waiters(_ key: String) -> Int { running[key]?.waiters.count ?? 0 }
+
+    func run(_ key: String, _ body: @escaping @Sendable () async -> Outcome) async -> Outcome {
+        nextWaiter += 1
+        let waiter = nextWaiter
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                guard !Task.isCancelled else {
+                    continuation.resume(returning: .failure(Self.cancelled))
+                    return
+                }
+                if let execution = running[key] {
+                    execution.waiters[waiter] = continuation
+                    return
+                }
+                let execution = Execution()
+                execution.waiters[waiter] = continuation
+                running[key] = execution
+                execution.task = Task {
+                    let outcome = await body()
+                    self.finish(key, execution, outcome)
+                }
+            }
+        } onCancel: {
+            Task { await self.leave(key, waiter) }
+        }
+    }
+
+    private func finish(_ key: String, _ execution: Execution, _ outcome: Outcome) {
+        if running[key] === execution { running[key] = nil }
+        let waiters = execution.waiters.values
+        execution.waiters = [:]
+        for waiter in waiters { waiter.resume(returning: outcome) }
+    }
+
+    private func leave(_ key: String, _ waiter: Int) {
+        guard let execution = running[key], execution.waiters[waiter] != nil else { return }
+        guard execution.waiters.count == 1 else {
+            execution.waiters.removeValue(forKey: waiter)?.resume(returning: .failure(Self.cancelled))
+            return
+        }
+        // The last waiter: the execution is cancelled, and this waiter gets its outcome once it
+        // has wound down (the transfer aborted, the call logged), so that a server exiting after
+        // the answer leaves nothing half done. A later run of the generation starts afresh.
+        running[key] = nil
+        execution.task?.cancel()
+    }
+
+    static let cancelled = StageError(.cancelled, "the request was cancelled")
 }

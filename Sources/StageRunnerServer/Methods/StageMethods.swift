@@ -114,6 +114,9 @@ extension ResponseError {
         case .storage: self.init(code: StageErrorCode.storage, message: "Storage: \(error.message)")
         case .truncated: self.init(code: StageErrorCode.truncated, message: "Truncated: \(error.message)")
         case .budget: self.init(code: StageErrorCode.budget, message: "Budget: \(error.message)")
+        case .cancelled:
+            self = .requestCancelled(error.message)
+            return
         }
         var data: [String: JSONValue] = ["kind": .string(error.kind.rawValue)]
         if let field = error.field { data["field"] = .string("params." + field) }
@@ -146,6 +149,7 @@ extension ResponseError {
         case .storage: return "check that the workspace is writable and has free space"
         case .truncated: return "raise maxTokens, shorten the prompt, or drop failOnTruncation"
         case .budget: return "raise the cap named in data.scope and data.unit under budgets in stagerunner.yaml"
+        case .cancelled: return "send the request again"
         }
     }
 }
