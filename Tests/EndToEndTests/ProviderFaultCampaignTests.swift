@@ -116,7 +116,7 @@ struct ProviderFaultCampaignTests {
             weight: 5,
             provider: "mock",
             model: { _ in "malformed" },
-            outcome: .failure(kind: "server", detail: "mock sent a malformed answer", retries: 2)
+            outcome: .failure(kind: "malformed", detail: "mock sent a malformed answer", retries: 2)
         ),
         Fault(
             name: "reset",
@@ -280,7 +280,10 @@ struct ProviderFaultCampaignTests {
             let error = response["error"]
             let message = error?["message"]?.stringValue ?? ""
             #expect(error?["code"] == -32012, "\(context): \(response)")
-            #expect(error?["data"]?["kind"] == "model", "\(context)")
+            #expect(error?["data"]?["kind"] == .string(kind), "\(context)")
+            #expect(error?["data"]?["provider"] == .string(request.fault.provider), "\(context)")
+            #expect(error?["data"]?["retries"] == .integer(Int64(retries)), "\(context)")
+            #expect(call?.errorKind == kind, "\(context): call log errorKind")
             let prefix = "Model: \(request.fault.provider) could not answer: \(kind): "
             #expect(message.hasPrefix(prefix), "\(context): \(message)")
             #expect(message.contains(detail), "\(context): \(message)")

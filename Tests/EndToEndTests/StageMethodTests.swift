@@ -82,7 +82,7 @@ struct StageMethodTests {
             ),
             (
                 #"{"stage":"draft","templateId":"systematic-analytical","model":"acme:gpt-5","values":{"concepts":[]}}"#,
-                #"{"code":-32012,"message":"Model: provider 'acme' of model 'acme:gpt-5' is not configured; available: anthropic, embedded, ollama, openai, openrouter","data":{"kind":"model","field":"params.model","hint":"check the model id and the provider's configuration"}}"#
+                #"{"code":-32012,"message":"Model: provider 'acme' of model 'acme:gpt-5' is not configured; available: anthropic, embedded, ollama, openai, openrouter","data":{"kind":"unavailable","field":"params.model","provider":"acme","retries":0,"hint":"check the model id and the provider's configuration"}}"#
             ),
             (
                 #"{"stage":"essay","genId":"e-analytic-llm","maxTokens":1,"failOnTruncation":true}"#,

@@ -19,6 +19,13 @@ The model name chooses the behaviour:
   ratelimited-<tag>  429 with Retry-After: 1 once, then answers
   once-<tag>      answers its first request, then fails every other with 500
   sleep-<ms>      answers after <ms> milliseconds (the benchmark's model)
+  done-hang       streams the answer, its final event ([DONE], message_stop), then keeps the
+                  connection open for 60 s without another byte
+  plain-stream    answers a streamed request with one plain JSON body (application/json)
+  big-event-<mb>  streams one text delta of <mb> MB (one event), then the usual end
+  huge-error      500 with a 60 MB body
+  fault-408       408 request timeout             fault-403   403 for this key
+  detail-error    400 whose body is {"detail": "..."} (FastAPI servers, LiteLLM)
   hold-<tag>      accepts the request and answers nothing for 60 s, watching the connection:
                   GET /hold/<tag> says {"requests": n, "closed": n, "closedAfter": [seconds]},
                   how many such requests came and how many the client hung up on, and when
@@ -109,8 +116,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length", 0))
         request = json.loads(self.rfile.read(length) or b"{}")
-        anthropic = self.path.endswith("/v1/messages")
-        if not anthropic and not self.path.endswith("/chat/completions"):
+        # The two APIs' paths exactly, as the providers serve them: a base URL that is wrong gets a 404.
+        anthropic = self.path == "/v1/messages"
+        if not anthropic and self.path != "/v1/chat/completions":
             return self.send_json(404, {"error": {"message": f"no route {self.path}"}})
         model = request.get("model", "")
         key = self.headers.get("x-api-key") if anthropic else (self.headers.get("Authorization") or "").removeprefix("Bearer ")
@@ -155,6 +163,25 @@ class Handler(BaseHTTPRequestHandler):
                 ("anthropic-ratelimit-requests-remaining", "0"),
                 ("anthropic-ratelimit-requests-reset", reset),
             ]
+        if model == "huge-error":
+            body = b'{"error": {"message": "' + b"x" * (60 << 20) + b'"}}'
+            self.send_response(500)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            try:
+                self.wfile.write(body)
+            except ConnectionError:
+                pass  # the client read what it needed and hung up
+            return
+        if model == "fault-408":
+            return self.send_json(408, {"error": {"message": "request timed out"}})
+        if model == "fault-403":
+            return self.send_json(403, {"error": {"type": "permission_error", "message": "this key may not use the model"}})
+        if model == "detail-error":
+            return self.send_json(400, {"detail": "unknown parameter: temperature_x"})
+        if model == "plain-stream" and request.get("stream"):
+            request["stream"] = False  # answered below as if it had not asked to stream
         if model.startswith("hold-"):
             return self.hold(model.removeprefix("hold-"))
         if model.startswith("sleep-"):
@@ -191,6 +218,8 @@ class Handler(BaseHTTPRequestHandler):
         messages = request.get("messages", [])
         last = messages[-1]["content"] if messages else ""
         text = "x" * 2_000_000 if model == "huge" else f"echo: {last}"
+        if model.startswith("big-event-"):
+            text = "y" * (int(model.removeprefix("big-event-")) << 20)
         stopped = "long" if model == "long" else "stop"
         prompt_tokens = sum(len(m["content"].split()) for m in messages)
         completion_tokens = len(text.split())
@@ -215,7 +244,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
         self.end_headers()  # no Content-Length: the connection closes at the end
-        pieces = [text[i:i + 7] for i in range(0, len(text), 7)] or [""]
+        pieces = [text] if model.startswith("big-event-") else [text[i:i + 7] for i in range(0, len(text), 7)] or [""]
 
         def send(event, payload):
             prefix = f"event: {event}\n" if event else ""
@@ -250,6 +279,8 @@ class Handler(BaseHTTPRequestHandler):
             send(None, {"model": model, "choices": [],
                         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}})
             send(None, "[DONE]")
+        if model == "done-hang":
+            time.sleep(60)
         self.close_connection = True
 
 

@@ -25,6 +25,14 @@ export interface InitializeParams {
   protocolVersion?: string | null;
   capabilities?: ClientCapabilities | null;
   workspaceRoot?: string | null;
+  /** For LSP clients: workspaceRoot and stageHandlers, used when the members above are absent. */
+  initializationOptions?: { workspaceRoot?: string | null; stageHandlers?: string[] | null } | null;
+  /** LSP: the workspace as a file: URI. */
+  rootUri?: string | null;
+  /** LSP: the workspace as a path. */
+  rootPath?: string | null;
+  /** LSP: the first folder's uri is the workspace. */
+  workspaceFolders?: { uri: string; name?: string }[] | null;
 }
 
 /** schema/initialize.params.json#/properties/capabilities/then (any other value is ignored) */
@@ -61,6 +69,8 @@ export interface ServerCapabilities {
   cancellation: boolean;
   framing: Framing;
   maxMessageSize: number;
+  /** The six members above again, where typed LSP clients look for them. */
+  experimental: { stagerunner: Omit<ServerCapabilities, "experimental"> };
 }
 
 /** schema/initialize.result.json#/properties/workspace */
@@ -395,6 +405,8 @@ export interface LLMMetric {
   retries: number;
   failed?: true;
   error?: string;
+  /** How the call failed (ModelFailureKind), when it failed. */
+  errorKind?: ModelFailureKind;
 }
 
 /** schema/executeStage.params.json: sent by the server. */
@@ -406,8 +418,10 @@ export interface ExecuteStageParams {
 
 /** schema/executeStage.result.json: what a stage handler returns. */
 export interface StageOutput {
-  output: unknown;
-  flags: Record<string, unknown>;
+  /** Missing means null. */
+  output?: unknown;
+  /** Missing, null and [] mean {}. */
+  flags?: Record<string, unknown> | null | [];
 }
 
 /** A stage run by the client; `signal` aborts when the server cancels (the stage timed out). */
@@ -697,6 +711,12 @@ export declare function computeTaskStage(status: JobStatus, task: string): strin
 
 // ---------------------------------------------------------------- errors
 
+/** How a model call failed: data.kind of a -32012 error. */
+export type ModelFailureKind =
+  | "unavailable" | "authentication" | "permission" | "not_found" | "rate_limit" | "overloaded"
+  | "invalid_request" | "context_length" | "server" | "timeout" | "network" | "too_large" | "malformed"
+  | "cancelled" | "budget_exceeded";
+
 /** schema/error.json#/$defs/data */
 export interface ErrorData {
   hint?: string;
@@ -707,7 +727,14 @@ export interface ErrorData {
   size?: number;
   method?: string;
   available?: string[];
-  kind?: "workspace" | "template" | "model" | "storage" | "truncated" | "task" | "pipeline" | "job" | "budget";
+  kind?: "workspace" | "template" | "model" | "storage" | "truncated" | "task" | "pipeline" | "job" | "budget"
+    | ModelFailureKind;
+  /** -32012: the provider that failed, its HTTP status, the seconds it asked to wait, the retries made, the URL. */
+  provider?: string;
+  httpStatus?: number;
+  retryAfter?: number;
+  retries?: number;
+  url?: string;
   file?: string;
   path?: string;
   line?: number;
@@ -764,7 +791,19 @@ export declare class ContentModified extends CodedRpcError<-32801> {}
 export declare class RequestFailed extends CodedRpcError<-32803> {}
 export declare class WorkspaceError extends CodedRpcError<-32010> {}
 export declare class TemplateError extends CodedRpcError<-32011> {}
-export declare class ModelError extends CodedRpcError<-32012> {}
+/** The model cannot be used or did not answer: data.kind says how (ModelFailureKind). */
+export declare class ModelError extends CodedRpcError<-32012> {
+  /** data.provider */
+  readonly provider: string | undefined;
+  /** data.httpStatus */
+  readonly httpStatus: number | undefined;
+  /** data.retryAfter, in seconds */
+  readonly retryAfter: number | undefined;
+  /** data.retries */
+  readonly retries: number | undefined;
+  /** data.url */
+  readonly url: string | undefined;
+}
 export declare class StorageError extends CodedRpcError<-32013> {}
 export declare class TruncatedError extends CodedRpcError<-32014> {}
 /** runTask's task cannot be used (data.file, data.path, data.line); a task that fails is a result. */

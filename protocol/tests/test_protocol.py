@@ -1153,7 +1153,7 @@ def test_live_workspace_methods_conform(framing: str, tmp_path: Path) -> None:
             "stage": "draft", "templateId": "systematic-analytical", "model": "elsewhere:m", "values": {"concepts": []},
         })
         data = exchange.error(17, -32012)["data"]
-        assert (data["kind"], data["field"]) == ("model", "params.model") and data["hint"]
+        assert (data["kind"], data["field"], data["provider"]) == ("unavailable", "params.model", "elsewhere") and data["hint"]
         truncating = {"stage": "draft", "genId": "t-1", "templateId": "systematic-analytical", "model": "m",
                       "promptText": "Write at length about idle minds.", "maxTokens": 2}
         exchange.request(18, "runStage", {**truncating, "failOnTruncation": True})

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import JSON
 
 /// One model call (cached or not), as a row of the call log (seed 001's `llm_call_logs`).
 public struct CallRecord: Sendable, Hashable, Codable, FetchableRecord, MutablePersistableRecord {
@@ -33,9 +34,12 @@ public struct CallRecord: Sendable, Hashable, Codable, FetchableRecord, MutableP
     /// US dollars; 0 when cached or embedded, nil when the model's price is unknown or the call failed.
     public var costUsd: Double?
     public var cached: Bool
-    /// Failed attempts retried before the outcome, and why each failed ("kind: message; …").
+    /// Failed attempts retried before the outcome, and why each failed: a JSON array of
+    /// "kind: message" strings (rows written before it was an array hold them joined by "; ").
     public var retries = 0
     public var retryErrors: String?
+    /// Why the call failed, in a word (``ModelError/Kind``: rate_limit, timeout, …); nil when it answered.
+    public var errorKind: String?
 
     public init(
         createdAt: String,
@@ -55,7 +59,8 @@ public struct CallRecord: Sendable, Hashable, Codable, FetchableRecord, MutableP
         costUsd: Double?,
         cached: Bool,
         retries: Int = 0,
-        retryErrors: String? = nil
+        retryErrors: String? = nil,
+        errorKind: String? = nil
     ) {
         self.createdAt = createdAt
         self.runId = runId
@@ -75,6 +80,15 @@ public struct CallRecord: Sendable, Hashable, Codable, FetchableRecord, MutableP
         self.cached = cached
         self.retries = retries
         self.retryErrors = retryErrors
+        self.errorKind = errorKind
+    }
+
+    /// `reasons` as the `retryErrors` column holds them: a JSON array, nil when there are none.
+    public static func retryErrors(_ reasons: [String]) -> String? {
+        guard !reasons.isEmpty else { return nil }
+        var bytes: [UInt8] = []
+        JSONWriter.write(.array(reasons.map(JSONValue.string)), into: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     public mutating func didInsert(_ inserted: InsertionSuccess) {
@@ -176,6 +190,11 @@ public final class CallLog: Sendable {
             try db.execute(sql: "UPDATE llm_calls SET costUsd = cost")
             try db.alter(table: CallRecord.databaseTableName) { table in
                 table.drop(column: "cost")
+            }
+        }
+        migrator.registerMigration("4: errorKind") { db in
+            try db.alter(table: CallRecord.databaseTableName) { table in
+                table.add(column: "errorKind", .text)
             }
         }
         return migrator

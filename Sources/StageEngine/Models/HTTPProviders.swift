@@ -65,7 +65,10 @@ enum ProviderCall {
                 decodeStream: decodeStream
             )
         } catch {
-            throw endpoint.redacting(error)
+            var located = endpoint.redacting(error)
+            located.provider = located.provider ?? endpoint.name
+            located.url = located.url ?? HTTPRequest.displayed(endpoint.baseURL + path)
+            throw located
         }
     }
 
@@ -97,24 +100,45 @@ enum ProviderCall {
         var collected = Data()
         var events = ServerSentEvents()
         var state = StreamState()
+        // A streamed request answered with one plain body (a server that ignores `stream`) is
+        // read as a plain answer.
+        var eventStream = false
         do {
-            for try await event in client.stream(request) {
+            receiving: for try await event in client.stream(request) {
                 switch event {
                 case .head(let code, let fields):
                     status = code
                     responseHeaders = fields
+                    eventStream =
+                        stream && code == 200
+                        && (fields["content-type"]?.lowercased().contains("text/event-stream") ?? false)
                 case .body(let chunk):
-                    guard stream && status == 200 else {
+                    guard eventStream else {
                         collected.append(chunk)
+                        // An error's body is read for its message only: a few KB of it.
+                        if status != 200 && collected.count >= errorBodyLimit { break receiving }
                         continue
                     }
-                    for message in events.feed(chunk) {
+                    let messages: [ServerSentEvents.Event]
+                    do {
+                        messages = try events.feed(chunk)
+                    } catch {
+                        throw ModelError(
+                            .tooLarge,
+                            "\(endpoint.name) streamed an event larger than \(error.limit) bytes; "
+                                + "the answer was abandoned"
+                        )
+                    }
+                    for message in messages {
                         let before = state.text.utf8.count
                         try decodeStream(&state, message)
                         // Counted in bytes: String.count would walk the whole text at every event.
                         if let onText, state.text.utf8.count > before {
                             onText(String(decoding: state.text.utf8.dropFirst(before), as: UTF8.self))
                         }
+                        // `[DONE]` or `message_stop` ends the answer, whatever the connection
+                        // does next: leaving the loop ends the transfer.
+                        if state.finished { break receiving }
                     }
                 }
             }
@@ -129,11 +153,13 @@ enum ProviderCall {
         // A cancelled task's stream ends instead of throwing: say so rather than blame the provider.
         if Task.isCancelled { throw ModelError(.cancelled, "the request was cancelled") }
         guard status == 200 else {
-            throw providerError(status: status, body: collected, headers: responseHeaders, endpoint).with(rateLimit)
+            throw providerError(status: status, body: collected, headers: responseHeaders, endpoint, url: request.url)
+                .with(rateLimit)
         }
         var completion: Completion
-        if stream {
+        if eventStream {
             guard state.finished else {
+                // The connection ended early (curl sees a plain end of data): the network's fault.
                 throw ModelError(
                     .network,
                     "\(endpoint.name)'s event stream ended before the answer was complete; retry the request"
@@ -152,8 +178,12 @@ enum ProviderCall {
             completion = try decode(collected)
         }
         completion.rateLimit = rateLimit
+        completion.url = HTTPRequest.displayed(request.url)
         return completion
     }
+
+    /// The bytes of an error response's body that are read: enough for any provider's message.
+    static let errorBodyLimit = 16 << 10
 
     /// What a streamed answer has accumulated so far.
     struct StreamState {
@@ -170,7 +200,9 @@ enum ProviderCall {
         case .timeout: return ModelError(.timeout, "\(endpoint.name) did not answer in time: \(error.message)")
         case .cancelled: return ModelError(.cancelled, "the request was cancelled")
         case .unavailable: return ModelError(.unavailable, error.message)
-        case .network, .tls, .responseTooLarge:
+        case .responseTooLarge:
+            return ModelError(.tooLarge, "\(endpoint.name)'s answer was too large: \(error.message)")
+        case .network, .tls:
             return ModelError(
                 .network,
                 "cannot reach \(endpoint.name) at \(HTTPRequest.displayed(endpoint.baseURL)): \(error.message)"
@@ -178,62 +210,110 @@ enum ProviderCall {
         }
     }
 
+    /// The provider's own words from an error body, in the shapes providers use:
+    /// `{"error": {"message": …}}` (OpenAI, Anthropic), `{"error": "…"}`, `{"detail": …}` (FastAPI
+    /// servers, LiteLLM), `{"message": …}`; else the start of the body. At most 500 characters.
+    static func message(fromErrorBody body: Data) -> String {
+        let object = Array(body).withUnsafeBufferPointer { try? JSONParser.parse($0) }
+        var text: String?
+        if let error = object?["error"] {
+            text = error["message"]?.stringValue ?? error.stringValue
+        }
+        if text == nil, let detail = object?["detail"] {
+            text = detail.stringValue ?? detail["message"]?.stringValue ?? detail.compactText
+        }
+        text = text ?? object?["message"]?.stringValue
+        let chosen =
+            text
+            ?? String(decoding: body.prefix(300), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return chosen.count > 500 ? String(chosen.prefix(500)) + "…" : chosen
+    }
+
     /// A typed error for a non-200 answer, with the provider's own message when it gave one.
     static func providerError(
         status: Int,
         body: Data,
         headers: [String: String],
-        _ endpoint: ProviderEndpoint
+        _ endpoint: ProviderEndpoint,
+        url: String
     )
         -> ModelError
     {
-        let object = Array(body).withUnsafeBufferPointer { try? JSONParser.parse($0) }
-        let detail =
-            (object?["error"]?.objectValue?["message"]?.stringValue)
-            ?? (object?["message"]?.stringValue)
-            ?? String(decoding: body.prefix(300), as: UTF8.self)
+        let detail = message(fromErrorBody: body)
         let said = detail.isEmpty ? "" : ": \(detail)"
+        let retryAfter = RetryPolicy.parse(headers)
         switch status {
-        case 401, 403:
+        case 401:
             let variable = endpoint.apiKeyVariable.map { "check \($0)" } ?? "check the provider's API key"
             return ModelError(
                 .authentication,
-                "\(endpoint.name) refused the API key (HTTP \(status))\(said); \(variable)"
+                "\(endpoint.name) refused the API key (HTTP 401)\(said); \(variable)",
+                httpStatus: status
+            )
+        case 403:
+            return ModelError(
+                .permission,
+                "\(endpoint.name) does not allow this request with this key (HTTP 403)\(said)",
+                httpStatus: status
+            )
+        case 404:
+            return ModelError(
+                .notFound,
+                "\(endpoint.name) has no such model or endpoint: HTTP 404 for \(HTTPRequest.displayed(url))\(said)",
+                httpStatus: status
+            )
+        case 408:
+            return ModelError(
+                .timeout,
+                "\(endpoint.name) timed out waiting for the request (HTTP 408)\(said)",
+                retryAfter: retryAfter,
+                httpStatus: status
             )
         case 429:
             let wait = headers["retry-after"].map { " (retry after \($0) s)" } ?? ""
             return ModelError(
                 .rateLimit,
                 "\(endpoint.name) is rate limiting requests (HTTP 429)\(wait)\(said)",
-                retryAfter: RetryPolicy.parse(headers)
+                retryAfter: retryAfter,
+                httpStatus: status
             )
         case 503, 529:
             return ModelError(
                 .overloaded,
                 "\(endpoint.name) is overloaded (HTTP \(status))\(said); retry later",
-                retryAfter: RetryPolicy.parse(headers)
+                retryAfter: retryAfter,
+                httpStatus: status
             )
-        case 400, 404, 413, 422:
+        case 400, 413, 422:
             let lowered = detail.lowercased()
             if lowered.contains("context") && (lowered.contains("length") || lowered.contains("window"))
                 || lowered.contains("too many tokens") || lowered.contains("prompt is too long")
             {
-                return ModelError(.contextLength, "the prompt is too long for the model (HTTP \(status))\(said)")
+                return ModelError(
+                    .contextLength,
+                    "the prompt is too long for the model (HTTP \(status))\(said)",
+                    httpStatus: status
+                )
             }
-            return ModelError(.invalidRequest, "\(endpoint.name) rejected the request (HTTP \(status))\(said)")
+            return ModelError(
+                .invalidRequest,
+                "\(endpoint.name) rejected the request (HTTP \(status))\(said)",
+                httpStatus: status
+            )
         case 500...599:
             return ModelError(
                 .server,
                 "\(endpoint.name) failed (HTTP \(status))\(said); retry later",
-                retryAfter: RetryPolicy.parse(headers)
+                retryAfter: retryAfter,
+                httpStatus: status
             )
         default:
-            return ModelError(.server, "\(endpoint.name) answered HTTP \(status)\(said)")
+            return ModelError(.server, "\(endpoint.name) answered HTTP \(status)\(said)", httpStatus: status)
         }
     }
 
     static func malformed(_ endpoint: ProviderEndpoint, _ what: String) -> ModelError {
-        ModelError(.server, "\(endpoint.name) sent a malformed answer (\(what))")
+        ModelError(.malformed, "\(endpoint.name) sent a malformed answer (\(what))")
     }
 
     static func object(_ data: Data, _ endpoint: ProviderEndpoint) throws(ModelError) -> JSONValue {
@@ -374,7 +454,8 @@ public struct AnthropicProvider: ModelClient {
         let endpoint = endpoint
         return try await ProviderCall.run(
             endpoint,
-            path: "/v1/messages",
+            // Anthropic's own base URL has no /v1; a base URL written with it works too.
+            path: endpoint.baseURL.hasSuffix("/v1") ? "/messages" : "/v1/messages",
             headers: headers,
             body: body,
             stream: streaming,
@@ -413,9 +494,11 @@ public struct AnthropicProvider: ModelClient {
                     if let reason = object["delta"]?.objectValue?["stop_reason"]?.stringValue {
                         state.finishReason = Self.finishReason(reason)
                     }
-                    if let tokens = object["usage"]?.objectValue?["output_tokens"]?.intValue {
-                        state.completionTokens = tokens
-                    }
+                    // Some servers (LiteLLM's proxy) report 0 input tokens in message_start and
+                    // the real count here: whichever event carries a count, the last one wins.
+                    let usage = object["usage"]?.objectValue
+                    if let tokens = usage?["output_tokens"]?.intValue { state.completionTokens = tokens }
+                    if let tokens = usage?["input_tokens"]?.intValue, tokens > 0 { state.promptTokens = tokens }
                 case "message_stop":
                     state.finished = true
                 case "error":
@@ -453,4 +536,11 @@ extension JSONValue {
     }
 
     fileprivate var intValue: Int? { integerValue.map { Int($0) } }
+
+    /// The value as compact JSON text, at most 500 bytes of it.
+    fileprivate var compactText: String {
+        var bytes: [UInt8] = []
+        JSONWriter.write(self, into: &bytes)
+        return String(decoding: bytes.prefix(500), as: UTF8.self)
+    }
 }

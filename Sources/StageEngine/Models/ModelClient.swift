@@ -76,6 +76,9 @@ public struct Completion: Sendable, Hashable {
     public var retries: [String] = []
     /// The quota the provider's rate-limit headers announced with this answer.
     public var rateLimit: RateLimitHeaders?
+    /// Where the request went (scheme, host, port and path), for logs; nil for the embedded
+    /// provider and the cache.
+    public var url: String?
 
     public init(
         text: String,
@@ -98,15 +101,27 @@ public struct Completion: Sendable, Hashable {
 
 /// A failed model call, typed so that callers can decide what to retry and users what to fix.
 public struct ModelError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// What went wrong, in words a client can branch on (`data.kind` of a `-32012` error, the
+    /// call log's `errorKind`).
     public enum Kind: String, Sendable, Hashable, Codable {
+        /// The key is missing, wrong or revoked (HTTP 401).
         case authentication
+        /// The key may not use this model or endpoint (HTTP 403).
+        case permission
+        /// No such model or endpoint (HTTP 404: often a base URL or a model id that is wrong).
+        case notFound = "not_found"
         case rateLimit = "rate_limit"
         case overloaded
         case invalidRequest = "invalid_request"
         case contextLength = "context_length"
         case server
+        /// The provider could not be reached, or the connection broke.
         case network
         case timeout
+        /// The answer, or one streamed event, was larger than the limit.
+        case tooLarge = "too_large"
+        /// The answer could not be read (not JSON, no choices, an event stream cut short).
+        case malformed
         case cancelled
         /// No provider can serve this model (not configured, key missing, …).
         case unavailable
@@ -120,24 +135,56 @@ public struct ModelError: Error, Sendable, Hashable, CustomStringConvertible {
     public var retryAfter: Duration?
     /// Retries made before giving up with this error.
     public var retries = 0
+    /// Why each retried attempt failed ("kind: message"), oldest first.
+    public var retryErrors: [String] = []
     /// The quota the provider's rate-limit headers announced with the failure.
     public var rateLimit: RateLimitHeaders?
     /// The cap that refused the call, for ``Kind/budgetExceeded``.
     public var budget: BudgetRefusal?
+    /// The provider that failed (`openai`, a workspace's own entry, …), when one was called.
+    public var provider: String?
+    /// The HTTP status of the provider's answer, when there was one.
+    public var httpStatus: Int?
+    /// Where the request went: scheme, host, port and path only (never a user, password or query).
+    public var url: String?
 
-    public init(_ kind: Kind, _ message: String, retryAfter: Duration? = nil) {
+    public init(_ kind: Kind, _ message: String, retryAfter: Duration? = nil, httpStatus: Int? = nil) {
         self.kind = kind
         self.message = message
         self.retryAfter = retryAfter
+        self.httpStatus = httpStatus
     }
 
-    /// Whether trying again may succeed: rate limits, overload, server and network faults, and
-    /// timeouts; never a bad key, a bad request, a prompt too long or a cancellation.
+    /// Whether trying again may succeed: rate limits, overload, server and network faults,
+    /// timeouts and unreadable answers; never a bad key, a bad request, a prompt too long, an
+    /// answer too large or a cancellation.
     public var isRetryable: Bool {
         switch kind {
-        case .rateLimit, .overloaded, .server, .network, .timeout: return true
-        case .authentication, .invalidRequest, .contextLength, .cancelled, .unavailable, .budgetExceeded:
+        case .rateLimit, .overloaded, .server, .network, .timeout, .malformed: return true
+        case .authentication, .permission, .notFound, .invalidRequest, .contextLength, .tooLarge, .cancelled,
+            .unavailable, .budgetExceeded:
             return false
+        }
+    }
+
+    /// What a user does about it, in one sentence.
+    public var hint: String {
+        switch kind {
+        case .authentication: return "check the provider's API key (its environment variable) and that it is valid"
+        case .permission: return "check that the key may use this model, or choose another model"
+        case .notFound: return "check the model id and the provider's baseURL in stagerunner.yaml"
+        case .rateLimit: return "wait and retry, lower the concurrency, or raise the provider's limits"
+        case .overloaded: return "retry later, or route the model to another provider"
+        case .invalidRequest: return "check the request's parameters (maxTokens, temperature) for this model"
+        case .contextLength: return "shorten the prompt or lower maxTokens"
+        case .server: return "retry later; the provider failed on its side"
+        case .network: return "check the provider's baseURL, the network and any proxy settings"
+        case .timeout: return "retry, or raise the provider's timeout in stagerunner.yaml"
+        case .tooLarge: return "lower maxTokens, or check that baseURL is a model API"
+        case .malformed: return "check that the provider speaks the API its kind says (openai or anthropic)"
+        case .cancelled: return "send the request again"
+        case .unavailable: return "check the model id and the provider's configuration"
+        case .budgetExceeded: return "raise the cap under budgets in stagerunner.yaml"
         }
     }
 

@@ -125,9 +125,13 @@ public struct ModelRouter: Sendable {
             name = String(resolved[resolved.index(after: colon)...])
         }
         if provider == embedded.provider { return (embedded, name) }
+        func unavailable(_ message: String) -> ModelError {
+            var error = ModelError(.unavailable, message)
+            error.provider = provider
+            return error
+        }
         guard let settings = settings[provider] else {
-            throw ModelError(
-                .unavailable,
+            throw unavailable(
                 "provider '\(provider)' of model '\(model)' is not configured; available: "
                     + providerNames.joined(separator: ", ")
             )
@@ -135,13 +139,13 @@ public struct ModelRouter: Sendable {
         var key: String?
         if let variable = settings.apiKeyEnv {
             guard let value = environment[variable], !value.isEmpty else {
-                throw ModelError(.unavailable, "provider '\(provider)' needs an API key: set \(variable)")
+                throw unavailable("provider '\(provider)' needs an API key: set \(variable)")
             }
             key = value
         }
         let baseURL = settings.baseURLEnv.flatMap { environment[$0] } ?? settings.baseURL
         guard let baseURL, !baseURL.isEmpty else {
-            throw ModelError(.unavailable, "provider '\(provider)' has no baseURL; set it in stagerunner.yaml")
+            throw unavailable("provider '\(provider)' has no baseURL; set it in stagerunner.yaml")
         }
         var endpoint = ProviderEndpoint(
             name: provider,

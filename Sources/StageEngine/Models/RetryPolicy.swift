@@ -81,10 +81,12 @@ public struct RetryingClient: ModelClient {
                 var completion = try await base.complete(request)
                 completion.retries = failures
                 return completion
-            } catch {
+            } catch let failure {
+                let error = failure
                 guard let wait = policy.delay(after: error, retry: failures.count) else {
                     var final = error
                     final.retries = failures.count
+                    final.retryErrors = failures
                     if !failures.isEmpty {
                         final.message += " (after \(failures.count) \(failures.count == 1 ? "retry" : "retries"))"
                     }
@@ -94,7 +96,12 @@ public struct RetryingClient: ModelClient {
                 do {
                     try await Task.sleep(for: wait)
                 } catch {
-                    throw ModelError(.cancelled, "the request was cancelled while waiting to retry")
+                    var cancelled = ModelError(.cancelled, "the request was cancelled while waiting to retry")
+                    cancelled.provider = failure.provider
+                    cancelled.url = failure.url
+                    cancelled.retries = failures.count
+                    cancelled.retryErrors = failures
+                    throw cancelled
                 }
             }
         }

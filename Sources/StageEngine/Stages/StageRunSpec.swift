@@ -116,6 +116,8 @@ public struct StageError: Error, Sendable, Hashable, CustomStringConvertible {
     public var line: Int?
     /// The cap that refused the call, for ``Kind/budget``.
     public var budget: BudgetRefusal?
+    /// The provider's failure, for ``Kind/model``: its kind, HTTP status, retries, …
+    public var model: ModelError?
 
     public init(_ kind: Kind, _ message: String, field: String? = nil, file: String? = nil, line: Int? = nil) {
         self.kind = kind

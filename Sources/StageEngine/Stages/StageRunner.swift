@@ -434,7 +434,9 @@ public final class StageRunner: Sendable {
         } catch {
             // Seed 001: a provider that cannot be used (no key, say) is a stub only when asked for.
             guard spec.stubFallback && error.kind == .unavailable else {
-                throw StageError(.model, error.message, field: "model")
+                var failure = StageError(.model, error.message, field: "model")
+                failure.model = error
+                throw failure
             }
             routingProblem = error.message
             routed = (snapshot.router.embedded, model)
@@ -474,16 +476,23 @@ public final class StageRunner: Sendable {
             )
         } catch {
             if error.kind == .cancelled {
-                await log(call, nil, status: "cancelled", error: error.message, retries: error.retries)
+                await log(call, nil, status: "cancelled", error: error.message, failure: error)
                 throw StageError(.cancelled, "the request was cancelled during the model call")
             }
-            await log(call, nil, status: "error", error: error.description, retries: error.retries)
+            await log(call, nil, status: "error", error: error.description, failure: error)
             if let refusal = error.budget {
                 var failure = StageError(.budget, error.message)
                 failure.budget = refusal
                 throw failure
             }
-            throw StageError(.model, "\(routed.client.provider) could not answer: \(error.description)", field: "model")
+            var failure = StageError(
+                .model,
+                "\(routed.client.provider) could not answer: \(error.description)",
+                field: Self.modelFieldAtFault(error.kind)
+            )
+            failure.model = error
+            failure.model?.provider = error.provider ?? routed.client.provider
+            throw failure
         }
         if let sink = spec.progress, !completion.text.isEmpty, !streamed.withLock({ $0 }) {
             sink.handler(.text(completion.text))
@@ -586,7 +595,10 @@ public final class StageRunner: Sendable {
         let ttl = snapshot.configuration.cacheTTL
         if cacheable && policy == .use {
             do {
-                if let hit = try await cache.lookup(provider: client.provider, request, ttl: ttl) { return hit }
+                if let hit = try await cache.lookup(provider: client.provider, request, ttl: ttl) {
+                    logCall(client.provider, request, .success(hit), latency: .zero)
+                    return hit
+                }
             } catch {
                 logger.error("cannot read the response cache", metadata: ["error": "\(error)"])
             }
@@ -602,12 +614,15 @@ public final class StageRunner: Sendable {
             budgets: budgets
         )
         let completion: Completion
+        let started = ContinuousClock.now
         do {
             completion = try await client.complete(request)
         } catch {
+            logCall(client.provider, request, .failure(error), latency: ContinuousClock.now - started)
             await self.budgets.settle(reservation, tokens: 0, cost: nil)
             throw error
         }
+        logCall(client.provider, request, .success(completion), latency: ContinuousClock.now - started)
         await self.budgets.settle(reservation, tokens: completion.usage.totalTokens, cost: completion.cost)
         let truncated =
             completion.finishReason == .length
@@ -620,6 +635,60 @@ public final class StageRunner: Sendable {
             }
         }
         return completion
+    }
+
+    /// One line at `info` for every model call that ended (provider, model, outcome, latency,
+    /// tokens, retries, cached), and at `debug` where it went and why each retry was needed.
+    /// Never a key (messages are redacted where they are made) and never the prompt.
+    func logCall(
+        _ provider: String,
+        _ request: CompletionRequest,
+        _ outcome: Result<Completion, ModelError>,
+        latency: Duration
+    ) {
+        guard logger.logLevel <= .info else { return }
+        let milliseconds = Double(latency.components.seconds) * 1000 + Double(latency.components.attoseconds) / 1e15
+        var metadata: Logger.Metadata = [
+            "provider": "\(provider)", "model": "\(request.model)",
+            "latencyMs": "\((milliseconds * 10).rounded() / 10)",
+        ]
+        if let genId = request.genId { metadata["genId"] = "\(genId)" }
+        let url: String?
+        let retries: [String]
+        switch outcome {
+        case .success(let completion):
+            metadata["status"] = "\(completion.finishReason.rawValue)"
+            metadata["promptTokens"] = "\(completion.usage.promptTokens)"
+            metadata["completionTokens"] = "\(completion.usage.completionTokens)"
+            metadata["cached"] = "\(completion.cached)"
+            url = completion.url
+            retries = completion.retries
+        case .failure(let error):
+            metadata["status"] = "\(error.kind.rawValue)"
+            if let status = error.httpStatus { metadata["httpStatus"] = "\(status)" }
+            metadata["error"] = "\(error.message)"
+            url = error.url
+            retries = error.retryErrors
+        }
+        metadata["retries"] = "\(retries.count)"
+        logger.info("model call ended", metadata: metadata)
+        guard logger.logLevel <= .debug else { return }
+        if let url { logger.debug("model call sent", metadata: ["provider": "\(provider)", "url": "\(url)"]) }
+        for (attempt, cause) in retries.enumerated() {
+            logger.debug(
+                "model call retried",
+                metadata: ["provider": "\(provider)", "attempt": "\(attempt + 1)", "cause": "\(cause)"]
+            )
+        }
+    }
+
+    /// `model` is the request member at fault when no provider serves it or the provider knows
+    /// no such model; for the other failures the request itself may be fine.
+    static func modelFieldAtFault(_ kind: ModelError.Kind) -> String? {
+        switch kind {
+        case .unavailable, .notFound, .permission: return "model"
+        default: return nil
+        }
     }
 
     static func scoreText(_ score: Double) -> String {
@@ -676,7 +745,7 @@ public final class StageRunner: Sendable {
         _ completion: Completion?,
         status: String,
         error: String?,
-        retries: Int = 0
+        failure: ModelError? = nil
     ) async -> Int64? {
         let parameters = call.maxTokens.map { #"{"max_tokens":\#($0)}"# } ?? "{}"
         let record = CallRecord(
@@ -696,8 +765,9 @@ public final class StageRunner: Sendable {
             completionTokens: completion?.usage.completionTokens ?? 0,
             costUsd: completion?.cost,
             cached: completion?.cached ?? false,
-            retries: completion?.retries.count ?? retries,
-            retryErrors: completion.flatMap { $0.retries.isEmpty ? nil : $0.retries.joined(separator: "; ") }
+            retries: completion?.retries.count ?? failure?.retries ?? 0,
+            retryErrors: CallRecord.retryErrors(completion?.retries ?? failure?.retryErrors ?? []),
+            errorKind: failure.map { $0.kind.rawValue }
         )
         do {
             return try await callLog.record(record).id

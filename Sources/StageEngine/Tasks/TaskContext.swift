@@ -160,9 +160,12 @@ public struct LLMMetric: Sendable, Hashable {
     public var finishReason: String?
     public var cached: Bool
     public var retries: Int
-    /// The call failed; `error` says why.
+    /// The call failed; `error` says why, `errorKind` in a word (``ModelError/Kind``).
     public var failed: Bool
     public var error: String?
+    public var errorKind: String?
+    /// Why each retried attempt failed.
+    public var retryErrors: [String] = []
 
     public var json: JSONValue {
         var members: [String: JSONValue] = [
@@ -181,6 +184,7 @@ public struct LLMMetric: Sendable, Hashable {
         if let finishReason { members["finishReason"] = .string(finishReason) }
         if failed { members["failed"] = .bool(true) }
         if let error { members["error"] = .string(error) }
+        if let errorKind { members["errorKind"] = .string(errorKind) }
         return .object(members)
     }
 }

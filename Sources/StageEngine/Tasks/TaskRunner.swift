@@ -417,7 +417,9 @@ extension StageRunner {
             completionTokens: metric.completionTokens,
             costUsd: metric.failed ? nil : metric.cost,
             cached: metric.cached,
-            retries: metric.retries
+            retries: metric.retries,
+            retryErrors: CallRecord.retryErrors(metric.retryErrors),
+            errorKind: metric.errorKind
         )
         do {
             _ = try await callLog.record(record)

@@ -136,7 +136,23 @@ extension ResponseError {
             data["needed"] = amount(budget.needed)
         }
         data["hint"] = .string(Self.hint(error.kind))
+        if let failure = error.model { Self.describe(failure, into: &data) }
         self.data = .object(data)
+    }
+
+    /// A provider's failure as `data` members a client can branch on: `kind` (rate_limit,
+    /// timeout, …), `provider`, `httpStatus`, `retryAfter` (seconds), `retries`, `url`, and the
+    /// hint that fits the kind. Keys never appear: messages are redacted where they are made.
+    static func describe(_ failure: ModelError, into data: inout [String: JSONValue]) {
+        data["kind"] = .string(failure.kind.rawValue)
+        data["hint"] = .string(failure.hint)
+        if let provider = failure.provider { data["provider"] = .string(provider) }
+        if let status = failure.httpStatus { data["httpStatus"] = .integer(Int64(status)) }
+        if let wait = failure.retryAfter {
+            data["retryAfter"] = .double(Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18)
+        }
+        data["retries"] = .integer(Int64(failure.retries))
+        if let url = failure.url { data["url"] = .string(url) }
     }
 
     private static func hint(_ kind: StageError.Kind) -> String {

@@ -39,6 +39,9 @@ struct CostTests {
         #expect(table.price(provider: "openai", model: "gpt-4o-audio-preview") == nil, "a variant is not a snapshot")
         #expect(table.price(provider: "ollama", model: "llama3.1") == nil)
         #expect(table.price(provider: "embedded", model: "anything") == ModelPrice(input: 0, output: 0))
+        // A workspace's own provider (a proxy, say) is not charged a built-in price; a configured one applies.
+        #expect(table.price(provider: "proxy", model: "gpt-4o-mini") == nil)
+        #expect(table.price(provider: "proxy", model: "gpt-4o")?.input == 3)
         let usage = GenerationMetadata.Usage(promptTokens: 1_000_000, completionTokens: 500_000)
         #expect(table.cost(provider: "local", model: "my-model", usage: usage) == 2.0)
         #expect(table.cost(provider: "ollama", model: "llama3.1", usage: usage) == nil)

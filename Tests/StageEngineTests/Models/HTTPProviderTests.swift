@@ -82,7 +82,7 @@ struct HTTPProviderTests {
                 "fault-context", .contextLength,
                 "the prompt is too long for the model (HTTP 400): This model's maximum context length is 8192 tokens"
             ),
-            ("malformed", .server, "openai sent a malformed answer (not a JSON object)"),
+            ("malformed", .malformed, "openai sent a malformed answer (not a JSON object)"),
         ]
     )
     func faults(model: String, kind: ModelError.Kind, message: String) async throws {
@@ -166,6 +166,113 @@ struct HTTPProviderTests {
                 #expect(error.kind == .network, "\(provider.provider): \(error)")
             }
         }
+    }
+
+    @Test("the final event completes the answer, whatever the connection does next")
+    func finalEventCompletes() async throws {
+        for provider in [openAI(streaming: true) as any ModelClient, anthropic(streaming: true)] {
+            let started = ContinuousClock.now
+            let completion = try await provider.complete(request("done-hang"))
+            #expect(completion.text == "echo: héllo wörld 😀", "\(provider.provider)")
+            #expect(completion.finishReason == .stop)
+            // The mock holds the connection for 60 s after the final event.
+            #expect(ContinuousClock.now - started < .seconds(20), "\(provider.provider)")
+        }
+    }
+
+    @Test("a streamed request answered with one plain JSON body is read as a plain answer")
+    func plainBodyForAStream() async throws {
+        for provider in [openAI(streaming: true) as any ModelClient, anthropic(streaming: true)] {
+            let completion = try await provider.complete(request("plain-stream"))
+            #expect(completion.text == "echo: héllo wörld 😀", "\(provider.provider)")
+            #expect(completion.usage.completionTokens == 4)
+        }
+    }
+
+    @Test("a 16 MB event streams through; one larger than the limit is an error, not a grind")
+    func bigEvents() async throws {
+        for provider in [openAI(streaming: true) as any ModelClient, anthropic(streaming: true)] {
+            let started = ContinuousClock.now
+            let completion = try await provider.complete(request("big-event-16"))
+            print("\(provider.provider): a 16 MB event streamed and parsed in \(ContinuousClock.now - started)")
+            #expect(completion.text.utf8.count == 16 << 20)
+            do {
+                _ = try await provider.complete(request("big-event-40"))
+                Issue.record("\(provider.provider): a 40 MB event was accepted")
+            } catch {
+                #expect(error.kind == .tooLarge, "\(error)")
+                #expect(
+                    error.message
+                        == "\(provider.provider) streamed an event larger than 33554432 bytes; the answer was abandoned"
+                )
+            }
+        }
+    }
+
+    @Test("a 60 MB error body: the message keeps a few hundred bytes of it, at once")
+    func hugeErrorBodies() async throws {
+        let started = ContinuousClock.now
+        do {
+            _ = try await openAI().complete(request("huge-error"))
+            Issue.record("a 500 answered")
+        } catch {
+            #expect(error.kind == .server)
+            #expect(error.httpStatus == 500)
+            #expect(error.message.utf8.count < 1_000, "\(error.message.utf8.count) bytes")
+            #expect(error.message.hasPrefix("openai failed (HTTP 500): {\"error\": {\"message\": \"xxx"))
+        }
+        #expect(ContinuousClock.now - started < .seconds(20))
+    }
+
+    @Test(
+        "statuses and error bodies as providers send them become kinds, messages and the URL",
+        arguments: [
+            (
+                "fault-408", ModelError.Kind.timeout, 408,
+                "openai timed out waiting for the request (HTTP 408): request timed out"
+            ),
+            (
+                "fault-403", .permission, 403,
+                "openai does not allow this request with this key (HTTP 403): this key may not use the model"
+            ),
+            (
+                "detail-error", .invalidRequest, 400,
+                "openai rejected the request (HTTP 400): unknown parameter: temperature_x"
+            ),
+        ]
+    )
+    func statuses(model: String, kind: ModelError.Kind, status: Int, message: String) async throws {
+        do {
+            _ = try await openAI().complete(request(model))
+            Issue.record("\(model) answered")
+        } catch {
+            #expect(error.kind == kind)
+            #expect(error.httpStatus == status)
+            #expect(error.message == message)
+            #expect(error.provider == "openai")
+            #expect(error.url == Self.server.url("/v1/chat/completions"))
+        }
+    }
+
+    @Test("a 404 names the URL it was given; an anthropic base URL written with /v1 works")
+    func urls() async throws {
+        let wrong = OpenAICompatibleProvider(
+            endpoint: .init(name: "local", baseURL: Self.server.url("/api"), apiKey: MockModelServer.key)
+        )
+        do {
+            _ = try await wrong.complete(request("echo"))
+            Issue.record("a wrong path answered")
+        } catch {
+            #expect(error.kind == .notFound)
+            #expect(
+                error.message
+                    == "local has no such model or endpoint: HTTP 404 for \(Self.server.url("/api/chat/completions")): no route /api/chat/completions"
+            )
+        }
+        let withVersion = AnthropicProvider(
+            endpoint: .init(name: "anthropic", baseURL: Self.server.url("/v1"), apiKey: MockModelServer.key)
+        )
+        #expect(try await withVersion.complete(request("echo")).text == "echo: héllo wörld 😀")
     }
 
     @Test("a missing key is refused by the server with the variable to set")

@@ -120,6 +120,8 @@ struct RetryTests {
         #expect(result.metadata.retries == 1)
         let call = try #require(try await runner.callLog.recent().first)
         #expect(call.retries == 1)
-        #expect(call.retryErrors == "server: mock failed (HTTP 500): transient failure; retry later")
+        // A JSON array: a reason may itself contain "; ".
+        #expect(call.retryErrors == #"["server: mock failed (HTTP 500): transient failure; retry later"]"#)
+        #expect(call.errorKind == nil)
     }
 }

@@ -58,7 +58,16 @@ export const ContentModified = defineCode("ContentModified", -32801);
 export const RequestFailed = defineCode("RequestFailed", -32803);
 export const WorkspaceError = defineCode("WorkspaceError", -32010);
 export const TemplateError = defineCode("TemplateError", -32011);
+/**
+ * The model cannot be used or did not answer. data.kind says how, in a word to branch on
+ * (unavailable, authentication, permission, not_found, rate_limit, overloaded, invalid_request,
+ * context_length, server, timeout, network, too_large, malformed); data.provider, data.httpStatus,
+ * data.retryAfter (seconds), data.retries and data.url say where and what happened.
+ */
 export const ModelError = defineCode("ModelError", -32012);
+for (const name of ["provider", "httpStatus", "retryAfter", "retries", "url"]) {
+  Object.defineProperty(ModelError.prototype, name, { get() { return this.data?.[name]; } });
+}
 export const StorageError = defineCode("StorageError", -32013);
 export const TruncatedError = defineCode("TruncatedError", -32014);
 export const TaskError = defineCode("TaskError", -32015);

@@ -166,6 +166,7 @@ describe("error classes", { skip: SKIP_NO_BIN }, () => {
           stage: "draft", templateId: "systematic-analytical", model: "acme:gpt-5", values: { concepts: [] },
         }), ModelError);
         assert.equal(me.data.field, "params.model");
+        assert.deepEqual([me.data.kind, me.provider, me.retries, me.httpStatus], ["unavailable", "acme", 0, undefined]);
 
         const tr = await rejectsWith(client.runStage({
           stage: "draft", genId: "t-1", templateId: "systematic-analytical", model: "sonnet-4",

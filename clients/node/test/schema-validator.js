@@ -1,7 +1,7 @@
 // A small JSON Schema (draft 2020-12 subset) validator for the protocol schemas, written because
 // no validator package can be installed. It supports exactly the keywords protocol/schema uses:
 //   type, required, properties, additionalProperties, enum, const, items, contains, uniqueItems,
-//   minItems, minLength, minimum, maximum, pattern, $ref (same file and relative files),
+//   minItems, maxItems, minLength, minimum, maximum, pattern, $ref (same file and relative files),
 //   oneOf, anyOf, allOf, if/then/else.
 // Annotations (title, description, $schema, $id, $defs, examples, default, $comment) and
 // `format` are ignored. Any other keyword throws, so an unsupported schema cannot pass silently.
@@ -15,7 +15,7 @@ const ANNOTATIONS = new Set([
 ]);
 const SUPPORTED = new Set([
   "type", "required", "properties", "additionalProperties", "enum", "const", "items", "contains",
-  "uniqueItems", "minItems", "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum", "pattern",
+  "uniqueItems", "minItems", "maxItems", "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum", "pattern",
   "$ref", "oneOf", "anyOf", "allOf", "not", "if", "then", "else", "propertyNames",
 ]);
 
@@ -119,6 +119,7 @@ export class SchemaValidator {
     }
     if (Array.isArray(v)) {
       if ("minItems" in schema && v.length < schema.minItems) err(`must have at least ${schema.minItems} items`);
+      if ("maxItems" in schema && v.length > schema.maxItems) err(`must have at most ${schema.maxItems} items`);
       if ("items" in schema) v.forEach((x, i) => this._validate(x, schema.items, file, `${at}[${i}]`, errors));
       if (schema.uniqueItems === true) {
         for (let i = 0; i < v.length; i++) {

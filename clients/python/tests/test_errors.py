@@ -112,6 +112,8 @@ async def test_server_errors_carry_data(spawn: Spawner, workspace: Path) -> None
                 "draft", template_id="systematic-analytical", model="acme:gpt-5", values={"concepts": []}
             )
         assert model.value.code == -32012 and model.value.field == "params.model"
+        assert (model.value.kind, model.value.provider, model.value.retries) == ("unavailable", "acme", 0)
+        assert model.value.http_status is None and model.value.retry_after is None and model.value.url is None
 
         with pytest.raises(TruncatedError) as trunc:
             await c.run_stage(

@@ -37,7 +37,7 @@ struct ModelStageHandler: TaskStageHandler {
             model: modelId,
             promptTokens: 0,
             completionTokens: 0,
-            cost: 0,
+            cost: nil,
             durationMs: 0,
             cached: false,
             retries: 0,
@@ -60,6 +60,7 @@ struct ModelStageHandler: TaskStageHandler {
             metric.cost = completion.cost
             metric.cached = completion.cached
             metric.retries = completion.retries.count
+            metric.retryErrors = completion.retries
             metric.finishReason = completion.finishReason.rawValue
             metric.durationMs = Double((ContinuousClock.now - start) / .microseconds(1)) / 1000
             await environment.metrics.record(metric)
@@ -82,7 +83,10 @@ struct ModelStageHandler: TaskStageHandler {
         } catch let error as ModelError {
             metric.failed = true
             metric.error = error.description
+            metric.errorKind = error.kind.rawValue
             metric.retries = error.retries
+            metric.retryErrors = error.retryErrors
+            if metric.provider.isEmpty, let provider = error.provider { metric.provider = provider }
             metric.durationMs = Double((ContinuousClock.now - start) / .microseconds(1)) / 1000
             await environment.metrics.record(metric)
             throw error

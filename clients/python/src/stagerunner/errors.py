@@ -96,8 +96,9 @@ class RpcError(StageRunnerError):
 
     @property
     def kind(self) -> str | None:
-        """For application errors: ``workspace``, ``template``, ``model``, ``storage``, ``truncated``,
-        ``task``, ``pipeline``, ``job`` or ``budget``."""
+        """For application errors: ``workspace``, ``template``, ``storage``, ``truncated``, ``task``,
+        ``pipeline``, ``job`` or ``budget``; for :class:`ModelError`, how the call failed
+        (``rate_limit``, ``timeout``, …)."""
         return self._str("kind")
 
     def __repr__(self) -> str:
@@ -174,9 +175,42 @@ class TemplateError(RpcError):
 
 
 class ModelError(RpcError):
-    """-32012: the model cannot be used or did not answer."""
+    """-32012: the model cannot be used or did not answer.
+
+    :attr:`kind` says how, in a word to branch on: ``unavailable``, ``authentication``,
+    ``permission``, ``not_found``, ``rate_limit``, ``overloaded``, ``invalid_request``,
+    ``context_length``, ``server``, ``timeout``, ``network``, ``too_large`` or ``malformed``.
+    """
 
     CODE = -32012
+
+    @property
+    def provider(self) -> str | None:
+        """The provider that failed."""
+        return self._str("provider")
+
+    @property
+    def http_status(self) -> int | None:
+        """The provider's HTTP status, when it answered."""
+        value = self.data.get("httpStatus") if isinstance(self.data, dict) else None
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds the provider asked to wait before trying again, when it said."""
+        value = self.data.get("retryAfter") if isinstance(self.data, dict) else None
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    @property
+    def retries(self) -> int:
+        """Attempts retried before giving up."""
+        value = self.data.get("retries") if isinstance(self.data, dict) else None
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+    @property
+    def url(self) -> str | None:
+        """Where the request went: scheme, host, port and path."""
+        return self._str("url")
 
 
 class StorageError(RpcError):

@@ -102,6 +102,8 @@ class ServerCapabilities(TypedDict):
     cancellation: bool
     framing: Literal["lsp", "ndjson"]
     maxMessageSize: int
+    #: The six members above again, under ``stagerunner``: where typed LSP clients look.
+    experimental: dict[str, Any]
 
 
 class WorkspaceInfo(TypedDict):
@@ -423,6 +425,8 @@ class LLMMetric(TypedDict):
     retries: int
     failed: NotRequired[bool]
     error: NotRequired[str]
+    #: How the call failed (``rate_limit``, ``timeout``, …), when it failed.
+    errorKind: NotRequired[str]
 
 
 class TaskResult(TypedDict):
@@ -446,10 +450,11 @@ class ExecuteStageParams(TypedDict):
 
 
 class StageOutput(TypedDict):
-    """What a stage handler returns (schema/executeStage.result.json)."""
+    """What a stage handler returns (schema/executeStage.result.json): a missing ``output`` is
+    ``None``, missing or ``None`` ``flags`` are ``{}``."""
 
-    output: Any
-    flags: dict[str, Any]
+    output: NotRequired[Any]
+    flags: NotRequired[dict[str, Any] | None]
 
 
 class Notification(TypedDict):

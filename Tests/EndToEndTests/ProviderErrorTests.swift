@@ -1,0 +1,96 @@
+import Foundation
+import GRDB
+import JSON
+import TestSupport
+import Testing
+
+/// A provider's failure as a client sees it: `data` to branch on (kind, provider, HTTP status,
+/// Retry-After, retries, URL), the same kind in the call log, and a log line for every call.
+@Suite("Provider errors over the wire")
+struct ProviderErrorTests {
+    @Test("every failure's data says its kind, provider, status, wait, retries and URL; the call log agrees")
+    func typedErrorData() async throws {
+        let mock = try MockModelServer()
+        let example = try ExampleCopy(
+            "daydream",
+            files: [
+                "stagerunner.yaml": """
+                providers:
+                  mock: {kind: openai, baseURL: "\(mock.url("/v1"))", apiKeyEnv: MOCK_API_KEY, retries: {attempts: 2, baseDelay: 0.01, maxRetryAfter: 0.5}}
+                  wrong: {kind: openai, baseURL: "\(mock.url("/api"))", apiKeyEnv: MOCK_API_KEY, retries: {attempts: 1}}
+                """
+            ]
+        )
+        defer { example.remove() }
+        let server = try ServerProcess(
+            ["serve", "--workspace", example.root, "--log-level", "debug"],
+            environment: ["MOCK_API_KEY": MockModelServer.key]
+        )
+        let chat = mock.url("/v1/chat/completions")
+        let cases: [(model: String, data: JSONValue)] = [
+            (
+                "mock:fault-429",
+                [
+                    "kind": "rate_limit", "provider": "mock", "httpStatus": 429, "retryAfter": 1.0, "retries": 0,
+                    "url": .string(chat),
+                    "hint": "wait and retry, lower the concurrency, or raise the provider's limits",
+                ]
+            ),
+            (
+                "mock:fault-500",
+                [
+                    "kind": "server", "provider": "mock", "httpStatus": 500, "retries": 1, "url": .string(chat),
+                    "hint": "retry later; the provider failed on its side",
+                ]
+            ),
+            (
+                "mock:fault-401",
+                [
+                    "kind": "authentication", "provider": "mock", "httpStatus": 401, "retries": 0, "url": .string(chat),
+                    "hint": "check the provider's API key (its environment variable) and that it is valid",
+                ]
+            ),
+            (
+                "wrong:echo",
+                [
+                    "kind": "not_found", "provider": "wrong", "httpStatus": 404, "retries": 0,
+                    "url": .string(mock.url("/api/chat/completions")), "field": "params.model",
+                    "hint": "check the model id and the provider's baseURL in stagerunner.yaml",
+                ]
+            ),
+        ]
+        for (index, (model, expected)) in cases.enumerated() {
+            let response = try await server.call(
+                index + 1,
+                "runStage",
+                #"{"stage":"draft","templateId":"systematic-analytical","genId":"f-\#(index)","model":"\#(model)","cache":"off","promptText":"a private prompt"}"#
+            )
+            #expect(response["error"]?["code"] == -32012, "\(model): \(response)")
+            #expect(response["error"]?["data"] == expected, "\(model)")
+        }
+        let database = try DatabaseQueue(path: example.root + "/.stagerunner/calls.sqlite")
+        let rows = try await database.read { db in
+            try Row.fetchAll(
+                db,
+                sql: "SELECT genId, status, errorKind, retries, retryErrors FROM llm_calls ORDER BY id"
+            )
+        }
+        #expect(rows.map { $0["errorKind"] as String? } == ["rate_limit", "server", "authentication", "not_found"])
+        #expect(rows.map { $0["status"] as String? } == ["error", "error", "error", "error"])
+        let retried: String? = rows[1]["retryErrors"]
+        #expect(retried == #"["server: mock failed (HTTP 500): internal server error; retry later"]"#)
+
+        #expect(try await server.call(9, "shutdown")["result"] == .null)
+        server.send(#"{"jsonrpc":"2.0","method":"exit"}"#)
+        #expect(try await server.exitStatus() == 0)
+        let log = server.standardError
+        let ended = log.split(separator: "\n").filter { $0.contains("model call ended") }
+        #expect(ended.count == 4, "\(log)")
+        #expect(ended.allSatisfy { $0.contains("provider=") && $0.contains("latencyMs=") && $0.contains("retries=") })
+        #expect(ended.contains { $0.contains("status=rate_limit") && $0.contains("httpStatus=429") })
+        #expect(log.contains("model call sent") && log.contains("url=\(chat)"))
+        #expect(log.contains("model call retried") && log.contains("cause=server: mock failed (HTTP 500)"))
+        #expect(!log.contains(MockModelServer.key), "the key must never reach the log")
+        #expect(!log.contains("a private prompt"), "the prompt stays out of the log below trace")
+    }
+}
