@@ -93,4 +93,62 @@ struct ProviderErrorTests {
         #expect(!log.contains(MockModelServer.key), "the key must never reach the log")
         #expect(!log.contains("a private prompt"), "the prompt stays out of the log below trace")
     }
+
+    @Test(
+        "a provider that reports no usage: usage and cost are null, never 0; budgets count an estimate",
+        arguments: [false, true]
+    )
+    func unreportedUsage(progress: Bool) async throws {
+        let mock = try MockModelServer()
+        let example = try ExampleCopy(
+            "daydream",
+            files: [
+                "stagerunner.yaml": """
+                providers:
+                  mock: {kind: openai, baseURL: "\(mock.url("/v1"))", apiKeyEnv: MOCK_API_KEY}
+                prices:
+                  mock:no-usage: {input: 1000, output: 1000}
+                budgets:
+                  process: {tokens: 25}
+                """
+            ]
+        )
+        defer { example.remove() }
+        let server = try ServerProcess(
+            ["serve", "--workspace", example.root, "--log-level", "error"],
+            environment: ["MOCK_API_KEY": MockModelServer.key]
+        )
+        // With a progress token the call streams; the mock sends no usage event either way.
+        let token = progress ? #","progressToken":"p""# : ""
+        let prompt = String(repeating: "a", count: 30)
+        let response = try await server.call(
+            1,
+            "runStage",
+            #"{"stage":"draft","templateId":"systematic-analytical","genId":"u-1","model":"mock:no-usage","cache":"off","promptText":"\#(prompt)"\#(token)}"#
+        )
+        let metadata = try #require(response["result"]?["metadata"], "\(response)")
+        #expect(metadata["usage"] == .null)
+        #expect(metadata["cost_usd"] == .null)
+        // "echo: " and the prompt, 36 bytes, and the prompt's 30: 12 + 10 tokens at 3 bytes a token.
+        #expect(metadata["usage_estimate"] == 22)
+        let file = try #require(example.read("data/gens/draft/u-1/metadata.json"))
+        #expect(file.contains(#""usage" : null"#))
+        // The estimate counts against the budget: 22 of 25 spent, so the next call (8 more) is refused.
+        let refused = try await server.call(
+            2,
+            "runStage",
+            #"{"stage":"draft","templateId":"systematic-analytical","genId":"u-2","model":"mock:no-usage","cache":"off","promptText":"\#(prompt)"}"#
+        )
+        #expect(refused["error"]?["code"] == -32017, "\(refused)")
+        #expect(refused["error"]?["data"]?["spent"] == 22)
+        let database = try DatabaseQueue(path: example.root + "/.stagerunner/calls.sqlite")
+        let row = try await database.read { db in
+            try Row.fetchOne(
+                db,
+                sql: "SELECT promptTokens, completionTokens, costUsd FROM llm_calls WHERE genId = 'u-1'"
+            )
+        }
+        #expect(row?["promptTokens"] == nil as Int?)
+        #expect(row?["costUsd"] == nil as Double?)
+    }
 }

@@ -26,6 +26,10 @@ The model name chooses the behaviour:
   huge-error      500 with a 60 MB body
   fault-408       408 request timeout             fault-403   403 for this key
   detail-error    400 whose body is {"detail": "..."} (FastAPI servers, LiteLLM)
+  no-usage        answers without any token counts (no usage object, no usage event), as
+                  servers that ignore stream_options.include_usage do
+  late-usage      Anthropic streams: message_start says 0 input tokens, message_delta the real
+                  counts (as LiteLLM's proxy does)
   hold-<tag>      accepts the request and answers nothing for 60 s, watching the connection:
                   GET /hold/<tag> says {"requests": n, "closed": n, "closedAfter": [seconds]},
                   how many such requests came and how many the client hung up on, and when
@@ -226,18 +230,22 @@ class Handler(BaseHTTPRequestHandler):
         if request.get("stream"):
             return self.stream(anthropic, model, text, stopped, prompt_tokens, completion_tokens)
         if anthropic:
-            return self.send_json(200, {
+            answer = {
                 "id": "msg_1", "type": "message", "role": "assistant", "model": model,
                 "content": [{"type": "text", "text": text}],
                 "stop_reason": "max_tokens" if stopped == "long" else "end_turn",
                 "usage": {"input_tokens": prompt_tokens, "output_tokens": completion_tokens},
-            }, quota_headers)
-        return self.send_json(200, {
-            "id": "chatcmpl-1", "object": "chat.completion", "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": "length" if stopped == "long" else "stop"}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
-        }, quota_headers)
+            }
+        else:
+            answer = {
+                "id": "chatcmpl-1", "object": "chat.completion", "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                             "finish_reason": "length" if stopped == "long" else "stop"}],
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
+            }
+        if model == "no-usage":
+            del answer["usage"]
+        return self.send_json(200, answer, quota_headers)
 
     def stream(self, anthropic, model, text, stopped, prompt_tokens, completion_tokens):
         self.send_response(200)
@@ -252,7 +260,8 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
 
         if anthropic:
-            send("message_start", {"type": "message_start", "message": {"model": model, "usage": {"input_tokens": prompt_tokens}}})
+            start_usage = {} if model == "no-usage" else {"usage": {"input_tokens": 0 if model == "late-usage" else prompt_tokens}}
+            send("message_start", {"type": "message_start", "message": {"model": model, **start_usage}})
             send("ping", {"type": "ping"})
         for number, piece in enumerate(pieces):
             if model == "reset-stream" and number == 2:
@@ -269,15 +278,20 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         if anthropic:
-            send("message_delta", {"type": "message_delta",
-                                   "delta": {"stop_reason": "max_tokens" if stopped == "long" else "end_turn"},
-                                   "usage": {"output_tokens": completion_tokens}})
+            delta_usage = {"output_tokens": completion_tokens}
+            if model == "late-usage":
+                delta_usage["input_tokens"] = prompt_tokens
+            delta = {"type": "message_delta", "delta": {"stop_reason": "max_tokens" if stopped == "long" else "end_turn"}}
+            if model != "no-usage":
+                delta["usage"] = delta_usage
+            send("message_delta", delta)
             send("message_stop", {"type": "message_stop"})
         else:
             reason = "length" if stopped == "long" else "stop"
             send(None, {"model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
-            send(None, {"model": model, "choices": [],
-                        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}})
+            if model != "no-usage":
+                send(None, {"model": model, "choices": [],
+                            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}})
             send(None, "[DONE]")
         if model == "done-hang":
             time.sleep(60)

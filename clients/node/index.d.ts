@@ -188,8 +188,11 @@ export interface GenerationMetadata {
   duration_ms: number;
   finish_reason?: "stop" | "length" | "content_filter" | "tool_calls" | "other";
   truncated: boolean;
-  usage?: Usage;
-  /** US dollars; null when the model's price is unknown. */
+  /** null when the provider reported no usage: unknown, never 0. */
+  usage?: Usage | null;
+  /** When usage is null: the tokens budgets counted instead, estimated from the text. */
+  usage_estimate?: number;
+  /** US dollars; null when the model's price is unknown or the provider reported no usage. */
   cost_usd?: number | null;
   status: GenerationStatus;
   llm_error?: string;
@@ -395,9 +398,10 @@ export interface LLMMetric {
   stage: TaskStage;
   provider: string;
   model: string;
-  promptTokens: number;
-  completionTokens: number;
-  totalTokens: number;
+  /** null when the provider reported no usage, or the call failed. */
+  promptTokens: number | null;
+  completionTokens: number | null;
+  totalTokens: number | null;
   cost: number;
   durationMs: number;
   finishReason?: "stop" | "length" | "content_filter" | "tool_calls" | "other";
@@ -474,6 +478,8 @@ export interface TokenUsage {
   promptTokens: number;
   completionTokens: number;
   totalTokens: number;
+  /** Calls whose provider reported no usage: not in the sums. Absent when there are none. */
+  unreportedCalls?: number;
 }
 
 /** status.json#/properties/files */

@@ -29,8 +29,9 @@ public struct CallRecord: Sendable, Hashable, Codable, FetchableRecord, MutableP
     public var status: String
     public var error: String?
     public var latencyMs: Double
-    public var promptTokens: Int
-    public var completionTokens: Int
+    /// The tokens the provider reported; nil when it reported none (or the call failed).
+    public var promptTokens: Int?
+    public var completionTokens: Int?
     /// US dollars; 0 when cached or embedded, nil when the model's price is unknown or the call failed.
     public var costUsd: Double?
     public var cached: Bool
@@ -54,8 +55,8 @@ public struct CallRecord: Sendable, Hashable, Codable, FetchableRecord, MutableP
         status: String,
         error: String?,
         latencyMs: Double,
-        promptTokens: Int,
-        completionTokens: Int,
+        promptTokens: Int?,
+        completionTokens: Int?,
         costUsd: Double?,
         cached: Bool,
         retries: Int = 0,
@@ -107,6 +108,8 @@ public struct CallSummary: Sendable, Hashable, Codable, FetchableRecord {
     public var cost: Double
     /// Calls that answered but whose model has no price (their cost is not in `cost`).
     public var unpricedCalls: Int
+    /// Calls that answered but whose provider reported no usage (their tokens are not in the sums).
+    public var unreportedCalls: Int
 }
 
 extension CallLog {
@@ -197,6 +200,44 @@ public final class CallLog: Sendable {
                 table.add(column: "errorKind", .text)
             }
         }
+        migrator.registerMigration("5: usage may be unknown") { db in
+            // SQLite cannot drop NOT NULL from a column: the table is copied into one whose token
+            // counts may be null (a provider that reports none, a call that failed).
+            let columns =
+                "id, createdAt, runId, stage, genId, templateId, model, provider, promptVersion, parameters, "
+                + "status, error, latencyMs, promptTokens, completionTokens, cached, retries, retryErrors, "
+                + "costUsd, errorKind"
+            try db.create(table: "llm_calls_new") { table in
+                table.autoIncrementedPrimaryKey("id")
+                table.column("createdAt", .text).notNull()
+                table.column("runId", .text).notNull()
+                table.column("stage", .text).notNull()
+                table.column("genId", .text).notNull()
+                table.column("templateId", .text)
+                table.column("model", .text).notNull()
+                table.column("provider", .text).notNull()
+                table.column("promptVersion", .text)
+                table.column("parameters", .text).notNull()
+                table.column("status", .text).notNull()
+                table.column("error", .text)
+                table.column("latencyMs", .double).notNull()
+                table.column("promptTokens", .integer)
+                table.column("completionTokens", .integer)
+                table.column("cached", .boolean).notNull()
+                table.column("retries", .integer).notNull().defaults(to: 0)
+                table.column("retryErrors", .text)
+                table.column("costUsd", .double)
+                table.column("errorKind", .text)
+            }
+            try db.execute(sql: "INSERT INTO llm_calls_new (\(columns)) SELECT \(columns) FROM llm_calls")
+            // A failed call used to be written with 0 tokens: it reported none.
+            try db.execute(
+                sql: "UPDATE llm_calls_new SET promptTokens = NULL, completionTokens = NULL WHERE status = 'error'"
+            )
+            try db.drop(table: "llm_calls")
+            try db.rename(table: "llm_calls_new", to: "llm_calls")
+            try db.create(index: "llm_calls_gen", on: CallRecord.databaseTableName, columns: ["genId"])
+        }
         return migrator
     }
 
@@ -248,8 +289,10 @@ public final class CallLog: Sendable {
             try CallSummary.fetchAll(
                 db,
                 sql: """
-                    SELECT model, status, COUNT(*) AS calls, SUM(promptTokens) AS promptTokens,
-                           SUM(completionTokens) AS completionTokens,
+                    SELECT model, status, COUNT(*) AS calls, COALESCE(SUM(promptTokens), 0) AS promptTokens,
+                           COALESCE(SUM(completionTokens), 0) AS completionTokens,
+                           SUM(promptTokens IS NULL AND completionTokens IS NULL AND status != 'error')
+                               AS unreportedCalls,
                            COALESCE(SUM(costUsd), 0) AS cost,
                            SUM(costUsd IS NULL AND status != 'error') AS unpricedCalls
                     FROM llm_calls GROUP BY model, status ORDER BY model, status

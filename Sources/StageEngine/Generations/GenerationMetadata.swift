@@ -49,7 +49,12 @@ public struct GenerationMetadata: Sendable, Hashable, Codable {
     public var durationMs: Double
     public var finishReason: String?
     public var truncated: Bool
+    /// The tokens the provider reported; nil when it reported none (written as `null` for mode
+    /// `llm`: unknown, never 0).
     public var usage: Usage?
+    /// When the provider reported no usage: the tokens budgets and rate limits counted instead,
+    /// estimated from the prompt's and the answer's text (`usage_estimate`).
+    public var usageEstimate: Int?
     /// The call's cost in US dollars (`cost_usd`): 0 for the embedded provider and for cached
     /// answers, nil when the model's price is unknown (written as `null` for mode `llm`).
     public var costUsd: Double?
@@ -81,6 +86,7 @@ public struct GenerationMetadata: Sendable, Hashable, Codable {
         finishReason: String? = nil,
         truncated: Bool,
         usage: Usage? = nil,
+        usageEstimate: Int? = nil,
         costUsd: Double? = nil,
         status: GenerationStatus,
         llmError: String? = nil,
@@ -105,6 +111,7 @@ public struct GenerationMetadata: Sendable, Hashable, Codable {
         self.finishReason = finishReason
         self.truncated = truncated
         self.usage = usage
+        self.usageEstimate = usageEstimate
         self.costUsd = costUsd
         self.status = status
         self.llmError = llmError
@@ -127,8 +134,8 @@ public enum GenerationStatus: String, Sendable, Hashable, Codable {
 }
 
 extension GenerationMetadata {
-    /// Members that do not apply are left out, except `cost_usd`, which a model call always has:
-    /// `null` there means the price is unknown, which is not the same as free.
+    /// Members that do not apply are left out, except `usage` and `cost_usd`, which a model call
+    /// always has: `null` there means unknown (no usage reported, no price), which is not 0.
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(schemaVersion, forKey: .schemaVersion)
@@ -145,8 +152,11 @@ extension GenerationMetadata {
         try container.encode(durationMs, forKey: .durationMs)
         try container.encodeIfPresent(finishReason, forKey: .finishReason)
         try container.encode(truncated, forKey: .truncated)
-        try container.encodeIfPresent(usage, forKey: .usage)
-        if mode == .llm { try container.encode(costUsd, forKey: .costUsd) }
+        if mode == .llm {
+            try container.encode(usage, forKey: .usage)
+            try container.encodeIfPresent(usageEstimate, forKey: .usageEstimate)
+            try container.encode(costUsd, forKey: .costUsd)
+        }
         try container.encode(status, forKey: .status)
         try container.encodeIfPresent(llmError, forKey: .llmError)
         try container.encode(files, forKey: .files)

@@ -150,17 +150,21 @@ public struct JobStatusDocument: Sendable, Hashable {
     mutating func addUsage(task: String, _ metric: LLMMetric) {
         for base in [["tasks", task], []] {
             let usage = json[path: base + ["tokenUsage"]] ?? Self.zeroUsage
-            let prompt = (usage["promptTokens"]?.integerValue ?? 0) + Int64(metric.promptTokens)
-            let completion = (usage["completionTokens"]?.integerValue ?? 0) + Int64(metric.completionTokens)
-            operations.append(
-                json.set(
-                    [
-                        "promptTokens": .integer(prompt), "completionTokens": .integer(completion),
-                        "totalTokens": .integer(prompt + completion),
-                    ],
-                    at: base + ["tokenUsage"]
-                )
-            )
+            let prompt = (usage["promptTokens"]?.integerValue ?? 0) + Int64(metric.promptTokens ?? 0)
+            let completion = (usage["completionTokens"]?.integerValue ?? 0) + Int64(metric.completionTokens ?? 0)
+            var sums: [String: JSONValue] = [
+                "promptTokens": .integer(prompt), "completionTokens": .integer(completion),
+                "totalTokens": .integer(prompt + completion),
+            ]
+            // A call whose provider reported no usage adds no tokens (unknown is not 0):
+            // `unreportedCalls` counts them, so the sums say what they leave out.
+            let unreported = usage["unreportedCalls"]?.integerValue ?? 0
+            if !metric.failed && metric.totalTokens == nil {
+                sums["unreportedCalls"] = .integer(unreported + 1)
+            } else if unreported > 0 {
+                sums["unreportedCalls"] = .integer(unreported)
+            }
+            operations.append(json.set(.object(sums), at: base + ["tokenUsage"]))
             // A call of a model without a known price adds nothing; `unpricedCalls` says so.
             if let price = metric.cost {
                 let cost = (json[path: base + ["cost"]].flatMap(\.numberValue) ?? 0) + price

@@ -169,7 +169,8 @@ enum ProviderCall {
             completion = Completion(
                 text: state.text,
                 finishReason: state.finishReason ?? .other,
-                usage: .init(promptTokens: state.promptTokens, completionTokens: state.completionTokens),
+                usage: state.usageReported
+                    ? .init(promptTokens: state.promptTokens, completionTokens: state.completionTokens) : nil,
                 cost: nil,
                 provider: endpoint.name,
                 model: state.model ?? ""
@@ -182,6 +183,13 @@ enum ProviderCall {
         return completion
     }
 
+    /// Usage from a body's counts: unknown (nil) when it has neither; a count that is missing
+    /// beside the other is 0.
+    static func usage(prompt: Int?, completion: Int?) -> GenerationMetadata.Usage? {
+        guard prompt != nil || completion != nil else { return nil }
+        return .init(promptTokens: prompt ?? 0, completionTokens: completion ?? 0)
+    }
+
     /// The bytes of an error response's body that are read: enough for any provider's message.
     static let errorBodyLimit = 16 << 10
 
@@ -191,6 +199,8 @@ enum ProviderCall {
         var finishReason: FinishReason?
         var promptTokens = 0
         var completionTokens = 0
+        /// An event carried token counts: without one, usage is unknown, not 0.
+        var usageReported = false
         var model: String?
         var finished = false
     }
@@ -373,9 +383,9 @@ public struct OpenAICompatibleProvider: ModelClient {
                 return Completion(
                     text: message["content"]?.stringValue ?? "",
                     finishReason: Self.finishReason(choice["finish_reason"]?.stringValue),
-                    usage: .init(
-                        promptTokens: usage?["prompt_tokens"]?.intValue ?? 0,
-                        completionTokens: usage?["completion_tokens"]?.intValue ?? 0
+                    usage: ProviderCall.usage(
+                        prompt: usage?["prompt_tokens"]?.intValue,
+                        completion: usage?["completion_tokens"]?.intValue
                     ),
                     cost: nil,
                     provider: endpoint.name,
@@ -400,9 +410,12 @@ public struct OpenAICompatibleProvider: ModelClient {
                         state.finishReason = Self.finishReason(reason)
                     }
                 }
-                if let usage = object["usage"]?.objectValue {
+                if let usage = object["usage"]?.objectValue,
+                    usage["prompt_tokens"]?.intValue != nil || usage["completion_tokens"]?.intValue != nil
+                {
                     state.promptTokens = usage["prompt_tokens"]?.intValue ?? state.promptTokens
                     state.completionTokens = usage["completion_tokens"]?.intValue ?? state.completionTokens
+                    state.usageReported = true
                 }
             }
         )
@@ -470,9 +483,9 @@ public struct AnthropicProvider: ModelClient {
                     text: content.compactMap { $0["type"]?.stringValue == "text" ? $0["text"]?.stringValue : nil }
                         .joined(),
                     finishReason: Self.finishReason(object["stop_reason"]?.stringValue),
-                    usage: .init(
-                        promptTokens: usage?["input_tokens"]?.intValue ?? 0,
-                        completionTokens: usage?["output_tokens"]?.intValue ?? 0
+                    usage: ProviderCall.usage(
+                        prompt: usage?["input_tokens"]?.intValue,
+                        completion: usage?["output_tokens"]?.intValue
                     ),
                     cost: nil,
                     provider: endpoint.name,
@@ -485,7 +498,10 @@ public struct AnthropicProvider: ModelClient {
                 case "message_start":
                     let message = object["message"]?.objectValue
                     state.model = message?["model"]?.stringValue
-                    state.promptTokens = message?["usage"]?.objectValue?["input_tokens"]?.intValue ?? 0
+                    if let tokens = message?["usage"]?.objectValue?["input_tokens"]?.intValue {
+                        state.promptTokens = tokens
+                        state.usageReported = true
+                    }
                 case "content_block_delta":
                     if let delta = object["delta"]?.objectValue, let text = delta["text"]?.stringValue {
                         state.text += text
@@ -497,8 +513,14 @@ public struct AnthropicProvider: ModelClient {
                     // Some servers (LiteLLM's proxy) report 0 input tokens in message_start and
                     // the real count here: whichever event carries a count, the last one wins.
                     let usage = object["usage"]?.objectValue
-                    if let tokens = usage?["output_tokens"]?.intValue { state.completionTokens = tokens }
-                    if let tokens = usage?["input_tokens"]?.intValue, tokens > 0 { state.promptTokens = tokens }
+                    if let tokens = usage?["output_tokens"]?.intValue {
+                        state.completionTokens = tokens
+                        state.usageReported = true
+                    }
+                    if let tokens = usage?["input_tokens"]?.intValue, tokens > 0 {
+                        state.promptTokens = tokens
+                        state.usageReported = true
+                    }
                 case "message_stop":
                     state.finished = true
                 case "error":

@@ -63,7 +63,9 @@ public enum FinishReason: String, Sendable, Hashable, Codable {
 public struct Completion: Sendable, Hashable {
     public var text: String
     public var finishReason: FinishReason
-    public var usage: GenerationMetadata.Usage
+    /// The tokens the provider reported; nil when it reported none (many OpenAI-compatible
+    /// servers ignore `stream_options.include_usage`). Unknown is never taken for 0.
+    public var usage: GenerationMetadata.Usage?
     /// In US dollars: 0 when cached or embedded, nil when the model's price is unknown.
     public var cost: Double?
     /// The provider that answered (`embedded`, `openai`, …).
@@ -83,7 +85,7 @@ public struct Completion: Sendable, Hashable {
     public init(
         text: String,
         finishReason: FinishReason,
-        usage: GenerationMetadata.Usage,
+        usage: GenerationMetadata.Usage?,
         cost: Double?,
         provider: String,
         model: String,
@@ -189,6 +191,23 @@ public struct ModelError: Error, Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { "\(kind.rawValue): \(message)" }
+}
+
+extension Completion {
+    /// The tokens this call counts for budgets and rate limits: the reported usage, else a
+    /// conservative estimate from the text (three bytes a token, rounded up: more tokens than
+    /// common tokenizers make of English, so a cap is not passed by a provider that reports none).
+    public func countedTokens(for request: CompletionRequest) -> Int {
+        (usage ?? estimatedUsage(for: request)).totalTokens
+    }
+
+    /// The usage estimated from the prompt's and the answer's text.
+    public func estimatedUsage(for request: CompletionRequest) -> GenerationMetadata.Usage {
+        .init(promptTokens: Self.estimatedTokens(request.promptText), completionTokens: Self.estimatedTokens(text))
+    }
+
+    /// Tokens estimated from a text, for calls whose provider reported no usage.
+    public static func estimatedTokens(_ text: String) -> Int { (text.utf8.count + 2) / 3 }
 }
 
 /// A provider of completions. Implementations must be safe to call concurrently.

@@ -189,7 +189,8 @@ public struct PricedClient: ModelClient {
         let price =
             prices.price(provider: completion.provider, model: request.model)
             ?? prices.price(provider: completion.provider, model: completion.model)
-        completion.cost = completion.cached ? 0 : price?.cost(completion.usage)
+        // Unknown usage has an unknown cost: never priced as 0 tokens.
+        completion.cost = completion.cached ? 0 : completion.usage.flatMap { price?.cost($0) }
         return completion
     }
 }

@@ -353,7 +353,11 @@ public struct LimitedClient: ModelClient {
         let permit = try await limiter.acquire(tokens: request.estimatedTokens)
         do {
             let completion = try await base.complete(request)
-            await limiter.finish(permit, actualTokens: completion.usage.totalTokens, headers: completion.rateLimit)
+            await limiter.finish(
+                permit,
+                actualTokens: completion.countedTokens(for: request),
+                headers: completion.rateLimit
+            )
             return completion
         } catch {
             let pause = error.kind == .rateLimit || error.kind == .overloaded ? error.retryAfter : nil

@@ -71,6 +71,24 @@ public final class ResponseCache: Sendable {
             // Expired answers are found without reading every row (and its text).
             try db.create(index: "responses_storedAt", on: "responses", columns: ["storedAt"])
         }
+        migrator.registerMigration("3: usage may be unknown") { db in
+            // Token counts become nullable (a provider that reports none); the cache may be
+            // emptied at any time, so the table starts afresh rather than being copied.
+            try db.drop(table: "responses")
+            try db.create(table: "responses") { table in
+                table.primaryKey("key", .text)
+                table.column("provider", .text).notNull()
+                table.column("model", .text).notNull()
+                table.column("text", .text).notNull()
+                table.column("finishReason", .text).notNull()
+                table.column("promptTokens", .integer)
+                table.column("completionTokens", .integer)
+                table.column("answeredModel", .text).notNull()
+                /// Seconds since 1970.
+                table.column("storedAt", .double).notNull()
+            }
+            try db.create(index: "responses_storedAt", on: "responses", columns: ["storedAt"])
+        }
         try migrator.migrate(database)
         if let ttl {
             // Expired answers are never used, so a purge that fails (a lock held past the busy
@@ -111,7 +129,7 @@ public final class ResponseCache: Sendable {
             return Completion(
                 text: row["text"],
                 finishReason: FinishReason(rawValue: row["finishReason"]) ?? .other,
-                usage: .init(promptTokens: row["promptTokens"], completionTokens: row["completionTokens"]),
+                usage: ProviderCall.usage(prompt: row["promptTokens"], completion: row["completionTokens"]),
                 cost: 0,
                 provider: row["provider"],
                 model: row["answeredModel"],
@@ -134,7 +152,7 @@ public final class ResponseCache: Sendable {
                     """,
                 arguments: [
                     key, provider, request.model, completion.text, completion.finishReason.rawValue,
-                    completion.usage.promptTokens, completion.usage.completionTokens, completion.model,
+                    completion.usage?.promptTokens, completion.usage?.completionTokens, completion.model,
                     Date().timeIntervalSince1970,
                 ]
             )

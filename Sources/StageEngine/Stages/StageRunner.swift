@@ -499,7 +499,7 @@ public final class StageRunner: Sendable {
         }
         let truncated =
             completion.finishReason == .length
-            || (spec.maxTokens.map { completion.usage.completionTokens >= $0 } ?? false)
+            || (spec.maxTokens.map { limit in completion.usage.map { $0.completionTokens >= limit } ?? false } ?? false)
 
         var parsed: String? = completion.text
         var score: Double?
@@ -545,6 +545,8 @@ public final class StageRunner: Sendable {
             finishReason: completion.finishReason.rawValue,
             truncated: truncated,
             usage: completion.usage,
+            usageEstimate: completion.usage == nil && !completion.cached
+                ? completion.countedTokens(for: request) : nil,
             costUsd: completion.cost,
             status: status,
             llmError: routingProblem.map { "\($0); the embedded provider's answer stands in" } ?? debug?.llmError,
@@ -623,10 +625,17 @@ public final class StageRunner: Sendable {
             throw error
         }
         logCall(client.provider, request, .success(completion), latency: ContinuousClock.now - started)
-        await self.budgets.settle(reservation, tokens: completion.usage.totalTokens, cost: completion.cost)
+        // A call whose provider reported no usage counts by its estimate, priced where the model
+        // has a price, so that a cap cannot be passed by a provider that says nothing.
+        let counted = completion.countedTokens(for: request)
+        let countedCost =
+            completion.usage == nil && !completion.cached
+            ? price?.cost(completion.estimatedUsage(for: request)) : completion.cost
+        await self.budgets.settle(reservation, tokens: counted, cost: countedCost)
         let truncated =
             completion.finishReason == .length
-            || (request.maxTokens.map { completion.usage.completionTokens >= $0 } ?? false)
+            || (request.maxTokens.map { limit in completion.usage.map { $0.completionTokens >= limit } ?? false }
+                ?? false)
         if cacheable && !truncated {
             do {
                 try await cache.store(provider: client.provider, request, completion)
@@ -658,8 +667,12 @@ public final class StageRunner: Sendable {
         switch outcome {
         case .success(let completion):
             metadata["status"] = "\(completion.finishReason.rawValue)"
-            metadata["promptTokens"] = "\(completion.usage.promptTokens)"
-            metadata["completionTokens"] = "\(completion.usage.completionTokens)"
+            if let usage = completion.usage {
+                metadata["promptTokens"] = "\(usage.promptTokens)"
+                metadata["completionTokens"] = "\(usage.completionTokens)"
+            } else {
+                metadata["usage"] = "unreported, estimated \(completion.countedTokens(for: request)) tokens"
+            }
             metadata["cached"] = "\(completion.cached)"
             url = completion.url
             retries = completion.retries
@@ -761,8 +774,8 @@ public final class StageRunner: Sendable {
             status: status,
             error: error,
             latencyMs: milliseconds(since: call.started),
-            promptTokens: completion?.usage.promptTokens ?? 0,
-            completionTokens: completion?.usage.completionTokens ?? 0,
+            promptTokens: completion?.usage?.promptTokens,
+            completionTokens: completion?.usage?.completionTokens,
             costUsd: completion?.cost,
             cached: completion?.cached ?? false,
             retries: completion?.retries.count ?? failure?.retries ?? 0,

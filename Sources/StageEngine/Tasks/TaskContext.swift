@@ -152,8 +152,9 @@ public struct LLMMetric: Sendable, Hashable {
     public var stage: String
     public var provider: String
     public var model: String
-    public var promptTokens: Int
-    public var completionTokens: Int
+    /// The tokens the provider reported; nil when it reported none (or the call failed).
+    public var promptTokens: Int?
+    public var completionTokens: Int?
     /// US dollars; nil when the model's price is unknown.
     public var cost: Double?
     public var durationMs: Double
@@ -167,15 +168,21 @@ public struct LLMMetric: Sendable, Hashable {
     /// Why each retried attempt failed.
     public var retryErrors: [String] = []
 
+    /// Both counts, when the provider reported them.
+    public var totalTokens: Int? {
+        guard let promptTokens, let completionTokens else { return nil }
+        return promptTokens + completionTokens
+    }
+
     public var json: JSONValue {
         var members: [String: JSONValue] = [
             "task": .string(task),
             "stage": .string(stage),
             "provider": .string(provider),
             "model": .string(model),
-            "promptTokens": .integer(Int64(promptTokens)),
-            "completionTokens": .integer(Int64(completionTokens)),
-            "totalTokens": .integer(Int64(promptTokens + completionTokens)),
+            "promptTokens": promptTokens.map { .integer(Int64($0)) } ?? .null,
+            "completionTokens": completionTokens.map { .integer(Int64($0)) } ?? .null,
+            "totalTokens": totalTokens.map { .integer(Int64($0)) } ?? .null,
             "cost": cost.map(JSONValue.double) ?? nil,
             "durationMs": .double((durationMs * 1000).rounded() / 1000),
             "cached": .bool(cached),

@@ -295,6 +295,38 @@ struct JobTests {
         #expect(final.task("summary")?["error"]?["message"]?.stringValue?.contains("job '\(id)'") == true)
     }
 
+    @Test func callsWithoutReportedUsageAreCountedApartNotAsZero() async throws {
+        let mock = try MockModelServer()
+        let workspace = try Self.research()
+        defer { workspace.remove() }
+        try Self.configure(
+            "providers:\n  mock: {kind: openai, baseURL: \"\(mock.url("/v1"))\", apiKeyEnv: MOCK_KEY, streaming: true}\n",
+            in: workspace
+        )
+        try Self.writeReview(
+            "  promptTemplating: { template: { text: 'Review {{ input.title }}' } }\n"
+                + "  inference: { llm: { model: 'mock:no-usage' } }\n",
+            in: workspace
+        )
+        let jobs = JobManager(
+            runner: try StageRunner(workspace: workspace.workspace, environment: ["MOCK_KEY": MockModelServer.key]),
+            maxRunningJobs: 1
+        )
+        let pipeline = try PipelineDefinition.load("pipelines/research.pipeline.yaml", workspace: workspace.workspace)
+        let id = try await jobs.start(pipeline, input: ["topic": "Tide pools"])
+        let final = try await jobs.waitUntilFinished(id)
+        #expect(final.state == "done", "\(final.json)")
+        let summary = try #require(final.task("summary")?["tokenUsage"])
+        let review = try #require(final.task("review")?["tokenUsage"])
+        #expect(summary["unreportedCalls"] == nil)
+        #expect(review == ["promptTokens": 0, "completionTokens": 0, "totalTokens": 0, "unreportedCalls": 1])
+        #expect(final.json["tokenUsage"]?["unreportedCalls"] == 1)
+        #expect(final.json["tokenUsage"]?["totalTokens"] == summary["totalTokens"])
+        let calls = try await jobs.runner.callLog.recent()
+        let unreported = try #require(calls.first { $0.stage == "inference" && $0.genId == "review" })
+        #expect(unreported.promptTokens == nil && unreported.completionTokens == nil && unreported.costUsd == nil)
+    }
+
     @Test func aJobsBudgetCountsItsEarlierRunsAfterARestart() async throws {
         let workspace = try Self.research()
         defer { workspace.remove() }

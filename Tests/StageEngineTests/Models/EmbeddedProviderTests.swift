@@ -17,7 +17,7 @@ struct EmbeddedProviderTests {
         #expect(first.cost == 0)
         #expect(first.finishReason == .stop)
         #expect(first.text.split(separator: "\n").last?.hasPrefix("SCORE: ") == true)
-        #expect(first.usage.promptTokens == 12)  // 45 bytes / 4, rounded up
+        #expect(first.usage?.promptTokens == 12)  // 45 bytes / 4, rounded up
         let essay = try await provider.complete(.init(model: "any", messages: request.messages, stage: .essay))
         #expect(essay.text.hasPrefix("<essay>"))
     }
@@ -47,6 +47,6 @@ struct EmbeddedProviderTests {
         let long = try await ask(.essay, "t2", "the magic prompt", maxTokens: 10)
         #expect(long.finishReason == .length)
         #expect(long.text.utf8.count == 40)
-        #expect(long.usage.completionTokens == 10)
+        #expect(long.usage?.completionTokens == 10)
     }
 }

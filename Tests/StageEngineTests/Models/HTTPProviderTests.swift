@@ -46,8 +46,8 @@ struct HTTPProviderTests {
             let completion = try await provider.complete(request("echo"))
             #expect(completion.text == "echo: héllo wörld 😀", "\(provider.provider)")
             #expect(completion.finishReason == .stop)
-            #expect(completion.usage.promptTokens > 0)
-            #expect(completion.usage.completionTokens == 4)
+            #expect((completion.usage?.promptTokens ?? 0) > 0)
+            #expect(completion.usage?.completionTokens == 4)
             #expect(completion.provider == provider.provider)
             #expect(completion.model == "echo")
             let long = try await provider.complete(request("long"))
@@ -168,6 +168,23 @@ struct HTTPProviderTests {
         }
     }
 
+    @Test("a provider that reports no usage gives unknown usage, never zeros", arguments: [false, true])
+    func unreportedUsage(streaming: Bool) async throws {
+        for provider in [openAI(streaming: streaming) as any ModelClient, anthropic(streaming: streaming)] {
+            let completion = try await provider.complete(request("no-usage"))
+            #expect(completion.text == "echo: héllo wörld 😀", "\(provider.provider)")
+            #expect(completion.usage == nil, "\(provider.provider), streaming \(streaming)")
+            // Budgets count it by its text: "be brief\nhéllo wörld 😀" and the answer, 3 bytes a token.
+            #expect(completion.countedTokens(for: request("no-usage")) == 9 + 8)
+        }
+    }
+
+    @Test("Anthropic streams: input tokens from message_delta when message_start says 0")
+    func lateAnthropicUsage() async throws {
+        let completion = try await anthropic(streaming: true).complete(request("late-usage"))
+        #expect(completion.usage == .init(promptTokens: 3, completionTokens: 4))
+    }
+
     @Test("the final event completes the answer, whatever the connection does next")
     func finalEventCompletes() async throws {
         for provider in [openAI(streaming: true) as any ModelClient, anthropic(streaming: true)] {
@@ -185,7 +202,7 @@ struct HTTPProviderTests {
         for provider in [openAI(streaming: true) as any ModelClient, anthropic(streaming: true)] {
             let completion = try await provider.complete(request("plain-stream"))
             #expect(completion.text == "echo: héllo wörld 😀", "\(provider.provider)")
-            #expect(completion.usage.completionTokens == 4)
+            #expect(completion.usage?.completionTokens == 4)
         }
     }
 

@@ -122,7 +122,7 @@ struct StageRunnerTests {
         #expect(failed.genId == "d-analytic")
         #expect(failed.status == "storage_error")
         #expect(failed.error == error.message)
-        #expect(failed.promptTokens > 0 && failed.completionTokens > 0)
+        #expect((failed.promptTokens ?? 0) > 0 && (failed.completionTokens ?? 0) > 0)
         #expect(try await runner.callLog.summary().map(\.status) == ["storage_error"])
 
         try FileManager.default.removeItem(atPath: obstacle)

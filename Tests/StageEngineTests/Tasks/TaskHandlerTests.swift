@@ -75,7 +75,7 @@ struct TaskHandlerTests {
         #expect(metric.model == "scripted")
         #expect(metric.completionTokens == 4)
         #expect(metric.failed == false)
-        #expect(metric.json["totalTokens"] == .integer(Int64(metric.promptTokens + 4)))
+        #expect(metric.json["totalTokens"] == .integer(Int64((metric.promptTokens ?? 0) + 4)))
     }
 
     @Test("a task's model calls are in the call log, failed ones too, as stages' calls are")

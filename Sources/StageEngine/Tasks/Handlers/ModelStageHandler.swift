@@ -35,8 +35,8 @@ struct ModelStageHandler: TaskStageHandler {
             stage: invocation.stage.rawValue,
             provider: "",
             model: modelId,
-            promptTokens: 0,
-            completionTokens: 0,
+            promptTokens: nil,
+            completionTokens: nil,
             cost: nil,
             durationMs: 0,
             cached: false,
@@ -55,8 +55,8 @@ struct ModelStageHandler: TaskStageHandler {
                 CompletionRequest(model: name, messages: messages, maxTokens: maxTokens, temperature: temperature)
             )
             metric.model = completion.model
-            metric.promptTokens = completion.usage.promptTokens
-            metric.completionTokens = completion.usage.completionTokens
+            metric.promptTokens = completion.usage?.promptTokens
+            metric.completionTokens = completion.usage?.completionTokens
             metric.cost = completion.cost
             metric.cached = completion.cached
             metric.retries = completion.retries.count

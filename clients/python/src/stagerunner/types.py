@@ -206,7 +206,10 @@ class GenerationMetadata(TypedDict):
     duration_ms: float
     finish_reason: NotRequired[Literal["stop", "length", "content_filter", "tool_calls", "other"]]
     truncated: bool
-    usage: NotRequired[Usage]
+    #: ``None`` when the provider reported no usage: unknown, never 0.
+    usage: NotRequired[Usage | None]
+    #: When ``usage`` is ``None``: the tokens budgets counted instead, estimated from the text.
+    usage_estimate: NotRequired[int]
     cost_usd: NotRequired[float | None]  # None: the model's price is unknown
     status: Status
     llm_error: NotRequired[str]
@@ -415,9 +418,10 @@ class LLMMetric(TypedDict):
     stage: TaskStage
     provider: str
     model: str
-    promptTokens: int
-    completionTokens: int
-    totalTokens: int
+    #: ``None`` when the provider reported no usage, or the call failed.
+    promptTokens: int | None
+    completionTokens: int | None
+    totalTokens: int | None
     cost: float
     durationMs: float
     finishReason: NotRequired[Literal["stop", "length", "content_filter", "tool_calls", "other"]]
@@ -476,6 +480,8 @@ class TokenUsage(TypedDict):
     promptTokens: int
     completionTokens: int
     totalTokens: int
+    #: Calls whose provider reported no usage: not in the sums. Absent when there are none.
+    unreportedCalls: NotRequired[int]
 
 
 class JobProgress(TypedDict):
