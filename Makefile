@@ -7,12 +7,12 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 SWIFT_FORMAT_PATHS := Package.swift Sources Tests Benchmarks/Package.swift Benchmarks/Sources Fuzz/Package.swift Fuzz/Sources
 
-.PHONY: demo test deps venv build release lint swift-test protocol-test client-test neovim-test emacs-test client-library-test bench fault-campaign crash-campaign soak fuzz clean
+.PHONY: demo test deps venv build release lint swift-test protocol-test client-test neovim-test emacs-test client-library-test litellm-test bench fault-campaign crash-campaign soak fuzz clean
 
 demo: deps release
 	@python3 scripts/demo.py .build/release/stagerunner
 
-test: deps venv lint swift-test protocol-test client-test client-library-test
+test: deps venv lint swift-test protocol-test client-test client-library-test litellm-test
 
 # The system packages the build needs (libcurl's and SQLite's headers), and Node for its client.
 # Neovim (Debian's, 0.7 on bookworm) and Emacs (28, whose jsonrpc.el Eglot uses) for the editor
@@ -93,6 +93,12 @@ emacs-test:
 client-library-test: venv
 	STAGERUNNER_BIN=$(abspath .build/debug/stagerunner) $(PYTHON) -m pytest Tests/ClientLibraries/python -q
 	STAGERUNNER_BIN=$(abspath .build/debug/stagerunner) Tests/ClientLibraries/neovim/run.sh
+
+# Model calls through a provider server nobody here wrote: the LiteLLM proxy (installed from PyPI
+# into .build/litellm-venv on first use) with mock responses and errors, both API kinds, streamed
+# and not, on loopback.
+litellm-test: venv
+	STAGERUNNER_BIN=$(abspath .build/debug/stagerunner) Tests/ProviderServers/litellm/run.sh
 
 # The transport benchmark, then runStage and runTask throughput (the venv run.sh makes holds the
 # Python peers, Jinja2 and jsonschema), then jobs: stage boundary to client notification with 100

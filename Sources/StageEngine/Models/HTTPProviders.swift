@@ -525,13 +525,27 @@ public struct AnthropicProvider: ModelClient {
                     state.finished = true
                 case "error":
                     let message = object["error"]?.objectValue?["message"]?.stringValue ?? "unknown error"
-                    let kind = object["error"]?.objectValue?["type"]?.stringValue
-                    throw ModelError(kind == "overloaded_error" ? .overloaded : .server, "\(endpoint.name): \(message)")
+                    let type = object["error"]?.objectValue?["type"]?.stringValue
+                    throw ModelError(Self.errorKind(type), "\(endpoint.name) failed while streaming: \(message)")
                 default:
                     break  // ping, content_block_start/stop
                 }
             }
         )
+    }
+
+    /// The kind of an error event's `type`, as Anthropic names them.
+    static func errorKind(_ type: String?) -> ModelError.Kind {
+        switch type {
+        case "overloaded_error": return .overloaded
+        case "rate_limit_error": return .rateLimit
+        case "invalid_request_error": return .invalidRequest
+        case "authentication_error": return .authentication
+        case "permission_error": return .permission
+        case "not_found_error": return .notFound
+        case "request_too_large": return .tooLarge
+        default: return .server
+        }
     }
 
     static func finishReason(_ reason: String?) -> FinishReason {

@@ -177,7 +177,9 @@ public struct ModelError: Error, Sendable, Hashable, CustomStringConvertible {
         case .notFound: return "check the model id and the provider's baseURL in stagerunner.yaml"
         case .rateLimit: return "wait and retry, lower the concurrency, or raise the provider's limits"
         case .overloaded: return "retry later, or route the model to another provider"
-        case .invalidRequest: return "check the request's parameters (maxTokens, temperature) for this model"
+        case .invalidRequest:
+            return "read the provider's message: the model id, or a parameter such as maxTokens or temperature, "
+                + "may be one it does not take"
         case .contextLength: return "shorten the prompt or lower maxTokens"
         case .server: return "retry later; the provider failed on its side"
         case .network: return "check the provider's baseURL, the network and any proxy settings"

@@ -134,8 +134,14 @@ public actor ProviderLimiter {
     /// From the provider's headers: what is left, and until when that holds.
     private var remainingRequests: (count: Int, until: ContinuousClock.Instant)?
     private var remainingTokens: (count: Int, until: ContinuousClock.Instant)?
-    /// After a 429 or an overload with `Retry-After`: no call starts before this.
+    /// After an overload with `Retry-After`: no call starts before this.
     private var pausedUntil: ContinuousClock.Instant?
+    /// After a 429 with `Retry-After`: no call of that model starts before this. Providers (and
+    /// proxies such as LiteLLM) limit each model apart, so one model's 429 leaves the others be.
+    private var modelPausedUntil: [String: ContinuousClock.Instant] = [:]
+    /// The longest pause a `Retry-After` imposes: one of an hour would otherwise hold every call
+    /// silently for an hour. A call after it that gets another 429 pauses again.
+    public static let maximumPause: Duration = .seconds(60)
     private var waiters: [(id: Int, continuation: CheckedContinuation<Void, Never>)] = []
     private var nextWaiter = 0
 
@@ -164,8 +170,8 @@ public actor ProviderLimiter {
         let tokens: Int
     }
 
-    /// Waits until a call estimated at `tokens` may start, and counts it.
-    public func acquire(tokens: Int) async throws(ModelError) -> Permit {
+    /// Waits until a call of `model` estimated at `tokens` may start, and counts it.
+    public func acquire(tokens: Int, model: String? = nil) async throws(ModelError) -> Permit {
         while true {
             if Task.isCancelled {
                 throw ModelError(.cancelled, "the request was cancelled while waiting for \(provider)'s rate limits")
@@ -175,7 +181,7 @@ public actor ProviderLimiter {
                 continue
             }
             let now = ContinuousClock.now
-            let wait = delay(tokens: tokens, now: now)
+            let wait = delay(tokens: tokens, model: model, now: now)
             if wait <= .zero {
                 inFlight += 1
                 requestBucket?.take(1, now: now)
@@ -193,9 +199,12 @@ public actor ProviderLimiter {
     }
 
     /// How long a call of `tokens` must wait, apart from the concurrency limit.
-    func delay(tokens: Int, now: ContinuousClock.Instant) -> Duration {
+    func delay(tokens: Int, model: String? = nil, now: ContinuousClock.Instant) -> Duration {
         var wait = Duration.zero
         if let pausedUntil { wait = max(wait, pausedUntil - now) }
+        if let model, let until = modelPausedUntil[model] {
+            if now >= until { modelPausedUntil[model] = nil } else { wait = max(wait, until - now) }
+        }
         if let bucket = requestBucket { wait = max(wait, bucket.wait(for: 1, now: now)) }
         if let bucket = tokenBucket { wait = max(wait, bucket.wait(for: Double(tokens), now: now)) }
         // The provider said its quota is used up until a reset: slow down instead of earning a 429.
@@ -217,12 +226,14 @@ public actor ProviderLimiter {
     }
 
     /// Ends a call: frees its slot, corrects the token bucket with what it used, and takes in
-    /// what the provider's headers (or its `Retry-After`) said.
+    /// what the provider's headers said, and a `Retry-After`: for `model` alone when given (a
+    /// 429), else for the whole provider (an overload); at most ``maximumPause``.
     public func finish(
         _ permit: Permit,
         actualTokens: Int?,
         headers: RateLimitHeaders?,
-        retryAfter: Duration? = nil
+        retryAfter: Duration? = nil,
+        model: String? = nil
     ) {
         inFlight -= 1
         let now = ContinuousClock.now
@@ -238,8 +249,12 @@ public actor ProviderLimiter {
             }
         }
         if let retryAfter {
-            let until = now + retryAfter
-            pausedUntil = max(pausedUntil ?? until, until)
+            let until = now + min(retryAfter, Self.maximumPause)
+            if let model {
+                modelPausedUntil[model] = max(modelPausedUntil[model] ?? until, until)
+            } else {
+                pausedUntil = max(pausedUntil ?? until, until)
+            }
         }
         wake()
     }
@@ -350,7 +365,7 @@ public struct LimitedClient: ModelClient {
     public var provider: String { base.provider }
 
     public func complete(_ request: CompletionRequest) async throws(ModelError) -> Completion {
-        let permit = try await limiter.acquire(tokens: request.estimatedTokens)
+        let permit = try await limiter.acquire(tokens: request.estimatedTokens, model: request.model)
         do {
             let completion = try await base.complete(request)
             await limiter.finish(
@@ -360,8 +375,15 @@ public struct LimitedClient: ModelClient {
             )
             return completion
         } catch {
+            // A 429 limits its model; an overload (503, 529) the whole provider.
             let pause = error.kind == .rateLimit || error.kind == .overloaded ? error.retryAfter : nil
-            await limiter.finish(permit, actualTokens: nil, headers: error.rateLimit, retryAfter: pause)
+            await limiter.finish(
+                permit,
+                actualTokens: nil,
+                headers: error.rateLimit,
+                retryAfter: pause,
+                model: error.kind == .rateLimit ? request.model : nil
+            )
             throw error
         }
     }

@@ -329,10 +329,13 @@ public final class StageRunner: Sendable {
         }
         let result = try outcome.get()
         if spec.failOnTruncation && result.metadata.truncated {
+            let why =
+                result.metadata.finishReason == FinishReason.length.rawValue || result.metadata.finishReason == nil
+                ? "finish reason length" : "it used all \(spec.maxTokens.map(String.init) ?? "the") maxTokens"
             throw StageError(
                 .truncated,
-                "the model's answer for \(plan.genId) was cut at the token limit (finish reason "
-                    + "\(result.metadata.finishReason ?? "length")); raise maxTokens or shorten the prompt",
+                "the model's answer for \(plan.genId) was cut at the token limit (\(why)); "
+                    + "raise maxTokens or shorten the prompt",
                 field: "maxTokens"
             )
         }

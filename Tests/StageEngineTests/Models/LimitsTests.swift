@@ -1,8 +1,9 @@
 import Foundation
-import StageEngine
 import Synchronization
 import TestSupport
 import Testing
+
+@testable import StageEngine
 
 /// A provider that answers after a delay and counts the calls in flight.
 final class CountingClient: ModelClient {
@@ -178,15 +179,31 @@ struct LimitsTests {
         }
     }
 
-    @Test("a 429 with Retry-After holds back the provider's other calls")
-    func retryAfterPauses() async throws {
+    @Test("a 429's Retry-After holds back that model's calls, not the provider's other models")
+    func retryAfterPausesTheModel() async throws {
         let provider = OpenAICompatibleProvider(
             endpoint: .init(name: "openai", baseURL: Self.server.url("/v1"), apiKey: MockModelServer.key)
         )
-        let client = LimitedClient(provider, limiter: ProviderLimiter(provider: "openai", limits: .init()))
+        let limiter = ProviderLimiter(provider: "openai", limits: .init())
+        let client = LimitedClient(provider, limiter: limiter)
         await #expect(throws: ModelError.self) { try await client.complete(request("fault-429")) }
-        let started = ContinuousClock.now
+        let now = ContinuousClock.now
+        // The mock's Retry-After is 1 s.
+        #expect(await limiter.delay(tokens: 1, model: "fault-429", now: now) > .milliseconds(500))
+        #expect(await limiter.delay(tokens: 1, model: "echo", now: now) == .zero)
         _ = try await client.complete(request("echo"))
-        #expect(ContinuousClock.now - started >= .milliseconds(900))
+    }
+
+    @Test("an overload's Retry-After holds back the whole provider; no pause lasts over a minute")
+    func pausesAreBounded() async throws {
+        let limiter = ProviderLimiter(provider: "p", limits: .init())
+        let first = try await limiter.acquire(tokens: 1, model: "a")
+        await limiter.finish(first, actualTokens: nil, headers: nil, retryAfter: .seconds(3600), model: "a")
+        let held = await limiter.delay(tokens: 1, model: "a", now: ContinuousClock.now)
+        #expect(held > .seconds(50) && held <= ProviderLimiter.maximumPause)
+        #expect(await limiter.delay(tokens: 1, model: "b", now: ContinuousClock.now) == .zero)
+        let second = try await limiter.acquire(tokens: 1, model: "b")
+        await limiter.finish(second, actualTokens: nil, headers: nil, retryAfter: .seconds(5))
+        #expect(await limiter.delay(tokens: 1, model: "c", now: ContinuousClock.now) > .seconds(4))
     }
 }
