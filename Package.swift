@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "JSON", targets: ["JSON"]),
         .library(name: "JSONRPC", targets: ["JSONRPC"]),
         .library(name: "JSONSchema", targets: ["JSONSchema"]),
+        .library(name: "Jinja", targets: ["Jinja"]),
         .library(name: "StageEngine", targets: ["StageEngine"]),
         .library(name: "StageRunnerServer", targets: ["StageRunnerServer"]),
     ],
@@ -69,6 +70,14 @@ let package = Package(
             swiftSettings: strictSwift
         ),
 
+        // Jinja templates (Jinja2's language, StrictUndefined), on JSON values only.
+        .target(name: "Jinja", dependencies: ["JSON"], swiftSettings: strictSwift),
+        .testTarget(
+            name: "JinjaTests",
+            dependencies: ["Jinja", "JSON", "TestSupport"],
+            swiftSettings: strictSwift
+        ),
+
         .target(
             name: "JSONRPC",
             dependencies: [
@@ -99,6 +108,7 @@ let package = Package(
             dependencies: [
                 "CCurl",
                 "CFileSystem",
+                "Jinja",
                 "JSON",
                 "JSONSchema",
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -114,7 +124,7 @@ let package = Package(
         ),
         .testTarget(
             name: "StageEngineTests",
-            dependencies: ["StageEngine", "JSON", "TestSupport"],
+            dependencies: ["StageEngine", "Jinja", "JSON", "TestSupport"],
             swiftSettings: strictSwift
         ),
 
@@ -122,6 +132,7 @@ let package = Package(
             name: "StageRunnerServer",
             dependencies: [
                 "CHeap",
+                "Jinja",
                 "JSON",
                 "JSONRPC",
                 "StageEngine",

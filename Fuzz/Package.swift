@@ -15,7 +15,7 @@ let targets: [(name: String, dependencies: [Target.Dependency])] = [
         [.product(name: "JSONRPC", package: "StageRunner"), .product(name: "JSON", package: "StageRunner")]
     ),
     ("fuzz-json", [.product(name: "JSON", package: "StageRunner")]),
-    ("fuzz-template", [.product(name: "StageEngine", package: "StageRunner")]),
+    ("fuzz-template", [.product(name: "Jinja", package: "StageRunner")]),
     ("fuzz-parsers", [.product(name: "StageEngine", package: "StageRunner")]),
     ("fuzz-csv", [.product(name: "StageEngine", package: "StageRunner")]),
     (

@@ -1,4 +1,4 @@
-import StageEngine
+import Jinja
 
 /// Compiles the input as a template and renders it with a small fixed context.
 ///

@@ -1,5 +1,6 @@
 import Foundation
 import JSON
+import Jinja
 import Yams
 
 /// `stagerunner.yaml` at the workspace root. Every key is optional.

@@ -1,4 +1,5 @@
 import Foundation
+import Jinja
 
 /// What to generate (seed 000's `StageRunSpec`). Everything but `stage` is optional: a gen id
 /// found in the membership brings its template, model and parent; the catalogs bring the mode

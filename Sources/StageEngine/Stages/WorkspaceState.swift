@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Jinja
 
 /// The workspace's catalogs, configuration and compiled templates, reloaded when their files
 /// change: a stage run costs a few `stat` calls, not a re-read of every CSV.

@@ -1,4 +1,5 @@
 import JSON
+import Jinja
 
 /// Reads a task document into a ``TaskDefinition``, naming the exact place of every mistake.
 struct TaskFileLoader {

@@ -1,5 +1,6 @@
 import JSON
 import JSONRPC
+import Jinja
 import StageEngine
 
 /// `runStage` and `renderPrompt` parameters: seed 000's StageRunSpec on the wire.

@@ -1,4 +1,5 @@
 import Foundation
+import Jinja
 import StageEngine
 import Testing
 

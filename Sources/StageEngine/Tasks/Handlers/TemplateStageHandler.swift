@@ -1,4 +1,5 @@
 import JSON
+import Jinja
 
 /// Renders a template with the context: `input` (the chained output), `seed`, `data`, `flags`,
 /// `meta`, `stage` and `refinementCycle`. Its output is the rendered text.

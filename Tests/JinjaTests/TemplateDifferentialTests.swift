@@ -1,5 +1,5 @@
 import Foundation
-import StageEngine
+import Jinja
 import TestSupport
 import Testing
 
@@ -8,7 +8,6 @@ import Testing
 @Suite("Template differential against Jinja2")
 struct TemplateDifferentialTests {
     static let corpus = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent()
         .deletingLastPathComponent()
         .deletingLastPathComponent()
         .appendingPathComponent("TemplateCorpus")

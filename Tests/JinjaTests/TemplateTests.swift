@@ -1,5 +1,5 @@
 import Foundation
-import StageEngine
+import Jinja
 import Testing
 
 private func render(
