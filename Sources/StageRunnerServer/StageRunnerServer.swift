@@ -43,6 +43,8 @@ public final class StageRunnerServer: Sendable {
             await finishJobs(cancel: cancel)
             await subscriptions.waitUntilDelivered()
         }
+        // A SIGINT after SIGTERM (or after the end of input): the jobs being finished are cancelled.
+        connection.onCancel { [self] in await finishJobs(cancel: true) }
         return connection
     }
 

@@ -98,7 +98,8 @@ struct ServeCommand: AsyncParsableCommand {
     }
 }
 
-/// SIGTERM: finish the requests under way, answer them, exit 0. SIGINT: cancel them first.
+/// SIGTERM: finish the requests under way, answer them, exit 0. SIGINT: cancel them first; a
+/// SIGINT after SIGTERM cancels what SIGTERM was letting finish.
 final class SignalHandlers {
     private let sources: [any DispatchSourceSignal]
 

@@ -120,6 +120,35 @@ struct ProcessTests {
         #expect(server.output.messages.last?["error"]?["code"] == -32800)
     }
 
+    @Test("a SIGINT after SIGTERM cancels what SIGTERM was letting finish: requests and jobs")
+    func sigintAfterSigterm() async throws {
+        let marker = "47.\(Int.random(in: 100...999))"
+        let example = try ExampleCopy("research-task", files: ["tasks/slow.yaml": JobWire.sleepingTask(marker)])
+        defer { example.remove() }
+        let server = try ServerProcess(["serve", "--enable-test-methods", "--workspace", example.root])
+        server.send(#"{"jsonrpc":"2.0","id":1,"method":"test/sleep","params":{"ms":60000}}"#)
+        let run = try await server.call(
+            2,
+            "runPipeline",
+            #"{"pipeline":{"name":"slow","tasks":[{"name":"slow","task":"tasks/slow.yaml"}]}}"#
+        )
+        let jobId = try #require(run["result"]?["jobId"]?.stringValue)
+        try await eventually("the job's command runs", timeout: .seconds(30)) {
+            TaskMethodTests.running("sleep \(marker)")
+        }
+        server.signal(SIGTERM)
+        try await eventually("SIGTERM to be handled") { server.standardError.contains("received SIGTERM") }
+        let started = ContinuousClock.now
+        server.signal(SIGINT)
+        #expect(try await server.exitStatus() == 0)
+        // Well before the 60 s the request and the job's command would take.
+        #expect(ContinuousClock.now - started < .seconds(30))
+        try await server.output.waitForEnd()
+        #expect(try await server.output.response(id: 1)["error"]?["code"] == -32800)
+        #expect(JobWire.documentOnDisk(example.root, jobId)?["state"] == "cancelled")
+        #expect(!TaskMethodTests.running("sleep \(marker)"))
+    }
+
     @Test("many requests pipelined over the real pipe all come back")
     func pipelined() async throws {
         let server = try ServerProcess(["serve"], framing: .lsp)
@@ -140,11 +169,14 @@ struct ProcessTests {
     func commandLine() async throws {
         let version = try ServerProcess(["--version"])
         #expect(try await version.exitStatus() == 0)
+        // The process may end before the reader has read all it wrote.
+        try await version.output.waitForEnd()
         let text = String(decoding: version.output.rawBytes, as: UTF8.self)
         #expect(text.hasPrefix("stagerunner 0.1.0 (protocol 1.0; libcurl/"))
 
         let help = try ServerProcess(["serve", "--help"])
         #expect(try await help.exitStatus() == 0)
+        try await help.output.waitForEnd()
         let helpText = String(decoding: help.output.rawBytes, as: UTF8.self)
         for option in [
             "--framing <framing>", "--workspace <workspace>", "--log-level <log-level>", "--max-message-size",
@@ -169,6 +201,8 @@ struct ProcessTests {
     func badArguments(arguments: [String], message: String) async throws {
         let server = try ServerProcess(arguments)
         #expect(try await server.exitStatus() == 64)
+        // The process may end before the reader has read all it wrote to stderr.
+        try? await eventually("the message on stderr") { server.standardError.hasPrefix(message) }
         #expect(server.standardError.hasPrefix(message), "\(server.standardError)")
     }
 }

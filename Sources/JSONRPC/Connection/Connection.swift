@@ -69,6 +69,9 @@ public final class Connection: @unchecked Sendable {
     private var closeWaiters: [Int: CheckedContinuation<CloseReason?, Never>] = [:]
     private var nextCloseWaiter = 0
     private var closeHooks: [@Sendable (CloseReason) async -> Void] = []
+    private var cancelHooks: [@Sendable () async -> Void] = []
+    /// A close that cancels has begun (SIGINT, `exit`): a later one has nothing to add.
+    private var cancelling = false
 
     /// Marks a request that is being handled, so `$/cancelRequest` can find it.
     final class InFlight: @unchecked Sendable {
@@ -451,6 +454,12 @@ public final class Connection: @unchecked Sendable {
         state.withLock { closeHooks.append(hook) }
     }
 
+    /// Runs `hook` when a close that lets work finish is escalated to one that cancels it (a
+    /// SIGINT after SIGTERM): the place to cancel work that outlives its requests.
+    public func onCancel(_ hook: @escaping @Sendable () async -> Void) {
+        state.withLock { cancelHooks.append(hook) }
+    }
+
     /// Sends a notification to the peer.
     public func notify(_ method: String, params: RawJSON? = nil) {
         var body: [UInt8] = []
@@ -535,15 +544,24 @@ public final class Connection: @unchecked Sendable {
 
     /// Stops reading new messages, lets running handlers finish (or cancels them), answers them,
     /// fails requests still waiting for the peer, writes everything out, and closes.
-    /// Later calls wait for the first one to finish.
+    /// Later calls wait for the first one to finish; one that cancels while the first lets work
+    /// finish escalates it (a SIGINT after SIGTERM): what runs is cancelled, and the hooks given to
+    /// ``onCancel(_:)`` run.
     public func close(cancelInFlight: Bool, reason: CloseReason) async {
-        let (first, tasks): (Bool, [Task<Void, Never>]) = state.withLock {
+        let (first, escalate, tasks): (Bool, Bool, [Task<Void, Never>]) = state.withLock {
             let first = !stopped
             stopped = true
+            let escalate = !first && cancelInFlight && !cancelling
+            if cancelInFlight { cancelling = true }
             state.broadcast()
-            return (first, cancelInFlight ? inFlight.values.compactMap(\.task) : [])
+            return (first, escalate, cancelInFlight ? inFlight.values.compactMap(\.task) : [])
         }
         guard first else {
+            if escalate {
+                logger.notice("cancelling the work still under way", metadata: ["reason": "\(reason)"])
+                for task in tasks { task.cancel() }
+                for hook in state.withLock({ cancelHooks }) { await hook() }
+            }
             _ = try? await waitUntilClosed()
             return
         }
