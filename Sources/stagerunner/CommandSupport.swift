@@ -1,3 +1,4 @@
+import ArgumentParser
 import Logging
 import StageEngine
 
@@ -17,4 +18,25 @@ enum CommandSupport {
         guard let path else { return try Workspace.currentDirectory() }
         return try Workspace(path: path)
     }
+}
+
+/// `--workspace`, which every command takes alike.
+struct WorkspaceOption: ParsableArguments {
+    @Option(help: "Workspace directory (default: the current directory).")
+    var workspace: String?
+
+    /// The workspace it names, or the current directory.
+    func open() throws(Workspace.Problem) -> Workspace { try CommandSupport.workspace(workspace) }
+}
+
+/// `--log-level`, which the commands that log take alike; each has its own default (a server
+/// logs more than a command that draws on the terminal).
+struct LogLevelOption: ParsableArguments {
+    @Option(
+        help: ArgumentHelp(
+            "Lowest level logged to stderr: trace, debug, info, notice, warning, error or critical.",
+            discussion: "Default: notice for serve, warning for task, error for run."
+        )
+    )
+    var logLevel: Logger.Level?
 }

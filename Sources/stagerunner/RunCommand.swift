@@ -53,8 +53,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The job's input as JSON text.", valueName: "json"))
     var inputJson: String?
 
-    @Option(help: "Workspace directory (default: the current directory).")
-    var workspace: String?
+    @OptionGroup var workspaceOption: WorkspaceOption
 
     @Option(help: "The job's name (default: the pipeline's).")
     var name: String?
@@ -62,8 +61,7 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "One line per transition even on a terminal.")
     var plain = false
 
-    @Option(help: "Lowest level logged to stderr.")
-    var logLevel: Logger.Level = .error
+    @OptionGroup var logging: LogLevelOption
 
     /// Prints `error: …` and exits 2 (a bad pipeline, task file or input).
     static func usageFailure(_ message: String) -> ExitCode {
@@ -72,13 +70,12 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level = logLevel
+        let level = logging.logLevel ?? .error
         CommandSupport.logToStandardError(at: level)
         let seed = try readInput()
         let root: Workspace
         do {
-            root =
-                try CommandSupport.workspace(workspace)
+            root = try workspaceOption.open()
         } catch {
             throw Self.usageFailure("--workspace \(error)")
         }

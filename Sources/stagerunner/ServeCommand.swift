@@ -25,7 +25,8 @@ struct ServeCommand: AsyncParsableCommand {
             is detected from the first byte ('C' for Content-Length headers, '{' or '[' for one JSON \
             message per line) unless --framing fixes it. The server exits when stdin closes, after \
             answering everything it has read; or on the 'exit' notification (status 0 after \
-            'shutdown', 1 without); SIGTERM finishes the requests under way and exits 0.
+            'shutdown', 1 without); SIGTERM finishes the requests under way and exits 0. \
+            --workspace is the workspace of a client whose 'initialize' names none.
 
             Example:
               printf '%s\\n' '{"jsonrpc":"2.0","id":1,"method":"ping"}' | stagerunner serve
@@ -35,11 +36,10 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Message framing: auto, lsp or ndjson.")
     var framing: FramingMode = .auto
 
-    @Option(help: "Workspace directory used when 'initialize' names none (default: the current directory).")
-    var workspace: String?
+    /// Used when `initialize` names no workspace.
+    @OptionGroup var workspaceOption: WorkspaceOption
 
-    @Option(help: "Lowest level logged to stderr: trace, debug, info, notice, warning, error or critical.")
-    var logLevel: Logger.Level = .notice
+    @OptionGroup var logging: LogLevelOption
 
     @Option(help: "Largest message accepted, in bytes; larger ones are answered with an error and skipped.")
     var maxMessageSize: Int = 64 << 20
@@ -65,14 +65,13 @@ struct ServeCommand: AsyncParsableCommand {
     func run() async throws {
         let workspace: Workspace
         do {
-            workspace =
-                try CommandSupport.workspace(self.workspace)
+            workspace = try workspaceOption.open()
         } catch {
             throw ValidationError("--workspace \(error)")
         }
         // Before anything else can print: fd 1 becomes stderr, the protocol keeps a private copy.
         let protocolOutput = StandardIO.takeStandardOutput()
-        let level = logLevel
+        let level = logging.logLevel ?? .notice
         CommandSupport.logToStandardError(at: level)
         let logger = Logger(label: "stagerunner")
 

@@ -32,8 +32,7 @@ struct StatusCommand: AsyncParsableCommand {
     @Argument(help: "The job's id (none: list the jobs).")
     var jobId: String?
 
-    @Option(help: "Workspace directory (default: the current directory).")
-    var workspace: String?
+    @OptionGroup var workspaceOption: WorkspaceOption
 
     @Flag(help: "Follow the job until it ends.")
     var watch = false
@@ -47,8 +46,7 @@ struct StatusCommand: AsyncParsableCommand {
     func run() async throws {
         let root: Workspace
         do {
-            root =
-                try CommandSupport.workspace(workspace)
+            root = try workspaceOption.open()
         } catch {
             throw RunCommand.usageFailure("--workspace \(error)")
         }

@@ -29,8 +29,7 @@ struct TaskCommand: AsyncParsableCommand {
     @Option(help: "The task's input as JSON (default: {}).")
     var input: String = "{}"
 
-    @Option(help: "Workspace directory (default: the current directory).")
-    var workspace: String?
+    @OptionGroup var workspaceOption: WorkspaceOption
 
     @Option(help: "Refinement cycles allowed (default: the task's maxRefinements, else 3).")
     var maxRefinements: Int?
@@ -44,11 +43,10 @@ struct TaskCommand: AsyncParsableCommand {
     @Flag(help: "Print the payload on one line instead of indented.")
     var compact = false
 
-    @Option(help: "Lowest level logged to stderr.")
-    var logLevel: Logger.Level = .warning
+    @OptionGroup var logging: LogLevelOption
 
     func run() async throws {
-        let level = logLevel
+        let level = logging.logLevel ?? .warning
         CommandSupport.logToStandardError(at: level)
         let seed: JSONValue
         do {
@@ -59,7 +57,7 @@ struct TaskCommand: AsyncParsableCommand {
         let root: Workspace
         do {
             root =
-                try CommandSupport.workspace(workspace)
+                try workspaceOption.open()
         } catch {
             throw ValidationError("--workspace: \(error)")
         }

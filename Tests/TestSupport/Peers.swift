@@ -177,6 +177,7 @@ public final class ServerProcess: RPCPeer {
         stdinWriteEnd = stdinPipe.writeEnd
         output = FrameReader(descriptor: stdoutPipe.readEnd, framing: readFraming)
         let stderrRead = stderrPipe.readEnd
+        let stderrEnded = Locked(false)
         ThreadBody { [stderrText] in
             var buffer = [UInt8](repeating: 0, count: 4096)
             while true {
@@ -186,10 +187,15 @@ public final class ServerProcess: RPCPeer {
                 stderrText.withLock { $0.append(contentsOf: buffer[0..<count]) }
             }
             close(stderrRead)
+            stderrEnded.withLock { $0 = true }
         }.start()
         ThreadBody { [status] in
             var raw: Int32 = 0
             while waitpid(child, &raw, 0) < 0 && errno == EINTR {}
+            // What the process wrote to stderr is read before its exit is reported, so a test can
+            // read the message of a process that has just exited; at most 2 s, since a program it
+            // started may still hold the pipe.
+            for _ in 0..<2_000 where !stderrEnded.withLock({ $0 }) { usleep(1_000) }
             // Exit status, or 128 + signal like a shell.
             let code = (raw & 0x7F) == 0 ? (raw >> 8) & 0xFF : 128 + (raw & 0x7F)
             let waiters = status.withLock { state in
