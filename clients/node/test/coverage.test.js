@@ -73,7 +73,7 @@ export function mentions(code, method) {
 }
 
 test("every protocol method has an entry in COVERAGE", () => {
-  assert.deepEqual(Object.keys(COVERAGE).sort(), protocolMethods().sort());
+  assert.deepEqual(Object.keys(COVERAGE).sort(), protocolMethods().sort(), "see CONTRIBUTING.md, 'Adding a method'");
 });
 
 for (const [method, entries] of Object.entries(COVERAGE)) {
