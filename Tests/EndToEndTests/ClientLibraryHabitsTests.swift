@@ -137,7 +137,8 @@ struct ClientLibraryHabitsTests {
     @Test("shutdown is answered after a slow request received before it, and after the pings around it")
     func shutdownWaitsForEarlierRequests() async throws {
         let peer = try ServerSetup().peer(.process, .lsp)
-        peer.send(#"{"jsonrpc":"2.0","id":1,"method":"test/sleep","params":{"ms":300}}"#)
+        // Long enough that the ping behind it is read first even on a loaded machine.
+        peer.send(#"{"jsonrpc":"2.0","id":1,"method":"test/sleep","params":{"ms":2000}}"#)
         peer.send(#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#)
         peer.send(#"{"jsonrpc":"2.0","id":3,"method":"shutdown"}"#)
         peer.send(#"{"jsonrpc":"2.0","method":"exit"}"#)
@@ -178,10 +179,34 @@ struct ClientLibraryHabitsTests {
         ]
     )
     func executeStageAnswers(answer: String, output: String) async throws {
+        let result = try await Self.critique(
+            answeredWith: answer,
+            initialize: #"{"initializationOptions":{"stageHandlers":["grade"]}}"#
+        )
+        #expect(result["ok"] == true, "\(result)")
+        #expect(result["context"]?["data"]?["critique"] == json(output))
+    }
+
+    @Test("an executeStage answer with flags of another kind is still a contract error")
+    func executeStageBadFlags() async throws {
+        let result = try await Self.critique(
+            answeredWith: #"{"output":1,"flags":["validationFailed"]}"#,
+            initialize: #"{"capabilities":{"stageHandlers":["grade"]}}"#
+        )
+        #expect(result["ok"] == false)
+        #expect(
+            result["error"]
+                == ["name": "ContractError", "message": "stage critique flags must be an object, not array"]
+        )
+    }
+
+    /// The result of a task whose critique stage the client handles, answering `executeStage`
+    /// with `answer`, after an `initialize` with `params` that declares the handler `grade`.
+    static func critique(answeredWith answer: String, initialize params: String) async throws -> JSONValue {
         let workspace = try ExampleCopy(nil)
         defer { workspace.remove() }
         let peer = try ServerSetup(workspace: workspace.root).peer(.inProcess, .ndjson)
-        _ = try await peer.call(1, "initialize", #"{"initializationOptions":{"stageHandlers":["grade"]}}"#)
+        _ = try await peer.call(1, "initialize", params)
         peer.send(
             #"{"jsonrpc":"2.0","id":2,"method":"runTask","params":{"task":{"stages":{"critique":{"client":"grade"}}}}}"#
         )
@@ -189,30 +214,7 @@ struct ClientLibraryHabitsTests {
         }
         let request = try #require(peer.output.messages.first { $0["method"] == "executeStage" })
         peer.send(#"{"jsonrpc":"2.0","id":\#(request["id"]!),"result":\#(answer)}"#)
-        let result = try #require(try await peer.output.response(id: 2)["result"])
-        #expect(result["ok"] == true, "\(result)")
-        #expect(result["context"]?["data"]?["critique"] == json(output))
-    }
-
-    @Test("an executeStage answer with flags of another kind is still a contract error")
-    func executeStageBadFlags() async throws {
-        let workspace = try ExampleCopy(nil)
-        defer { workspace.remove() }
-        let peer = try ServerSetup(workspace: workspace.root).peer(.inProcess, .ndjson)
-        _ = try await peer.call(1, "initialize", #"{"capabilities":{"stageHandlers":["grade"]}}"#)
-        peer.send(
-            #"{"jsonrpc":"2.0","id":2,"method":"runTask","params":{"task":{"stages":{"critique":{"client":"grade"}}}}}"#
-        )
-        try await peer.output.wait("executeStage") { messages, _ in messages.contains { $0["method"] == "executeStage" }
-        }
-        let request = try #require(peer.output.messages.first { $0["method"] == "executeStage" })
-        peer.send(#"{"jsonrpc":"2.0","id":\#(request["id"]!),"result":{"output":1,"flags":["validationFailed"]}}"#)
-        let result = try #require(try await peer.output.response(id: 2)["result"])
-        #expect(result["ok"] == false)
-        #expect(
-            result["error"]
-                == ["name": "ContractError", "message": "stage critique flags must be an object, not array"]
-        )
+        return try #require(try await peer.output.response(id: 2)["result"])
     }
 
     // MARK: - LSP's initialize

@@ -16,25 +16,13 @@ import Darwin
 struct ModelCallCancellationTests {
     /// A daydream workspace whose `mock` provider is the loopback mock, and a server on it.
     struct Setup {
-        let mock: MockModelServer
-        let example: ExampleCopy
-        let server: ServerProcess
+        let workspace: MockedWorkspace
+        var mock: MockModelServer { workspace.mock }
+        var example: ExampleCopy { workspace.example }
+        var server: ServerProcess { workspace.server }
 
         init() throws {
-            mock = try MockModelServer()
-            example = try ExampleCopy(
-                "daydream",
-                files: [
-                    "stagerunner.yaml": """
-                    providers:
-                      mock: {kind: openai, baseURL: "\(mock.url("/v1"))", apiKeyEnv: MOCK_API_KEY}
-                    """
-                ]
-            )
-            server = try ServerProcess(
-                ["serve", "--workspace", example.root, "--log-level", "error"],
-                environment: ["MOCK_API_KEY": MockModelServer.key]
-            )
+            workspace = try MockedWorkspace { mock in "providers:\n" + MockedWorkspace.provider("mock", of: mock) }
         }
 
         func runStage(_ id: Int, genId: String, model: String) {

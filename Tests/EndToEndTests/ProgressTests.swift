@@ -9,21 +9,9 @@ import Testing
 struct ProgressTests {
     @Test("$/progress carries the answer in coalesced deltas before the response, which is unchanged")
     func streamedAnswer() async throws {
-        let mock = try MockModelServer()
-        let example = try ExampleCopy(
-            "daydream",
-            files: [
-                "stagerunner.yaml": """
-                providers:
-                  mock: {kind: openai, baseURL: "\(mock.url("/v1"))", apiKeyEnv: MOCK_API_KEY}
-                """
-            ]
-        )
-        defer { example.remove() }
-        let server = try ServerProcess(
-            ["serve", "--workspace", example.root, "--log-level", "error"],
-            environment: ["MOCK_API_KEY": MockModelServer.key]
-        )
+        let workspace = try MockedWorkspace { mock in "providers:\n" + MockedWorkspace.provider("mock", of: mock) }
+        defer { workspace.remove() }
+        let server = workspace.server
         // The mock streams its echo in 7-character events: about 300 of them.
         let prompt = String(repeating: "Idle minds wander; ", count: 110)
         let params =

@@ -10,22 +10,17 @@ import Testing
 struct ProviderErrorTests {
     @Test("every failure's data says its kind, provider, status, wait, retries and URL; the call log agrees")
     func typedErrorData() async throws {
-        let mock = try MockModelServer()
-        let example = try ExampleCopy(
-            "daydream",
-            files: [
-                "stagerunner.yaml": """
-                providers:
-                  mock: {kind: openai, baseURL: "\(mock.url("/v1"))", apiKeyEnv: MOCK_API_KEY, retries: {attempts: 2, baseDelay: 0.01, maxRetryAfter: 0.5}}
-                  wrong: {kind: openai, baseURL: "\(mock.url("/api"))", apiKeyEnv: MOCK_API_KEY, retries: {attempts: 1}}
-                """
-            ]
-        )
-        defer { example.remove() }
-        let server = try ServerProcess(
-            ["serve", "--workspace", example.root, "--log-level", "debug"],
-            environment: ["MOCK_API_KEY": MockModelServer.key]
-        )
+        let workspace = try MockedWorkspace(logLevel: "debug") { mock in
+            "providers:\n"
+                + MockedWorkspace.provider(
+                    "mock",
+                    of: mock,
+                    "retries: {attempts: 2, baseDelay: 0.01, maxRetryAfter: 0.5}"
+                )
+                + "  wrong: {kind: openai, baseURL: \"\(mock.url("/api"))\", apiKeyEnv: MOCK_API_KEY, retries: {attempts: 1}}\n"
+        }
+        defer { workspace.remove() }
+        let (mock, example, server) = (workspace.mock, workspace.example, workspace.server)
         let chat = mock.url("/v1/chat/completions")
         let cases: [(model: String, data: JSONValue)] = [
             (
@@ -99,25 +94,12 @@ struct ProviderErrorTests {
         arguments: [false, true]
     )
     func unreportedUsage(progress: Bool) async throws {
-        let mock = try MockModelServer()
-        let example = try ExampleCopy(
-            "daydream",
-            files: [
-                "stagerunner.yaml": """
-                providers:
-                  mock: {kind: openai, baseURL: "\(mock.url("/v1"))", apiKeyEnv: MOCK_API_KEY}
-                prices:
-                  mock:no-usage: {input: 1000, output: 1000}
-                budgets:
-                  process: {tokens: 25}
-                """
-            ]
-        )
-        defer { example.remove() }
-        let server = try ServerProcess(
-            ["serve", "--workspace", example.root, "--log-level", "error"],
-            environment: ["MOCK_API_KEY": MockModelServer.key]
-        )
+        let workspace = try MockedWorkspace { mock in
+            "providers:\n" + MockedWorkspace.provider("mock", of: mock)
+                + "prices:\n  mock:no-usage: {input: 1000, output: 1000}\nbudgets:\n  process: {tokens: 25}\n"
+        }
+        defer { workspace.remove() }
+        let (example, server) = (workspace.example, workspace.server)
         // With a progress token the call streams; the mock sends no usage event either way.
         let token = progress ? #","progressToken":"p""# : ""
         let prompt = String(repeating: "a", count: 30)

@@ -9,6 +9,8 @@ vim.opt.packpath = {}
 vim.opt.swapfile = false
 vim.opt.shadafile = 'NONE'
 vim.opt.more = false
-package.path = here .. '/lua/?.lua;' .. package.path
+-- The plugin's test runner (not the plugin) is shared with clients/neovim/tests.
+local runner = vim.fn.fnamemodify(here, ':h:h:h') .. '/clients/neovim/tests'
+package.path = here .. '/lua/?.lua;' .. runner .. '/?.lua;' .. package.path
 
 vim.g.conformance_dir = here

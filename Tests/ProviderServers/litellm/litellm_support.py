@@ -49,6 +49,8 @@ TRUNCATED_USAGE = {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 
 # Seconds a `cooling-*` deployment cools down after one 429 (the proxy's Retry-After meanwhile):
 # COOLDOWN is over the providers' maxRetryAfter (RETRIES below), SHORT_COOLDOWN under it.
 COOLDOWN = 10
+#: How long slow-gpt takes to answer: far longer than a cancel may take.
+SLOW_SECONDS = 60
 SHORT_COOLDOWN = 2
 
 # A loopback port nothing listens on: the api_base of every mocked deployment.
@@ -132,6 +134,8 @@ def proxy_config(port: int, custom_auth: str | None = None) -> dict[str, Any]:
         # The OpenAI route answers the mock text; the Anthropic route (/v1/messages) answers it
         # from its own canned Messages response, whole even when asked to stream.
         mocked("mock-gpt", "openai/mock-gpt", MOCK_TEXT),
+        # Answers after a long wait: a request to cancel while the proxy holds it.
+        mocked("slow-gpt", "openai/slow-gpt", MOCK_TEXT, litellm_params={"mock_delay": SLOW_SECONDS}),
         mocked("unpriced-gpt", "openai/unpriced-gpt", MOCK_TEXT),
         mocked(
             "mock-claude",
@@ -522,12 +526,20 @@ class StageRunnerServer:
         self.process.stdin.flush()
 
     def request(self, method: str, params: Any = None, timeout: float = 120) -> Reply:
+        return self.wait(self.start(method, params), method, timeout)
+
+    def start(self, method: str, params: Any = None) -> int:
+        """Sends a request without waiting for its answer; returns its id."""
         self._next_id += 1
         ident = self._next_id
         message: dict[str, Any] = {"jsonrpc": "2.0", "id": ident, "method": method}
         if params is not None:
             message["params"] = params
         self.send(message)
+        return ident
+
+    def wait(self, ident: int, method: str, timeout: float = 120) -> Reply:
+        """The answer to request `ident`, and the notifications that came before it."""
         notifications: list[dict[str, Any]] = []
         deadline = time.monotonic() + timeout
         while True:
