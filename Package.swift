@@ -21,6 +21,9 @@ let package = Package(
         .library(name: "JSONRPC", targets: ["JSONRPC"]),
         .library(name: "JSONSchema", targets: ["JSONSchema"]),
         .library(name: "Jinja", targets: ["Jinja"]),
+        .library(name: "HTTP", targets: ["HTTP"]),
+        .library(name: "ModelProviders", targets: ["ModelProviders"]),
+        .library(name: "OutputParsing", targets: ["OutputParsing"]),
         .library(name: "StageEngine", targets: ["StageEngine"]),
         .library(name: "StageRunnerServer", targets: ["StageRunnerServer"]),
     ],
@@ -103,14 +106,42 @@ let package = Package(
             swiftSettings: strictSwift
         ),
 
+        // HTTP over libcurl: requests, streamed responses and server-sent events.
+        .target(name: "HTTP", dependencies: ["CCurl"], swiftSettings: strictSwift),
+        .testTarget(name: "HTTPTests", dependencies: ["HTTP"], swiftSettings: strictSwift),
+
+        // The named output parsers that turn a model's text into a parsed result.
+        .target(name: "OutputParsing", dependencies: ["JSON"], swiftSettings: strictSwift),
+        .testTarget(
+            name: "OutputParsingTests",
+            dependencies: ["OutputParsing", "JSON"],
+            swiftSettings: strictSwift
+        ),
+
+        // Model providers behind one protocol: the OpenAI- and Anthropic-format HTTP providers, the
+        // embedded one, routing, retries, rate limits, budgets and prices.
+        .target(
+            name: "ModelProviders",
+            dependencies: [
+                "HTTP",
+                "JSON",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            // The price table's data; compiled in as PriceTable+BuiltIn.swift (scripts/generate_prices.py).
+            exclude: ["prices.json"],
+            swiftSettings: strictSwift
+        ),
+
         .target(
             name: "StageEngine",
             dependencies: [
-                "CCurl",
                 "CFileSystem",
+                "HTTP",
                 "Jinja",
                 "JSON",
                 "JSONSchema",
+                "ModelProviders",
+                "OutputParsing",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -118,13 +149,13 @@ let package = Package(
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
-            // The price table's data; compiled in as PriceTable+BuiltIn.swift (scripts/generate_prices.py).
-            exclude: ["Models/prices.json"],
             swiftSettings: strictSwift
         ),
         .testTarget(
             name: "StageEngineTests",
-            dependencies: ["StageEngine", "Jinja", "JSON", "TestSupport"],
+            dependencies: [
+                "StageEngine", "HTTP", "Jinja", "JSON", "ModelProviders", "OutputParsing", "TestSupport",
+            ],
             swiftSettings: strictSwift
         ),
 
@@ -135,6 +166,8 @@ let package = Package(
                 "Jinja",
                 "JSON",
                 "JSONRPC",
+                "ModelProviders",
+                "OutputParsing",
                 "StageEngine",
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -149,8 +182,10 @@ let package = Package(
         .executableTarget(
             name: "stagerunner",
             dependencies: [
+                "HTTP",
                 "JSON",
                 "JSONRPC",
+                "ModelProviders",
                 "StageEngine",
                 "StageRunnerServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

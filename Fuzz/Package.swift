@@ -16,7 +16,7 @@ let targets: [(name: String, dependencies: [Target.Dependency])] = [
     ),
     ("fuzz-json", [.product(name: "JSON", package: "StageRunner")]),
     ("fuzz-template", [.product(name: "Jinja", package: "StageRunner")]),
-    ("fuzz-parsers", [.product(name: "StageEngine", package: "StageRunner")]),
+    ("fuzz-parsers", [.product(name: "OutputParsing", package: "StageRunner")]),
     ("fuzz-csv", [.product(name: "StageEngine", package: "StageRunner")]),
     (
         "fuzz-schema",

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes Sources/StageEngine/Models/PriceTable+BuiltIn.swift from prices.json next to it.
+"""Writes Sources/ModelProviders/PriceTable+BuiltIn.swift from prices.json next to it.
 
 The price table ships as data (prices.json) but is compiled in as a Swift literal, so the binary
 needs no resource bundle beside it. A test checks that the two agree.
@@ -9,8 +9,8 @@ import json
 import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-SOURCE = ROOT / "Sources/StageEngine/Models/prices.json"
-TARGET = ROOT / "Sources/StageEngine/Models/PriceTable+BuiltIn.swift"
+SOURCE = ROOT / "Sources/ModelProviders/prices.json"
+TARGET = ROOT / "Sources/ModelProviders/PriceTable+BuiltIn.swift"
 
 
 def main():

@@ -1,6 +1,7 @@
 import Foundation
 import JSON
 import JSONRPC
+import ModelProviders
 import TestSupport
 import Testing
 

@@ -1,4 +1,4 @@
-import StageEngine
+import OutputParsing
 
 /// Runs every parser of ``ParserRegistry/standard`` (`json` among them) over the input as UTF-8.
 ///

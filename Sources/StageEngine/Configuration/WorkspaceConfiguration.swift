@@ -1,6 +1,7 @@
 import Foundation
 import JSON
 import Jinja
+import ModelProviders
 import Yams
 
 /// `stagerunner.yaml` at the workspace root. Every key is optional.
@@ -15,7 +16,7 @@ import Yams
 ///   local: {kind: openai, baseURL: "http://localhost:8080/v1"}
 /// aliases: {sonnet-4: "anthropic:claude-sonnet-4-5"}
 /// defaultProvider: embedded   # for model ids that name no provider
-/// prices:              # USD per million tokens, over the built-in table (Models/prices.json)
+/// prices:              # USD per million tokens, over the built-in table (Sources/ModelProviders/prices.json)
 ///   local:my-model: {input: 0.1, output: 0.2}   # provider:model, or just the model
 ///   gpt-4o: {input: 2.5, output: 10}
 /// limits:              # per provider: calls in flight, requests and tokens per minute

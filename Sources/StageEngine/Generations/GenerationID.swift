@@ -1,12 +1,13 @@
 import Crypto
 import Foundation
+import ModelProviders
 
 /// Deterministic generation ids, for callers that do not bring their own: the same identifying
 /// fields always give the same id, so re-running a cohort finds its earlier generations.
 public enum GenerationID {
     /// 16 base-36 characters (`[0-9a-z]`) from the SHA-256 of the fields joined by `|`.
     public static func make(
-        stage: Stage,
+        stage: GenerationStage,
         templateId: String,
         model: String?,
         parentGenId: String?,

@@ -1,41 +1,13 @@
 import Foundation
+import ModelProviders
 
 /// `metadata.json` of a generation: what produced it and how it went.
 ///
 /// Keys are snake_case on disk, as in the Python pipelines this layout comes from; the JSON
 /// Schema is `protocol/schema/metadata.json`.
 public struct GenerationMetadata: Sendable, Hashable, Codable {
-    /// Token counts reported by the model.
-    public struct Usage: Sendable, Hashable, Codable {
-        public var promptTokens: Int
-        public var completionTokens: Int
-        public var totalTokens: Int { promptTokens + completionTokens }
-
-        public init(promptTokens: Int, completionTokens: Int) {
-            self.promptTokens = promptTokens
-            self.completionTokens = completionTokens
-        }
-
-        enum CodingKeys: String, CodingKey {
-            case promptTokens, completionTokens, totalTokens
-        }
-
-        public init(from decoder: any Decoder) throws {
-            let container = try decoder.container(keyedBy: CodingKeys.self)
-            promptTokens = try container.decode(Int.self, forKey: .promptTokens)
-            completionTokens = try container.decode(Int.self, forKey: .completionTokens)
-        }
-
-        public func encode(to encoder: any Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(promptTokens, forKey: .promptTokens)
-            try container.encode(completionTokens, forKey: .completionTokens)
-            try container.encode(totalTokens, forKey: .totalTokens)
-        }
-    }
-
     public var schemaVersion = 1
-    public var stage: Stage
+    public var stage: GenerationStage
     public var genId: String
     public var templateId: String
     public var mode: Generator
@@ -51,7 +23,7 @@ public struct GenerationMetadata: Sendable, Hashable, Codable {
     public var truncated: Bool
     /// The tokens the provider reported; nil when it reported none (written as `null` for mode
     /// `llm`: unknown, never 0).
-    public var usage: Usage?
+    public var usage: TokenUsage?
     /// When the provider reported no usage: the tokens budgets and rate limits counted instead,
     /// estimated from the prompt's and the answer's text (`usage_estimate`).
     public var usageEstimate: Int?
@@ -72,7 +44,7 @@ public struct GenerationMetadata: Sendable, Hashable, Codable {
     public var cached: Bool?
 
     public init(
-        stage: Stage,
+        stage: GenerationStage,
         genId: String,
         templateId: String,
         mode: Generator,
@@ -85,7 +57,7 @@ public struct GenerationMetadata: Sendable, Hashable, Codable {
         durationMs: Double,
         finishReason: String? = nil,
         truncated: Bool,
-        usage: Usage? = nil,
+        usage: TokenUsage? = nil,
         usageEstimate: Int? = nil,
         costUsd: Double? = nil,
         status: GenerationStatus,

@@ -1,5 +1,6 @@
 import CFileSystem
 import Foundation
+import ModelProviders
 
 #if canImport(Glibc)
 import Glibc
@@ -47,17 +48,17 @@ public struct GensStore: Sendable {
 
     /// The directory of a generation, relative to the workspace. `stage` and `genId` are
     /// validated identifiers, so the path cannot leave `data/gens`.
-    public static func directory(_ stage: Stage, _ genId: String) -> String {
+    public static func directory(_ stage: GenerationStage, _ genId: String) -> String {
         "data/gens/\(stage.rawValue)/\(genId)"
     }
 
     /// Whether a committed generation exists.
-    public func exists(_ stage: Stage, _ genId: String) -> Bool {
+    public func exists(_ stage: GenerationStage, _ genId: String) -> Bool {
         workspace.isFile(Self.directory(stage, genId) + "/metadata.json")
     }
 
     /// Reads a committed generation, or nil when there is none.
-    public func read(_ stage: Stage, _ genId: String) throws(Failure) -> Generation? {
+    public func read(_ stage: GenerationStage, _ genId: String) throws(Failure) -> Generation? {
         let directory = Self.directory(stage, genId)
         guard let data = FileManager.default.contents(atPath: workspace.path(directory + "/metadata.json")) else {
             return nil
@@ -81,7 +82,7 @@ public struct GensStore: Sendable {
     /// the same workspace) are kept. Returns the removed paths, relative to the workspace.
     @discardableResult
     public func removeAbandonedTemporaries() -> [String] {
-        Stage.allCases.flatMap { stage in
+        GenerationStage.allCases.flatMap { stage in
             Temporaries.removeAbandoned(in: workspace, under: "data/gens/\(stage.rawValue)", recursive: false)
         }
     }

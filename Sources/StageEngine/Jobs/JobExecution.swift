@@ -1,6 +1,7 @@
 import Foundation
 import JSON
 import Logging
+import ModelProviders
 
 /// One run of a job: its tasks in order from a given one, each with its retries, every
 /// transition written to the status document as it happens.

@@ -1,6 +1,7 @@
 import Foundation
 import JSON
 import Logging
+import ModelProviders
 
 /// Why a job request cannot be done.
 public struct JobError: Error, Sendable, Hashable, CustomStringConvertible {

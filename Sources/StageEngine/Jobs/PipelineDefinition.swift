@@ -1,4 +1,5 @@
 import JSON
+import ModelProviders
 
 /// A pipeline: tasks run one after another as a job, each task's input taken from the job's
 /// input or from an earlier task's output.

@@ -1,11 +1,12 @@
 import Foundation
 import Jinja
+import ModelProviders
 
 /// What to generate (seed 000's `StageRunSpec`). Everything but `stage` is optional: a gen id
 /// found in the membership brings its template, model and parent; the catalogs bring the mode
 /// and the parser.
 public struct StageRunSpec: Sendable, Hashable {
-    public var stage: Stage
+    public var stage: GenerationStage
     /// Without one, a deterministic id is made from the template, model and parent.
     public var genId: String?
     public var templateId: String?
@@ -37,7 +38,12 @@ public struct StageRunSpec: Sendable, Hashable {
     /// Receives the model's answer while it is generated (see ``ProgressSink``).
     public var progress: ProgressSink?
 
-    public init(stage: Stage, genId: String? = nil, templateId: String? = nil, values: [String: TemplateValue] = [:]) {
+    public init(
+        stage: GenerationStage,
+        genId: String? = nil,
+        templateId: String? = nil,
+        values: [String: TemplateValue] = [:]
+    ) {
         self.stage = stage
         self.genId = genId
         self.templateId = templateId
@@ -45,36 +51,10 @@ public struct StageRunSpec: Sendable, Hashable {
     }
 }
 
-/// Where a stage run reports the model's answer as it arrives: text deltas, in order, whose
-/// concatenation is the answer's raw text. Network providers are asked to stream when a sink is
-/// given; an answer that arrives whole (the embedded provider, a cache hit) is one delta. When a
-/// failed attempt is retried, `restart` says to drop the text received so far. A reused
-/// generation reports nothing (no model is called). Handlers must return quickly: they run on
-/// the task that reads the provider's answer.
-public struct ProgressSink: Sendable, Hashable {
-    public enum Event: Sendable, Hashable {
-        case text(String)
-        /// The attempt that sent the text so far failed and is retried: discard that text.
-        case restart
-    }
-
-    /// Identity: two sinks are equal only when they are the same sink.
-    let id = UUID()
-    public let handler: @Sendable (Event) -> Void
-
-    public init(_ handler: @escaping @Sendable (Event) -> Void) {
-        self.handler = handler
-    }
-
-    public static func == (left: ProgressSink, right: ProgressSink) -> Bool { left.id == right.id }
-
-    public func hash(into hasher: inout Hasher) { hasher.combine(id) }
-}
-
 /// What a stage run produced.
 public struct StageResult: Sendable, Hashable {
     public var genId: String
-    public var stage: Stage
+    public var stage: GenerationStage
     public var status: GenerationStatus
     /// The generation already existed and was returned as it was (no model call).
     public var reused: Bool

@@ -1,6 +1,8 @@
 import Foundation
 import Jinja
 import Logging
+import ModelProviders
+import OutputParsing
 import Synchronization
 
 /// Runs one generation — draft, essay or evaluation — through one stage-agnostic path (seed
@@ -99,7 +101,7 @@ public final class StageRunner: Sendable {
 
     /// A spec with everything filled in from the membership, the catalogs and the parent.
     struct Plan: Sendable {
-        var stage: Stage
+        var stage: GenerationStage
         var genId: String
         var template: TemplateEntry
         var mode: Generator
@@ -263,7 +265,7 @@ public final class StageRunner: Sendable {
         return parsed
     }
 
-    func readGeneration(_ stage: Stage, _ genId: String) throws(StageError) -> GensStore.Generation? {
+    func readGeneration(_ stage: GenerationStage, _ genId: String) throws(StageError) -> GensStore.Generation? {
         do {
             return try store.read(stage, genId)
         } catch {

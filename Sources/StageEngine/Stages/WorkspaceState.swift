@@ -1,6 +1,8 @@
 import Crypto
 import Foundation
 import Jinja
+import ModelProviders
+import OutputParsing
 
 /// The workspace's catalogs, configuration and compiled templates, reloaded when their files
 /// change: a stage run costs a few `stat` calls, not a re-read of every CSV.
@@ -39,10 +41,10 @@ actor WorkspaceState {
 
     /// The files whose change invalidates the snapshot.
     private func watchedFiles() -> [String] {
-        Stage.allCases.map { TemplateCatalog.catalogFile($0) } + Membership.files(in: workspace)
+        GenerationStage.allCases.map { TemplateCatalog.catalogFile($0) } + Membership.files(in: workspace)
             + [WorkspaceConfiguration.fileName, "data/membership.csv", "data/cohorts"]
             // A template file added or removed changes its directory's stamp.
-            + Stage.allCases.map { "data/1_raw/templates/\($0.rawValue)" }
+            + GenerationStage.allCases.map { "data/1_raw/templates/\($0.rawValue)" }
     }
 
     /// The current catalogs and configuration, re-read only when a watched file changed.

@@ -1,5 +1,6 @@
 import Foundation
 import JSON
+import OutputParsing
 import Yams
 
 /// A task: which handler runs each of the eleven stages, and the run's defaults.

@@ -1,5 +1,6 @@
 import JSON
 import Jinja
+import ModelProviders
 
 /// A task-stage failure, normalized as seed 002's `normalizeError` does: a name that says what
 /// kind of failure it is, a message that says what happened and how to fix it, and details.

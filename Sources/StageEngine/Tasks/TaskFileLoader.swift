@@ -1,5 +1,6 @@
 import JSON
 import Jinja
+import OutputParsing
 
 /// Reads a task document into a ``TaskDefinition``, naming the exact place of every mistake.
 struct TaskFileLoader {

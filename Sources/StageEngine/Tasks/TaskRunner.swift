@@ -1,6 +1,7 @@
 import Foundation
 import JSON
 import Logging
+import ModelProviders
 import Synchronization
 
 /// How to run a task: its input and the run's overrides.

@@ -1,5 +1,7 @@
 import JSON
 import Logging
+import ModelProviders
+import OutputParsing
 
 /// Runs one stage of a task: a built-in handler from a task file, or code of the caller's own.
 public protocol TaskStageHandler: Sendable {

@@ -22,26 +22,3 @@ public enum Identifier {
         return nil
     }
 }
-
-/// The three stages of a generation, in pipeline order.
-public enum Stage: String, Sendable, Hashable, Codable, CaseIterable, Comparable {
-    case draft
-    case essay
-    case evaluation
-
-    /// The stage whose output this one consumes.
-    public var parentStage: Stage? {
-        switch self {
-        case .draft: return nil
-        case .essay: return .draft
-        case .evaluation: return .essay
-        }
-    }
-
-    /// "a draft", "an essay", "an evaluation", for messages.
-    public var withArticle: String { self == .draft ? "a draft" : "an \(rawValue)" }
-
-    public static func < (left: Stage, right: Stage) -> Bool {
-        allCases.firstIndex(of: left)! < allCases.firstIndex(of: right)!
-    }
-}

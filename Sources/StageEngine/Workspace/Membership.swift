@@ -1,9 +1,10 @@
 import Foundation
+import ModelProviders
 
 /// One generation a cohort calls for (a row of `membership.csv`): the only source of its
 /// template, its model and its parent.
 public struct MembershipRow: Sendable, Hashable, Codable {
-    public var stage: Stage
+    public var stage: GenerationStage
     public var genId: String
     public var templateId: String
     /// Empty for `copy` essays, which call no model.
@@ -83,7 +84,7 @@ public struct Membership: Sendable {
         }
         for row in table.rows {
             let stageCell = row.cells[stageColumn]
-            guard let stage = Stage(rawValue: stageCell.value) else {
+            guard let stage = GenerationStage(rawValue: stageCell.value) else {
                 diagnostics.append(
                     Diagnostic(
                         file: file,

@@ -1,4 +1,5 @@
 import Foundation
+import ModelProviders
 
 /// How a stage produces its output.
 public enum Generator: String, Sendable, Hashable, Codable {
@@ -10,7 +11,7 @@ public enum Generator: String, Sendable, Hashable, Codable {
 
 /// One row of a stage's template catalog (`data/1_raw/<stage>_templates.csv`).
 public struct TemplateEntry: Sendable, Hashable, Codable {
-    public var stage: Stage
+    public var stage: GenerationStage
     public var id: String
     public var name: String
     public var description: String
@@ -30,18 +31,18 @@ public struct TemplateEntry: Sendable, Hashable, Codable {
 /// evaluation, `llm` or `copy` for essay), `parser` required for evaluation and optional for
 /// draft, `active` as the last column.
 public struct TemplateCatalog: Sendable {
-    public private(set) var entries: [Stage: [String: TemplateEntry]] = [:]
+    public private(set) var entries: [GenerationStage: [String: TemplateEntry]] = [:]
 
     /// The entry for `id` in `stage`.
-    public func entry(_ stage: Stage, _ id: String) -> TemplateEntry? { entries[stage]?[id] }
+    public func entry(_ stage: GenerationStage, _ id: String) -> TemplateEntry? { entries[stage]?[id] }
 
     /// Every entry, in stage then id order.
     public var all: [TemplateEntry] {
-        Stage.allCases.flatMap { stage in (entries[stage] ?? [:]).values.sorted { $0.id < $1.id } }
+        GenerationStage.allCases.flatMap { stage in (entries[stage] ?? [:]).values.sorted { $0.id < $1.id } }
     }
 
-    static func catalogFile(_ stage: Stage) -> String { "data/1_raw/\(stage.rawValue)_templates.csv" }
-    static func templateFile(_ stage: Stage, _ id: String) -> String {
+    static func catalogFile(_ stage: GenerationStage) -> String { "data/1_raw/\(stage.rawValue)_templates.csv" }
+    static func templateFile(_ stage: GenerationStage, _ id: String) -> String {
         "data/1_raw/templates/\(stage.rawValue)/\(id).txt"
     }
 
@@ -50,7 +51,7 @@ public struct TemplateCatalog: Sendable {
     static func load(_ workspace: Workspace, knownParsers: Set<String>?) -> (TemplateCatalog, [Diagnostic]) {
         var catalog = TemplateCatalog()
         var diagnostics: [Diagnostic] = []
-        for stage in Stage.allCases {
+        for stage in GenerationStage.allCases {
             let file = catalogFile(stage)
             let text: String
             switch workspace.loadText(file) {
@@ -82,7 +83,7 @@ public struct TemplateCatalog: Sendable {
 
     private static func readEntries(
         _ table: CSVTable,
-        stage: Stage,
+        stage: GenerationStage,
         workspace: Workspace,
         knownParsers: Set<String>?
     ) -> ([String: TemplateEntry], [Diagnostic]) {
@@ -213,7 +214,7 @@ public struct TemplateCatalog: Sendable {
     }
 
     private static func unlistedTemplateFiles(
-        _ stage: Stage,
+        _ stage: GenerationStage,
         listed: [String: TemplateEntry],
         workspace: Workspace
     )

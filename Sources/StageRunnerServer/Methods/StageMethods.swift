@@ -1,6 +1,7 @@
 import JSON
 import JSONRPC
 import Jinja
+import ModelProviders
 import StageEngine
 
 /// `runStage` and `renderPrompt` parameters: seed 000's StageRunSpec on the wire.
@@ -29,7 +30,7 @@ struct StageRunParams: Decodable, Sendable {
     var maxTextLength: Int?
 
     func spec() throws(ResponseError) -> StageRunSpec {
-        guard let stage = Stage(rawValue: stage) else {
+        guard let stage = GenerationStage(rawValue: stage) else {
             throw .invalidParams(
                 field: "params.stage",
                 problem: "must be one of draft, essay, evaluation, not '\(self.stage)'"

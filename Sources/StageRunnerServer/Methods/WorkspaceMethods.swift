@@ -1,5 +1,6 @@
 import JSON
 import JSONRPC
+import ModelProviders
 import StageEngine
 
 struct ListTemplatesParams: Decodable, Sendable {
@@ -10,9 +11,9 @@ struct ListTemplatesParams: Decodable, Sendable {
 extension StageRunnerServer {
     func listTemplates(_ context: RequestContext) async throws -> RawJSON {
         let params = try context.decodeParams(ListTemplatesParams.self)
-        var stage: Stage?
+        var stage: GenerationStage?
         if let name = params.stage {
-            guard let known = Stage(rawValue: name) else {
+            guard let known = GenerationStage(rawValue: name) else {
                 throw ResponseError.invalidParams(
                     field: "params.stage",
                     problem: "must be one of draft, essay, evaluation, not '\(name)'"

@@ -1,5 +1,6 @@
 import Foundation
 import Jinja
+import ModelProviders
 import StageEngine
 import Testing
 

@@ -1,5 +1,6 @@
 import Foundation
 import JSON
+import ModelProviders
 import TestSupport
 import Testing
 

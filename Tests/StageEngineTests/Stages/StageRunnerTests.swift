@@ -1,5 +1,6 @@
 import Foundation
 import Jinja
+import ModelProviders
 import StageEngine
 import Testing
 
@@ -65,7 +66,8 @@ struct StageRunnerTests {
         let runner = try StageRunner(workspace: temporary.workspace)
         try await withThrowingTaskGroup(of: StageResult.self) { group in
             for genId in ["v-creative-llm-novelty", "v-creative-llm-rigor", "e-creative-llm", "d-creative"] {
-                let stage: Stage = genId.hasPrefix("v-") ? .evaluation : genId.hasPrefix("e-") ? .essay : .draft
+                let stage: GenerationStage =
+                    genId.hasPrefix("v-") ? .evaluation : genId.hasPrefix("e-") ? .essay : .draft
                 group.addTask { try await runner.run(StageRunSpec(stage: stage, genId: genId)) }
             }
             for try await result in group { #expect(result.status == .success) }

@@ -1,4 +1,5 @@
 import Foundation
+import ModelProviders
 import StageEngine
 import TestSupport
 import Testing
@@ -48,7 +49,8 @@ struct HostileWorkspaceTests {
             }
             // Every stage run either works or fails with a typed error; none crashes.
             for genId in ["d-creative", "e-creative-copy", "v-creative-llm-novelty"] {
-                let stage: Stage = genId.hasPrefix("d-") ? .draft : genId.hasPrefix("e-") ? .essay : .evaluation
+                let stage: GenerationStage =
+                    genId.hasPrefix("d-") ? .draft : genId.hasPrefix("e-") ? .essay : .evaluation
                 _ = try? await runner.run(StageRunSpec(stage: stage, genId: genId))
             }
         }

@@ -1,4 +1,6 @@
 import Foundation
+import ModelProviders
+import OutputParsing
 import StageEngine
 import Testing
 

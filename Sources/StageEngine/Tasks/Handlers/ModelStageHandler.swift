@@ -1,5 +1,6 @@
 import JSON
 import Jinja
+import ModelProviders
 
 /// Calls a model (`llm`), or renders a template and calls a model with it (`prompt`). The prompt
 /// of an `llm` stage is its chained input (JSON text when it is not a string). Its output is the

@@ -1,4 +1,5 @@
 import JSON
+import OutputParsing
 
 /// Reads the chained text with a parser from the registry. The `json` parser's output is the JSON
 /// value; a score parser's is the score; the others' the parsed text. A failed parse fails the

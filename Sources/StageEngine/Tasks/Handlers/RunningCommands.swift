@@ -31,7 +31,7 @@ enum RunningCommands {
 
         /// Adds the spawned command's pid and start time.
         func started(_ pid: pid_t) {
-            guard let started = startTime(pid) else { return }
+            guard let started = ProcessIdentity.startTime(pid) else { return }
             let descriptor = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
             guard descriptor >= 0 else { return }
             defer { close(descriptor) }
@@ -72,7 +72,9 @@ enum RunningCommands {
     private static func leader(recordedIn record: String) -> pid_t? {
         guard let text = try? String(contentsOfFile: record, encoding: .utf8) else { return nil }
         let fields = text.split(whereSeparator: \.isWhitespace)
-        guard fields.count == 2, let pid = pid_t(fields[0]), pid > 0, startTime(pid) == String(fields[1]) else {
+        guard fields.count == 2, let pid = pid_t(fields[0]), pid > 0,
+            ProcessIdentity.startTime(pid) == String(fields[1])
+        else {
             return nil
         }
         return pid
@@ -104,15 +106,5 @@ enum RunningCommands {
         }
         #endif
         return found
-    }
-
-    /// Field 22 of `/proc/<pid>/stat`: when the process started, in clock ticks since boot.
-    static func startTime(_ pid: pid_t) -> String? {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = text.lastIndex(of: ")")
-        else { return nil }
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        // After the command name: state is field 3, so start time (22) is at index 19.
-        return fields.count > 19 ? String(fields[19]) : nil
     }
 }

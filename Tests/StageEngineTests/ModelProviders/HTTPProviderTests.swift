@@ -1,4 +1,6 @@
 import Foundation
+import HTTP
+import ModelProviders
 import StageEngine
 import Synchronization
 import TestSupport

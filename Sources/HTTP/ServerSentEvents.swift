@@ -12,22 +12,27 @@ import Darwin
 /// Linear in its input: each byte is looked at once (line ends are found with `memchr`), however
 /// the events are cut into chunks, and no event may grow past ``maximumEventBytes``, so a
 /// provider that streams one endless event gets an error instead of a server that grinds.
-struct ServerSentEvents {
-    struct Event: Sendable, Hashable {
-        var name: String?
-        var data: String
+public struct ServerSentEvents {
+    public struct Event: Sendable, Hashable {
+        public var name: String?
+        public var data: String
+
+        public init(name: String? = nil, data: String) {
+            self.name = name
+            self.data = data
+        }
     }
 
     /// An event or a line longer than the limit.
-    struct TooLarge: Error, Sendable, Hashable, CustomStringConvertible {
-        var limit: Int
-        var description: String { "an event of the stream exceeded \(limit) bytes" }
+    public struct TooLarge: Error, Sendable, Hashable, CustomStringConvertible {
+        public var limit: Int
+        public var description: String { "an event of the stream exceeded \(limit) bytes" }
     }
 
     /// The largest event (its data lines together) or line accepted.
-    var maximumEventBytes: Int
+    public var maximumEventBytes: Int
 
-    init(maximumEventBytes: Int = 32 << 20) {
+    public init(maximumEventBytes: Int = 32 << 20) {
         self.maximumEventBytes = maximumEventBytes
     }
 
@@ -41,7 +46,7 @@ struct ServerSentEvents {
     private var afterCarriageReturn = false
 
     /// Adds a chunk and returns the events it completed.
-    mutating func feed(_ chunk: Data) throws(TooLarge) -> [Event] {
+    public mutating func feed(_ chunk: Data) throws(TooLarge) -> [Event] {
         var events: [Event] = []
         var failure: TooLarge?
         chunk.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
@@ -87,7 +92,7 @@ struct ServerSentEvents {
     }
 
     /// Whether bytes of an unfinished event remain (a stream cut short).
-    var hasPartialEvent: Bool { !line.isEmpty || hasData || name != nil }
+    public var hasPartialEvent: Bool { !line.isEmpty || hasData || name != nil }
 
     /// One line, without its line end: a field, a comment, or (empty) the end of an event.
     private mutating func process(_ text: UnsafeBufferPointer<UInt8>, into events: inout [Event]) {

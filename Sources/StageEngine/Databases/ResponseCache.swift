@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import GRDB
+import ModelProviders
 
 /// Whether a call may be answered from the response cache, per request (`cache` of `runStage`).
 public enum CachePolicy: String, Sendable, Hashable, Codable {

@@ -1,4 +1,5 @@
 import Foundation
+import ModelProviders
 import StageEngine
 import TestSupport
 import Testing

@@ -19,37 +19,8 @@ public struct EmbeddedProvider: ModelClient {
             self.rules = rules
         }
 
-        func check(_ workspace: Workspace) -> [Diagnostic] {
-            rules.enumerated().compactMap { index, rule in
-                if rule.response == nil && rule.responseFile == nil {
-                    return Diagnostic(
-                        file: WorkspaceConfiguration.fileName,
-                        code: "config.rule-without-response",
-                        message: "embedded.rules[\(index)] needs 'response' or 'responseFile'"
-                    )
-                }
-                if let file = rule.responseFile {
-                    if let problem = Self.confinementProblem(file) {
-                        return Diagnostic(
-                            file: WorkspaceConfiguration.fileName,
-                            code: "config.invalid-path",
-                            message: "embedded.rules[\(index)].responseFile \(problem)"
-                        )
-                    }
-                    if !workspace.isFile(file) {
-                        return Diagnostic(
-                            file: WorkspaceConfiguration.fileName,
-                            code: "config.missing-file",
-                            message: "embedded.rules[\(index)].responseFile '\(file)' does not exist"
-                        )
-                    }
-                }
-                return nil
-            }
-        }
-
         /// Why a configured path could leave the workspace, or nil.
-        static func confinementProblem(_ path: String) -> String? {
+        public static func confinementProblem(_ path: String) -> String? {
             if path.hasPrefix("/") { return "must be relative to the workspace, not absolute" }
             if path.split(separator: "/").contains("..") { return "must not contain '..'" }
             if path.utf8.contains(0) { return "must not contain a NUL byte" }
@@ -59,7 +30,7 @@ public struct EmbeddedProvider: ModelClient {
 
     /// One scripted answer. Absent matchers match anything.
     public struct Rule: Sendable, Hashable, Decodable {
-        public var stage: Stage?
+        public var stage: GenerationStage?
         public var template: String?
         public var model: String?
         public var genId: String?
@@ -70,7 +41,7 @@ public struct EmbeddedProvider: ModelClient {
         public var finishReason: FinishReason?
 
         public init(
-            stage: Stage? = nil,
+            stage: GenerationStage? = nil,
             template: String? = nil,
             model: String? = nil,
             genId: String? = nil,
@@ -101,11 +72,15 @@ public struct EmbeddedProvider: ModelClient {
 
     public let provider = "embedded"
     let configuration: Configuration
-    let workspace: Workspace?
+    /// Reads a rule's `responseFile`, a path relative to the workspace; nil when it cannot.
+    let readFile: (@Sendable (String) -> String?)?
 
-    public init(configuration: Configuration = Configuration(rules: []), workspace: Workspace? = nil) {
+    public init(
+        configuration: Configuration = Configuration(rules: []),
+        readFile: (@Sendable (String) -> String?)? = nil
+    ) {
         self.configuration = configuration
-        self.workspace = workspace
+        self.readFile = readFile
     }
 
     public func complete(_ request: CompletionRequest) async throws(ModelError) -> Completion {
@@ -115,8 +90,8 @@ public struct EmbeddedProvider: ModelClient {
         var finishReason = FinishReason.stop
         if let rule = configuration.rules.first(where: { $0.matches(request) }) {
             if let file = rule.responseFile {
-                guard let workspace, Configuration.confinementProblem(file) == nil,
-                    let contents = workspace.readText(file)
+                guard let readFile, Configuration.confinementProblem(file) == nil,
+                    let contents = readFile(file)
                 else {
                     throw ModelError(.invalidRequest, "the embedded provider's response file '\(file)' cannot be read")
                 }
@@ -148,7 +123,7 @@ public struct EmbeddedProvider: ModelClient {
     }
 
     /// The deterministic answer for a prompt no rule matched.
-    static func derivedAnswer(prompt: String, stage: Stage?) -> String {
+    static func derivedAnswer(prompt: String, stage: GenerationStage?) -> String {
         let digest = Array(SHA256.hash(data: Data(prompt.utf8)))
         let words = prompt.split(whereSeparator: { !$0.isLetter }).map(String.init).filter { $0.count > 4 }
         let picked = (0..<min(4, words.count)).map { words[Int(digest[$0]) % words.count].lowercased() }

@@ -1,5 +1,5 @@
 import Foundation
-import StageEngine
+import OutputParsing
 import Testing
 
 @Suite("parser robustness and encoding")

@@ -1,4 +1,5 @@
 import Foundation
+import ModelProviders
 import StageEngine
 import TestSupport
 import Testing
@@ -8,7 +9,7 @@ struct CostTests {
     @Test("the compiled-in table is prices.json")
     func builtInIsTheDataFile() throws {
         let data = try Data(
-            contentsOf: URL(fileURLWithPath: repositoryRoot + "/Sources/StageEngine/Models/prices.json")
+            contentsOf: URL(fileURLWithPath: repositoryRoot + "/Sources/ModelProviders/prices.json")
         )
         let file = try JSONDecoder().decode(PriceFile.self, from: data)
         #expect(file.models == PriceTable.builtIn.prices, "run scripts/generate_prices.py")
@@ -42,7 +43,7 @@ struct CostTests {
         // A workspace's own provider (a proxy, say) is not charged a built-in price; a configured one applies.
         #expect(table.price(provider: "proxy", model: "gpt-4o-mini") == nil)
         #expect(table.price(provider: "proxy", model: "gpt-4o")?.input == 3)
-        let usage = GenerationMetadata.Usage(promptTokens: 1_000_000, completionTokens: 500_000)
+        let usage = TokenUsage(promptTokens: 1_000_000, completionTokens: 500_000)
         #expect(table.cost(provider: "local", model: "my-model", usage: usage) == 2.0)
         #expect(table.cost(provider: "ollama", model: "llama3.1", usage: usage) == nil)
     }

@@ -1,4 +1,5 @@
 import Foundation
+import HTTP
 import JSON
 
 /// Where a provider is and how it authenticates.
@@ -40,7 +41,7 @@ extension ModelError {
 }
 
 /// Helpers both HTTP providers share.
-enum ProviderCall {
+package enum ProviderCall {
     /// Sends `body` and returns the completion, streamed or not. `onText` sees streamed text.
     /// No error leaves with the key in its message.
     static func run(
@@ -185,7 +186,7 @@ enum ProviderCall {
 
     /// Usage from a body's counts: unknown (nil) when it has neither; a count that is missing
     /// beside the other is 0.
-    static func usage(prompt: Int?, completion: Int?) -> GenerationMetadata.Usage? {
+    package static func usage(prompt: Int?, completion: Int?) -> TokenUsage? {
         guard prompt != nil || completion != nil else { return nil }
         return .init(promptTokens: prompt ?? 0, completionTokens: completion ?? 0)
     }

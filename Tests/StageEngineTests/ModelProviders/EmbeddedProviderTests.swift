@@ -1,3 +1,4 @@
+import ModelProviders
 import StageEngine
 import Testing
 
@@ -30,8 +31,12 @@ struct EmbeddedProviderTests {
                 .init(response: "fallback", finishReason: .contentFilter),
             ])
         )
-        func ask(_ stage: Stage, _ template: String, _ prompt: String, maxTokens: Int? = nil) async throws -> Completion
-        {
+        func ask(
+            _ stage: GenerationStage,
+            _ template: String,
+            _ prompt: String,
+            maxTokens: Int? = nil
+        ) async throws -> Completion {
             try await provider.complete(
                 .init(
                     model: "m",

@@ -11,13 +11,13 @@ public struct ModelPrice: Sendable, Hashable, Codable {
     }
 
     /// The cost of `usage` at this price.
-    public func cost(_ usage: GenerationMetadata.Usage) -> Double {
+    public func cost(_ usage: TokenUsage) -> Double {
         (Double(usage.promptTokens) * input + Double(usage.completionTokens) * output) / 1_000_000
     }
 }
 
 /// Prices per model: the `prices` section of `stagerunner.yaml`, then the built-in table
-/// (`Sources/StageEngine/Models/prices.json`).
+/// (`Sources/ModelProviders/prices.json`).
 ///
 /// A model is looked up as `provider:model`, then as `model` (a vendor prefix such as OpenRouter's
 /// `openai/` removed); a key matches exactly, or followed by a dated snapshot suffix
@@ -64,7 +64,7 @@ public struct PriceTable: Sendable, Hashable {
     }
 
     /// The cost of `usage`, or nil when the price is unknown.
-    public func cost(provider: String, model: String, usage: GenerationMetadata.Usage) -> Double? {
+    public func cost(provider: String, model: String, usage: TokenUsage) -> Double? {
         price(provider: provider, model: model)?.cost(usage)
     }
 

@@ -199,7 +199,7 @@ public actor ProviderLimiter {
     }
 
     /// How long a call of `tokens` must wait, apart from the concurrency limit.
-    func delay(tokens: Int, model: String? = nil, now: ContinuousClock.Instant) -> Duration {
+    package func delay(tokens: Int, model: String? = nil, now: ContinuousClock.Instant) -> Duration {
         var wait = Duration.zero
         if let pausedUntil { wait = max(wait, pausedUntil - now) }
         if let model, let until = modelPausedUntil[model] {

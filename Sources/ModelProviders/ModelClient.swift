@@ -23,7 +23,7 @@ public struct CompletionRequest: Sendable, Hashable {
     public var maxTokens: Int?
     public var temperature: Double?
     /// Which generation asks, for routing rules and the call log.
-    public var stage: Stage?
+    public var stage: GenerationStage?
     public var templateId: String?
     public var genId: String?
 
@@ -32,7 +32,7 @@ public struct CompletionRequest: Sendable, Hashable {
         messages: [ChatMessage],
         maxTokens: Int? = nil,
         temperature: Double? = nil,
-        stage: Stage? = nil,
+        stage: GenerationStage? = nil,
         templateId: String? = nil,
         genId: String? = nil
     ) {
@@ -65,7 +65,7 @@ public struct Completion: Sendable, Hashable {
     public var finishReason: FinishReason
     /// The tokens the provider reported; nil when it reported none (many OpenAI-compatible
     /// servers ignore `stream_options.include_usage`). Unknown is never taken for 0.
-    public var usage: GenerationMetadata.Usage?
+    public var usage: TokenUsage?
     /// In US dollars: 0 when cached or embedded, nil when the model's price is unknown.
     public var cost: Double?
     /// The provider that answered (`embedded`, `openai`, …).
@@ -85,7 +85,7 @@ public struct Completion: Sendable, Hashable {
     public init(
         text: String,
         finishReason: FinishReason,
-        usage: GenerationMetadata.Usage?,
+        usage: TokenUsage?,
         cost: Double?,
         provider: String,
         model: String,
@@ -204,7 +204,7 @@ extension Completion {
     }
 
     /// The usage estimated from the prompt's and the answer's text.
-    public func estimatedUsage(for request: CompletionRequest) -> GenerationMetadata.Usage {
+    public func estimatedUsage(for request: CompletionRequest) -> TokenUsage {
         .init(promptTokens: Self.estimatedTokens(request.promptText), completionTokens: Self.estimatedTokens(text))
     }
 

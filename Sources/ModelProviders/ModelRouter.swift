@@ -76,7 +76,7 @@ public struct ModelRouter: Sendable {
     let limits: [String: ProviderLimits]
     let limiters: ProviderLimiters
     let settings: [String: ProviderSettings]
-    let aliases: [String: String]
+    package let aliases: [String: String]
     let environment: [String: String]
     /// The provider that serves ids without one.
     public let defaultProvider: String

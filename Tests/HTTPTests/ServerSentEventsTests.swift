@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import StageEngine
+@testable import HTTP
 
 @Suite("Server-sent events")
 struct ServerSentEventsTests {

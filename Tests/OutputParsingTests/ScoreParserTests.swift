@@ -1,4 +1,4 @@
-import StageEngine
+import OutputParsing
 import Testing
 
 @Suite("in_last_line parser")

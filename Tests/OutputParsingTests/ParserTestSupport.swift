@@ -1,4 +1,4 @@
-import StageEngine
+import OutputParsing
 import Testing
 
 /// One row of a parser table: a realistic model output and what the parser must make of it.

@@ -1,4 +1,5 @@
 import Foundation
+import ModelProviders
 import Synchronization
 import TestSupport
 import Testing

@@ -1,4 +1,4 @@
-import StageEngine
+import OutputParsing
 import Testing
 
 @Suite("identity parser")

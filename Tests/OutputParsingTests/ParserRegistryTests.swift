@@ -1,5 +1,5 @@
 import JSON
-import StageEngine
+import OutputParsing
 import Testing
 
 @Suite("parser registry")
