@@ -25,8 +25,9 @@ import shutil
 import signal
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self, TypeVar, cast
+from typing import Any, Self, cast
 
+from ._common import MISSING, F, drop_none, stage_params
 from .errors import (
     MethodNotFound,
     ProtocolError,
@@ -46,9 +47,6 @@ from .types import (
     InitializeResult,
     JobState,
     ListJobsResult,
-    ResumeJobResult,
-    RetryTaskResult,
-    RunPipelineResult,
     ListTemplatesResult,
     Mode,
     ModelConfig,
@@ -57,6 +55,9 @@ from .types import (
     ProgressToken,
     ProgressValue,
     RenderPromptResult,
+    ResumeJobResult,
+    RetryTaskResult,
+    RunPipelineResult,
     ServerCapabilities,
     Stage,
     StageOutput,
@@ -97,9 +98,6 @@ ProgressCallback = Callable[[ProgressValue], Any]
 """``run_stage``'s ``on_progress``: takes each ``$/progress`` value of the run, in order.
 
 A plain function or a coroutine function (awaited before the next value is delivered)."""
-F = TypeVar("F", bound=Callable[..., Any])
-
-_MISSING: Any = object()
 _CLOSED: Any = object()
 _READ_CHUNK = 1 << 16
 _MAX_STDERR_LINE = 8192
@@ -121,20 +119,6 @@ def _resolve_executable(executable: str | os.PathLike[str] | None) -> str:
     raise FileNotFoundError(
         "stagerunner executable not found: pass executable=, set STAGERUNNER_BIN, or put stagerunner on PATH"
     )
-
-
-def _drop_none(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Params without the members that are ``None`` (the server reads null as absent anyway)."""
-    return {k: v for k, v in params.items() if v is not None}
-
-
-def _stage_params(stage: str, values: Mapping[str, Any] | None, **fields: Any) -> dict[str, Any]:
-    """runStage/renderPrompt params: snake_case keywords to the protocol's camelCase, None dropped."""
-    params: dict[str, Any] = {"stage": stage, "values": dict(values) if values is not None else None}
-    for name, value in fields.items():
-        head, *rest = name.split("_")
-        params[head + "".join(part.capitalize() for part in rest)] = value
-    return _drop_none(params)
 
 
 class NotificationStream:
@@ -801,9 +785,9 @@ class Client:
         await self.notify("initialized", {})
         return result
 
-    async def ping(self, echo: Any = _MISSING, *, timeout: float | None = None) -> PingResult:
+    async def ping(self, echo: Any = MISSING, *, timeout: float | None = None) -> PingResult:
         """``ping``: ``{}``, or ``{"echo": echo}`` when ``echo`` is given (``None`` included)."""
-        params = {} if echo is _MISSING else {"echo": echo}
+        params = {} if echo is MISSING else {"echo": echo}
         return cast(PingResult, await self.request("ping", params, timeout=timeout))
 
     async def run_stage(
@@ -847,7 +831,7 @@ class Client:
         ``progress_token`` alone asks for the notifications without a callback (see
         :meth:`notifications`).
         """
-        params = _stage_params(
+        params = stage_params(
             stage,
             values,
             gen_id=gen_id,
@@ -928,7 +912,7 @@ class Client:
         timeout: float | None = None,
     ) -> RenderPromptResult:
         """``renderPrompt``: the prompt :meth:`run_stage` would send, without sending it."""
-        params = _stage_params(
+        params = stage_params(
             stage,
             values,
             gen_id=gen_id,
@@ -950,7 +934,7 @@ class Client:
         timeout: float | None = None,
     ) -> ListTemplatesResult:
         """``listTemplates``: the catalog rows (of one ``stage``, or all)."""
-        params = _drop_none({"stage": stage, "includeInactive": include_inactive})
+        params = drop_none({"stage": stage, "includeInactive": include_inactive})
         return cast(ListTemplatesResult, await self.request("listTemplates", params, timeout=timeout))
 
     async def validate_workspace(self, *, timeout: float | None = None) -> ValidateWorkspaceResult:
@@ -977,7 +961,7 @@ class Client:
         loaded raises :class:`~stagerunner.errors.TaskError` (-32015). Stages whose handler
         is ``client`` are run by the handlers registered with :meth:`stage_handler`.
         """
-        params = _drop_none(
+        params = drop_none(
             {
                 "task": dict(task) if isinstance(task, Mapping) else task,
                 "input": input,
@@ -1007,7 +991,7 @@ class Client:
         input (default ``{}``). A pipeline that cannot be used raises
         :class:`~stagerunner.errors.TaskError` (-32015, ``kind`` ``"pipeline"``).
         """
-        params = _drop_none(
+        params = drop_none(
             {
                 "pipeline": dict(pipeline) if isinstance(pipeline, Mapping) else pipeline,
                 "input": input,
@@ -1023,7 +1007,7 @@ class Client:
 
     async def list_jobs(self, state: JobState | None = None, *, timeout: float | None = None) -> ListJobsResult:
         """``listJobs``: a summary of every job of the workspace (or those in ``state``), newest first."""
-        return cast(ListJobsResult, await self.request("listJobs", _drop_none({"state": state}), timeout=timeout))
+        return cast(ListJobsResult, await self.request("listJobs", drop_none({"state": state}), timeout=timeout))
 
     async def cancel_job(self, job_id: str, *, timeout: float | None = None) -> CancelJobResult:
         """``cancelJob``: stop a running or pending job; returns its status once it has stopped."""

@@ -13,14 +13,11 @@ import asyncio
 import copy
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
+from ._protocol import BlockingRunner, NotificationSource, RequestClient
 from .errors import ServerExited, StageRunnerError
 from .types import JobStatus, StatusEvent
-
-if TYPE_CHECKING:
-    from .client import Client, NotificationStream
-    from .sync import SyncClient
 
 __all__ = [
     "TERMINAL_JOB_STATES",
@@ -153,7 +150,7 @@ class StatusSubscription:
 
     def __init__(
         self,
-        client: Client,
+        client: RequestClient,
         job_id: str | None = None,
         delivery: str = "snapshot",
         *,
@@ -172,7 +169,7 @@ class StatusSubscription:
         self.subscription_id: str | None = None
         self.baseline_rev: int | None = None
         self.documents: dict[str, JobStatus] = {}
-        self._stream: NotificationStream | None = None
+        self._stream: NotificationSource | None = None
         self._started: asyncio.Future[None] | None = None
         self._done = False
 
@@ -290,7 +287,7 @@ class StatusSubscription:
 class SyncStatusSubscription:
     """The blocking form of :class:`StatusSubscription`: ``for change in subscription``."""
 
-    def __init__(self, sync: SyncClient, subscription: StatusSubscription) -> None:
+    def __init__(self, sync: BlockingRunner, subscription: StatusSubscription) -> None:
         self._sync = sync
         self._subscription = subscription
 

@@ -8,41 +8,79 @@ to it. Handlers and callbacks registered with :meth:`SyncClient.on_request` and
 from __future__ import annotations
 
 import asyncio
-import os
+import inspect
 import threading
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+import typing
+from collections.abc import Callable, Coroutine
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Concatenate, cast
 
-from .client import _MISSING, Client, F, ProgressCallback, StageHandler
-from .framing import Framing
-from .jobs import SyncStatusSubscription
-from .types import (
-    CacheMode,
-    CancelJobResult,
-    GetArtifactResult,
-    GetStatusResult,
-    InitializeResult,
-    JobState,
-    ListJobsResult,
-    ResumeJobResult,
-    RetryTaskResult,
-    RunPipelineResult,
-    ListTemplatesResult,
-    Mode,
-    ModelConfig,
-    PingResult,
-    ProgressToken,
-    RenderPromptResult,
-    Stage,
-    StageResult,
-    TaskResult,
-    ValidateWorkspaceResult,
-)
+from ._common import F, P, R, T
+from .client import Client
+from .jobs import StatusSubscription, SyncStatusSubscription
+from .types import InitializeResult
 
 __all__ = ["SyncClient"]
 
-T = TypeVar("T")
+
+def _blocking(
+    method: Callable[Concatenate[Client, P], Coroutine[Any, Any, R]], doc: str | None = None
+) -> Callable[Concatenate[SyncClient, P], R]:
+    """The blocking form of a coroutine method of :class:`Client`, for :class:`SyncClient`'s class body.
+
+    It takes ``method``'s parameters as they are (type checkers and :func:`inspect.signature`
+    see them), calls the method of that name on the wrapped client, and waits for its result.
+    """
+    name = method.__name__
+
+    def call(self: SyncClient, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        bound = cast(Callable[P, Coroutine[Any, Any, R]], getattr(self._client, name))
+        return self._call(bound(*args, **kwargs))
+
+    return _adopt(call, method, doc if doc is not None else f"Blocking :meth:`Client.{name}`.")
+
+
+def _subscribing(
+    method: Callable[Concatenate[Client, P], StatusSubscription], doc: str
+) -> Callable[Concatenate[SyncClient, P], SyncStatusSubscription]:
+    """The blocking form of a method of :class:`Client` that returns a :class:`StatusSubscription`."""
+    name = method.__name__
+
+    def call(self: SyncClient, /, *args: P.args, **kwargs: P.kwargs) -> SyncStatusSubscription:
+        subscription = cast(Callable[P, StatusSubscription], getattr(self._client, name))(*args, **kwargs)
+        return SyncStatusSubscription(self, subscription)
+
+    return _adopt(call, method, doc, returns="SyncStatusSubscription")
+
+
+def _spawning(spawn: Callable[P, Client], doc: str) -> classmethod[SyncClient, P, SyncClient]:
+    """``SyncClient.spawn``: :meth:`Client.spawn`'s parameters; the client it makes, wrapped and started."""
+
+    def build(cls: type[SyncClient], /, *args: P.args, **kwargs: P.kwargs) -> SyncClient:
+        return cls(spawn(*args, **kwargs)).start()
+
+    return classmethod(_adopt(build, spawn, doc, returns="SyncClient"))
+
+
+def _adopt(wrapper: F, source: Callable[..., Any], doc: str, returns: str | None = None) -> F:
+    """``wrapper`` named as ``source`` is in SyncClient, with its signature and annotations, and ``doc``.
+
+    ``returns`` replaces the result's annotation (a name of this module). The annotations are
+    evaluated here, so that :func:`typing.get_type_hints` needs none of the client's names.
+    """
+    function: Any = wrapper
+    original = getattr(source, "__func__", source)  # a classmethod's function: its signature has cls
+    signature = inspect.signature(original)
+    annotations = typing.get_type_hints(original)
+    if returns is not None:
+        signature = signature.replace(return_annotation=returns)
+        annotations["return"] = returns
+    function.__name__ = original.__name__
+    function.__qualname__ = f"SyncClient.{original.__name__}"
+    function.__doc__ = doc
+    function.__signature__ = signature
+    function.__annotations__ = annotations
+    return wrapper
 
 
 class SyncClient:
@@ -67,39 +105,14 @@ class SyncClient:
         asyncio.set_event_loop(self._loop)
         self._loop.run_forever()
 
-    @classmethod
-    def spawn(
-        cls,
-        executable: str | os.PathLike[str] | None = None,
-        workspace: str | os.PathLike[str] | None = None,
-        env: Mapping[str, str] | None = None,
-        args: Sequence[str] = (),
-        framing: Framing = "ndjson",
-        *,
-        cwd: str | os.PathLike[str] | None = None,
-        initialize: bool = True,
-        stderr_lines: int = 500,
-        stage_handlers: Mapping[str, StageHandler] | None = None,
-    ) -> SyncClient:
+    spawn = _spawning(
+        Client.spawn,
         """Spawn and start the server (see :meth:`Client.spawn`); returns a started client.
 
         Stage handlers must be passed here (``stage_handlers={"name": handler}``): the
         client is started, and their names declared, before this returns.
-        """
-        sync = cls(
-            Client.spawn(
-                executable,
-                workspace,
-                env,
-                args,
-                framing,
-                cwd=cwd,
-                initialize=initialize,
-                stderr_lines=stderr_lines,
-                stage_handlers=stage_handlers,
-            )
-        )
-        return sync.start()
+        """,
+    )
 
     def start(self) -> SyncClient:
         """Start the wrapped client (spawn and handshake); stops the loop thread on failure."""
@@ -181,13 +194,8 @@ class SyncClient:
 
     # ------------------------------------------------------------------ generic
 
-    def request(self, method: str, params: Any = None, timeout: float | None = None) -> Any:
-        """Blocking :meth:`Client.request`."""
-        return self._call(self._client.request(method, params, timeout=timeout))
-
-    def notify(self, method: str, params: Any = None) -> None:
-        """Blocking :meth:`Client.notify`."""
-        self._call(self._client.notify(method, params))
+    request = _blocking(Client.request)
+    notify = _blocking(Client.notify)
 
     def on_request(self, method: str) -> Callable[[F], F]:
         """See :meth:`Client.on_request`; the handler runs on the loop thread."""
@@ -207,191 +215,35 @@ class SyncClient:
 
     # ------------------------------------------------------------------ protocol methods
 
-    def ping(self, echo: Any = _MISSING, *, timeout: float | None = None) -> PingResult:
-        """Blocking :meth:`Client.ping`."""
-        return self._call(self._client.ping(echo, timeout=timeout))
+    # Each is the coroutine method of Client, blocking: the same parameters (for type checkers
+    # and inspect.signature too), written once, in Client; a new method is one line here.
 
-    def run_stage(
-        self,
-        stage: Stage,
-        *,
-        gen_id: str | None = None,
-        template_id: str | None = None,
-        values: Mapping[str, Any] | None = None,
-        mode: Mode | None = None,
-        model: str | None = None,
-        parser_name: str | None = None,
-        pass_through_from: str | None = None,
-        max_tokens: int | None = None,
-        prompt_text: str | None = None,
-        force: bool = False,
-        stub_fallback: bool = False,
-        fail_on_truncation: bool = False,
-        run_id: str | None = None,
-        max_text_length: int | None = None,
-        budget_scope: str | None = None,
-        cache: CacheMode | None = None,
-        progress_token: ProgressToken | None = None,
-        on_progress: ProgressCallback | None = None,
-        timeout: float | None = None,
-    ) -> StageResult:
+    ping = _blocking(Client.ping)
+    run_stage = _blocking(
+        Client.run_stage,
         """Blocking :meth:`Client.run_stage`.
 
         ``on_progress`` runs on the loop thread, before this returns; it must not call this
         client's blocking methods.
-        """
-        return self._call(
-            self._client.run_stage(
-                stage,
-                gen_id=gen_id,
-                template_id=template_id,
-                values=values,
-                mode=mode,
-                model=model,
-                parser_name=parser_name,
-                pass_through_from=pass_through_from,
-                max_tokens=max_tokens,
-                prompt_text=prompt_text,
-                force=force,
-                stub_fallback=stub_fallback,
-                fail_on_truncation=fail_on_truncation,
-                run_id=run_id,
-                max_text_length=max_text_length,
-                budget_scope=budget_scope,
-                cache=cache,
-                progress_token=progress_token,
-                on_progress=on_progress,
-                timeout=timeout,
-            )
-        )
-
-    def render_prompt(
-        self,
-        stage: Stage,
-        *,
-        gen_id: str | None = None,
-        template_id: str | None = None,
-        values: Mapping[str, Any] | None = None,
-        mode: Mode | None = None,
-        model: str | None = None,
-        parser_name: str | None = None,
-        pass_through_from: str | None = None,
-        prompt_text: str | None = None,
-        run_id: str | None = None,
-        timeout: float | None = None,
-    ) -> RenderPromptResult:
-        """Blocking :meth:`Client.render_prompt`."""
-        return self._call(
-            self._client.render_prompt(
-                stage,
-                gen_id=gen_id,
-                template_id=template_id,
-                values=values,
-                mode=mode,
-                model=model,
-                parser_name=parser_name,
-                pass_through_from=pass_through_from,
-                prompt_text=prompt_text,
-                run_id=run_id,
-                timeout=timeout,
-            )
-        )
-
-    def list_templates(
-        self,
-        stage: Stage | None = None,
-        include_inactive: bool | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> ListTemplatesResult:
-        """Blocking :meth:`Client.list_templates`."""
-        return self._call(self._client.list_templates(stage, include_inactive, timeout=timeout))
-
-    def validate_workspace(self, *, timeout: float | None = None) -> ValidateWorkspaceResult:
-        """Blocking :meth:`Client.validate_workspace`."""
-        return self._call(self._client.validate_workspace(timeout=timeout))
-
-    def run_task(
-        self,
-        task: str | Mapping[str, Any],
-        input: Any = None,
-        *,
-        model_config: ModelConfig | None = None,
-        max_refinements: int | None = None,
-        task_timeout: float | None = None,
-        run_id: str | None = None,
-        timeout: float | None = None,
-    ) -> TaskResult:
-        """Blocking :meth:`Client.run_task`."""
-        return self._call(
-            self._client.run_task(
-                task,
-                input,
-                model_config=model_config,
-                max_refinements=max_refinements,
-                task_timeout=task_timeout,
-                run_id=run_id,
-                timeout=timeout,
-            )
-        )
-
-    def run_pipeline(
-        self,
-        pipeline: str | Mapping[str, Any],
-        input: Any = None,
-        *,
-        name: str | None = None,
-        wait: bool = False,
-        timeout: float | None = None,
-    ) -> RunPipelineResult:
-        """Blocking :meth:`Client.run_pipeline`."""
-        return self._call(self._client.run_pipeline(pipeline, input, name=name, wait=wait, timeout=timeout))
-
-    def get_status(self, job_id: str, *, timeout: float | None = None) -> GetStatusResult:
-        """Blocking :meth:`Client.get_status`."""
-        return self._call(self._client.get_status(job_id, timeout=timeout))
-
-    def list_jobs(self, state: JobState | None = None, *, timeout: float | None = None) -> ListJobsResult:
-        """Blocking :meth:`Client.list_jobs`."""
-        return self._call(self._client.list_jobs(state, timeout=timeout))
-
-    def cancel_job(self, job_id: str, *, timeout: float | None = None) -> CancelJobResult:
-        """Blocking :meth:`Client.cancel_job`."""
-        return self._call(self._client.cancel_job(job_id, timeout=timeout))
-
-    def retry_task(self, job_id: str, task: str, *, timeout: float | None = None) -> RetryTaskResult:
-        """Blocking :meth:`Client.retry_task`."""
-        return self._call(self._client.retry_task(job_id, task, timeout=timeout))
-
-    def resume_job(self, job_id: str, *, timeout: float | None = None) -> ResumeJobResult:
-        """Blocking :meth:`Client.resume_job`."""
-        return self._call(self._client.resume_job(job_id, timeout=timeout))
-
-    def get_artifact(self, job_id: str, path: str, *, timeout: float | None = None) -> GetArtifactResult:
-        """Blocking :meth:`Client.get_artifact`."""
-        return self._call(self._client.get_artifact(job_id, path, timeout=timeout))
-
-    def subscribe_status(
-        self,
-        job_id: str | None = None,
-        delivery: str = "snapshot",
-        *,
-        until_finished: bool = False,
-        timeout: float | None = None,
-    ) -> SyncStatusSubscription:
+        """,
+    )
+    render_prompt = _blocking(Client.render_prompt)
+    list_templates = _blocking(Client.list_templates)
+    validate_workspace = _blocking(Client.validate_workspace)
+    run_task = _blocking(Client.run_task)
+    run_pipeline = _blocking(Client.run_pipeline)
+    get_status = _blocking(Client.get_status)
+    list_jobs = _blocking(Client.list_jobs)
+    cancel_job = _blocking(Client.cancel_job)
+    retry_task = _blocking(Client.retry_task)
+    resume_job = _blocking(Client.resume_job)
+    get_artifact = _blocking(Client.get_artifact)
+    subscribe_status = _subscribing(
+        Client.subscribe_status,
         """:meth:`Client.subscribe_status` as a blocking iterator: ``for change in c.subscribe_status(job_id)``.
 
         Use it as a context manager (or call ``close()``) to send ``unsubscribeStatus``.
-        """
-        subscription = self._client.subscribe_status(
-            job_id, delivery, until_finished=until_finished, timeout=timeout
-        )
-        return SyncStatusSubscription(self, subscription)
-
-    def unsubscribe_status(self, subscription_id: str, *, timeout: float | None = None) -> dict[str, Any]:
-        """Blocking :meth:`Client.unsubscribe_status`."""
-        return self._call(self._client.unsubscribe_status(subscription_id, timeout=timeout))
-
-    def shutdown(self, *, timeout: float | None = None) -> None:
-        """Blocking :meth:`Client.shutdown`."""
-        self._call(self._client.shutdown(timeout=timeout))
+        """,
+    )
+    unsubscribe_status = _blocking(Client.unsubscribe_status)
+    shutdown = _blocking(Client.shutdown)
