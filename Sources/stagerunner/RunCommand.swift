@@ -79,9 +79,9 @@ struct RunCommand: AsyncParsableCommand {
         } catch {
             throw Self.usageFailure("--workspace \(error)")
         }
-        let runner: StageRunner
+        let runner: WorkspaceEngine
         do {
-            runner = try StageRunner(workspace: root, logger: Logger(label: "stagerunner"))
+            runner = try WorkspaceEngine(workspace: root, logger: Logger(label: "stagerunner"))
         } catch {
             Output.error("error: cannot open the workspace \(root.root): \(error)")
             throw ExitCode(1)

@@ -81,7 +81,7 @@ struct ServeCommand: AsyncParsableCommand {
         options.requireInitialize = requireInitialize
         options.enableTestMethods = enableTestMethods
         options.maxRunningJobs = maxRunningJobs
-        let server = StageRunnerServer(options: options, logger: logger)
+        let server = RPCServer(options: options, logger: logger)
         let connection = server.connect(input: STDIN_FILENO, output: protocolOutput)
         let signals = SignalHandlers(connection: connection, logger: logger)
         // Logged before reading starts, so that it precedes whatever the first requests log.

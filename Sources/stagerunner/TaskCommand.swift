@@ -61,7 +61,7 @@ struct TaskCommand: AsyncParsableCommand {
         } catch {
             throw ValidationError("--workspace: \(error)")
         }
-        let runner = try StageRunner(workspace: root, logger: Logger(label: "stagerunner"))
+        let runner = try WorkspaceEngine(workspace: root, logger: Logger(label: "stagerunner"))
         let task: TaskDefinition
         do {
             task = try await runner.loadTask(file)

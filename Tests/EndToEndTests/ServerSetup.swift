@@ -39,7 +39,7 @@ struct ServerSetup {
             if let maxMessageSize { options.maximumMessageSize = maxMessageSize }
             var logger = Logger(label: "test-server")
             logger.logLevel = .critical
-            let server = StageRunnerServer(options: options, logger: logger)
+            let server = RPCServer(options: options, logger: logger)
             return InProcessPeer(framing: framing) { input, output in server.connect(input: input, output: output) }
         }
     }

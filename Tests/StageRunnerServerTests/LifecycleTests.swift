@@ -6,10 +6,10 @@ import Testing
 
 @Suite("Lifecycle")
 struct LifecycleTests {
-    func makeServer(requireInitialize: Bool = false) throws -> StageRunnerServer {
+    func makeServer(requireInitialize: Bool = false) throws -> RPCServer {
         var options = ServerOptions(workspace: try Workspace(path: "/tmp"))
         options.requireInitialize = requireInitialize
-        return StageRunnerServer(options: options)
+        return RPCServer(options: options)
     }
 
     @Test func scriptsMaySkipInitialize() throws {

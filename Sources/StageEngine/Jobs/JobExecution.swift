@@ -7,7 +7,7 @@ import ModelProviders
 /// transition written to the status document as it happens.
 struct JobExecution {
     let job: JobManager.Job
-    let runner: StageRunner
+    let runner: WorkspaceEngine
     let clientStages: (any ClientStageExecutor)?
     let logger: Logger
 

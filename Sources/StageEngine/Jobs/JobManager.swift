@@ -31,7 +31,7 @@ public struct JobError: Error, Sendable, Hashable, CustomStringConvertible {
 /// status document, its input and pipeline, and a folder per task with the task's result, its
 /// execution log and its artifacts. Jobs beyond `maxRunningJobs` wait as `pending`.
 public actor JobManager {
-    public nonisolated let runner: StageRunner
+    public nonisolated let runner: WorkspaceEngine
     public nonisolated let maxRunningJobs: Int
     let hub = StatusHub()
     let logger: Logger
@@ -63,7 +63,7 @@ public actor JobManager {
     /// How many idle jobs stay in memory, for requests that come back to a job just finished.
     static let idleJobsKept = 8
 
-    public init(runner: StageRunner, maxRunningJobs: Int = 4, logger: Logger = Logger(label: "jobs")) {
+    public init(runner: WorkspaceEngine, maxRunningJobs: Int = 4, logger: Logger = Logger(label: "jobs")) {
         self.runner = runner
         self.maxRunningJobs = max(1, maxRunningJobs)
         self.logger = logger
@@ -83,9 +83,9 @@ public actor JobManager {
         name: String? = nil,
         clientStages: (any ClientStageExecutor)? = nil
     ) async throws(JobError) -> String {
-        var id = StageRunner.newRunId()
+        var id = WorkspaceEngine.newRunId()
         while workspace.isFile("jobs/\(id)/\(JobStatusStore.fileName)") || jobs[id] != nil {
-            id = StageRunner.newRunId()
+            id = WorkspaceEngine.newRunId()
         }
         let document = JobStatusDocument(
             id: id,

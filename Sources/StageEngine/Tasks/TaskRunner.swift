@@ -49,7 +49,7 @@ public struct TaskRunOptions: Sendable {
     }
 }
 
-extension StageRunner {
+extension WorkspaceEngine {
     /// The task file at `file` (relative to the workspace), compiled; kept until it or one of
     /// its templates or schemas changes on disk.
     public func loadTask(_ file: String) async throws(TaskDefinitionError) -> TaskDefinition {
@@ -396,7 +396,7 @@ struct TaskExecution {
     }
 }
 
-extension StageRunner {
+extension WorkspaceEngine {
     /// A task's model call in the call log, like a stage's: the log holds every call made, with
     /// the task's name where a stage's call has its generation.
     func logTaskCall(_ metric: LLMMetric, task: String, runId: String) async {

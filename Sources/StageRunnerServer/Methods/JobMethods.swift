@@ -96,7 +96,7 @@ extension ResponseError {
     }
 }
 
-extension StageRunnerServer {
+extension RPCServer {
     func runPipeline(_ context: RequestContext) async throws -> RawJSON {
         let params = try context.decodeParams(RunPipelineParams.self)
         if let name = params.name, name.isEmpty || name.count > 200 {

@@ -71,7 +71,7 @@ struct InitializeResult: Encodable, Sendable {
     var workspace: WorkspaceInfo
 }
 
-extension StageRunnerServer {
+extension RPCServer {
     func initialize(_ context: RequestContext) throws(ResponseError) -> RawJSON {
         let params = try context.decodeParams(InitializeParams.self)
         if let version = params.protocolVersion, !ProtocolVersion.isCompatible(version) {

@@ -1,7 +1,7 @@
 import JSON
 import JSONRPC
 
-extension StageRunnerServer {
+extension RPCServer {
     /// `ping` answers `{}` at once, or `{"echo": value}` when params carry `echo`: a liveness
     /// probe that also shows a value surviving the round trip (re-serialized: object keys sorted,
     /// numbers in their shortest form).

@@ -172,7 +172,7 @@ extension ResponseError {
     }
 }
 
-extension StageRunnerServer {
+extension RPCServer {
     func runStage(_ context: RequestContext) async throws -> RawJSON {
         let params = try context.decodeParams(StageRunParams.self)
         var spec = try params.spec()

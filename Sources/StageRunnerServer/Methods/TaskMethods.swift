@@ -63,7 +63,7 @@ struct ConnectionStageExecutor: ClientStageExecutor {
     }
 }
 
-extension StageRunnerServer {
+extension RPCServer {
     func runTask(_ context: RequestContext) async throws -> RawJSON {
         let params = try context.decodeParams(RunTaskParams.self)
         if let maxRefinements = params.maxRefinements, !(0...100).contains(maxRefinements) {

@@ -8,7 +8,7 @@ struct ListTemplatesParams: Decodable, Sendable {
     var includeInactive: Bool?
 }
 
-extension StageRunnerServer {
+extension RPCServer {
     func listTemplates(_ context: RequestContext) async throws -> RawJSON {
         let params = try context.decodeParams(ListTemplatesParams.self)
         var stage: GenerationStage?

@@ -153,7 +153,7 @@ struct ConfinementTests {
         )
         #expect(!temporary.workspace.contains("data/gens/draft/g1"))
         #expect(temporary.workspace.contains("data/gens/essay/g1"))
-        let runner = try StageRunner(workspace: temporary.workspace)
+        let runner = try WorkspaceEngine(workspace: temporary.workspace)
         do {
             _ = try await runner.run(StageRunSpec(stage: .draft, genId: "d-analytic"))
             Issue.record("wrote through a symlink out of the workspace")

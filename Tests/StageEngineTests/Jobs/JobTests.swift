@@ -11,7 +11,7 @@ import Testing
 struct JobTests {
     static func manager(_ workspace: TemporaryWorkspace, maxRunningJobs: Int = 4) throws -> JobManager {
         JobManager(
-            runner: try StageRunner(workspace: workspace.workspace, environment: [:]),
+            runner: try WorkspaceEngine(workspace: workspace.workspace, environment: [:]),
             maxRunningJobs: maxRunningJobs
         )
     }
@@ -310,7 +310,7 @@ struct JobTests {
             in: workspace
         )
         let jobs = JobManager(
-            runner: try StageRunner(workspace: workspace.workspace, environment: ["MOCK_KEY": MockModelServer.key]),
+            runner: try WorkspaceEngine(workspace: workspace.workspace, environment: ["MOCK_KEY": MockModelServer.key]),
             maxRunningJobs: 1
         )
         let pipeline = try PipelineDefinition.load("pipelines/research.pipeline.yaml", workspace: workspace.workspace)

@@ -105,7 +105,7 @@ struct BudgetTests {
             ]
         )
         defer { temporary.remove() }
-        let runner = try StageRunner(workspace: temporary.workspace, environment: ["MOCK_KEY": MockModelServer.key])
+        let runner = try WorkspaceEngine(workspace: temporary.workspace, environment: ["MOCK_KEY": MockModelServer.key])
         // The model "never" answers: were a byte sent, this test would wait two minutes.
         var spec = StageRunSpec(stage: .draft, templateId: "systematic-analytical")
         spec.model = "mock:never"
@@ -137,7 +137,7 @@ struct BudgetTests {
             files: ["stagerunner.yaml": "budgets:\n  request: {tokens: 10}\n"]
         )
         defer { temporary.remove() }
-        let runner = try StageRunner(workspace: temporary.workspace)
+        let runner = try WorkspaceEngine(workspace: temporary.workspace)
         var spec = StageRunSpec(stage: .draft, templateId: "systematic-analytical")
         spec.model = "m"
         spec.promptText = "Write at length about idle minds."  // 9 tokens: 1 left for the answer
@@ -165,13 +165,13 @@ struct BudgetTests {
             ]
         )
         defer { good.remove() }
-        #expect(try await StageRunner(workspace: good.workspace).validate().diagnostics.isEmpty)
+        #expect(try await WorkspaceEngine(workspace: good.workspace).validate().diagnostics.isEmpty)
         let bad = try TemporaryWorkspace(
             copying: "daydream",
             files: ["stagerunner.yaml": "limits:\n  openai: {concurrency: many}\n"]
         )
         defer { bad.remove() }
-        let diagnostics = try await StageRunner(workspace: bad.workspace).validate().diagnostics
+        let diagnostics = try await WorkspaceEngine(workspace: bad.workspace).validate().diagnostics
         #expect(diagnostics.map(\.message) == ["limits.openai.concurrency: has the wrong type (expected Int)"])
     }
 }

@@ -10,7 +10,7 @@ struct CacheTests {
     struct Setup {
         let server: MockModelServer
         let temporary: TemporaryWorkspace
-        let runner: StageRunner
+        let runner: WorkspaceEngine
 
         init(ttl: Double? = nil) throws {
             server = try MockModelServer()
@@ -26,7 +26,7 @@ struct CacheTests {
                     """
                 ]
             )
-            runner = try StageRunner(workspace: temporary.workspace, environment: ["MOCK_KEY": MockModelServer.key])
+            runner = try WorkspaceEngine(workspace: temporary.workspace, environment: ["MOCK_KEY": MockModelServer.key])
         }
 
         func run(
@@ -135,7 +135,7 @@ struct CacheTests {
         #expect(try await setup.runner.cache.count() == 2)
         try await Task.sleep(for: .milliseconds(1200))
         // Opening the workspace again removes what the TTL (1 s) has expired.
-        let reopened = try StageRunner(
+        let reopened = try WorkspaceEngine(
             workspace: setup.temporary.workspace,
             environment: ["MOCK_KEY": MockModelServer.key]
         )

@@ -65,7 +65,7 @@ struct CostTests {
             ]
         )
         defer { temporary.remove() }
-        let runner = try StageRunner(workspace: temporary.workspace, environment: ["MOCK_KEY": MockModelServer.key])
+        let runner = try WorkspaceEngine(workspace: temporary.workspace, environment: ["MOCK_KEY": MockModelServer.key])
         var priced = StageRunSpec(stage: .draft, templateId: "systematic-analytical")
         priced.model = "mock:echo"
         let result = try await runner.run(priced)

@@ -92,7 +92,10 @@ struct ProviderStageTests {
     func throughAProvider() async throws {
         let temporary = try workspace()
         defer { temporary.remove() }
-        let runner = try StageRunner(workspace: temporary.workspace, environment: ["MOCK_API_KEY": MockModelServer.key])
+        let runner = try WorkspaceEngine(
+            workspace: temporary.workspace,
+            environment: ["MOCK_API_KEY": MockModelServer.key]
+        )
         let draft = try await runner.run(StageRunSpec(stage: .draft, genId: "d-analytic"))
         #expect(draft.metadata.provider == "mock-anthropic")
         #expect(draft.metadata.model == "sonnet-4")
@@ -129,7 +132,7 @@ struct ProviderStageTests {
     func missingKey() async throws {
         let temporary = try workspace()
         defer { temporary.remove() }
-        let runner = try StageRunner(workspace: temporary.workspace, environment: [:])
+        let runner = try WorkspaceEngine(workspace: temporary.workspace, environment: [:])
         do {
             _ = try await runner.run(StageRunSpec(stage: .draft, genId: "d-analytic"))
             Issue.record("ran without a key")

@@ -114,7 +114,10 @@ struct RetryTests {
             ]
         )
         defer { temporary.remove() }
-        let runner = try StageRunner(workspace: temporary.workspace, environment: ["MOCK_API_KEY": MockModelServer.key])
+        let runner = try WorkspaceEngine(
+            workspace: temporary.workspace,
+            environment: ["MOCK_API_KEY": MockModelServer.key]
+        )
         var spec = StageRunSpec(stage: .draft, templateId: "systematic-analytical")
         spec.model = "mock:flaky-1-d"
         let result = try await runner.run(spec)

@@ -38,7 +38,7 @@ struct ProgressSinkTests {
             ]
         )
         defer { temporary.remove() }
-        let runner = try StageRunner(workspace: temporary.workspace, environment: ["MOCK_KEY": MockModelServer.key])
+        let runner = try WorkspaceEngine(workspace: temporary.workspace, environment: ["MOCK_KEY": MockModelServer.key])
         func spec(_ genId: String, _ model: String, _ collector: Collector) -> StageRunSpec {
             var spec = StageRunSpec(stage: .draft, genId: genId, templateId: "systematic-analytical")
             spec.model = model

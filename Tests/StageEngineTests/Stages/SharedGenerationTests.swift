@@ -23,7 +23,7 @@ struct SharedGenerationTests {
             ]
         )
         defer { temporary.remove() }
-        let runner = try StageRunner(workspace: temporary.workspace, environment: ["MOCK_KEY": MockModelServer.key])
+        let runner = try WorkspaceEngine(workspace: temporary.workspace, environment: ["MOCK_KEY": MockModelServer.key])
         var spec = StageRunSpec(stage: .draft, genId: "shared", templateId: "systematic-analytical")
         spec.model = "mock:hold-shared"
         spec.promptText = "hold on"

@@ -10,7 +10,7 @@ struct StageRunnerTests {
     func daydreamCohort() async throws {
         let temporary = try TemporaryWorkspace(copying: "daydream")
         defer { temporary.remove() }
-        let runner = try StageRunner(workspace: temporary.workspace)
+        let runner = try WorkspaceEngine(workspace: temporary.workspace)
         let (catalog, diagnostics) = await runner.validate()
         #expect(diagnostics.isEmpty)
         var results: [String: StageResult] = [:]
@@ -63,7 +63,7 @@ struct StageRunnerTests {
     func missingParentsAreGenerated() async throws {
         let temporary = try TemporaryWorkspace(copying: "daydream")
         defer { temporary.remove() }
-        let runner = try StageRunner(workspace: temporary.workspace)
+        let runner = try WorkspaceEngine(workspace: temporary.workspace)
         try await withThrowingTaskGroup(of: StageResult.self) { group in
             for genId in ["v-creative-llm-novelty", "v-creative-llm-rigor", "e-creative-llm", "d-creative"] {
                 let stage: GenerationStage =
@@ -84,7 +84,7 @@ struct StageRunnerTests {
     func reuseAndForce() async throws {
         let temporary = try TemporaryWorkspace(copying: "daydream")
         defer { temporary.remove() }
-        let runner = try StageRunner(workspace: temporary.workspace)
+        let runner = try WorkspaceEngine(workspace: temporary.workspace)
         let first = try await runner.run(StageRunSpec(stage: .draft, genId: "d-analytic"))
         #expect(!first.reused)
         let second = try await runner.run(StageRunSpec(stage: .draft, genId: "d-analytic"))
@@ -103,7 +103,7 @@ struct StageRunnerTests {
     func commitFailureIsLogged() async throws {
         let temporary = try TemporaryWorkspace(copying: "daydream")
         defer { temporary.remove() }
-        let runner = try StageRunner(workspace: temporary.workspace)
+        let runner = try WorkspaceEngine(workspace: temporary.workspace)
         // A file where the generation's folder must go: the folder cannot be moved into place.
         let obstacle = temporary.workspace.path("data/gens/draft/d-analytic")
         try FileManager.default.createDirectory(
@@ -138,7 +138,7 @@ struct StageRunnerTests {
     func adHoc() async throws {
         let temporary = try TemporaryWorkspace(copying: "daydream")
         defer { temporary.remove() }
-        let runner = try StageRunner(workspace: temporary.workspace)
+        let runner = try WorkspaceEngine(workspace: temporary.workspace)
         var spec = StageRunSpec(
             stage: .draft,
             templateId: "systematic-analytical",
@@ -194,7 +194,7 @@ struct StageRunnerTests {
     func refusals(spec: StageRunSpec, field: String, message: String) async throws {
         let temporary = try TemporaryWorkspace(copying: "daydream")
         defer { temporary.remove() }
-        let runner = try StageRunner(workspace: temporary.workspace)
+        let runner = try WorkspaceEngine(workspace: temporary.workspace)
         do {
             _ = try await runner.run(spec)
             Issue.record("ran \(spec)")
@@ -208,7 +208,7 @@ struct StageRunnerTests {
     func editedTemplate() async throws {
         let temporary = try TemporaryWorkspace(copying: "daydream")
         defer { temporary.remove() }
-        let runner = try StageRunner(workspace: temporary.workspace)
+        let runner = try WorkspaceEngine(workspace: temporary.workspace)
         var spec = StageRunSpec(stage: .draft, templateId: "systematic-analytical", values: ["concepts": []])
         spec.model = "m"
         let first = try await runner.run(spec)
@@ -229,7 +229,7 @@ struct StageRunnerTests {
     func strictUndefined() async throws {
         let temporary = try TemporaryWorkspace(copying: "daydream")
         defer { temporary.remove() }
-        let runner = try StageRunner(workspace: temporary.workspace)
+        let runner = try WorkspaceEngine(workspace: temporary.workspace)
         var spec = StageRunSpec(stage: .draft, templateId: "creative-synthesis")
         spec.model = "m"
         do {
@@ -263,7 +263,7 @@ struct StageRunnerTests {
             ]
         )
         defer { temporary.remove() }
-        let runner = try StageRunner(workspace: temporary.workspace)
+        let runner = try WorkspaceEngine(workspace: temporary.workspace)
         _ = try await runner.run(StageRunSpec(stage: .draft, genId: "d-creative"))
         _ = try await runner.run(StageRunSpec(stage: .essay, genId: "e-creative-llm"))
         let failed = try await runner.run(StageRunSpec(stage: .evaluation, genId: "v-creative-llm-novelty"))

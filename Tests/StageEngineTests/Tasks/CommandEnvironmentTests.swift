@@ -26,7 +26,7 @@ struct CommandEnvironmentTests {
             ]
         )
         defer { temporary.remove() }
-        let runner = try StageRunner(workspace: temporary.workspace, environment: [:])
+        let runner = try WorkspaceEngine(workspace: temporary.workspace, environment: [:])
         let task = try TaskDefinition.load("tasks/env.task.yaml", workspace: temporary.workspace)
         let result = try await runner.runTask(task)
         #expect(result.ok, "\(result.error?.message ?? "")")
@@ -63,7 +63,7 @@ struct CommandEnvironmentTests {
             ]
         )
         defer { temporary.remove() }
-        let runner = try StageRunner(workspace: temporary.workspace, environment: [:])
+        let runner = try WorkspaceEngine(workspace: temporary.workspace, environment: [:])
         for _ in 0..<3 {
             let result = try await runner.runTask(
                 try TaskDefinition.load("tasks/env.task.yaml", workspace: temporary.workspace)

@@ -153,7 +153,7 @@ struct TaskDefinitionTests {
             "tasks/p.j2": "first {{ input.topic }}",
         ])
         defer { workspace.remove() }
-        let runner = try StageRunner(workspace: workspace.workspace, environment: [:])
+        let runner = try WorkspaceEngine(workspace: workspace.workspace, environment: [:])
         let first = try await runner.runTask(
             try await runner.loadTask("tasks/t.yaml"),
             options: .init(input: ["topic": "a"])

@@ -4,7 +4,7 @@ import TestSupport
 import Testing
 
 @Suite("Task files in the folders StageRunner writes")
-struct TaskConfinementTests {
+struct TaskFileConfinementTests {
     @Test(
         "task and pipeline files are never read from the folders StageRunner writes into",
         arguments: [

@@ -16,7 +16,7 @@ struct TaskHandlerTests {
     ) async throws -> TaskResult {
         let workspace = try TemporaryWorkspace(files: files.merging(["tasks/task.yaml": task]) { $1 })
         defer { workspace.remove() }
-        let runner = try StageRunner(workspace: workspace.workspace, environment: [:])
+        let runner = try WorkspaceEngine(workspace: workspace.workspace, environment: [:])
         let definition = try TaskDefinition.load("tasks/task.yaml", workspace: workspace.workspace)
         let result = try await runner.runTask(
             definition,
@@ -92,7 +92,7 @@ struct TaskHandlerTests {
             "stagerunner.yaml": "embedded:\n  rules:\n    - promptContains: Say hello\n      response: Hello, tides.\n",
         ])
         defer { workspace.remove() }
-        let runner = try StageRunner(workspace: workspace.workspace, environment: [:])
+        let runner = try WorkspaceEngine(workspace: workspace.workspace, environment: [:])
         let definition = try TaskDefinition.load("tasks/task.yaml", workspace: workspace.workspace)
         let result = try await runner.runTask(
             definition,

@@ -34,7 +34,7 @@ struct TaskRunnerRuleTests {
     ) async throws -> TaskResult {
         let workspace = try TemporaryWorkspace()
         defer { workspace.remove() }
-        let runner = try StageRunner(workspace: workspace.workspace, environment: [:])
+        let runner = try WorkspaceEngine(workspace: workspace.workspace, environment: [:])
         let task = TaskDefinition(name: "rules", handlers: handlers, timeouts: timeouts, maxRefinements: maxRefinements)
         return try await runner.runTask(
             task,
@@ -391,7 +391,7 @@ struct TaskRunnerRuleTests {
     @Test func theDefaultProviderComesFromModelConfig() async throws {
         let workspace = try TemporaryWorkspace()
         defer { workspace.remove() }
-        let runner = try StageRunner(workspace: workspace.workspace, environment: [:])
+        let runner = try WorkspaceEngine(workspace: workspace.workspace, environment: [:])
         let task = try TaskDefinition.inline(
             ["stages": ["inference": ["llm": ["model": "gpt-4o-mini"]]]],
             workspace: workspace.workspace
@@ -411,7 +411,7 @@ struct TaskRunnerRuleTests {
         let events = Trace()
         let workspace = try TemporaryWorkspace()
         defer { workspace.remove() }
-        let runner = try StageRunner(workspace: workspace.workspace, environment: [:])
+        let runner = try WorkspaceEngine(workspace: workspace.workspace, environment: [:])
         let task = TaskDefinition(name: "observed", handlers: Self.refiningTask(Trace(), failures: 1))
         let options = TaskRunOptions(input: ["topic": "tides"]) { event in
             switch event {

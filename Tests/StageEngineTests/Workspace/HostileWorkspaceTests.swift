@@ -40,7 +40,7 @@ struct HostileWorkspaceTests {
                 }
             }
             try Data(bytes).write(to: URL(fileURLWithPath: temporary.workspace.path(target)))
-            let runner = try StageRunner(workspace: temporary.workspace)
+            let runner = try WorkspaceEngine(workspace: temporary.workspace)
             let (_, diagnostics) = await runner.validate()
             // Random bytes can never be a valid catalog, membership or configuration; a mangled
             // copy may still be valid, so only the first kind must be reported.
@@ -63,7 +63,7 @@ struct HostileWorkspaceTests {
             files: ["stagerunner.yaml": "values:\n  - x\n bad: [\n"]
         )
         defer { temporary.remove() }
-        let runner = try StageRunner(workspace: temporary.workspace)
+        let runner = try WorkspaceEngine(workspace: temporary.workspace)
         let (_, diagnostics) = await runner.validate()
         let problem = try #require(diagnostics.first { $0.file == "stagerunner.yaml" })
         #expect(problem.code == "config.yaml-syntax")
@@ -79,7 +79,7 @@ struct HostileWorkspaceTests {
             files: ["data/1_raw/templates/draft/creative-synthesis.txt": "Hello\n{{ unclosed\n"]
         )
         defer { temporary.remove() }
-        let runner = try StageRunner(workspace: temporary.workspace)
+        let runner = try WorkspaceEngine(workspace: temporary.workspace)
         let (_, diagnostics) = await runner.validate()
         #expect(
             diagnostics.filter { $0.code == "template.syntax" }.map(\.description) == [
@@ -95,7 +95,7 @@ struct HostileWorkspaceTests {
             files: ["data/1_raw/templates/draft/stray.txt": "x"]
         )
         defer { temporary.remove() }
-        let runner = try StageRunner(workspace: temporary.workspace)
+        let runner = try WorkspaceEngine(workspace: temporary.workspace)
         #expect(await runner.validate().diagnostics.contains { $0.file == "data/1_raw/templates/draft/stray.txt" })
         try FileManager.default.removeItem(atPath: temporary.workspace.path("data/1_raw/templates/draft/stray.txt"))
         #expect(await !runner.validate().diagnostics.contains { $0.file == "data/1_raw/templates/draft/stray.txt" })
@@ -105,7 +105,7 @@ struct HostileWorkspaceTests {
     func privateStateFolder() throws {
         let temporary = try TemporaryWorkspace(copying: "daydream")
         defer { temporary.remove() }
-        _ = try StageRunner(workspace: temporary.workspace)
+        _ = try WorkspaceEngine(workspace: temporary.workspace)
         let attributes = try FileManager.default.attributesOfItem(atPath: temporary.workspace.path(".stagerunner"))
         #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o700)
     }

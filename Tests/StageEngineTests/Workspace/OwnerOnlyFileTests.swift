@@ -25,13 +25,13 @@ struct OwnerOnlyFileTests {
     func everythingCreatedIsOwnerOnly() async throws {
         let daydream = try TemporaryWorkspace(copying: "daydream")
         defer { daydream.remove() }
-        let stages = try StageRunner(workspace: daydream.workspace, environment: [:])
+        let stages = try WorkspaceEngine(workspace: daydream.workspace, environment: [:])
         _ = try await stages.run(StageRunSpec(stage: .draft, genId: "d-creative"))
         _ = try await stages.run(StageRunSpec(stage: .essay, genId: "e-creative-copy"))
 
         let research = try TemporaryWorkspace(copying: "research-task")
         defer { research.remove() }
-        let runner = try StageRunner(workspace: research.workspace, environment: [:])
+        let runner = try WorkspaceEngine(workspace: research.workspace, environment: [:])
         let summary = try TaskDefinition.load("tasks/summary.task.yaml", workspace: research.workspace)
         let result = try await runner.runTask(summary, options: TaskRunOptions(input: ["topic": "Tides"], runId: "r1"))
         #expect(result.ok)
@@ -74,7 +74,7 @@ struct OwnerOnlyFileTests {
             withIntermediateDirectories: true,
             attributes: [.posixPermissions: 0o750]
         )
-        let runner = try StageRunner(workspace: temporary.workspace, environment: [:])
+        let runner = try WorkspaceEngine(workspace: temporary.workspace, environment: [:])
         _ = try await runner.run(StageRunSpec(stage: .draft, genId: "d-creative"))
         let found = modes(in: temporary.workspace)
         #expect(found["data/gens/draft"].map { $0 & 0o777 } == 0o750)

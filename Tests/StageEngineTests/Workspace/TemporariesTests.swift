@@ -33,7 +33,7 @@ struct TemporariesTests {
         )
         defer { temporary.remove() }
         let workspace = temporary.workspace
-        _ = try StageRunner(workspace: workspace, environment: [:])
+        _ = try WorkspaceEngine(workspace: workspace, environment: [:])
         #expect(workspace.listFiles(".stagerunner/runs") == ["\(ours)-2"])
         #expect(
             workspace.listFiles("data/tasks/t/dead").sorted() == [
@@ -72,7 +72,7 @@ struct TemporariesTests {
             ]
         )
         defer { temporary.remove() }
-        _ = try StageRunner(workspace: temporary.workspace, environment: [:])
+        _ = try WorkspaceEngine(workspace: temporary.workspace, environment: [:])
         let status = try await onOwnThread {
             command.waitUntilExit()
             return (command.terminationReason, command.terminationStatus)
@@ -107,7 +107,7 @@ struct TemporariesTests {
             ]
         )
         defer { temporary.remove() }
-        let runner = try StageRunner(workspace: temporary.workspace, environment: [:])
+        let runner = try WorkspaceEngine(workspace: temporary.workspace, environment: [:])
         let task = try TaskDefinition.load("tasks/t.task.yaml", workspace: temporary.workspace)
         let result = try await runner.runTask(task, options: TaskRunOptions(runId: "r1"))
         #expect(result.ok, "\(result.error?.message ?? "")")
@@ -131,7 +131,7 @@ struct TemporariesTests {
         defer { temporary.remove() }
         let workspace = temporary.workspace
         let pipeline = try PipelineDefinition.load("pipelines/research.pipeline.yaml", workspace: workspace)
-        let first = JobManager(runner: try StageRunner(workspace: workspace, environment: [:]))
+        let first = JobManager(runner: try WorkspaceEngine(workspace: workspace, environment: [:]))
         let id = try await first.start(pipeline, input: ["topic": "Tide pools"])
         var crashed = try await first.waitUntilFinished(id).json
         crashed.set("running", at: ["state"])
@@ -148,7 +148,7 @@ struct TemporariesTests {
         for path in leftovers + [live] {
             try write("x", to: workspace.path(path))
         }
-        let restarted = JobManager(runner: try StageRunner(workspace: workspace, environment: [:]))
+        let restarted = JobManager(runner: try WorkspaceEngine(workspace: workspace, environment: [:]))
         #expect(await restarted.recoverInterruptedJobs() == [id])
         for path in leftovers { #expect(!FileManager.default.fileExists(atPath: workspace.path(path)), "\(path)") }
         #expect(FileManager.default.fileExists(atPath: workspace.path(live)))

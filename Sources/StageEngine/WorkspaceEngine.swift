@@ -10,7 +10,7 @@ import Synchronization
 /// the parent's output), parse, and commit the artifacts atomically with their metadata.
 ///
 /// Safe to use from many tasks at once; two runs of the same generation share one execution.
-public final class StageRunner: Sendable {
+public final class WorkspaceEngine: Sendable {
     public let workspace: Workspace
     public let parsers: ParserRegistry
     public let store: GensStore

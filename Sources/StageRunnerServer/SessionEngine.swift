@@ -6,10 +6,10 @@ import StageEngine
 
 /// The engine behind a server, opened on first use for the session's workspace: a client that
 /// only pings never creates files in the workspace.
-actor Engine {
+actor SessionEngine {
     private let lifecycle: Lifecycle
     private let logger: Logger
-    private var current: StageRunner?
+    private var current: WorkspaceEngine?
     private var currentJobs: JobManager?
     /// How many jobs run at once; the rest wait as pending.
     let maxRunningJobs: Int
@@ -41,11 +41,11 @@ actor Engine {
     var openedJobs: JobManager? { currentJobs }
 
     /// The runner of the session's workspace.
-    func runner() throws(ResponseError) -> StageRunner {
+    func runner() throws(ResponseError) -> WorkspaceEngine {
         let workspace = lifecycle.workspace
         if let current, current.workspace == workspace { return current }
         do {
-            let runner = try StageRunner(workspace: workspace, logger: logger)
+            let runner = try WorkspaceEngine(workspace: workspace, logger: logger)
             current = runner
             Task { [logger] in
                 let provider = await runner.defaultProvider()

@@ -6,17 +6,17 @@ import StageEngine
 ///
 /// It holds no engine logic of its own; each method decodes its params, calls the engine and
 /// encodes the result, so that the Swift API, the RPC method and the CLI share one implementation.
-public final class StageRunnerServer: Sendable {
+public final class RPCServer: Sendable {
     public let options: ServerOptions
     let lifecycle: Lifecycle
     let logger: Logger
-    let engine: Engine
+    let engine: SessionEngine
     let subscriptions = SubscriptionRegistry()
     public init(options: ServerOptions, logger: Logger = Logger(label: "stagerunner")) {
         self.options = options
         self.logger = logger
         lifecycle = Lifecycle(workspace: options.workspace, requireInitialize: options.requireInitialize)
-        engine = Engine(lifecycle: lifecycle, logger: logger, maxRunningJobs: options.maxRunningJobs)
+        engine = SessionEngine(lifecycle: lifecycle, logger: logger, maxRunningJobs: options.maxRunningJobs)
     }
 
     /// Creates the connection that serves this server over a pair of descriptors; call `start()` on it.

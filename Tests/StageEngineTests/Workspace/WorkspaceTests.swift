@@ -1,4 +1,3 @@
-import HTTP
 import StageEngine
 import Testing
 
@@ -25,12 +24,5 @@ struct WorkspaceTests {
         } catch {
             #expect(error.description == message)
         }
-    }
-}
-
-@Suite("libcurl")
-struct LibcurlTests {
-    @Test func reportsItsVersion() {
-        #expect(Libcurl.version.hasPrefix("libcurl/"))
     }
 }
