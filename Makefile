@@ -7,16 +7,17 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 SWIFT_FORMAT_PATHS := Package.swift Sources Tests Benchmarks/Package.swift Benchmarks/Sources Fuzz/Package.swift Fuzz/Sources
 
-.PHONY: demo test deps venv build release lint swift-test protocol-test client-test neovim-test emacs-test client-library-test litellm-test bench fault-campaign crash-campaign soak fuzz clean
+.PHONY: demo test deps venv build release lint swift-test protocol-test client-test neovim-test emacs-test client-library-test litellm-test bench thresholds fault-campaign crash-campaign soak fuzz clean
 
 demo: deps release
 	@python3 scripts/demo.py .build/release/stagerunner
 
-test: deps venv lint swift-test protocol-test client-test client-library-test litellm-test
+test: deps venv lint swift-test protocol-test client-test client-library-test litellm-test thresholds
 
 # The system packages the build needs (libcurl's and SQLite's headers), and Node for its client.
 # Neovim (Debian's, 0.7 on bookworm) and Emacs (28, whose jsonrpc.el Eglot uses) for the editor
-# clients' tests and the conformance tests against their JSON-RPC libraries.
+# clients' tests and the conformance tests against their JSON-RPC libraries. Valgrind for the
+# per-request allocation and instruction thresholds (make thresholds).
 deps:
 	@if ! pkg-config --exists libcurl sqlite3 2>/dev/null; then \
 		echo "Installing libcurl4-openssl-dev, libsqlite3-dev and pkg-config (apt)..."; \
@@ -34,6 +35,10 @@ deps:
 	@if ! command -v emacs >/dev/null 2>&1; then \
 		echo "Installing emacs-nox (apt)..."; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq emacs-nox; \
+	fi
+	@if ! command -v valgrind >/dev/null 2>&1; then \
+		echo "Installing valgrind (apt)..."; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq valgrind; \
 	fi
 
 venv: $(VENV)/.installed
@@ -109,6 +114,12 @@ bench: release
 	Benchmarks/.venv/bin/python Benchmarks/task_bench.py .build/release/stagerunner
 	Benchmarks/.venv/bin/python Benchmarks/model_bench.py .build/release/stagerunner
 	Benchmarks/.venv/bin/python Benchmarks/job_bench.py .build/release/stagerunner
+
+# Per-request heap allocations and instructions of ping, renderPrompt and runStage (embedded model)
+# under valgrind, held against Benchmarks/thresholds/thresholds.json (Benchmarks/thresholds/README.md).
+# UPDATE=1 measures five times and rewrites the thresholds, for a change that is meant to cost more.
+thresholds: release
+	python3 Benchmarks/thresholds/check.py $(if $(UPDATE),--update) .build/release/stagerunner
 
 # The long provider fault campaign and soak; make test runs short ones (300 requests, 15 s).
 # FAULT_REQUESTS, FAULT_SEED and SOAK_SECONDS set their size.
