@@ -26,6 +26,7 @@ let package = Package(
         .library(name: "OutputParsing", targets: ["OutputParsing"]),
         .library(name: "StageEngine", targets: ["StageEngine"]),
         .library(name: "StageRunnerServer", targets: ["StageRunnerServer"]),
+        .library(name: "StatusDisplay", targets: ["StatusDisplay"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -179,6 +180,18 @@ let package = Package(
             swiftSettings: strictSwift
         ),
 
+        // What `stagerunner run` and `status` show of a job: transition lines, the live display.
+        .target(
+            name: "StatusDisplay",
+            dependencies: ["JSON", "StageEngine"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "StatusDisplayTests",
+            dependencies: ["StatusDisplay", "StageEngine", "JSON"],
+            swiftSettings: strictSwift
+        ),
+
         .executableTarget(
             name: "stagerunner",
             dependencies: [
@@ -188,6 +201,7 @@ let package = Package(
                 "ModelProviders",
                 "StageEngine",
                 "StageRunnerServer",
+                "StatusDisplay",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

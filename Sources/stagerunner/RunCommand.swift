@@ -4,6 +4,7 @@ import Foundation
 import JSON
 import Logging
 import StageEngine
+import StatusDisplay
 import Synchronization
 
 #if canImport(Glibc)
@@ -120,16 +121,16 @@ struct RunCommand: AsyncParsableCommand {
             Task { _ = try? await jobs.cancel(id) }
         }
         await live?.start()
-        var jobState = ""
+        var jobState: JobState?
         while let change = await subscription.next() {
             guard change.jobId == id else { continue }
-            let view = JobView(json: change.snapshot)
+            let view = JobStatusDocument(json: change.snapshot)
             var lines = change.events.compactMap { TransitionLines.line(for: $0, in: view) }
-            for event in change.events where event["type"] == "job" { jobState = event["state"]?.stringValue ?? "" }
+            for case .job(let state, _, _, _) in change.events { jobState = state }
             if view.state != jobState {
                 // A task's failure fails the job in the same change.
                 jobState = view.state
-                lines.append("job \(jobState)")
+                lines.append("job \(view.stateName)")
             }
             if live == nil {
                 let time = Format.timeOfDay()
@@ -140,19 +141,19 @@ struct RunCommand: AsyncParsableCommand {
             if view.isFinished { break }
         }
         subscription.close()
-        let final = JobView(json: (try await jobs.waitUntilFinished(id)).json)
+        let final = try await jobs.waitUntilFinished(id)
         let wall = Double((ContinuousClock.now - started) / .microseconds(1)) / 1e6
         if let live {
             await live.update(final, event: nil)
             await live.finish()
             Output.line("")
         }
-        for line in TransitionLines.summary(final, wall: wall, directory: root.path("jobs/\(id)")) {
+        for line in TransitionLines.summary(final, wall: wall, directory: try JobFolder(id, in: root).path) {
             Output.line(line)
         }
         withExtendedLifetime(interrupts) {}
         if interrupts.count > 0 { throw ExitCode(130) }
-        if final.state != "done" { throw ExitCode(1) }
+        if final.state != .done { throw ExitCode(1) }
     }
 
     /// The job's input from `--input` or `--input-json`.

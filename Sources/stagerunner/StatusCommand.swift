@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import JSON
 import StageEngine
+import StatusDisplay
 
 #if canImport(Glibc)
 import Glibc
@@ -54,12 +55,12 @@ struct StatusCommand: AsyncParsableCommand {
             list(root)
             return
         }
-        guard JobManager.isJobId(jobId) else {
+        guard let folder = try? JobFolder(jobId, in: root) else {
             throw RunCommand.usageFailure("'\(jobId)' is not a job id (job ids look like 20261122T014501Z-3fa9)")
         }
-        let file = root.path("jobs/\(jobId)/tasks-status.json")
-        let directory = root.path("jobs/\(jobId)")
-        guard var current = Self.read(file) else {
+        let file = folder.statusFile
+        let directory = folder.path
+        guard var current = try? folder.readStatus() else {
             throw RunCommand.usageFailure("no job '\(jobId)' in \(root.root)/jobs (no readable tasks-status.json)")
         }
         guard watch else {
@@ -78,9 +79,9 @@ struct StatusCommand: AsyncParsableCommand {
             await live.update(current, event: nil)
             await live.start()
         } else {
-            var first = "job \(current.id) (\(current.name)) \(current.state) at rev \(current.rev)"
-            if let task = current.json["current"]?.stringValue {
-                first += ": \(task)" + (current.stage(task).map { " at \($0)" } ?? "")
+            var first = "job \(current.id) (\(current.name)) \(current.stateName) at rev \(current.rev)"
+            if let task = current.current {
+                first += ": \(task)" + (current.computeTaskStage(task).map { " at \($0)" } ?? "")
             }
             Output.line("\(Format.timeOfDay()) \(first)")
         }
@@ -90,7 +91,7 @@ struct StatusCommand: AsyncParsableCommand {
             let now = Self.stamp(file)
             guard now != stamp else { continue }
             stamp = now
-            guard let next = Self.read(file), next.rev != current.rev else { continue }
+            guard let next = try? folder.readStatus(), next.rev != current.rev else { continue }
             if json {
                 Output.line(next.json.description)
             } else {
@@ -117,12 +118,12 @@ struct StatusCommand: AsyncParsableCommand {
                 Output.line(line)
             }
         }
-        if current.state != "done" { throw ExitCode(1) }
+        if current.state != .done { throw ExitCode(1) }
     }
 
     /// The document's summary: the job, its progress, a row per task, its folder.
-    static func describe(_ view: JobView, directory: String) -> [String] {
-        var lines = ["job \(view.id) (\(view.name)): \(view.state), rev \(view.rev)"]
+    static func describe(_ view: JobStatusDocument, directory: String) -> [String] {
+        var lines = ["job \(view.id) (\(view.name)): \(view.stateName), rev \(view.rev)"]
         var times = "  created \(view.json["createdAt"]?.stringValue ?? "?")"
         times += ", updated \(view.json["lastUpdated"]?.stringValue ?? "?")"
         if let wall = view.wallTime(now: Date().timeIntervalSince1970) {
@@ -138,12 +139,13 @@ struct StatusCommand: AsyncParsableCommand {
         let width = min(24, order.map(\.count).max() ?? 4)
         let now = Date().timeIntervalSince1970
         for task in order {
-            let state = view.retrying(task) ? "retrying" : view.taskState(task)
+            let state = view.displayState(task)
             var row = "  " + task.padding(toLength: width, withPad: " ", startingAt: 0)
             row += "  " + state.padding(toLength: 10, withPad: " ", startingAt: 0)
-            row += (view.stage(task) ?? "-").padding(toLength: 18, withPad: " ", startingAt: 0)
-            row += "cycle \(view.cycle(task))  " + Format.count(view.tokens(task)).leftPadded(8) + " tokens  "
-            row += Format.cost(view.cost(task))
+            row += (view.computeTaskStage(task) ?? "-").padding(toLength: 18, withPad: " ", startingAt: 0)
+            row += "cycle \(view.refinementAttempts(task))  "
+            row += Format.count(view.taskTokens(task)).leftPadded(8) + " tokens  "
+            row += Format.cost(view.taskCost(task))
             if let elapsed = view.elapsed(task, now: now) { row += "  " + Format.duration(elapsed).leftPadded(8) }
             lines.append(row)
         }
@@ -153,31 +155,23 @@ struct StatusCommand: AsyncParsableCommand {
 
     /// Every job of the workspace, newest first, one line each.
     func list(_ root: Workspace) {
-        let names = root.listFiles("jobs").filter(JobManager.isJobId).sorted(by: >)
+        let folders = JobFolder.ids(in: root).compactMap { try? JobFolder($0, in: root) }
         if json {
-            let documents = names.compactMap { Self.read(root.path("jobs/\($0)/tasks-status.json"))?.json }
+            let documents = folders.compactMap { try? $0.readStatus().json }
             Output.line(JSONValue.array(documents).prettyDescription)
             return
         }
-        guard !names.isEmpty else {
+        guard !folders.isEmpty else {
             Output.line("no jobs in \(root.root)/jobs")
             return
         }
-        for name in names {
-            guard let view = Self.read(root.path("jobs/\(name)/tasks-status.json")) else { continue }
+        for folder in folders {
+            guard let view = try? folder.readStatus() else { continue }
             var line = "\(view.id)  " + view.name.padding(toLength: 16, withPad: " ", startingAt: 0)
-            line += " " + view.state.padding(toLength: 11, withPad: " ", startingAt: 0)
+            line += " " + view.stateName.padding(toLength: 11, withPad: " ", startingAt: 0)
             line += " \(view.tasksDone)/\(view.tasksTotal) tasks  " + (view.json["lastUpdated"]?.stringValue ?? "")
             Output.line(line)
         }
-    }
-
-    /// The document at `file`, or nil when it is missing or not JSON.
-    static func read(_ file: String) -> JobView? {
-        guard let data = FileManager.default.contents(atPath: file),
-            let json = try? JSONParser.parse(Array(data)), case .object = json
-        else { return nil }
-        return JobView(json: json)
     }
 
     /// What changes when the document is replaced: its inode (each write renames a new file over

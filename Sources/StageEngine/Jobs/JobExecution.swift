@@ -21,15 +21,15 @@ struct JobExecution {
             tokens: Int(spent["tokenUsage"]?["totalTokens"]?.integerValue ?? 0),
             cost: spent["cost"]?.numberValue ?? 0
         )
-        await store.update(["type": "job", "state": "running"]) { document in
-            document.set("running", "state")
+        await store.update(.job(.running)) { document in
+            document.setState(.running)
             if document.json["startedAt"] == nil { document.set(.string(Timestamp.now()), "startedAt") }
             document.set(nil, "cancelled")
         }
         var outputs: [String: JSONValue] = [:]
         for (index, step) in job.pipeline.steps.enumerated() {
             let state = await store.document.taskState(step.name)
-            if index < first || state == "done" {
+            if index < first || state == .done {
                 // Finished earlier: its output still feeds the tasks after it.
                 if let output = savedOutput(step.name) { outputs[step.name] = output }
                 continue
@@ -50,8 +50,8 @@ struct JobExecution {
             guard let output = await runTask(step, input: input) else { return }
             outputs[step.name] = output
         }
-        await store.update(["type": "job", "state": "done"]) { document in
-            document.set("done", "state")
+        await store.update(.job(.done)) { document in
+            document.setState(.done)
             document.set(nil, "current")
             document.set(nil, "currentStage")
             document.set(.string(Timestamp.now()), "endedAt")
@@ -91,10 +91,8 @@ struct JobExecution {
         let artifacts = Self.files(in: runner.workspace, folder: "jobs/\(jobId)/tasks/\(task)").map {
             "tasks/\(task)/\($0)"
         }
-        var event: JSONValue = ["type": "task", "task": .string(task), "state": "done"]
-        if recovered { event = event.setting("recovered", true) }
-        await store.update(event) { document in
-            document.setTask(task, "state", "done")
+        await store.update(.taskDone(task: task, recovered: recovered)) { document in
+            document.setTaskState(task, .done)
             document.setTask(task, "currentStage", nil)
             document.setTask(task, "retrying", false)
             document.setTask(task, "endedAt", .string(Timestamp.now()))
@@ -117,12 +115,9 @@ struct JobExecution {
         while true {
             attempt += 1
             let started = ContinuousClock.now
-            await store.update([
-                "type": "task", "task": .string(step.name), "state": "running", "attempt": .integer(Int64(attempt)),
-            ]) {
-                document in
+            await store.update(.taskRunning(task: step.name, attempt: attempt)) { document in
                 let attempts = document.task(step.name)?["attempts"]?.integerValue ?? 0
-                document.setTask(step.name, "state", "running")
+                document.setTaskState(step.name, .running)
                 document.setTask(step.name, "attempts", .integer(attempts + 1))
                 document.setTask(step.name, "startedAt", .string(Timestamp.now()))
                 document.setTask(step.name, "currentStage", nil)
@@ -191,9 +186,7 @@ struct JobExecution {
                 let next = Date().addingTimeInterval(
                     Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
                 )
-                await store.update(
-                    ["type": "task", "task": .string(step.name), "state": "retrying", "failedStage": .string(stage)]
-                ) { document in
+                await store.update(.taskRetrying(task: step.name, failedStage: stage)) { document in
                     document.setTask(step.name, "retrying", true)
                     document.setTask(step.name, "nextRetryAt", .string(Timestamp.string(next)))
                     document.setTask(step.name, "lastRetryError", error.json)
@@ -224,10 +217,7 @@ struct JobExecution {
             switch event {
             case .stageStarted(let stage, let cycle, let preRefinement):
                 await store.update(
-                    [
-                        "type": "stage", "task": .string(task), "stage": .string(stage.rawValue), "state": "started",
-                        "refinementCycle": .integer(Int64(cycle)), "preRefinement": .bool(preRefinement),
-                    ]
+                    .stageStarted(task: task, stage: stage, refinementCycle: cycle, preRefinement: preRefinement)
                 ) { document in
                     document.set(.string(task), "current")
                     document.set(.string(stage.rawValue), "currentStage")
@@ -235,25 +225,20 @@ struct JobExecution {
                     document.updateProgress(currentTaskStageIndex: TaskStage.allCases.firstIndex(of: stage))
                 }
             case .stageFinished(let entry):
-                var event: JSONValue = [
-                    "type": "stage", "task": .string(task), "stage": .string(entry.stage),
-                    "state": entry.ok == true ? "completed" : "failed",
-                    "refinementCycle": .integer(Int64(entry.refinementCycle)),
-                ]
-                if let ms = entry.ms { event = event.setting("ms", .double(ms)) }
+                let event = StatusEvent.stageFinished(
+                    task: task,
+                    stage: entry.stage,
+                    succeeded: entry.ok == true,
+                    refinementCycle: entry.refinementCycle,
+                    milliseconds: entry.ms
+                )
                 await store.update(event) { _ in }
             case .refinementStarted(let cycle, let reason):
-                await store.update(
-                    [
-                        "type": "task", "task": .string(task), "state": "refining",
-                        "refinementCycle": .integer(Int64(cycle)), "reason": .string(reason),
-                    ]
-                ) { document in
+                await store.update(.taskRefining(task: task, cycle: cycle, reason: reason)) { document in
                     document.setTask(task, "refinementAttempts", .integer(Int64(cycle)))
                 }
             case .modelCall(let metric):
-                await store.update(["type": "usage", "task": .string(task), "stage": .string(metric.stage)]) {
-                    document in
+                await store.update(.usage(task: task, stage: metric.stage)) { document in
                     document.addUsage(task: task, metric)
                 }
             }
@@ -270,9 +255,8 @@ struct JobExecution {
         let seconds = Double((ContinuousClock.now - started) / .microseconds(1)) / 1e6
         var details = error.json
         details = details.setting("stage", .string(stage))
-        await store.update(["type": "task", "task": .string(task), "state": "failed", "failedStage": .string(stage)]) {
-            document in
-            document.setTask(task, "state", "failed")
+        await store.update(.taskFailed(task: task, failedStage: stage)) { document in
+            document.setTaskState(task, .failed)
             document.setTask(task, "currentStage", .string(stage))
             document.setTask(task, "failedStage", .string(stage))
             document.setTask(task, "error", details)
@@ -282,9 +266,8 @@ struct JobExecution {
                 document.setTask(task, "refinementAttempts", .integer(Int64(refinementAttempts)))
             }
         }
-        await store.update(["type": "job", "state": "failed", "task": .string(task), "failedStage": .string(stage)]) {
-            document in
-            document.set("failed", "state")
+        await store.update(.job(.failed, task: task, failedStage: stage)) { document in
+            document.setState(.failed)
             document.set(.string(task), "current")
             document.set(.string(stage), "currentStage")
             document.set(details.setting("task", .string(task)), "error")
@@ -293,12 +276,12 @@ struct JobExecution {
     }
 
     func cancelled(_ task: String) async {
-        await store.update(["type": "job", "state": "cancelled", "task": .string(task)]) { document in
+        await store.update(.job(.cancelled, task: task)) { document in
             let stage = document.task(task)?["currentStage"] ?? nil
-            document.setTask(task, "state", "cancelled")
+            document.setTaskState(task, .cancelled)
             document.setTask(task, "retrying", false)
             document.setTask(task, "endedAt", .string(Timestamp.now()))
-            document.set("cancelled", "state")
+            document.setState(.cancelled)
             document.set(["task": .string(task), "stage": stage, "at": .string(Timestamp.now())], "cancelled")
             document.set(.string(Timestamp.now()), "endedAt")
         }

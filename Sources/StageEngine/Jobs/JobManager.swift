@@ -27,7 +27,7 @@ public struct JobError: Error, Sendable, Hashable, CustomStringConvertible {
     public var description: String { message }
 }
 
-/// Runs pipelines as jobs (seed 003): each job has a directory `jobs/<jobId>/` holding its
+/// Runs pipelines as jobs (protocol/README.md §8.9–8.11): each job has a directory `jobs/<jobId>/` holding its
 /// status document, its input and pipeline, and a folder per task with the task's result, its
 /// execution log and its artifacts. Jobs beyond `maxRunningJobs` wait as `pending`.
 public actor JobManager {
@@ -71,8 +71,6 @@ public actor JobManager {
 
     var workspace: Workspace { runner.workspace }
 
-    static let terminalStates: Set<String> = ["done", "failed", "cancelled", "interrupted"]
-
     // MARK: - Starting
 
     /// Starts `pipeline` as a new job with `input`; returns its id at once (the job may wait as
@@ -84,7 +82,7 @@ public actor JobManager {
         clientStages: (any ClientStageExecutor)? = nil
     ) async throws(JobError) -> String {
         var id = WorkspaceEngine.newRunId()
-        while workspace.isFile("jobs/\(id)/\(JobStatusStore.fileName)") || jobs[id] != nil {
+        while (try? JobFolder(id, in: workspace).exists) == true || jobs[id] != nil {
             id = WorkspaceEngine.newRunId()
         }
         let document = JobStatusDocument(
@@ -115,7 +113,7 @@ public actor JobManager {
         jobs[id] = job
         pin(id)
         defer { unpin(id) }
-        await job.store.update(["type": "job", "state": "pending"]) { _ in }
+        await job.store.update(.job(.pending)) { _ in }
         await job.store.flush()
         enqueue(job, from: 0, clientStages: clientStages)
         return id
@@ -201,7 +199,7 @@ public actor JobManager {
             if idleJobs.last != id, idleJobs.contains(id) { becameIdle(id) }
             return job
         }
-        let json = try savedDocument(id)
+        let json = try JobFolder(id, in: workspace).readStatus().json
         guard case .text(let saved) = workspace.loadText("jobs/\(id)/job.json"),
             let snapshot = try? JSONParser.parse(Array(saved.utf8)), let pipelineDocument = snapshot["pipeline"],
             let pipeline = try? PipelineDefinition.inline(pipelineDocument)
@@ -224,36 +222,17 @@ public actor JobManager {
         return job
     }
 
-    /// The job's status document as its folder holds it.
-    private func savedDocument(_ id: String) throws(JobError) -> JSONValue {
-        guard Self.isJobId(id) else {
-            throw JobError(.notFound, "no job '\(id)': job ids look like 20261122T014501Z-3fa9")
-        }
-        guard case .text(let text) = workspace.loadText("jobs/\(id)/\(JobStatusStore.fileName)") else {
-            throw JobError(.notFound, "no job '\(id)' in \(workspace.root)/jobs")
-        }
-        guard let json = try? JSONParser.parse(Array(text.utf8)) else {
-            throw JobError(.storage, "the job jobs/\(id) cannot be read: its tasks-status.json or job.json is damaged")
-        }
-        return json
-    }
-
     /// The job's current document: the one in memory, or else its folder's, read without keeping
     /// the job in memory (listing a workspace of thousands of jobs keeps none of them).
     private func currentDocument(_ id: String) async throws(JobError) -> JobStatusDocument {
         if let job = jobs[id] { return await job.store.document }
-        return JobStatusDocument(json: try savedDocument(id))
+        return try JobFolder(id, in: workspace).readStatus()
     }
 
     static func realPath(_ path: String) -> String? {
         guard let resolved = realpath(path, nil) else { return nil }
         defer { free(resolved) }
         return String(cString: resolved)
-    }
-
-    /// Whether `id` can name a job's folder: an identifier of at most 100 characters.
-    public static func isJobId(_ id: String) -> Bool {
-        id.utf8.count <= 100 && Identifier.problem(id, kind: "job id") == nil
     }
 
     /// The job's status document.
@@ -272,9 +251,9 @@ public actor JobManager {
     }
 
     /// Every job in the workspace, newest first, optionally only those in `state`.
-    public func list(state: String? = nil) async -> [JobStatusDocument] {
+    public func list(state: JobState? = nil) async -> [JobStatusDocument] {
         var documents: [JobStatusDocument] = []
-        for name in workspace.listFiles("jobs").sorted(by: >) where Self.isJobId(name) {
+        for name in JobFolder.ids(in: workspace) {
             guard let document = try? await currentDocument(name) else { continue }
             if state == nil || document.state == state { documents.append(document) }
         }
@@ -336,8 +315,8 @@ public actor JobManager {
             queue.remove(at: index)
             pin(id)
             defer { unpin(id) }
-            await job.store.update(["type": "job", "state": "cancelled"]) { document in
-                document.set("cancelled", "state")
+            await job.store.update(.job(.cancelled)) { document in
+                document.setState(.cancelled)
                 document.set(["task": nil, "stage": nil, "at": .string(Timestamp.now())], "cancelled")
             }
             await job.store.flush()
@@ -346,7 +325,7 @@ public actor JobManager {
             return await job.store.document
         }
         guard let execution = executions[id] else {
-            let state = await job.store.document.state
+            let state = await job.store.document.stateName
             throw JobError(.invalidState, "job '\(id)' is \(state), not running or pending: there is nothing to cancel")
         }
         execution.cancel()
@@ -355,7 +334,7 @@ public actor JobManager {
     }
 
     /// Runs a failed (or cancelled, or interrupted) task again, and the tasks after it, keeping the
-    /// results of the tasks before it (seed 003's manual recovery).
+    /// results of the tasks before it, which feed the rerun (the manual recovery of §8.11).
     public func retryTask(
         _ id: String,
         task: String,
@@ -378,12 +357,12 @@ public actor JobManager {
                     + job.pipeline.steps.map(\.name).joined(separator: ", ")
             )
         }
-        let state = await job.store.document.taskState(task) ?? "pending"
-        guard state != "running" else { throw JobError(.invalidState, "task '\(task)' is running") }
+        let state = await job.store.document.taskState(task) ?? .pending
+        guard state != .running else { throw JobError(.invalidState, "task '\(task)' is running") }
         let reset = job.pipeline.steps[index...].map(\.name)
-        await job.store.update(["type": "job", "state": "pending", "retryFrom": .string(task)]) { document in
+        await job.store.update(.job(.pending, retryFrom: task)) { document in
             for name in reset { Self.resetTask(&document, name) }
-            document.set("pending", "state")
+            document.setState(.pending)
             document.set(nil, "current")
             document.set(nil, "currentStage")
             document.set(nil, "error")
@@ -410,18 +389,18 @@ public actor JobManager {
             throw JobError(.invalidState, "job '\(id)' is already running")
         }
         let document = await job.store.document
-        guard ["interrupted", "cancelled", "pending"].contains(document.state) else {
+        guard document.state?.isResumable == true else {
             throw JobError(
                 .invalidState,
-                "job '\(id)' is \(document.state); only interrupted or cancelled jobs resume (retryTask reruns a failed task)"
+                "job '\(id)' is \(document.stateName); only interrupted or cancelled jobs resume (retryTask reruns a failed task)"
             )
         }
-        let first = job.pipeline.steps.firstIndex { document.taskState($0.name) != "done" } ?? job.pipeline.steps.count
-        await job.store.update(["type": "job", "state": "pending"]) { document in
-            for step in job.pipeline.steps[first...] where document.taskState(step.name) != "done" {
+        let first = job.pipeline.steps.firstIndex { document.taskState($0.name) != .done } ?? job.pipeline.steps.count
+        await job.store.update(.job(.pending)) { document in
+            for step in job.pipeline.steps[first...] where document.taskState(step.name) != .done {
                 Self.resetTask(&document, step.name)
             }
-            document.set("pending", "state")
+            document.setState(.pending)
             document.set(nil, "cancelled")
         }
         enqueue(job, from: first, clientStages: clientStages)
@@ -434,8 +413,8 @@ public actor JobManager {
         guard executions[id] != nil else { return }
         let document = await job.store.document
         let ending =
-            Self.terminalStates.contains(document.state)
-            || failedTask.map { ["failed", "cancelled"].contains(document.taskState($0) ?? "") } == true
+            document.isFinished
+            || failedTask.map { [.failed, .cancelled].contains(document.taskState($0)) } == true
         guard ending else { return }
         if executions[id] != nil {
             await withCheckedContinuation { finishWaiters[id, default: []].append($0) }
@@ -443,7 +422,7 @@ public actor JobManager {
     }
 
     static func resetTask(_ document: inout JobStatusDocument, _ name: String) {
-        document.setTask(name, "state", "pending")
+        document.setTaskState(name, .pending)
         document.setTask(name, "currentStage", nil)
         document.setTask(name, "failedStage", nil)
         document.setTask(name, "error", nil)
@@ -458,13 +437,13 @@ public actor JobManager {
     @discardableResult
     public func recoverInterruptedJobs() async -> [String] {
         var recovered: [String] = []
-        for name in workspace.listFiles("jobs").sorted() where Self.isJobId(name) && executions[name] == nil {
+        for name in JobFolder.ids(in: workspace).reversed() where executions[name] == nil {
             // A folder without a readable document is a job a crash stopped at its start.
             guard let state = try? await currentDocument(name).state else {
                 removeAbandonedTemporaries(ofJob: name)
                 continue
             }
-            guard state == "running" || state == "pending", let job = try? await job(name) else { continue }
+            guard state == .running || state == .pending, let job = try? await job(name) else { continue }
             pin(name)
             defer { unpin(name) }
             removeAbandonedTemporaries(ofJob: name)
@@ -476,11 +455,11 @@ public actor JobManager {
                     metadata: ["job": "\(name)", "commands": "\(ended)"]
                 )
             }
-            await job.store.update(["type": "job", "state": "interrupted"]) { document in
-                for task in document.taskOrder where document.taskState(task) == "running" {
-                    document.setTask(task, "state", "interrupted")
+            await job.store.update(.job(.interrupted)) { document in
+                for task in document.taskOrder where document.taskState(task) == .running {
+                    document.setTaskState(task, .interrupted)
                 }
-                document.set("interrupted", "state")
+                document.setState(.interrupted)
             }
             await job.store.flush()
             recovered.append(name)

@@ -1,7 +1,8 @@
 import Foundation
 import JSON
 
-/// A job's `tasks-status.json` (seed 003's shape, plus `schemaVersion`, `rev`, progress, token
+/// A job's `tasks-status.json` (protocol/README.md §8.10: the job's and each task's state, stage,
+/// attempts, timings and artifacts, with `schemaVersion`, `rev`, progress, token
 /// usage, cost and retry fields), changed only through methods that record each change as JSON
 /// Patch operations, so that subscribers can be sent just what changed.
 ///
@@ -18,16 +19,12 @@ public struct JobStatusDocument: Sendable, Hashable {
 
     public static let schemaVersion = 1
 
-    /// Job states: `pending` (queued), `running`, `done`, `failed`, `cancelled`, `interrupted`
-    /// (found running after a crash; `resumeJob` continues it).
-    public static let jobStates = ["pending", "running", "done", "failed", "cancelled", "interrupted"]
-
     /// A new job's document, every task pending.
     init(id: String, name: String, pipelineFile: String?, tasks: [String], createdAt: String) {
         var taskEntries: [String: JSONValue] = [:]
         for task in tasks {
             taskEntries[task] = [
-                "state": "pending",
+                "state": .string(TaskState.pending.rawValue),
                 "currentStage": nil,
                 "failedStage": nil,
                 "attempts": 0,
@@ -45,7 +42,7 @@ public struct JobStatusDocument: Sendable, Hashable {
             "id": .string(id),
             "name": .string(name),
             "pipeline": pipelineFile.map(JSONValue.string) ?? nil,
-            "state": "pending",
+            "state": .string(JobState.pending.rawValue),
             "current": nil,
             "currentStage": nil,
             "createdAt": .string(createdAt),
@@ -61,8 +58,8 @@ public struct JobStatusDocument: Sendable, Hashable {
         countTasks()
     }
 
-    /// A document read back from disk.
-    init(json: JSONValue) {
+    /// A document as read back from a job's folder or received in a status notification.
+    public init(json: JSONValue) {
         self.json = json
         countTasks()
     }
@@ -70,7 +67,7 @@ public struct JobStatusDocument: Sendable, Hashable {
     private mutating func countTasks() {
         guard case .object(let tasks)? = json["tasks"] else { return }
         taskCount = tasks.count
-        doneCount = tasks.values.filter { $0["state"] == "done" }.count
+        doneCount = tasks.values.filter { $0["state"]?.stringValue == TaskState.done.rawValue }.count
     }
 
     static let zeroUsage: JSONValue = ["promptTokens": 0, "completionTokens": 0, "totalTokens": 0]
@@ -78,19 +75,53 @@ public struct JobStatusDocument: Sendable, Hashable {
     // MARK: - Reading
 
     public var id: String { json["id"]?.stringValue ?? "" }
-    public var state: String { json["state"]?.stringValue ?? "" }
+    /// The job's name (the pipeline's, unless the request gave one).
+    public var name: String { json["name"]?.stringValue ?? "" }
+    /// The job's state; nil when the document holds one this version does not know.
+    public var state: JobState? { json["state"]?.stringValue.flatMap(JobState.init(rawValue:)) }
+    /// The state as the document writes it, for messages (`unknown` when missing).
+    public var stateName: String { json["state"]?.stringValue ?? "unknown" }
+    /// Whether the job no longer changes by itself (an unknown state counts as ended).
+    public var isFinished: Bool { state?.isTerminal ?? true }
     public var rev: Int { Int(json["rev"]?.integerValue ?? 0) }
-    /// The task names in pipeline order.
+    /// The task under way (or where the job stopped).
+    public var current: String? { json["current"]?.stringValue }
+    /// The task names in pipeline order (sorted names for a document without `taskOrder`).
     public var taskOrder: [String] {
-        guard case .array(let names)? = json["taskOrder"] else { return [] }
+        guard case .array(let names)? = json["taskOrder"] else {
+            guard case .object(let tasks)? = json["tasks"] else { return [] }
+            return tasks.keys.sorted()
+        }
         return names.compactMap(\.stringValue)
     }
 
+    public var tasksDone: Int {
+        if let done = json["progress"]?["tasksDone"]?.integerValue { return Int(done) }
+        return taskOrder.filter { taskState($0) == .done }.count
+    }
+    public var tasksTotal: Int { Int(json["progress"]?["tasksTotal"]?.integerValue ?? Int64(taskOrder.count)) }
+    public var percent: Int { Int(json["progress"]?["percent"]?.integerValue ?? 0) }
+    /// Tokens the provider reported for the whole job.
+    public var totalTokens: Int64 { json["tokenUsage"]?["totalTokens"]?.integerValue ?? 0 }
+    /// Cost in US dollars of the priced calls.
+    public var cost: Double { json["cost"]?.numberValue ?? 0 }
+
     public func task(_ name: String) -> JSONValue? { json["tasks"]?[name] }
 
-    public func taskState(_ name: String) -> String? { task(name)?["state"]?.stringValue }
+    /// The task's state; nil when the job has no such task or the state is unknown.
+    public func taskState(_ name: String) -> TaskState? {
+        task(name)?["state"]?.stringValue.flatMap(TaskState.init(rawValue:))
+    }
 
-    /// The stage a display should show for a task, in seed 003's `computeTaskStage` preference
+    public func taskTokens(_ name: String) -> Int64 { task(name)?["tokenUsage"]?["totalTokens"]?.integerValue ?? 0 }
+    public func taskCost(_ name: String) -> Double { task(name)?["cost"]?.numberValue ?? 0 }
+    public func refinementAttempts(_ name: String) -> Int {
+        Int(task(name)?["refinementAttempts"]?.integerValue ?? 0)
+    }
+    /// Whether the task failed an attempt and waits to be tried again.
+    public func isRetrying(_ name: String) -> Bool { task(name)?["retrying"] == true }
+
+    /// The stage a display should show for a task (`getStatus`'s `taskStages`), by preference
     /// order: the task's own `currentStage`, the job's `currentStage` when the task is the current
     /// one, the task's `failedStage`, then the stage of its last error.
     public func computeTaskStage(_ name: String) -> String? {
@@ -107,12 +138,20 @@ public struct JobStatusDocument: Sendable, Hashable {
         operations.append(json.set(value, at: path))
     }
 
+    mutating func setState(_ state: JobState) {
+        set(.string(state.rawValue), "state")
+    }
+
+    mutating func setTaskState(_ task: String, _ state: TaskState) {
+        let before = taskState(task)
+        if before == .done && state != .done { doneCount -= 1 }
+        if before != .done && state == .done { doneCount += 1 }
+        operations.append(json.set(.string(state.rawValue), at: ["tasks", task, "state"]))
+    }
+
+    /// Sets a field of a task other than its state (``setTaskState(_:_:)``).
     mutating func setTask(_ task: String, _ field: String, _ value: JSONValue) {
-        if field == "state" {
-            let before = json["tasks"]?[task]?["state"]
-            if before == "done" && value != "done" { doneCount -= 1 }
-            if before != "done" && value == "done" { doneCount += 1 }
-        }
+        precondition(field != "state", "a task's state changes through setTaskState")
         operations.append(json.set(value, at: ["tasks", task, field]))
     }
 
@@ -131,7 +170,7 @@ public struct JobStatusDocument: Sendable, Hashable {
         let done = doneCount
         let stages = TaskStage.allCases.count
         var units = done * stages
-        if let current = json["current"]?.stringValue, taskState(current) == "running",
+        if let current, taskState(current) == .running,
             let index = currentTaskStageIndex
         {
             units += index + 1

@@ -20,7 +20,6 @@ actor JobStatusStore {
     private var flushWaiters: [(rev: Int, continuation: CheckedContinuation<Void, Never>)] = []
     let logger: Logger
 
-    static let fileName = "tasks-status.json"
     /// Documents above this size are written at a bounded rate.
     static let throttleThreshold = 1 << 20
 
@@ -46,7 +45,7 @@ actor JobStatusStore {
     var rev: Int { document.rev }
 
     /// Applies a change, publishes it and schedules the write.
-    func update(_ event: JSONValue, _ change: (inout JobStatusDocument) -> Void) {
+    func update(_ event: StatusEvent, _ change: (inout JobStatusDocument) -> Void) {
         let base = document.rev
         change(&document)
         document.stamp(rev: base + 1, at: Timestamp.now())
@@ -96,7 +95,7 @@ actor JobStatusStore {
             // Serialized off the actor: changes keep coming (and being published) meanwhile.
             let bytes = await Self.serialize(document.json)
             do {
-                try await ArtifactFile.write(bytes, to: workspace.path("\(directory)/\(Self.fileName)"))
+                try await ArtifactFile.write(bytes, to: workspace.path("\(directory)/\(JobFolder.statusFileName)"))
                 writtenRev = rev
             } catch {
                 // The next change tries again; meanwhile no flush waits for a write that failed.

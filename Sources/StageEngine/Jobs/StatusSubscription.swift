@@ -6,11 +6,11 @@ public struct StatusChange: Sendable {
     public var jobId: String
     /// The document's revision after the change.
     public var rev: Int
-    /// What changed last: `{type: job|task|stage|usage, …}`.
-    public var event: JSONValue
+    /// What changed last.
+    public var event: StatusEvent
     /// Every change this one stands for, in order (one unless a slow subscriber's changes were
     /// merged; then stage and usage events may be left out past a limit, job and task events never).
-    public var events: [JSONValue]
+    public var events: [StatusEvent]
     /// The operations that turn the document at `baseRev` into the one at `rev`; nil when the
     /// subscriber must take `snapshot` instead (first sight of a job, or too far behind).
     public var operations: [JSONPatchOperation]?
@@ -56,11 +56,6 @@ public final class StatusSubscription: Sendable {
         self.onClose = onClose
     }
 
-    /// Job and task transitions, which merging never drops.
-    static func isTransition(_ event: JSONValue) -> Bool {
-        event["type"] == "job" || event["type"] == "task"
-    }
-
     /// Records that the subscriber holds `job` at `rev` (the answer to subscribing).
     func setBaseline(job: String, rev: Int) {
         state.withLock { state in
@@ -82,7 +77,7 @@ public final class StatusSubscription: Sendable {
                 merged.baseRev = pending.change.baseRev
                 merged.coalesced = pending.change.coalesced + 1
                 merged.events = pending.change.events
-                if merged.events.count < Self.operationLimit || Self.isTransition(change.event) {
+                if merged.events.count < Self.operationLimit || change.event.isTransition {
                     merged.events.append(change.event)
                 }
                 if let earlier = pending.change.operations, let later = change.operations,

@@ -164,14 +164,19 @@ extension RPCServer {
 
     func listJobs(_ context: RequestContext) async throws -> RawJSON {
         let params = try context.decodeParams(ListJobsParams.self)
-        if let state = params.state, !JobStatusDocument.jobStates.contains(state) {
-            throw ResponseError.invalidParams(
-                field: "params.state",
-                problem: "must be one of " + JobStatusDocument.jobStates.joined(separator: ", ") + ", not '\(state)'"
-            )
+        var state: JobState?
+        if let name = params.state {
+            state = JobState(rawValue: name)
+            guard state != nil else {
+                throw ResponseError.invalidParams(
+                    field: "params.state",
+                    problem: "must be one of " + JobState.allCases.map(\.rawValue).joined(separator: ", ")
+                        + ", not '\(name)'"
+                )
+            }
         }
         let jobs = try await engine.jobs()
-        let summaries: [JSONValue] = await jobs.list(state: params.state).map { document in
+        let summaries: [JSONValue] = await jobs.list(state: state).map { document in
             var summary: [String: JSONValue] = [:]
             for key in [
                 "id", "name", "state", "current", "currentStage", "createdAt", "lastUpdated", "rev", "progress", "cost",
@@ -311,10 +316,10 @@ extension RPCServer {
             "subscriptionId": .string(subscriptionId),
             "jobId": .string(change.jobId),
             "rev": .integer(Int64(change.rev)),
-            "event": change.event,
+            "event": change.event.json,
             "coalesced": .integer(Int64(change.coalesced)),
         ]
-        if change.coalesced > 1 { params["events"] = .array(change.events) }
+        if change.coalesced > 1 { params["events"] = .array(change.events.map(\.json)) }
         if patches, let operations = change.operations {
             params["baseRev"] = .integer(Int64(change.baseRev))
             params["patch"] = .array(operations.map(\.json))

@@ -75,7 +75,7 @@ extension RPCServer {
                 problem: "must be a number of seconds above 0, at most 86400"
             )
         }
-        if let runId = params.runId, !JobManager.isJobId(runId) {
+        if let runId = params.runId, !JobFolder.isJobId(runId) {
             throw ResponseError.invalidParams(
                 field: "params.runId",
                 problem: "must be 1 to 100 letters, digits, '.', '_' or '-' (it names the run's folder)"

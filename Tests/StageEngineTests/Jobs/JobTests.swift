@@ -6,7 +6,7 @@ import Testing
 
 @testable import StageEngine
 
-/// Jobs (seed 003): the status document through a job's life, subscriptions, control and recovery.
+/// Jobs (protocol/README.md §8.9–8.11): the status document through a job's life, subscriptions, control and recovery.
 @Suite("Jobs")
 struct JobTests {
     static func manager(_ workspace: TemporaryWorkspace, maxRunningJobs: Int = 4) throws -> JobManager {
@@ -53,9 +53,9 @@ struct JobTests {
         let (subscription, rev, snapshot) = try await jobs.subscribe(jobId: id)
         let changes = await Self.follow(subscription)
         let final = try await jobs.waitUntilFinished(id)
-        #expect(final.state == "done")
+        #expect(final.state == .done)
         #expect(final.json["progress"] == ["tasksDone": 2, "tasksTotal": 2, "percent": 100])
-        #expect(final.taskState("summary") == "done")
+        #expect(final.taskState("summary") == .done)
         #expect(final.task("summary")?["refinementAttempts"] == 1)
         #expect(final.task("summary")?["attempts"] == 1)
         #expect(
@@ -81,7 +81,7 @@ struct JobTests {
         #expect(workspace.read("jobs/\(id)/tasks/review/review.md")?.contains("0.72") == true)
     }
 
-    @Test func aSubscriptionSeesEveryLifecycleStateOfSeed003InOrder() async throws {
+    @Test func aSubscriptionSeesEveryLifecycleStateInOrder() async throws {
         let workspace = try Self.research()
         defer { workspace.remove() }
         let jobs = try Self.manager(workspace)
@@ -90,7 +90,7 @@ struct JobTests {
         let id = try await jobs.start(pipeline, input: ["topic": "Tide pools"])
         let changes = await Self.follow(all)
         // A reader that falls behind gets changes merged, each with every event it stands for.
-        let events = changes.flatMap(\.events).map { event -> String in
+        let events = changes.flatMap(\.events).map(\.json).map { event -> String in
             [event["type"], event["task"], event["stage"], event["state"]].compactMap { $0?.stringValue }.joined(
                 separator: " "
             )
@@ -123,7 +123,7 @@ struct JobTests {
         let pipeline = try PipelineDefinition.load("pipelines/research.pipeline.yaml", workspace: workspace.workspace)
         let id = try await jobs.start(pipeline, input: ["topic": "Tide pools"])
         let failed = try await jobs.waitUntilFinished(id)
-        #expect(failed.state == "failed")
+        #expect(failed.state == .failed)
         #expect(failed.json["current"] == "review")
         #expect(failed.json["currentStage"] == "promptTemplating")
         #expect(failed.task("review")?["failedStage"] == "promptTemplating")
@@ -133,7 +133,7 @@ struct JobTests {
         try Self.writeReview("  promptTemplating: { template: { text: 'Review {{ input.title }}' } }\n", in: workspace)
         try await jobs.retryTask(id, task: "review")
         let done = try await jobs.waitUntilFinished(id)
-        #expect(done.state == "done")
+        #expect(done.state == .done)
         #expect(done.task("summary")?["attempts"] == 1, "the summary was not run again")
         #expect(done.task("review")?["attempts"] == 2)
     }
@@ -154,9 +154,12 @@ struct JobTests {
         let id = try await jobs.start(pipeline, input: [:])
         let changes = await Self.follow(subscription)
         let final = try await jobs.waitUntilFinished(id)
-        #expect(final.state == "failed")
+        #expect(final.state == .failed)
         #expect(final.task("fails")?["attempts"] == 3)
-        let retrying = changes.filter { $0.event["state"] == "retrying" }
+        let retrying = changes.filter {
+            if case .taskRetrying(task: "fails", failedStage: _) = $0.event { return true }
+            return false
+        }
         #expect(retrying.count == 2)
         #expect(retrying.first?.snapshot["tasks"]?["fails"]?["retrying"] == true)
         #expect(retrying.first?.snapshot["tasks"]?["fails"]?["nextRetryAt"]?.stringValue != nil)
@@ -181,10 +184,10 @@ struct JobTests {
         let start = clock.now
         let cancelled = try await jobs.cancel(id)
         #expect(clock.now - start < .seconds(30))
-        #expect(cancelled.state == "cancelled")
+        #expect(cancelled.state == .cancelled)
         #expect(cancelled.json["cancelled"]?["task"] == "slow")
         #expect(cancelled.json["cancelled"]?["stage"] == "ingestion")
-        #expect(cancelled.taskState("slow") == "cancelled")
+        #expect(cancelled.taskState("slow") == .cancelled)
         await #expect(
             throws: JobError(
                 .invalidState,
@@ -202,10 +205,10 @@ struct JobTests {
         let pipeline = try PipelineDefinition.load("pipelines/research.pipeline.yaml", workspace: workspace.workspace)
         let first = try await jobs.start(pipeline, input: ["topic": "one"])
         let second = try await jobs.start(pipeline, input: ["topic": "two"])
-        #expect(try await jobs.status(second).state == "pending")
-        #expect(try await jobs.waitUntilFinished(first).state == "done")
-        #expect(try await jobs.waitUntilFinished(second).state == "done")
-        #expect(await jobs.list(state: "done").map(\.id).sorted() == [first, second].sorted())
+        #expect(try await jobs.status(second).state == .pending)
+        #expect(try await jobs.waitUntilFinished(first).state == .done)
+        #expect(try await jobs.waitUntilFinished(second).state == .done)
+        #expect(await jobs.list(state: .done).map(\.id).sorted() == [first, second].sorted())
     }
 
     @Test func aJobLeftRunningByACrashIsInterruptedAndResumesWithoutRerunningFinishedTasks() async throws {
@@ -215,7 +218,7 @@ struct JobTests {
         let first = try Self.manager(workspace)
         let id = try await first.start(pipeline, input: ["topic": "Tide pools"])
         let done = try await first.waitUntilFinished(id)
-        #expect(done.state == "done")
+        #expect(done.state == .done)
         // As a crash during the review would leave it: running, the review's result not written.
         var crashed = done.json
         crashed.set("running", at: ["state"])
@@ -231,11 +234,11 @@ struct JobTests {
         let restarted = try Self.manager(workspace)
         #expect(await restarted.recoverInterruptedJobs() == [id])
         let interrupted = try await restarted.status(id)
-        #expect(interrupted.state == "interrupted")
-        #expect(interrupted.taskState("review") == "interrupted")
+        #expect(interrupted.state == .interrupted)
+        #expect(interrupted.taskState("review") == .interrupted)
         try await restarted.resume(id)
         let resumed = try await restarted.waitUntilFinished(id)
-        #expect(resumed.state == "done")
+        #expect(resumed.state == .done)
         #expect(resumed.task("summary")?["attempts"] == 1)
         #expect(resumed.task("review")?["attempts"] == 2)
     }
@@ -290,7 +293,7 @@ struct JobTests {
         let pipeline = try PipelineDefinition.load("pipelines/research.pipeline.yaml", workspace: workspace.workspace)
         let id = try await jobs.start(pipeline, input: ["topic": "Tide pools"])
         let final = try await jobs.waitUntilFinished(id)
-        #expect(final.state == "failed")
+        #expect(final.state == .failed)
         #expect(final.task("summary")?["failedStage"] == "inference")
         #expect(final.task("summary")?["error"]?["name"] == "ModelError")
         #expect(final.task("summary")?["error"]?["message"]?.stringValue?.contains("job '\(id)'") == true)
@@ -316,7 +319,7 @@ struct JobTests {
         let pipeline = try PipelineDefinition.load("pipelines/research.pipeline.yaml", workspace: workspace.workspace)
         let id = try await jobs.start(pipeline, input: ["topic": "Tide pools"])
         let final = try await jobs.waitUntilFinished(id)
-        #expect(final.state == "done", "\(final.json)")
+        #expect(final.state == .done, "\(final.json)")
         let summary = try #require(final.task("summary")?["tokenUsage"])
         let review = try #require(final.task("review")?["tokenUsage"])
         #expect(summary["unreportedCalls"] == nil)
@@ -337,7 +340,7 @@ struct JobTests {
         let pipeline = try PipelineDefinition.load("pipelines/research.pipeline.yaml", workspace: workspace.workspace)
         let id = try await jobs.start(pipeline, input: ["topic": "Tide pools"])
         let failed = try await jobs.waitUntilFinished(id)
-        #expect(failed.state == "failed")
+        #expect(failed.state == .failed)
         let spent = try #require(failed.json["tokenUsage"]?["totalTokens"]?.integerValue)
         #expect(spent > 0)
         #expect(await jobs.runner.budgets.spent(job: id) == (0, 0), "the ledger forgets a job that ended")
@@ -374,7 +377,7 @@ struct JobTests {
         #expect(await jobs.jobsInMemory == JobManager.idleJobsKept)
         // The first job left memory long ago: read back from its folder, at the same revision.
         let first = try await jobs.status(ids[0])
-        #expect(first.state == "done")
+        #expect(first.state == .done)
         let onDisk = try #require(workspace.read("jobs/\(ids[0])/tasks-status.json"))
         #expect(try JSONParser.parse(Array(onDisk.utf8)) == first.json)
         // Subscribed and retried from there, it continues its revisions.

@@ -38,7 +38,7 @@ struct OwnerOnlyFileTests {
         let jobs = JobManager(runner: runner)
         let pipeline = try PipelineDefinition.load("pipelines/research.pipeline.yaml", workspace: research.workspace)
         let id = try await jobs.start(pipeline, input: ["topic": "Tide pools"])
-        #expect(try await jobs.waitUntilFinished(id).state == "done")
+        #expect(try await jobs.waitUntilFinished(id).state == .done)
 
         for workspace in [daydream.workspace, research.workspace] {
             let found = modes(in: workspace)

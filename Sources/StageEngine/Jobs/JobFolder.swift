@@ -1,0 +1,57 @@
+import JSON
+
+/// A job's folder in a workspace, `jobs/<id>/`, read without a ``JobManager``: how a process
+/// that does not run the job (`stagerunner status`, a second server, a script) sees it. The
+/// folder holds the status document, the job's input and pipeline (`input.json`, `job.json`) and
+/// a folder per task with its result, its execution log and its artifacts.
+public struct JobFolder: Sendable, Hashable {
+    public let workspace: Workspace
+    public let id: String
+
+    /// The status document's name in the folder.
+    public static let statusFileName = "tasks-status.json"
+
+    /// The folder of job `id`, which need not exist; an id that cannot name a job is refused.
+    public init(_ id: String, in workspace: Workspace) throws(JobError) {
+        guard Self.isJobId(id) else {
+            throw JobError(.notFound, "no job '\(id)': job ids look like 20261122T014501Z-3fa9")
+        }
+        self.id = id
+        self.workspace = workspace
+    }
+
+    /// Whether `id` can name a job's folder: an identifier of at most 100 characters.
+    public static func isJobId(_ id: String) -> Bool {
+        id.utf8.count <= 100 && Identifier.problem(id, kind: "job id") == nil
+    }
+
+    /// The ids of the job folders in `workspace`, in descending order of id (ids begin with their
+    /// creation time to the second).
+    public static func ids(in workspace: Workspace) -> [String] {
+        workspace.listFiles("jobs").filter(isJobId).sorted(by: >)
+    }
+
+    /// `jobs/<id>`, relative to the workspace.
+    public var relativePath: String { "jobs/\(id)" }
+
+    /// The folder's absolute path.
+    public var path: String { workspace.path(relativePath) }
+
+    /// The status document's absolute path.
+    public var statusFile: String { workspace.path("\(relativePath)/\(Self.statusFileName)") }
+
+    /// Whether the folder has a status document (readable or not).
+    public var exists: Bool { workspace.isFile("\(relativePath)/\(Self.statusFileName)") }
+
+    /// The status document as the folder holds it: the last revision written, which may trail
+    /// the one a running job's subscribers have seen.
+    public func readStatus() throws(JobError) -> JobStatusDocument {
+        guard case .text(let text) = workspace.loadText("\(relativePath)/\(Self.statusFileName)") else {
+            throw JobError(.notFound, "no job '\(id)' in \(workspace.root)/jobs")
+        }
+        guard let json = try? JSONParser.parse(Array(text.utf8)), case .object = json else {
+            throw JobError(.storage, "the job jobs/\(id) cannot be read: its tasks-status.json or job.json is damaged")
+        }
+        return JobStatusDocument(json: json)
+    }
+}
