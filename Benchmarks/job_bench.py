@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Jobs (seed 003) as a client sees them, through `stagerunner serve`. Standard library only.
+"""Jobs (protocol/README.md sections 8.9 to 8.11) as a client sees them, through `stagerunner
+serve`. Standard library only.
 
 1. Stage boundary → notification: 100 jobs started at once (each a four-stage task: template,
    embedded model, JSON parser, artifact write), one `subscribeStatus` for every job in patch

@@ -3,8 +3,8 @@
 
 1. examples/daydream: every generation of its membership (drafts, essays, evaluations) is
    requested at once with `runStage`; the server orders the dependent ones itself.
-2. examples/research-task: one `runTask` of seed 002's eleven stages, whose first answer fails
-   its JSON Schema and is critiqued and refined until it passes.
+2. examples/research-task: one `runTask` of the task runner's eleven stages, whose first answer
+   fails its JSON Schema and is critiqued and refined until it passes.
 3. examples/research-task's pipeline as a job with `stagerunner run`: live on a terminal (a bar
    per task), one line per transition otherwise; it ends with a summary and the job's folder.
 

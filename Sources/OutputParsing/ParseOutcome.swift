@@ -1,7 +1,7 @@
 import JSON
 
 /// How a parse (or the call it belongs to) ended, with the names the call log, the status
-/// document and the UI use (seed 001: `success`, `json_parse_error`, `stub_fallback`, …).
+/// document and the UI use (`success`, `json_parse_error`, `stub_fallback`, …).
 public enum ParseStatus: String, Sendable, Hashable, Codable, CaseIterable {
     /// The parser found what it looks for.
     case success
@@ -16,10 +16,10 @@ public enum ParseStatus: String, Sendable, Hashable, Codable, CaseIterable {
 /// The result of running one named parser over a model's raw text.
 ///
 /// A failure is a value, never a crash or a silent default: `status` says what happened,
-/// `reason` says why in one line, and the debug fields (seed 001's `llm_raw_text`,
+/// `reason` says why in one line, and the debug fields (`llm_raw_text`,
 /// `llm_cleaned_json`, `llm_error`) keep what is needed to look into it later.
 ///
-/// Codable with the seed's snake_case names (`llm_raw_text`, …) so the call log, `metadata.json`
+/// Codable with snake_case names (`llm_raw_text`, …) so that the call log, `metadata.json`
 /// and the UI show the same fields; absent values are omitted.
 public struct ParseOutcome: Sendable, Hashable, Codable {
     /// The name of the parser that produced this outcome.

@@ -5,9 +5,10 @@ import ModelProviders
 import OutputParsing
 import Synchronization
 
-/// Runs one generation — draft, essay or evaluation — through one stage-agnostic path (seed
-/// 000): resolve the template (membership first), render it strictly, call the model (or copy
-/// the parent's output), parse, and commit the artifacts atomically with their metadata.
+/// Runs one generation — draft, essay or evaluation — through one stage-agnostic path: resolve
+/// the template (membership first), render it strictly, call the model (or copy the parent's
+/// output), parse, and commit the artifacts atomically with their metadata (protocol/README.md
+/// sections 8.1 and 8.2).
 ///
 /// Safe to use from many tasks at once; two runs of the same generation share one execution.
 public final class WorkspaceEngine: Sendable {
@@ -438,7 +439,8 @@ public final class WorkspaceEngine: Sendable {
         do {
             routed = try snapshot.router.route(model, progress: relay)
         } catch {
-            // Seed 001: a provider that cannot be used (no key, say) is a stub only when asked for.
+            // A provider that cannot be used (no key, say) is an error, unless the request asked
+            // for `stubFallback`: the embedded provider then answers, with status `stub_fallback`.
             guard spec.stubFallback && error.kind == .unavailable else {
                 var failure = StageError(.model, error.message, field: "model")
                 failure.model = error

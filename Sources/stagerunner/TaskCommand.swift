@@ -9,7 +9,7 @@ import StageEngine
 struct TaskCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "task",
-        abstract: "Run a task file (seed 002's eleven stages) and print its result as JSON.",
+        abstract: "Run a task file (its eleven stages, ingestion to integration) and print its result as JSON.",
         discussion: """
             The task file's path is relative to the workspace. The result is the payload that \
             'runTask' returns: {ok, logs, context, refinementAttempts, llmMetrics}, with failedStage \

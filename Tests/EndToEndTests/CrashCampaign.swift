@@ -253,7 +253,7 @@ struct CrashPipeline: Sendable {
         problems.expect(document["id"] == .string(jobId), "the document of \(jobId) names \(document["id"] ?? nil)")
         problems.expect(
             JobWire.jobStates.contains(document["state"]?.stringValue ?? ""),
-            "the job's state is not one of seed 003's: \(document)"
+            "the job's state is none of JobWire.jobStates: \(document)"
         )
         problems.expect((document["rev"]?.integerValue ?? -1) >= 0, "the document has no rev")
         problems.expect(document["schemaVersion"] == 1, "the document has no schemaVersion 1")

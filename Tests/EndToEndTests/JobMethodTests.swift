@@ -281,7 +281,7 @@ enum JobWire {
 @Suite("Job methods")
 struct JobMethodTests {
     @Test(
-        "a subscription sees every lifecycle state of seed 003 in order; patches rebuild getStatus",
+        "a subscription sees every lifecycle state in order; patches rebuild getStatus",
         arguments: ["snapshot", "patch"]
     )
     func lifecycle(delivery: String) async throws {
@@ -339,7 +339,7 @@ struct JobMethodTests {
         }
         #expect(notifications.map { $0["coalesced"]?.integerValue ?? 0 }.reduce(0, +) == Int64(events.count))
 
-        // The documents the client holds tell the seed's states at each transition.
+        // The documents the client holds show the lifecycle's states (§8.10) at each transition.
         let documents = try JobWire.documents(notifications, jobId: jobId)
         let revs = documents.compactMap { $0.params["rev"]?.integerValue }
         #expect(revs == revs.sorted() && Set(revs).count == revs.count, "revs in order: \(revs)")
@@ -441,7 +441,7 @@ struct JobMethodTests {
         #expect(events.last == "job review failed")
         let documents = try JobWire.documents(notifications, jobId: jobId)
         #expect(documents.last?.document == document)
-        // The failing change fails the job in the same revision (seed 003: one atomic update).
+        // The failing change fails the task and the job in the same revision: one atomic update.
         let failure = try #require(documents.last)
         #expect(failure.params["event"]?["failedStage"] == "promptTemplating")
         #expect(failure.document["state"] == "failed")

@@ -169,7 +169,7 @@ struct JSONObjectParserTests {
         )
     }
 
-    @Test func debugFieldsUseTheSeedNames() {
+    @Test func statusesUseTheirSnakeCaseNames() {
         #expect(ParseStatus.jsonParseError.rawValue == "json_parse_error")
         #expect(ParseStatus.stubFallback.rawValue == "stub_fallback")
         #expect(ParseStatus.parserFailure.rawValue == "parser_failure")

@@ -30,7 +30,7 @@ struct ParserRobustnessTests {
         }
     }
 
-    @Test func outcomesEncodeWithTheSeedFieldNames() throws {
+    @Test func outcomesEncodeWithSnakeCaseFieldNames() throws {
         let outcome = JSONObjectParser().parse("Here:\n```json\n{\"a\": [1, true, null]}\n```")
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]

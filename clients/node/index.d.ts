@@ -712,7 +712,7 @@ export declare const TERMINAL_JOB_STATES: readonly JobState[];
 export declare class PatchError extends Error {}
 /** RFC 6902 add, replace and remove; returns a new value. */
 export declare function applyPatch<T>(document: T, operations: PatchOperation[]): T;
-/** Seed 003's computeTaskStage, as getStatus's taskStages. */
+/** The stage to show for a task (computeTaskStage), as getStatus's taskStages. */
 export declare function computeTaskStage(status: JobStatus, task: string): string | null;
 
 // ---------------------------------------------------------------- errors

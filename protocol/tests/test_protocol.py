@@ -707,7 +707,8 @@ def test_every_status_example_is_consistent() -> None:
 
 
 def assert_relative_paths(document: Any, where: str) -> None:
-    """No absolute path anywhere in a status document's files and artifacts (seed 003, security)."""
+    """No absolute path anywhere in a status document's files and artifacts: they are relative to
+    the job's folder, so that a document reveals nothing of the server's file system."""
     for task in document["tasks"].values():
         for value in [*task["artifacts"], *task["files"].values()]:
             assert not value.startswith("/") and ".." not in value.split("/"), f"{where}: {value}"
@@ -1583,7 +1584,7 @@ def test_live_job_methods_conform(framing: str, tmp_path: Path) -> None:
         for subscription in (all_jobs, one["subscriptionId"]):
             follow(exchange, job_event(subscription, research, type="job", state="done"), "the research job")
 
-        # the lifecycle of seed 003, in order: pending, running, each task running then done, done
+        # the lifecycle of README section 8.10: pending, running, each task running then done, done
         assert follower.transitions(all_jobs, research) == [
             ("job", "pending"), ("job", "running"),
             ("task", "summary", "running"), ("task", "summary", "refining"), ("task", "summary", "done"),

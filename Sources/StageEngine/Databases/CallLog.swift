@@ -2,7 +2,8 @@ import Foundation
 import GRDB
 import JSON
 
-/// One model call (cached or not), as a row of the call log (seed 001's `llm_call_logs`).
+/// One model call (cached or not), as a row of the call log, `.stagerunner/calls.sqlite`
+/// (protocol/README.md section 8.1).
 public struct CallRecord: Sendable, Hashable, Codable, FetchableRecord, MutablePersistableRecord {
     public static let databaseTableName = "llm_calls"
 

@@ -96,7 +96,7 @@ public struct GenerationMetadata: Sendable, Hashable, Codable {
     }
 }
 
-/// How a generation ended (seed 001's taxonomy, plus truncation).
+/// How a generation ended: the parse statuses of ``ParseStatus``, plus truncation.
 public enum GenerationStatus: String, Sendable, Hashable, Codable {
     case success
     case jsonParseError = "json_parse_error"

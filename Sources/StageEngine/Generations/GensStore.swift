@@ -9,7 +9,7 @@ import Darwin
 #endif
 
 /// The generations of a workspace: `data/gens/<stage>/<gen_id>/{prompt.txt, raw.txt, parsed.txt,
-/// metadata.json}` (seed 000).
+/// metadata.json}` (protocol/README.md section 8.1).
 ///
 /// A generation is committed atomically: its files are written into a hidden temporary
 /// directory beside the final one, made durable, and the directory is then renamed into place

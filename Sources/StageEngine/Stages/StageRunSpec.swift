@@ -2,9 +2,9 @@ import Foundation
 import Jinja
 import ModelProviders
 
-/// What to generate (seed 000's `StageRunSpec`). Everything but `stage` is optional: a gen id
-/// found in the membership brings its template, model and parent; the catalogs bring the mode
-/// and the parser.
+/// What to generate, as `runStage` takes it (protocol/README.md section 8.2). Everything but
+/// `stage` is optional: a gen id found in the membership brings its template, model and parent;
+/// the catalogs bring the mode and the parser.
 public struct StageRunSpec: Sendable, Hashable {
     public var stage: GenerationStage
     /// Without one, a deterministic id is made from the template, model and parent.
@@ -24,7 +24,8 @@ public struct StageRunSpec: Sendable, Hashable {
     public var promptText: String?
     /// Regenerate even when the generation exists.
     public var force = false
-    /// On a parse failure, store a stub and report `stub_fallback` instead of failing (seed 001).
+    /// On a parse failure, store a stub and report `stub_fallback` instead of failing; with it, a
+    /// provider that cannot be used is answered by the embedded one (protocol/README.md 8.1).
     public var stubFallback = false
     /// Treat a truncated answer as a failure.
     public var failOnTruncation = false

@@ -1,8 +1,8 @@
 import JSON
 
-/// The declared types of control flags (seed 002's `FLAG_SCHEMAS`): the runner's own flags plus
-/// those a task file declares. A stage that sets a declared flag to another type, or changes the
-/// type of a flag already set, fails with a `FlagTypeError`.
+/// The declared types of control flags: the runner's own flags plus those a task file declares.
+/// A stage that sets a declared flag to another type, or changes the type of a flag already set,
+/// fails with a `FlagTypeError`.
 public struct FlagSchemas: Sendable, Hashable {
     /// JSON type names allowed per flag (`boolean`, `number`, `string`, `object`, `array`, `null`).
     public private(set) var types: [String: Set<String>]

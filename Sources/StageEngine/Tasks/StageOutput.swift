@@ -1,6 +1,7 @@
 import JSON
 
-/// What a stage handler returns: seed 002's `{output, flags}` contract.
+/// What a stage handler returns: the `{output, flags}` contract (another shape fails the stage
+/// with `ContractError`).
 public struct StageOutput: Sendable, Hashable {
     /// The stage's result, stored as `context.data[stage]` and chained into the next stage
     /// unless this is a validation stage.

@@ -1,9 +1,9 @@
 import JSON
 
-/// Model routing of a task run (seed 002 §9): which models the stages may use and which one
-/// they use unless a stage names its own.
+/// Model routing of a task run (`runTask`'s `modelConfig`): which models the stages may use and
+/// which one they use unless a stage names its own.
 public struct ModelConfig: Sendable, Hashable {
-    /// The provider of model ids that name none (seed 002 §3.1); the workspace's default if nil.
+    /// The provider put before model ids that name none; the workspace's default if nil.
     public var defaultProvider: String?
     /// The model stages use; `default` means the task's or the workspace's default.
     public var defaultModel: String?
@@ -25,7 +25,8 @@ public struct ModelConfig: Sendable, Hashable {
     }
 }
 
-/// The state a task run threads through its stages (seed 002 §3.5): what every handler sees.
+/// The state a task run threads through its stages: what every handler sees (protocol/README.md
+/// section 8.7).
 public struct TaskContext: Sendable, Hashable {
     /// The task's name.
     public var taskName: String
@@ -47,7 +48,7 @@ public struct TaskContext: Sendable, Hashable {
     public var output: JSONValue
     /// Refinement cycles started so far.
     public var refinementCount = 0
-    /// Model routing (seed 002 §9).
+    /// Model routing: the models stages may use, and the one they use by default.
     public var modelConfig: ModelConfig
     /// `modelConfig.models`, or `["default"]`.
     public var availableModels: [String]
@@ -93,7 +94,7 @@ public struct TaskContext: Sendable, Hashable {
     }
 }
 
-/// One entry of a task's log (seed 002 §8.1).
+/// One entry of a task's log: a stage that ran or was skipped, or a `refinement-trigger`.
 public struct TaskLogEntry: Sendable, Hashable {
     /// The stage name, or `refinement-trigger`.
     public var stage: String
@@ -109,7 +110,8 @@ public struct TaskLogEntry: Sendable, Hashable {
     public var refinementCycle: Int
     /// The normalized error of a failed stage.
     public var error: TaskError?
-    /// The stage ran as pre-refinement, ahead of validation (seed 002 §6.3).
+    /// The stage (`critique` or `refine`) ran as pre-refinement, ahead of the first validation
+    /// stage of a refinement cycle.
     public var preRefinement: Bool?
 
     public init(
@@ -146,7 +148,7 @@ public struct TaskLogEntry: Sendable, Hashable {
     }
 }
 
-/// One model call of a task run (seed 002 §8.2), annotated with its task and stage.
+/// One model call of a task run (an entry of `llmMetrics`), annotated with its task and stage.
 public struct LLMMetric: Sendable, Hashable {
     public var task: String
     public var stage: String
@@ -196,7 +198,7 @@ public struct LLMMetric: Sendable, Hashable {
     }
 }
 
-/// What a task run returns (seed 002 §11).
+/// What a task run returns: the result of `runTask` (protocol/README.md section 8.7).
 public struct TaskResult: Sendable, Hashable {
     /// The task succeeded.
     public var ok: Bool
@@ -211,7 +213,7 @@ public struct TaskResult: Sendable, Hashable {
     /// Every model call, failed ones marked `failed`.
     public var llmMetrics: [LLMMetric]
 
-    /// The payload as seed 002 §11 gives it: `{ok, logs, context, refinementAttempts,
+    /// The payload as `runTask` answers it: `{ok, logs, context, refinementAttempts,
     /// llmMetrics}`, or `{ok: false, failedStage, error, logs, context, refinementAttempts,
     /// llmMetrics}` (a failure carries its metrics too, so that its cost is known).
     public var json: JSONValue {

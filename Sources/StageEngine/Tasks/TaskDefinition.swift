@@ -17,7 +17,7 @@ public struct TaskDefinition: Sendable {
     public var timeouts: [TaskStage: Duration]
     /// The timeout of stages that give none (300 s unless the task says otherwise).
     public var stageTimeout: Duration
-    /// Refinement cycles allowed (seed 002's `maxRefinementAttempts`, 3 by default).
+    /// Refinement cycles allowed (the task file's `maxRefinements`, 3 by default).
     public var maxRefinements: Int
     /// The model of `llm` and `prompt` stages that name none.
     public var model: String?

@@ -2,8 +2,9 @@ import JSON
 import Jinja
 import ModelProviders
 
-/// A task-stage failure, normalized as seed 002's `normalizeError` does: a name that says what
-/// kind of failure it is, a message that says what happened and how to fix it, and details.
+/// A task-stage failure, normalized to the `{name, message, data}` of a result's `error`: a name
+/// that says what kind of failure it is, a message that says what happened and how to fix it,
+/// and details.
 public struct TaskError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The kinds of failure; the raw value is the `name` clients see.
     public enum Kind: String, Sendable, Hashable, Codable {

@@ -8,7 +8,7 @@ import Synchronization
 public struct TaskRunOptions: Sendable {
     /// The seed: `context.data.seed`, and the first stage's chained input.
     public var input: JSONValue
-    /// Model routing (seed 002 §9).
+    /// Model routing (`runTask`'s `modelConfig`): the models stages may use, and the default.
     public var modelConfig: ModelConfig
     /// Refinement cycles allowed; the task's own `maxRefinements` when nil.
     public var maxRefinements: Int?
@@ -56,7 +56,7 @@ extension WorkspaceEngine {
         try await state.task(file, parsers: parsers)
     }
 
-    /// Runs `task` with exactly seed 002's semantics: the eleven stages in order, missing handlers
+    /// Runs `task` by the task runner's rules (protocol/README.md §8.7): the eleven stages in order, missing handlers
     /// skipped, the `{output, flags}` contract and flag types checked, outputs chained (validation
     /// stages excluded), and validation failures starting critique-and-refine cycles.
     ///
@@ -133,7 +133,8 @@ extension WorkspaceEngine {
     }
 }
 
-/// One run of a task: the seed 002 loop, over a mutable context.
+/// One run of a task: the stages in order, repeated as refinement cycles while validation fails
+/// and cycles remain, over a mutable context.
 struct TaskExecution {
     let task: TaskDefinition
     let environment: TaskEnvironment
@@ -143,7 +144,8 @@ struct TaskExecution {
     let deadline: ContinuousClock.Instant?
     let taskTimeout: Duration?
 
-    /// Why a refinement cycle starts (seed 002 §6.7).
+    /// Why a refinement cycle starts, as its `refinement-trigger` log entry says: a validation
+    /// stage failed, or set `validationFailed`.
     enum RefinementReason: String {
         case validationError = "validation-error"
         case validationFailedFlag = "validation-failed-flag"

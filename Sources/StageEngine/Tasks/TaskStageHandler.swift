@@ -34,7 +34,7 @@ public struct StageInvocation: Sendable {
     public var stage: TaskStage
     /// The context as it stands before the stage.
     public var context: TaskContext
-    /// The stage runs ahead of validation in a refinement cycle (seed 002 §6.3).
+    /// The stage runs ahead of validation in a refinement cycle (pre-refinement).
     public var preRefinement: Bool
     /// What the handler may use: the workspace, models, parsers, the connected client.
     public var environment: TaskEnvironment

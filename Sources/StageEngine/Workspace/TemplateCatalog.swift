@@ -27,9 +27,9 @@ public struct TemplateEntry: Sendable, Hashable, Codable {
 
 /// The template catalogs of all three stages.
 ///
-/// The CSVs follow seed 000's strict schema: `generator` in every file (`llm` for draft and
-/// evaluation, `llm` or `copy` for essay), `parser` required for evaluation and optional for
-/// draft, `active` as the last column.
+/// The CSVs follow a strict schema (protocol/README.md section 8.1): `generator` in every file
+/// (`llm` for draft and evaluation, `llm` or `copy` for essay), `parser` required for evaluation
+/// and optional for draft, `active` as the last column.
 public struct TemplateCatalog: Sendable {
     public private(set) var entries: [GenerationStage: [String: TemplateEntry]] = [:]
 

@@ -4,7 +4,8 @@ import Jinja
 import ModelProviders
 import StageEngine
 
-/// `runStage` and `renderPrompt` parameters: seed 000's StageRunSpec on the wire.
+/// `runStage` and `renderPrompt` parameters: a ``StageRunSpec`` on the wire (protocol/README.md
+/// section 8.2).
 struct StageRunParams: Decodable, Sendable {
     var stage: String
     var genId: String?

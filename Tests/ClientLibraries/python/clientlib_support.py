@@ -192,7 +192,8 @@ def check_draft(result: Mapping[str, Any], workspace: Path, *, reused: bool) -> 
 
 PIPELINE_PARAMS = {"pipeline": "pipelines/research.pipeline.yaml", "input": {"topic": "Tide pools of the Atlantic"}}
 
-#: The job and task events of the research pipeline, in seed 003's order.
+#: The job and task events of the research pipeline, in the order a subscriber sees them
+#: (protocol/README.md section 8.10, "Lifecycle").
 RESEARCH_TRANSITIONS = [
     ("job", "pending"),
     ("job", "running"),

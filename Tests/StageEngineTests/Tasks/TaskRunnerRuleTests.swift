@@ -4,8 +4,10 @@ import ModelProviders
 import StageEngine
 import Testing
 
-/// Seed 002's rules, one test each, on tasks whose stages are Swift closures.
-@Suite("Task runner: seed 002 rules")
+/// The task runner's rules (protocol/README.md section 8.7: stage order, skipped stages, the
+/// `{output, flags}` contract and flag types, chaining, refinement cycles, timeouts, the result),
+/// one test each, on tasks whose stages are Swift closures.
+@Suite("Task runner: stage order, contract, chaining, refinement and result rules")
 struct TaskRunnerRuleTests {
     /// Records the stages handlers saw, in order.
     actor Trace {

@@ -54,9 +54,9 @@ export function applyPatch(document, operations) {
 }
 
 /**
- * Seed 003's computeTaskStage: the task's currentStage, else the job's currentStage when the task
- * is the current one, else the task's failedStage, else the stage of its error; null otherwise.
- * The same as getStatus's taskStages.
+ * computeTaskStage, the stage to show for a task: the task's currentStage, else the job's
+ * currentStage when the task is the current one, else the task's failedStage, else the stage of
+ * its error; null otherwise. The same as getStatus's taskStages.
  */
 export function computeTaskStage(status, task) {
   const entry = status?.tasks?.[task];

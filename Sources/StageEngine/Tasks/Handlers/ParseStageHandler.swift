@@ -3,7 +3,7 @@ import OutputParsing
 
 /// Reads the chained text with a parser from the registry. The `json` parser's output is the JSON
 /// value; a score parser's is the score; the others' the parsed text. A failed parse fails the
-/// stage (seed 002: parsing failures abort the task).
+/// stage (`ParseError`); outside the validation stages, that fails the task.
 struct ParseStageHandler: TaskStageHandler {
     let parser: String
 

@@ -81,7 +81,7 @@ def apply_patch(document: Any, operations: list[Mapping[str, Any]]) -> Any:
 
 
 def compute_task_stage(status: Mapping[str, Any], task: str) -> str | None:
-    """Seed 003's ``computeTaskStage``: the stage to show for ``task`` in a status document.
+    """``computeTaskStage``: the stage to show for ``task`` in a status document.
 
     The task's ``currentStage``, else the job's ``currentStage`` when the task is the job's
     ``current`` one, else the task's ``failedStage``, else the stage of its ``error``. The same
