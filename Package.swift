@@ -27,6 +27,7 @@ let package = Package(
         .library(name: "StageEngine", targets: ["StageEngine"]),
         .library(name: "StageRunnerServer", targets: ["StageRunnerServer"]),
         .library(name: "StatusDisplay", targets: ["StatusDisplay"]),
+        .library(name: "Threads", targets: ["Threads"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -82,10 +83,15 @@ let package = Package(
             swiftSettings: strictSwift
         ),
 
+        // OS threads that may block, and the condition lock they wait on.
+        .target(name: "Threads", swiftSettings: strictSwift),
+        .testTarget(name: "ThreadsTests", dependencies: ["Threads"], swiftSettings: strictSwift),
+
         .target(
             name: "JSONRPC",
             dependencies: [
                 "JSON",
+                "Threads",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift
@@ -108,7 +114,7 @@ let package = Package(
         ),
 
         // HTTP over libcurl: requests, streamed responses and server-sent events.
-        .target(name: "HTTP", dependencies: ["CCurl"], swiftSettings: strictSwift),
+        .target(name: "HTTP", dependencies: ["CCurl", "Threads"], swiftSettings: strictSwift),
         .testTarget(name: "HTTPTests", dependencies: ["HTTP"], swiftSettings: strictSwift),
 
         // The named output parsers that turn a model's text into a parsed result.
@@ -143,6 +149,7 @@ let package = Package(
                 "JSONSchema",
                 "ModelProviders",
                 "OutputParsing",
+                "Threads",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,5 +1,7 @@
 import CCurl
 import Foundation
+import Synchronization
+import Threads
 
 /// An HTTP request for a model provider.
 public struct HTTPRequest: Sendable {
@@ -86,16 +88,14 @@ public final class HTTPClient: @unchecked Sendable {
     }()
 
     private let multi: UnsafeMutableRawPointer
-    private let lock = NSLock()
-    // Guarded by `lock`.
-    private var incoming: [Transfer] = []
-    private var cancelled: [Transfer] = []
+    /// Transfers handed to the transfer thread: to start, and to stop.
+    private let handover = Mutex<(incoming: [Transfer], cancelled: [Transfer])>(([], []))
     // Used by the transfer thread only.
     private var active: [UnsafeMutableRawPointer: Transfer] = [:]
 
     private init() {
         multi = sr_curl_multi_init()!
-        Thread.detachNewThread { [self] in run() }
+        startThread { [self] in run() }
     }
 
     /// Sends the request and returns the whole response.
@@ -124,17 +124,13 @@ public final class HTTPClient: @unchecked Sendable {
         continuation.onTermination = { [weak self, transfer] reason in
             if case .cancelled = reason { self?.cancel(transfer) }
         }
-        lock.lock()
-        incoming.append(transfer)
-        lock.unlock()
+        handover.withLock { $0.incoming.append(transfer) }
         sr_curl_multi_wakeup(multi)
         return HTTPEventStream(base: stream)
     }
 
     private func cancel(_ transfer: Transfer) {
-        lock.lock()
-        cancelled.append(transfer)
-        lock.unlock()
+        handover.withLock { $0.cancelled.append(transfer) }
         sr_curl_multi_wakeup(multi)
     }
 
@@ -142,12 +138,10 @@ public final class HTTPClient: @unchecked Sendable {
 
     private func run() {
         while true {
-            lock.lock()
-            let starting = incoming
-            let stopping = cancelled
-            incoming = []
-            cancelled = []
-            lock.unlock()
+            let (starting, stopping) = handover.withLock { handover in
+                defer { handover = ([], []) }
+                return handover
+            }
             for transfer in starting { start(transfer) }
             for transfer in stopping {
                 finish(transfer, error: HTTPError(kind: .cancelled, message: "the request was cancelled"))

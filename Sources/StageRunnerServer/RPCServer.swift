@@ -2,6 +2,12 @@ import JSONRPC
 import Logging
 import StageEngine
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// The StageRunner service: binds the JSON-RPC methods to the engine.
 ///
 /// It holds no engine logic of its own; each method decodes its params, calls the engine and
@@ -37,7 +43,7 @@ public final class RPCServer: Sendable {
         connection.onClose { [self] reason in
             let cancel: Bool
             switch reason {
-            case .requested("SIGINT"), .requested("exit"): cancel = true
+            case .signal(SIGINT), .exitNotification: cancel = true
             default: cancel = false
             }
             await finishJobs(cancel: cancel)
@@ -60,8 +66,8 @@ public final class RPCServer: Sendable {
     public func exitStatus(for reason: Connection.CloseReason) -> Int32 {
         switch reason {
         case .endOfInput: return 0
-        case .requested("exit"): return lifecycle.shutdownReceived ? 0 : 1
-        case .requested: return 0
+        case .exitNotification: return lifecycle.shutdownReceived ? 0 : 1
+        case .signal: return 0
         // A client that asked for `shutdown` may stop reading before its `exit` is read (an
         // editor quitting closes the pipes at once): that is the end it asked for.
         case .outputFailed: return lifecycle.shutdownReceived ? 0 : 1

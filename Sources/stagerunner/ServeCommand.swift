@@ -109,7 +109,7 @@ final class SignalHandlers {
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler {
                 logger.notice("received \(name): shutting down")
-                Task { await connection.close(cancelInFlight: cancel, reason: .requested(name)) }
+                Task { await connection.close(cancelInFlight: cancel, reason: .signal(number)) }
             }
             source.resume()
             sources.append(source)

@@ -4,6 +4,12 @@ import Testing
 
 @testable import StageRunnerServer
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 @Suite("Lifecycle")
 struct LifecycleTests {
     func makeServer(requireInitialize: Bool = false) throws -> RPCServer {
@@ -41,11 +47,11 @@ struct LifecycleTests {
     @Test func exitStatusFollowsLSP() throws {
         let server = try makeServer()
         #expect(server.exitStatus(for: .endOfInput) == 0)
-        #expect(server.exitStatus(for: .requested("SIGTERM")) == 0)
-        #expect(server.exitStatus(for: .requested("exit")) == 1)
+        #expect(server.exitStatus(for: .signal(SIGTERM)) == 0)
+        #expect(server.exitStatus(for: .exitNotification) == 1)
         #expect(server.exitStatus(for: .outputFailed(32)) == 1)
         _ = server.lifecycle.admit("shutdown")
-        #expect(server.exitStatus(for: .requested("exit")) == 0)
+        #expect(server.exitStatus(for: .exitNotification) == 0)
         // After shutdown, a client that stops reading has ended the session as it asked.
         #expect(server.exitStatus(for: .outputFailed(32)) == 0)
         #expect(server.exitStatus(for: .inputFailed(5)) == 1)

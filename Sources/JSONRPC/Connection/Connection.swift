@@ -1,5 +1,7 @@
 import JSON
 import Logging
+import Synchronization
+import Threads
 
 #if canImport(Glibc)
 import Glibc
@@ -15,7 +17,7 @@ import Darwin
 /// one included. When more than `maximumConcurrentRequests` handlers are running, or too much
 /// output is waiting for the peer to read it, the reader stops reading, so a flooding peer is
 /// slowed down instead of growing memory.
-public final class Connection: @unchecked Sendable {
+public final class Connection: Sendable {
     /// Settings of a connection.
     public struct Configuration: Sendable {
         public var framing: FramingMode = .auto
@@ -35,15 +37,28 @@ public final class Connection: @unchecked Sendable {
     }
 
     /// Why a connection ended.
-    public enum CloseReason: Sendable, Hashable {
+    public enum CloseReason: Sendable, Hashable, CustomStringConvertible {
         /// The peer closed its end of the input.
         case endOfInput
-        /// Someone called ``close(cancelInFlight:reason:)`` (an `exit` notification, a signal).
-        case requested(String)
+        /// The peer sent the `exit` notification.
+        case exitNotification
+        /// The process received this signal (`SIGTERM`, `SIGINT`).
+        case signal(Int32)
         /// The peer stopped reading: writing failed with this errno.
         case outputFailed(Int32)
         /// Reading failed with this errno.
         case inputFailed(Int32)
+
+        /// For logs: `end of input`, `signal 15 (Terminated)`, `write failed: Broken pipe`.
+        public var description: String {
+            switch self {
+            case .endOfInput: return "end of input"
+            case .exitNotification: return "exit notification"
+            case .signal(let number): return "signal \(number) (\(String(cString: strsignal(number))))"
+            case .outputFailed(let code): return "write failed: \(String(cString: strerror(code)))"
+            case .inputFailed(let code): return "read failed: \(String(cString: strerror(code)))"
+            }
+        }
     }
 
     public let configuration: Configuration
@@ -52,29 +67,36 @@ public final class Connection: @unchecked Sendable {
     public let methods: MethodTable
     let input: Int32
     private let writer: OutputWriter
-    private let state = ConditionLock()
+    private let state: ConditionLock<State>
     private let orderedQueue: AsyncStream<@Sendable () async -> Void>.Continuation
     private let orderedStream: AsyncStream<@Sendable () async -> Void>
 
-    // Guarded by `state`.
-    private var inFlight: [RequestID: InFlight] = [:]
-    private var running = 0
-    private var awaitingClient = 0
-    private var outstanding: [RequestID: CheckedContinuation<RawJSON, any Error>] = [:]
-    private var nextOutgoingID = 0
-    private var outputFraming: Framing?
-    private var stopped = false
-    private var closeReason: CloseReason?
-    private var idleWaiters: [(threshold: Int, continuation: CheckedContinuation<Void, Never>)] = []
-    private var closeWaiters: [Int: CheckedContinuation<CloseReason?, Never>] = [:]
-    private var nextCloseWaiter = 0
-    private var closeHooks: [@Sendable (CloseReason) async -> Void] = []
-    private var cancelHooks: [@Sendable () async -> Void] = []
-    /// A close that cancels has begun (SIGINT, `exit`): a later one has nothing to add.
-    private var cancelling = false
+    /// Everything about the connection that changes, owned by its lock.
+    private struct State {
+        var inFlight: [RequestID: InFlight] = [:]
+        var nextRequestSerial = 0
+        /// Handlers running, and those of them waiting for an answer from the peer (which do not
+        /// count against the concurrency limit).
+        var running = 0
+        var awaitingClient = 0
+        var outstanding: [RequestID: CheckedContinuation<RawJSON, any Error>] = [:]
+        var nextOutgoingID = 0
+        var outputFraming: Framing?
+        var stopped = false
+        var closeReason: CloseReason?
+        var idleWaiters: [(threshold: Int, continuation: CheckedContinuation<Void, Never>)] = []
+        var closeWaiters: [Int: CheckedContinuation<CloseReason?, Never>] = [:]
+        var nextCloseWaiter = 0
+        var closeHooks: [@Sendable (CloseReason) async -> Void] = []
+        var cancelHooks: [@Sendable () async -> Void] = []
+        /// A close that cancels has begun (SIGINT, `exit`): a later one has nothing to add.
+        var cancelling = false
+    }
 
-    /// Marks a request that is being handled, so `$/cancelRequest` can find it.
-    final class InFlight: @unchecked Sendable {
+    /// A request being handled, so `$/cancelRequest` can find it; `serial` tells it from a later
+    /// request that reuses its id.
+    private struct InFlight {
+        let serial: Int
         var task: Task<Void, Never>?
         var cancelled = false
     }
@@ -91,7 +113,9 @@ public final class Connection: @unchecked Sendable {
         self.methods = methods
         self.configuration = configuration
         self.logger = logger
-        if configuration.framing != .auto { outputFraming = Framing(rawValue: configuration.framing.rawValue) }
+        var initial = State()
+        if configuration.framing != .auto { initial.outputFraming = Framing(rawValue: configuration.framing.rawValue) }
+        state = ConditionLock(initial)
         (orderedStream, orderedQueue) = AsyncStream.makeStream(of: (@Sendable () async -> Void).self)
         let brokenHandler = BrokenOutputHandler()
         writer = OutputWriter(descriptor: output, onBroken: { code in brokenHandler.connection?.outputFailed(code) })
@@ -99,8 +123,12 @@ public final class Connection: @unchecked Sendable {
     }
 
     /// Lets the writer report a broken pipe without a strong reference cycle.
-    private final class BrokenOutputHandler: @unchecked Sendable {
-        weak var connection: Connection?
+    private final class BrokenOutputHandler: Sendable {
+        private let reference = Mutex<Connection?>(nil)
+        var connection: Connection? {
+            get { reference.withLock { $0 } }
+            set { reference.withLock { $0 = newValue } }
+        }
     }
 
     /// Starts the reader thread and the ordered-execution queue.
@@ -116,33 +144,29 @@ public final class Connection: @unchecked Sendable {
     /// stops waiting (throwing `CancellationError`), so that a task which waits for either the
     /// close or something else can end without leaving a waiter behind for the connection's life.
     public func waitUntilClosed() async throws(CancellationError) -> CloseReason {
-        let token = state.withLock {
-            nextCloseWaiter += 1
-            return nextCloseWaiter
+        let token = state.withLock { state in
+            state.nextCloseWaiter += 1
+            return state.nextCloseWaiter
         }
         let reason: CloseReason? = await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
-                state.lock()
-                if let closeReason {
-                    state.unlock()
-                    continuation.resume(returning: closeReason)
-                } else if Task.isCancelled {
-                    state.unlock()
-                    continuation.resume(returning: nil)
-                } else {
-                    closeWaiters[token] = continuation
-                    state.unlock()
+                let answer: CloseReason?? = state.withLock { state in
+                    if let closeReason = state.closeReason { return .some(closeReason) }
+                    if Task.isCancelled { return .some(nil) }
+                    state.closeWaiters[token] = continuation
+                    return nil
                 }
+                if let answer { continuation.resume(returning: answer) }
             }
         } onCancel: {
-            state.withLock { closeWaiters.removeValue(forKey: token) }?.resume(returning: nil)
+            state.withLock { $0.closeWaiters.removeValue(forKey: token) }?.resume(returning: nil)
         }
         guard let reason else { throw CancellationError() }
         return reason
     }
 
     /// The framing in use (nil until the peer's first byte when detecting).
-    public var framing: Framing? { state.withLock { outputFraming } }
+    public var framing: Framing? { state.withLock { $0.outputFraming } }
 
     // MARK: - Reading
 
@@ -177,7 +201,7 @@ public final class Connection: @unchecked Sendable {
         Task { await self.close(cancelInFlight: false, reason: reason) }
     }
 
-    private var isStopped: Bool { state.withLock { stopped } }
+    private var isStopped: Bool { state.withLock { $0.stopped } }
 
     private func flush(_ output: inout [UInt8]) {
         guard !output.isEmpty else { return }
@@ -189,7 +213,7 @@ public final class Connection: @unchecked Sendable {
         switch event {
         case .detected(let framing):
             logger.debug("framing detected", metadata: ["framing": "\(framing.rawValue)"])
-            state.withLock { outputFraming = framing }
+            state.withLock { $0.outputFraming = framing }
         case .error(let error):
             logger.warning("rejected a frame", metadata: ["error": "\(error.message)"])
             send(id: .null, .failure(error), batch: nil, inline: &output)
@@ -240,16 +264,9 @@ public final class Connection: @unchecked Sendable {
     /// Pauses the reader while too many handlers run.
     private func waitForCapacity(flushing output: inout [UInt8]) {
         let limit = configuration.maximumConcurrentRequests
-        state.lock()
-        guard running - awaitingClient >= limit else {
-            state.unlock()
-            return
-        }
-        state.unlock()
+        guard state.withLock({ $0.running - $0.awaitingClient >= limit }) else { return }
         flush(&output)
-        state.withLock {
-            while running - awaitingClient >= limit && !stopped { state.wait() }
-        }
+        state.wait(until: { $0.running - $0.awaitingClient < limit || $0.stopped }) { _ in }
     }
 
     // MARK: - Dispatch
@@ -293,14 +310,14 @@ public final class Connection: @unchecked Sendable {
             send(id: request.id, outcome, batch: batch, inline: &output)
             context.afterResponseActions.run()
         case .asynchronous(let handler):
-            let marker = InFlight()
-            let accepted: Bool = state.withLock {
-                guard inFlight[request.id] == nil else { return false }
-                inFlight[request.id] = marker
-                running += 1
-                return true
+            let serial: Int? = state.withLock { state in
+                guard state.inFlight[request.id] == nil else { return nil }
+                state.nextRequestSerial += 1
+                state.inFlight[request.id] = InFlight(serial: state.nextRequestSerial)
+                state.running += 1
+                return state.nextRequestSerial
             }
-            guard accepted else {
+            guard let serial else {
                 send(
                     id: request.id,
                     .failure(.invalidRequest("id \(request.id) is already used by a request in progress")),
@@ -310,8 +327,8 @@ public final class Connection: @unchecked Sendable {
                 return
             }
             let run: @Sendable () async -> Void = { [self] in
-                let outcome = await execute(handler, context, marker)
-                finish(request.id, marker, outcome, batch)
+                let outcome = await execute(handler, context, request.id, serial)
+                finish(request.id, serial, outcome, batch)
                 context.afterResponseActions.run()
             }
             // Answers made on the intake so far go out before this task can answer, so a task
@@ -321,29 +338,35 @@ public final class Connection: @unchecked Sendable {
                 // The queue runs jobs one at a time; each job is its own task so it can be cancelled alone.
                 orderedQueue.yield { [self] in
                     let task = Task(operation: run)
-                    attach(task, to: marker)
+                    attach(task, to: request.id, serial)
                     await task.value
                 }
             } else {
-                attach(Task(operation: run), to: marker)
+                attach(Task(operation: run), to: request.id, serial)
             }
         }
     }
 
-    private func attach(_ task: Task<Void, Never>, to marker: InFlight) {
-        let cancelled: Bool = state.withLock {
-            marker.task = task
-            return marker.cancelled
+    private func attach(_ task: Task<Void, Never>, to id: RequestID, _ serial: Int) {
+        let cancelled: Bool = state.withLock { state in
+            guard state.inFlight[id]?.serial == serial else { return false }
+            state.inFlight[id]?.task = task
+            return state.inFlight[id]?.cancelled ?? false
         }
         if cancelled { task.cancel() }
+    }
+
+    private func isCancelled(_ id: RequestID, _ serial: Int) -> Bool {
+        state.withLock { $0.inFlight[id].map { $0.serial == serial && $0.cancelled } ?? false }
     }
 
     private func execute(
         _ handler: @Sendable (RequestContext) async throws -> RawJSON,
         _ context: RequestContext,
-        _ marker: InFlight
+        _ id: RequestID,
+        _ serial: Int
     ) async -> Result<RawJSON, ResponseError> {
-        if state.withLock({ marker.cancelled }) { return .failure(.requestCancelled()) }
+        if isCancelled(id, serial) { return .failure(.requestCancelled()) }
         do {
             return .success(try await handler(context))
         } catch let error as ResponseError {
@@ -356,20 +379,20 @@ public final class Connection: @unchecked Sendable {
         }
     }
 
-    private func finish(_ id: RequestID, _ marker: InFlight, _ outcome: Result<RawJSON, ResponseError>, _ batch: Batch?)
-    {
+    private func finish(_ id: RequestID, _ serial: Int, _ outcome: Result<RawJSON, ResponseError>, _ batch: Batch?) {
         // Answer first, so that whoever waits for idleness sees the answer already queued.
         if let body = responseBody(id: id, outcome, batch: batch) { enqueue(body) }
-        var ready: [CheckedContinuation<Void, Never>] = []
-        state.withLock {
-            if inFlight[id] === marker { inFlight[id] = nil }
-            running -= 1
-            idleWaiters.removeAll { waiter in
+        let ready: [CheckedContinuation<Void, Never>] = state.withLock(notifying: true) { state in
+            if state.inFlight[id]?.serial == serial { state.inFlight[id] = nil }
+            state.running -= 1
+            var ready: [CheckedContinuation<Void, Never>] = []
+            let running = state.running
+            state.idleWaiters.removeAll { waiter in
                 guard running <= waiter.threshold else { return false }
                 ready.append(waiter.continuation)
                 return true
             }
-            state.broadcast()
+            return ready
         }
         for waiter in ready { waiter.resume() }
     }
@@ -394,10 +417,10 @@ public final class Connection: @unchecked Sendable {
             logger.warning("ignored $/cancelRequest without a valid id")
             return
         }
-        let task: Task<Void, Never>? = state.withLock {
-            guard let marker = inFlight[id] else { return nil }
-            marker.cancelled = true
-            return marker.task
+        let task: Task<Void, Never>? = state.withLock { state in
+            guard state.inFlight[id] != nil else { return nil }
+            state.inFlight[id]?.cancelled = true
+            return state.inFlight[id]?.task
         }
         logger.debug("cancel", metadata: ["id": "\(id)", "running": "\(task != nil)"])
         task?.cancel()
@@ -425,7 +448,7 @@ public final class Connection: @unchecked Sendable {
         if logger.logLevel <= .trace {
             logger.trace("sent", metadata: ["message": "\(String(decoding: body, as: UTF8.self))"])
         }
-        let framing = state.withLock { outputFraming } ?? .lsp
+        let framing = state.withLock { $0.outputFraming } ?? .lsp
         framing.frame(body, into: &output)
     }
 
@@ -451,13 +474,13 @@ public final class Connection: @unchecked Sendable {
     /// output closes (unless the peer stopped reading): the place to end work that outlives its
     /// requests and send its last notifications.
     public func onClose(_ hook: @escaping @Sendable (CloseReason) async -> Void) {
-        state.withLock { closeHooks.append(hook) }
+        state.withLock { $0.closeHooks.append(hook) }
     }
 
     /// Runs `hook` when a close that lets work finish is escalated to one that cancels it (a
     /// SIGINT after SIGTERM): the place to cancel work that outlives its requests.
     public func onCancel(_ hook: @escaping @Sendable () async -> Void) {
-        state.withLock { cancelHooks.append(hook) }
+        state.withLock { $0.cancelHooks.append(hook) }
     }
 
     /// Sends a notification to the peer.
@@ -475,10 +498,10 @@ public final class Connection: @unchecked Sendable {
     /// reader must keep reading to receive the answer. Cancelling the calling task, or the timeout
     /// passing, sends `$/cancelRequest` to the peer and throws.
     public func request(_ method: String, params: RawJSON? = nil, timeout: Duration? = nil) async throws -> RawJSON {
-        let (id, closed): (RequestID, Bool) = state.withLock {
-            nextOutgoingID += 1
+        let (id, closed): (RequestID, Bool) = state.withLock { state in
+            state.nextOutgoingID += 1
             // Integers: some client libraries answer only requests whose id is a number.
-            return (.number(Int64(nextOutgoingID)), stopped)
+            return (.number(Int64(state.nextOutgoingID)), state.stopped)
         }
         if closed { throw ResponseError.requestFailed("the connection is closed") }
         let limit = timeout ?? configuration.clientRequestTimeout
@@ -489,15 +512,11 @@ public final class Connection: @unchecked Sendable {
             }
         }
         defer { timer.cancel() }
-        state.withLock { awaitingClient += 1 }
-        defer {
-            state.withLock {
-                awaitingClient -= 1; state.broadcast()
-            }
-        }
+        state.withLock { $0.awaitingClient += 1 }
+        defer { state.withLock(notifying: true) { $0.awaitingClient -= 1 } }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
-                state.withLock { outstanding[id] = continuation }
+                state.withLock { $0.outstanding[id] = continuation }
                 var body: [UInt8] = []
                 MessageEncoder.request(id: id, method: method, params: params, into: &body)
                 enqueue(body)
@@ -509,13 +528,13 @@ public final class Connection: @unchecked Sendable {
 
     /// Fails an outstanding request; returns false when it already finished.
     private func abandon(_ id: RequestID, _ error: any Error) -> Bool {
-        let continuation = state.withLock { outstanding.removeValue(forKey: id) }
+        let continuation = state.withLock { $0.outstanding.removeValue(forKey: id) }
         continuation?.resume(throwing: error)
         return continuation != nil
     }
 
     private func deliver(_ response: Response) {
-        guard let continuation = state.withLock({ outstanding.removeValue(forKey: response.id) }) else {
+        guard let continuation = state.withLock({ $0.outstanding.removeValue(forKey: response.id) }) else {
             logger.warning("ignored a response to an unknown request", metadata: ["id": "\(response.id)"])
             return
         }
@@ -531,14 +550,12 @@ public final class Connection: @unchecked Sendable {
     /// the others passes 1 to leave itself out).
     public func waitUntilIdle(ignoring: Int = 0) async {
         await withCheckedContinuation { continuation in
-            state.lock()
-            if running <= ignoring {
-                state.unlock()
-                continuation.resume()
-            } else {
-                idleWaiters.append((ignoring, continuation))
-                state.unlock()
+            let idle: Bool = state.withLock { state in
+                if state.running <= ignoring { return true }
+                state.idleWaiters.append((ignoring, continuation))
+                return false
             }
+            if idle { continuation.resume() }
         }
     }
 
@@ -548,19 +565,18 @@ public final class Connection: @unchecked Sendable {
     /// finish escalates it (a SIGINT after SIGTERM): what runs is cancelled, and the hooks given to
     /// ``onCancel(_:)`` run.
     public func close(cancelInFlight: Bool, reason: CloseReason) async {
-        let (first, escalate, tasks): (Bool, Bool, [Task<Void, Never>]) = state.withLock {
-            let first = !stopped
-            stopped = true
-            let escalate = !first && cancelInFlight && !cancelling
-            if cancelInFlight { cancelling = true }
-            state.broadcast()
-            return (first, escalate, cancelInFlight ? inFlight.values.compactMap(\.task) : [])
+        let (first, escalate, tasks): (Bool, Bool, [Task<Void, Never>]) = state.withLock(notifying: true) { state in
+            let first = !state.stopped
+            state.stopped = true
+            let escalate = !first && cancelInFlight && !state.cancelling
+            if cancelInFlight { state.cancelling = true }
+            return (first, escalate, cancelInFlight ? state.inFlight.values.compactMap(\.task) : [])
         }
         guard first else {
             if escalate {
                 logger.notice("cancelling the work still under way", metadata: ["reason": "\(reason)"])
                 for task in tasks { task.cancel() }
-                for hook in state.withLock({ cancelHooks }) { await hook() }
+                for hook in state.withLock({ $0.cancelHooks }) { await hook() }
             }
             _ = try? await waitUntilClosed()
             return
@@ -570,10 +586,9 @@ public final class Connection: @unchecked Sendable {
         let peerGone: Bool = if case .outputFailed = reason { true } else { false }
         if !peerGone {
             // Answers to our own requests can no longer arrive once input has ended.
-            let pending = state.withLock {
-                let all = outstanding
-                outstanding = [:]
-                return all
+            let pending = state.withLock { state in
+                defer { state.outstanding = [:] }
+                return state.outstanding
             }
             for continuation in pending.values {
                 continuation.resume(
@@ -585,15 +600,14 @@ public final class Connection: @unchecked Sendable {
         if !peerGone {
             // Work that outlives its requests (a server's jobs) ends here, and may still tell the
             // peer, before the output closes.
-            for hook in state.withLock({ closeHooks }) { await hook(reason) }
+            for hook in state.withLock({ $0.closeHooks }) { await hook(reason) }
         }
         await writer.drain()
         writer.close()
-        let waiters = state.withLock {
-            closeReason = reason
-            let all = closeWaiters.values
-            closeWaiters = [:]
-            return all
+        let waiters = state.withLock { state in
+            state.closeReason = reason
+            defer { state.closeWaiters = [:] }
+            return state.closeWaiters.values
         }
         for waiter in waiters { waiter.resume(returning: reason) }
     }
@@ -605,24 +619,27 @@ public final class Connection: @unchecked Sendable {
 }
 
 /// Collects the responses of one batch and releases them as one array when the last arrives.
-final class Batch: @unchecked Sendable {
-    private let lock = ConditionLock()
-    private var remaining: Int
-    private var body: [UInt8] = [UInt8(ascii: "[")]
+final class Batch: Sendable {
+    private struct State {
+        var remaining: Int
+        var body: [UInt8] = [UInt8(ascii: "[")]
+    }
+
+    private let state: Mutex<State>
 
     init(slots: Int) {
-        remaining = slots
+        state = Mutex(State(remaining: slots))
     }
 
     /// Adds one response; returns the whole batch's body when this was the last.
     func complete(id: RequestID, _ outcome: Result<RawJSON, ResponseError>) -> [UInt8]? {
-        lock.withLock {
-            if body.count > 1 { body.append(UInt8(ascii: ",")) }
-            MessageEncoder.response(id: id, outcome, into: &body)
-            remaining -= 1
-            guard remaining == 0 else { return nil }
-            body.append(UInt8(ascii: "]"))
-            return body
+        state.withLock { state in
+            if state.body.count > 1 { state.body.append(UInt8(ascii: ",")) }
+            MessageEncoder.response(id: id, outcome, into: &state.body)
+            state.remaining -= 1
+            guard state.remaining == 0 else { return nil }
+            state.body.append(UInt8(ascii: "]"))
+            return state.body
         }
     }
 }

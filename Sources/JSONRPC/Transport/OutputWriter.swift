@@ -1,3 +1,5 @@
+import Threads
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -9,133 +11,135 @@ import Darwin
 /// Frames queued while a write is in progress are coalesced into the next `write(2)`, so a burst
 /// of responses costs a few system calls. The reader thread may write inline when the writer is
 /// idle (one wake-up per round trip, as with `cat`); Swift tasks only queue and never block.
-final class OutputWriter: @unchecked Sendable {
+final class OutputWriter: Sendable {
+    private struct State {
+        var pending: [UInt8] = []
+        var writing = false
+        var closed = false
+        var broken = false
+        /// The reader is blocked in `waitWhilePending`.
+        var readerWaiting = false
+        var drainWaiters: [CheckedContinuation<Void, Never>] = []
+
+        /// Whether a blocked thread has something to look at: the writer when there is work for
+        /// it, the reader when it waits.
+        var wakesWaiters: Bool { !pending.isEmpty || readerWaiting || broken || closed }
+    }
+
     private let descriptor: Int32
-    private let lock = ConditionLock()
-    // Guarded by `lock`.
-    private var pending: [UInt8] = []
-    private var spare: [UInt8] = []
-    private var writing = false
-    private var closed = false
-    private var broken = false
-    /// The reader is blocked in `waitWhilePending`.
-    private var readerWaiting = false
-    private var drainWaiters: [CheckedContinuation<Void, Never>] = []
+    private let state: ConditionLock<State>
     /// Called once, off the lock, when the peer stops reading (EPIPE or another write error).
     private let onBroken: @Sendable (Int32) -> Void
 
     init(descriptor: Int32, onBroken: @escaping @Sendable (Int32) -> Void) {
         self.descriptor = descriptor
         self.onBroken = onBroken
-        pending.reserveCapacity(64 * 1024)
-        spare.reserveCapacity(64 * 1024)
+        var initial = State()
+        initial.pending.reserveCapacity(64 * 1024)
+        state = ConditionLock(initial)
         startThread { [self] in run() }
     }
 
     /// Bytes queued and not yet written.
-    var pendingBytes: Int { lock.withLock { pending.count } }
+    var pendingBytes: Int { state.withLock { $0.pending.count } }
 
     /// Queues bytes for the writer thread. Never blocks.
     func enqueue(_ bytes: [UInt8]) {
-        lock.withLock {
-            guard !broken else { return }
-            pending.append(contentsOf: bytes)
-            if !writing { lock.broadcast() }
+        state.withLock(notifyingIf: { !$0.writing && !$0.broken }) { state in
+            guard !state.broken else { return }
+            state.pending.append(contentsOf: bytes)
         }
     }
 
     /// Writes `bytes` on the calling thread when the writer is idle, else queues them.
     /// Only for threads that may block (the reader).
     func writeInline(_ bytes: inout [UInt8]) {
-        lock.lock()
-        if broken {
-            lock.unlock()
-            return
+        let inline: Bool = state.withLock(notifyingIf: { !$0.pending.isEmpty && !$0.broken }) { state in
+            if state.broken { return false }
+            if state.writing || !state.pending.isEmpty {
+                state.pending.append(contentsOf: bytes)
+                return false
+            }
+            state.writing = true
+            return true
         }
-        if writing || !pending.isEmpty {
-            pending.append(contentsOf: bytes)
-            lock.broadcast()
-            lock.unlock()
-            return
-        }
-        writing = true
-        lock.unlock()
+        guard inline else { return }
         let error = writeAll(bytes)
-        lock.lock()
-        writing = false
         finishWrite(error: error)
-        lock.unlock()
     }
 
     /// Blocks the calling OS thread while more than `limit` bytes wait to be written.
     func waitWhilePending(moreThan limit: Int) {
-        lock.withLock {
-            while pending.count > limit && !broken {
-                readerWaiting = true
-                lock.wait()
-            }
-            readerWaiting = false
+        let mustWait: Bool = state.withLock { state in
+            guard state.pending.count > limit && !state.broken else { return false }
+            state.readerWaiting = true
+            return true
         }
+        guard mustWait else { return }
+        state.wait(until: { $0.pending.count <= limit || $0.broken }) { $0.readerWaiting = false }
     }
 
     /// Returns once everything queued so far is written (or can never be); at once when no more
     /// than `limit` bytes wait.
     func drain(above limit: Int = 0) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            lock.lock()
-            if (pending.count <= limit && (limit > 0 || !writing)) || broken {
-                lock.unlock()
-                continuation.resume()
-            } else {
-                drainWaiters.append(continuation)
-                lock.unlock()
+            let done: Bool = state.withLock { state in
+                if (state.pending.count <= limit && (limit > 0 || !state.writing)) || state.broken { return true }
+                state.drainWaiters.append(continuation)
+                return false
             }
+            if done { continuation.resume() }
         }
     }
 
     /// Stops the writer thread once the queue is empty.
     func close() {
-        lock.withLock {
-            closed = true
-            lock.broadcast()
-        }
+        state.withLock(notifying: true) { $0.closed = true }
     }
 
     private func run() {
-        lock.lock()
+        var batch: [UInt8] = []
+        batch.reserveCapacity(64 * 1024)
         while true {
             // Sleep while the reader writes inline, or while there is nothing to do.
-            while !broken && (writing || (pending.isEmpty && !closed)) { lock.wait() }
-            if broken || pending.isEmpty { break }
-            swap(&pending, &spare)
-            writing = true
-            lock.unlock()
-            let error = writeAll(spare)
-            spare.removeAll(keepingCapacity: spare.capacity <= 1 << 20)
-            lock.lock()
-            writing = false
+            let more: Bool = state.wait(
+                until: { $0.broken || (!$0.writing && (!$0.pending.isEmpty || $0.closed)) }
+            ) { state in
+                if state.broken || state.pending.isEmpty { return false }
+                swap(&state.pending, &batch)
+                state.writing = true
+                return true
+            }
+            guard more else { return }
+            let error = writeAll(batch)
+            batch.removeAll(keepingCapacity: batch.capacity <= 1 << 20)
             finishWrite(error: error)
         }
-        lock.unlock()
     }
 
-    /// Bookkeeping after a write; the lock must be held.
+    /// Bookkeeping after a write: a failed one breaks the stream, drain waiters resume once
+    /// everything is out.
     private func finishWrite(error: Int32?) {
-        if let error, !broken {
-            broken = true
-            pending = []
-            let code = error
+        let (waiters, broke): ([CheckedContinuation<Void, Never>], Bool) = state.withLock(
+            notifyingIf: \.wakesWaiters
+        ) { state in
+            state.writing = false
+            var broke = false
+            if error != nil, !state.broken {
+                state.broken = true
+                state.pending = []
+                broke = true
+            }
+            guard (state.pending.isEmpty && !state.writing) || state.broken else { return ([], broke) }
+            let waiters = state.drainWaiters
+            state.drainWaiters = []
+            return (waiters, broke)
+        }
+        for waiter in waiters { waiter.resume() }
+        if broke, let code = error {
             // Off the lock: the callback may take other locks.
             Task { [onBroken] in onBroken(code) }
         }
-        if (pending.isEmpty && !writing) || broken {
-            let waiters = drainWaiters
-            drainWaiters = []
-            for waiter in waiters { waiter.resume() }
-        }
-        // Wake the writer thread only when there is work for it, or the reader when it waits:
-        // a needless wake-up per message costs a context switch on every round trip.
-        if !pending.isEmpty || readerWaiting || broken || closed { lock.broadcast() }
     }
 
     /// Writes everything, retrying short writes and EINTR; returns errno on failure.

@@ -1,5 +1,6 @@
 import CFileSystem
 import Foundation
+import Threads
 
 #if canImport(Glibc)
 import Glibc
@@ -16,7 +17,7 @@ import Darwin
 /// A batch is written into hidden temporaries, made durable with one `syncfs`, renamed (or
 /// swapped) into place, and the renames made durable by fsyncing the stage directories. Task
 /// artifacts, single files, go the same way.
-final class GroupCommitter: @unchecked Sendable {
+final class GroupCommitter: Sendable {
     struct Job {
         let temporary: String
         let final: String
@@ -31,12 +32,11 @@ final class GroupCommitter: @unchecked Sendable {
     /// One committer (one thread) serves every store in the process.
     static let shared = GroupCommitter()
 
-    private let lock = NSCondition()
-    // Guarded by `lock`.
-    private var pending: [Job] = []
+    /// Jobs handed over and not yet taken by the committer thread.
+    private let pending = ConditionLock<[Job]>([])
 
     private init() {
-        Thread.detachNewThread { [self] in run() }
+        startThread { [self] in run() }
     }
 
     /// Commits one generation's files atomically and durably.
@@ -70,20 +70,16 @@ final class GroupCommitter: @unchecked Sendable {
     /// Hands a job to the committer thread and waits for its outcome.
     private func enqueue(_ job: (CheckedContinuation<Void, any Error>) -> Job) async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            lock.lock()
-            pending.append(job(continuation))
-            lock.signal()
-            lock.unlock()
+            pending.withLock(notifying: true) { $0.append(job(continuation)) }
         }
     }
 
     private func run() {
         while true {
-            lock.lock()
-            while pending.isEmpty { lock.wait() }
-            let batch = pending
-            pending = []
-            lock.unlock()
+            let batch = pending.wait(until: { !$0.isEmpty }) { pending in
+                defer { pending = [] }
+                return pending
+            }
             commit(batch)
         }
     }

@@ -193,6 +193,6 @@ extension RPCServer {
     /// both at once); `exit` alone cancels what is running.
     func exit(_ context: NotificationContext) {
         let cancel = !lifecycle.shutdownReceived
-        Task { await context.connection.close(cancelInFlight: cancel, reason: .requested("exit")) }
+        Task { await context.connection.close(cancelInFlight: cancel, reason: .exitNotification) }
     }
 }
