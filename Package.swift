@@ -12,9 +12,11 @@ let strictSwift: [SwiftSetting] = [
     .enableUpcomingFeature("MemberImportVisibility"),
 ]
 
+// Linux only (built and tested on Debian 12): generations are committed with renameat2's
+// RENAME_EXCHANGE and syncfs, and commands are tracked through /proc. Sources/CFileSystem stops
+// a build elsewhere with that message.
 let package = Package(
     name: "StageRunner",
-    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "stagerunner", targets: ["stagerunner"]),
         .library(name: "JSON", targets: ["JSON"]),
