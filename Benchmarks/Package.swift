@@ -17,7 +17,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "model-bench",
-            dependencies: [.product(name: "StageEngine", package: "StageRunner")],
+            dependencies: [
+                .product(name: "ModelProviders", package: "StageRunner"),
+                .product(name: "StageEngine", package: "StageRunner"),
+            ],
             path: "Sources/model-bench"
         ),
     ],

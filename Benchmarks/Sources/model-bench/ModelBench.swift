@@ -6,6 +6,7 @@
 // usage: model-bench BASE_URL MODEL N IN_FLIGHT
 
 import Foundation
+import ModelProviders
 import StageEngine
 
 @main
