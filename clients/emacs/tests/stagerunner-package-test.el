@@ -811,7 +811,7 @@
         (let ((log (stagerunner-log ws)))
           (with-current-buffer log
             (should (string-search "[stagerunner] serving on stdio" (buffer-string)))
-            (should (string-search "reason=requested(\"exit\")" (buffer-string))))))
+            (should (string-search "reason=exit notification" (buffer-string))))))
       ;; The next command starts a server again.
       (should (equal (plist-get (car (srt-await #'stagerunner-validate)) :valid) t))
       (should (equal (length (stagerunner-connections)) 1)))))

@@ -148,7 +148,7 @@ return {
       end, 'the exit')
       h.eq(0, c.exit_code, 'exit code')
       h.eq(0, #h.notes_at(vim.log.levels.ERROR), 'nothing reported')
-      h.contains(log_since(offset), 'reason=requested("exit")', 'the server log')
+      h.contains(log_since(offset), 'reason=exit notification', 'the server log')
       h.eq(nil, client.find(ws), 'gone')
     end,
   },
