@@ -11,9 +11,11 @@ import Darwin
 /// changed without the lock. Swift tasks never wait on it: they only take it briefly, as they
 /// would a `Mutex`, which is what everything that does not block a thread uses instead.
 public final class ConditionLock<State> {
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-    private var state: State
+    // Inlinable, so that each user's calls are specialized for its State: an unspecialized
+    // generic call on every message costs the connection a third more instructions per request.
+    @usableFromInline let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    @usableFromInline let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    @usableFromInline var state: State
 
     public init(_ initial: State) {
         state = initial
@@ -30,12 +32,14 @@ public final class ConditionLock<State> {
 
     /// Runs `body` on the state, holding the lock; with `notifying`, wakes every thread waiting
     /// in ``wait(until:then:)`` afterwards, to look at the state again.
+    @inlinable
     public func withLock<Result>(notifying: Bool = false, _ body: (inout State) throws -> Result) rethrows -> Result {
         try withLock(notifyingIf: { _ in notifying }, body)
     }
 
     /// Runs `body` on the state, holding the lock, then wakes the waiting threads if `notify`
     /// holds for the state it left: a wake-up nobody needs costs a context switch.
+    @inlinable
     public func withLock<Result>(
         notifyingIf notify: (State) -> Bool,
         _ body: (inout State) throws -> Result
@@ -50,6 +54,7 @@ public final class ConditionLock<State> {
 
     /// Blocks the calling OS thread until `ready` holds for the state, then runs `body` on it,
     /// still holding the lock. Only for threads that may block, never from a Swift task.
+    @inlinable
     public func wait<Result>(until ready: (State) -> Bool, then body: (inout State) throws -> Result) rethrows -> Result
     {
         pthread_mutex_lock(mutex)
