@@ -48,6 +48,11 @@ public final class WorkspaceEngine: Sendable {
                 ]
             )
         }
+        // Servers opening a fresh workspace together would race to create and migrate the
+        // databases ("table already exists", "database is locked" on the switch to WAL): they
+        // open them one at a time. Without the lock (a read-only workspace) opening says why.
+        let opening = try? FileLock.acquireBlocking(workspace.path(Self.openLockPath))
+        defer { opening?.release() }
         callLog = try CallLog(workspace: workspace)
         // Expired answers are never used; they go when the workspace is opened.
         cache = try ResponseCache(workspace: workspace, ttl: WorkspaceConfiguration.load(workspace).0.cacheTTL)
@@ -58,6 +63,9 @@ public final class WorkspaceEngine: Sendable {
             limiters: ProviderLimiters()
         )
     }
+
+    /// Held while a process creates or migrates the workspace's databases.
+    static let openLockPath = ".stagerunner/open.lock"
 
     /// Everything the workspace declares, and every problem in it (catalogs, membership, configuration).
     public func validate() async -> (catalog: WorkspaceCatalog, diagnostics: [Diagnostic]) {
@@ -324,6 +332,10 @@ public final class WorkspaceEngine: Sendable {
         let key = "\(plan.stage.rawValue)/\(plan.genId)"
         let outcome = await inFlight.run(key) { () async -> Result<StageResult, StageError> in
             do throws(StageError) {
+                // One execution per generation across the processes sharing the workspace too:
+                // another server generating it is waited for, and its commit is the answer.
+                let lease = try await self.lease(plan)
+                defer { lease?.release(removing: true) }
                 // Checked again here: another run may have committed it since the check above.
                 if !spec.force, let existing = try self.reused(plan) { return .success(existing) }
                 return .success(try await self.generate(spec, plan, snapshot))
@@ -344,6 +356,33 @@ public final class WorkspaceEngine: Sendable {
             )
         }
         return result
+    }
+
+    /// Where the leases of generations under way are: one lock file per generation, held by the
+    /// process generating it and removed when it is done.
+    static let leaseFolder = ".stagerunner/leases"
+
+    /// Takes the lease on the plan's generation, waiting while another process holds it. A
+    /// workspace where no lease can be taken (read-only, a file system without locks) runs
+    /// without one, as before there were leases.
+    func lease(_ plan: Plan) async throws(StageError) -> FileLock? {
+        let path = workspace.path("\(Self.leaseFolder)/\(plan.stage.rawValue)/\(plan.genId).lock")
+        do {
+            if let lock = try FileLock.tryAcquire(path) { return lock }
+            logger.debug(
+                "waiting for another process that generates the same generation",
+                metadata: ["genId": "\(plan.genId)", "stage": "\(plan.stage.rawValue)"]
+            )
+            return try await FileLock.acquire(path)
+        } catch is CancellationError {
+            throw InFlightGenerations.cancelled
+        } catch {
+            logger.warning(
+                "cannot take the generation's lease; generating without it",
+                metadata: ["genId": "\(plan.genId)", "error": "\(error)"]
+            )
+            return nil
+        }
     }
 
     func reused(_ plan: Plan) throws(StageError) -> StageResult? {

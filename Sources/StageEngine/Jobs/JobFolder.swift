@@ -1,3 +1,4 @@
+import Foundation
 import JSON
 
 /// A job's folder in a workspace, `jobs/<id>/`, read without a ``JobManager``: how a process
@@ -39,6 +40,15 @@ public struct JobFolder: Sendable, Hashable {
 
     /// The status document's absolute path.
     public var statusFile: String { workspace.path("\(relativePath)/\(Self.statusFileName)") }
+
+    /// The lock file its owner holds: the process that runs the job, or has it queued, holds an
+    /// exclusive lock on it (``FileLock``) and has written who it is into it.
+    public var ownerLock: String { workspace.path("\(relativePath)/owner.lock") }
+
+    /// Who holds the job, as its owner wrote it into ``ownerLock``; nil when nobody has.
+    public var ownerRecord: String? {
+        FileLock.record(at: ownerLock)?.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
 
     /// Whether the folder has a status document (readable or not).
     public var exists: Bool { workspace.isFile("\(relativePath)/\(Self.statusFileName)") }

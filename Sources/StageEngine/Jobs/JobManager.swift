@@ -59,6 +59,10 @@ public actor JobManager {
     /// Jobs waiting for a slot, with the task index each starts from.
     private var queue: [(job: Job, from: Int, clientStages: (any ClientStageExecutor)?)] = []
     private var finishWaiters: [String: [CheckedContinuation<Void, Never>]] = [:]
+    /// The owner locks of the jobs this process runs or has queued: held from the moment it
+    /// takes a job until the run ends, so that the other processes on the workspace leave the
+    /// job alone, and released by the kernel if this process dies.
+    private var owned: [String: FileLock] = [:]
 
     /// How many idle jobs stay in memory, for requests that come back to a job just finished.
     static let idleJobsKept = 8
@@ -113,6 +117,7 @@ public actor JobManager {
         jobs[id] = job
         pin(id)
         defer { unpin(id) }
+        try takeOwnership(id)
         await job.store.update(.job(.pending)) { _ in }
         await job.store.flush()
         enqueue(job, from: 0, clientStages: clientStages)
@@ -151,6 +156,7 @@ public actor JobManager {
         let waiters = finishWaiters.removeValue(forKey: id) ?? []
         if let job = jobs[id] { await job.store.flush() }
         await runner.budgets.close(job: id)
+        if !isQueued(id) { releaseOwnership(id) }
         // Idle before the waiters resume: what they see next is the job at rest.
         becameIdle(id)
         for waiter in waiters { waiter.resume() }
@@ -196,6 +202,15 @@ public actor JobManager {
     /// The job, from memory or from its folder.
     func job(_ id: String) async throws(JobError) -> Job {
         if let job = jobs[id] {
+            // An idle job may have been run since by another process on the workspace: its
+            // folder then holds a later revision than memory does.
+            if owned[id] == nil, pinnedJobs[id] == nil, executions[id] == nil, !isQueued(id),
+                let onDisk = try? JobFolder(id, in: workspace).readStatus(), await onDisk.rev > job.store.rev
+            {
+                jobs[id] = nil
+                idleJobs.removeAll { $0 == id }
+                return try await self.job(id)
+            }
             if idleJobs.last != id, idleJobs.contains(id) { becameIdle(id) }
             return job
         }
@@ -320,11 +335,18 @@ public actor JobManager {
                 document.set(["task": nil, "stage": nil, "at": .string(Timestamp.now())], "cancelled")
             }
             await job.store.flush()
+            releaseOwnership(id)
             for waiter in finishWaiters.removeValue(forKey: id) ?? [] { waiter.resume() }
             becameIdle(id)
             return await job.store.document
         }
         guard let execution = executions[id] else {
+            if let owner = try otherOwner(id) {
+                throw JobError(
+                    .invalidState,
+                    "job '\(id)' is run by another process on the workspace (\(owner)); cancel it there"
+                )
+            }
             let state = await job.store.document.stateName
             throw JobError(.invalidState, "job '\(id)' is \(state), not running or pending: there is nothing to cancel")
         }
@@ -359,6 +381,7 @@ public actor JobManager {
         }
         let state = await job.store.document.taskState(task) ?? .pending
         guard state != .running else { throw JobError(.invalidState, "task '\(task)' is running") }
+        try takeOwnership(id)
         let reset = job.pipeline.steps[index...].map(\.name)
         await job.store.update(.job(.pending, retryFrom: task)) { document in
             for name in reset { Self.resetTask(&document, name) }
@@ -388,8 +411,10 @@ public actor JobManager {
         guard executions[id] == nil, !isQueued(id) else {
             throw JobError(.invalidState, "job '\(id)' is already running")
         }
+        try takeOwnership(id)
         let document = await job.store.document
         guard document.state?.isResumable == true else {
+            releaseOwnership(id)
             throw JobError(
                 .invalidState,
                 "job '\(id)' is \(document.stateName); only interrupted or cancelled jobs resume (retryTask reruns a failed task)"
@@ -443,7 +468,14 @@ public actor JobManager {
                 removeAbandonedTemporaries(ofJob: name)
                 continue
             }
-            guard state == .running || state == .pending, let job = try? await job(name) else { continue }
+            guard state == .running || state == .pending, owned[name] == nil else { continue }
+            // A job whose owner lock is held runs in a live process (this host or another
+            // sharing the workspace): it is not interrupted, and its commands are not touched.
+            guard let ownerLock = try? FileLock.tryAcquire(JobFolder(name, in: workspace).ownerLock) else {
+                continue
+            }
+            defer { ownerLock.release() }
+            guard let job = try? await job(name) else { continue }
             pin(name)
             defer { unpin(name) }
             removeAbandonedTemporaries(ofJob: name)
@@ -465,6 +497,43 @@ public actor JobManager {
             recovered.append(name)
         }
         return recovered
+    }
+
+    /// Takes the job for this process: its owner lock, with who holds it written in. A job
+    /// another process holds is refused, naming that process.
+    private func takeOwnership(_ id: String) throws(JobError) {
+        guard owned[id] == nil else { return }
+        let folder = try JobFolder(id, in: workspace)
+        let lock: FileLock?
+        do {
+            lock = try FileLock.tryAcquire(folder.ownerLock)
+        } catch {
+            throw JobError(.storage, "cannot take job '\(id)': \(error)")
+        }
+        guard let lock else {
+            throw JobError(
+                .invalidState,
+                "job '\(id)' is run by another process on the workspace (\(folder.ownerRecord ?? "owner unknown")); "
+                    + "wait for it to end, or cancel it there"
+            )
+        }
+        lock.record(ProcessIdentity.currentRecord)
+        owned[id] = lock
+    }
+
+    private func releaseOwnership(_ id: String) {
+        owned.removeValue(forKey: id)?.release()
+    }
+
+    /// Who holds the job when another process does (its record), else nil.
+    private func otherOwner(_ id: String) throws(JobError) -> String? {
+        guard owned[id] == nil else { return nil }
+        let folder = try JobFolder(id, in: workspace)
+        guard let lock = try? FileLock.tryAcquire(folder.ownerLock) else {
+            return folder.ownerRecord ?? "owner unknown"
+        }
+        lock.release()
+        return nil
     }
 
     private func removeAbandonedTemporaries(ofJob id: String) {

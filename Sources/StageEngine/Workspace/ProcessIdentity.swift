@@ -14,6 +14,47 @@ enum ProcessIdentity {
         kill(pid, 0) == 0 || errno == EPERM
     }
 
+    /// This machine's name (`uname -n`): which host a record of a process belongs to.
+    static let host: String = {
+        var names = utsname()
+        guard uname(&names) == 0 else { return "unknown" }
+        return withUnsafeBytes(of: &names.nodename) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+    }()
+
+    /// The host and PID namespace this process's pids belong to, as eight hex digits: a pid
+    /// recorded by a process of another space (another host sharing the workspace, another
+    /// container) cannot be looked up here. From the host name, the boot id and the PID
+    /// namespace.
+    static let space: String = {
+        func read(_ path: String) -> String {
+            (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        }
+        let namespace = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/pid")) ?? ""
+        let identity = "\(host)|\(read("/proc/sys/kernel/random/boot_id"))|\(namespace)"
+        // FNV-1a: stable across runs and builds, unlike Hasher.
+        var hash: UInt32 = 2_166_136_261
+        for byte in identity.utf8 {
+            hash = (hash ^ UInt32(byte)) &* 16_777_619
+        }
+        let digits = String(hash, radix: 16)
+        return String(repeating: "0", count: 8 - digits.count) + digits
+    }()
+
+    /// Whether `text` has the shape of a ``space``.
+    static func isSpace(_ text: some StringProtocol) -> Bool {
+        text.utf8.count == 8 && text.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
+    }
+
+    /// This process as a record says it: `{"host": …, "pid": …, "startTime": …}`, for the lock
+    /// files of what it holds, so that whoever waits can say who holds it.
+    static var currentRecord: String {
+        let pid = getpid()
+        let start = startTime(pid).map { ", \"startTime\": \($0)" } ?? ""
+        return "{\"host\": \"\(host)\", \"space\": \"\(space)\", \"pid\": \(pid)\(start)}\n"
+    }
+
     /// Field 22 of `/proc/<pid>/stat`: when the process started, in clock ticks since boot; nil
     /// where there is no `/proc`.
     static func startTime(_ pid: pid_t) -> String? {

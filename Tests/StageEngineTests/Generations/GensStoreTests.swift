@@ -105,6 +105,27 @@ struct GensStoreTests {
         #expect(temporary.workspace.listFiles("data/gens/essay").sorted() == [".g2.tmp-\(getpid())-7", "g3"])
     }
 
+    @Test("a temporary written from another host or PID namespace stays until it is older than the lease")
+    func foreignTemporaries() throws {
+        // `0badf00d` is no space of this machine: its pids say nothing here, only its age does.
+        let young = ".g5.tmp-0badf00d-\(getpid())-1"
+        let old = ".g6.tmp-0badf00d-999999999-2"
+        let temporary = try TemporaryWorkspace(
+            files: [
+                "data/gens/draft/\(young)/raw.txt": "under way elsewhere", "data/gens/draft/\(old)/raw.txt": "left",
+            ]
+        )
+        defer { temporary.remove() }
+        let twoHoursAgo = Date().addingTimeInterval(-7200)
+        try FileManager.default.setAttributes(
+            [.modificationDate: twoHoursAgo],
+            ofItemAtPath: temporary.workspace.path("data/gens/draft/\(old)")
+        )
+        let store = GensStore(workspace: temporary.workspace)
+        #expect(store.removeAbandonedTemporaries() == ["data/gens/draft/\(old)"])
+        #expect(temporary.workspace.listFiles("data/gens/draft") == [young])
+    }
+
     @Test func unreadableMetadataIsAnError() throws {
         let temporary = try TemporaryWorkspace(files: ["data/gens/draft/g1/metadata.json": "{broken"])
         defer { temporary.remove() }

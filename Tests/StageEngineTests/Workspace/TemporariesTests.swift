@@ -14,7 +14,7 @@ private let deadPid = "999999999"
 
 @Suite("Temporaries of interrupted writes")
 struct TemporariesTests {
-    @Test("a task run left by a dead process: its temporaries go, a live writer's and other files stay")
+    @Test("a task run left by a dead process: its temporaries go, a live run's and other files stay")
     func deadRunsAreSwept() throws {
         let ours = getpid()
         let temporary = try TemporaryWorkspace(
@@ -33,6 +33,9 @@ struct TemporariesTests {
         )
         defer { temporary.remove() }
         let workspace = temporary.workspace
+        // A run under way holds its record's lock; a dead one's record is free.
+        let live = try #require(try FileLock.tryAcquire(workspace.path(".stagerunner/runs/\(ours)-2")))
+        defer { live.release() }
         _ = try WorkspaceEngine(workspace: workspace, environment: [:])
         #expect(workspace.listFiles(".stagerunner/runs") == ["\(ours)-2"])
         #expect(

@@ -1,0 +1,169 @@
+import Foundation
+import GRDB
+import JSON
+import TestSupport
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Several `stagerunner serve` processes on one workspace, as an orchestrator runs them: the
+/// databases are created once, a generation is paid for once, and a job belongs to the process
+/// that runs it.
+@Suite("One workspace, many servers")
+struct SharedWorkspaceTests {
+    /// `runStage` params for a draft of the example workspace.
+    static func draft(_ genId: String, model: String) -> String {
+        #"{"stage":"draft","templateId":"systematic-analytical","genId":"\#(genId)","model":"\#(model)","promptText":"p"}"#
+    }
+
+    /// The call log's rows for `genId`.
+    static func calls(_ root: String, _ genId: String) throws -> Int {
+        let database = try DatabaseQueue(path: root + "/.stagerunner/calls.sqlite")
+        return try database.read { db in
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM llm_calls WHERE genId = ?", arguments: [genId]) ?? 0
+        }
+    }
+
+    @Test("eight servers opening a fresh workspace at once all answer: the databases are created once")
+    func firstOpen() async throws {
+        // OPEN_TRIALS=50 for the long form.
+        let trials = ProcessInfo.processInfo.environment["OPEN_TRIALS"].flatMap(Int.init) ?? 10
+        for trial in 0..<trials {
+            let example = try ExampleCopy("daydream")
+            defer { example.remove() }
+            let clients = try (0..<8).map { _ in try JobClient(workspace: example.root) }
+            let answers = try await withThrowingTaskGroup(of: JSONValue.self) { group in
+                for (index, client) in clients.enumerated() {
+                    group.addTask {
+                        try await client.call("runStage", Self.draft("open-\(trial)-\(index)", model: "embedded:open"))
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            for answer in answers {
+                #expect(answer["result"]?["status"] == "success", "trial \(trial): \(answer)")
+            }
+            for client in clients { client.peer.closeInput() }
+            for client in clients { #expect(try await client.peer.exitStatus() == 0) }
+        }
+    }
+
+    @Test("four servers asked for the same three generations at once: three model calls, the rest reuse them")
+    func oneExecutionPerGeneration() async throws {
+        let workspace = try MockedWorkspace { mock in "providers:\n" + MockedWorkspace.provider("mock", of: mock) }
+        defer { workspace.remove() }
+        // The workspace's own server is one of the four.
+        let others = try (0..<3).map { _ in
+            try JobClient(
+                try ServerProcess(
+                    ["serve", "--workspace", workspace.example.root, "--log-level", "error"],
+                    environment: ["MOCK_API_KEY": MockModelServer.key]
+                )
+            )
+        }
+        let clients = [JobClient(workspace.server)] + others
+        let genIds = ["shared-1", "shared-2", "shared-3"]
+        // A model that takes a second: every server asks while the first one's call is under way.
+        let answers = try await withThrowingTaskGroup(of: JSONValue.self) { group in
+            for client in clients {
+                for genId in genIds {
+                    group.addTask { try await client.result("runStage", Self.draft(genId, model: "mock:sleep-1000")) }
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        for genId in genIds {
+            let mine = answers.filter { $0["genId"] == .string(genId) }
+            #expect(mine.count == 4)
+            #expect(mine.filter { $0["reused"] == false }.count == 1, "\(genId): \(mine.map { $0["reused"] })")
+            #expect(Set(mine.map { $0["raw"] }).count == 1, "every server answers with the committed text")
+            #expect(Set(mine.map { $0["metadata"]?["runId"] }).count == 1, "and its runId")
+            #expect(try Self.calls(workspace.example.root, genId) == 1, "\(genId) was paid for once")
+        }
+        for client in clients { client.peer.closeInput() }
+        for client in clients { #expect(try await client.peer.exitStatus() == 0) }
+    }
+
+    /// The research-task example with a first task whose command waits for a `release` file.
+    static func heldJobWorkspace() throws -> ExampleCopy {
+        try ExampleCopy(
+            "research-task",
+            files: [
+                "tasks/held.yaml": JobWire.commandTask(
+                    """
+                    touch started
+                    while [ ! -f release ]; do sleep 0.02; done
+                    echo '{"output": 1, "flags": {}}'
+                    """
+                )
+            ]
+        )
+    }
+
+    static let heldPipeline =
+        #"{"pipeline":{"name":"held","tasks":[{"name":"held","task":"tasks/held.yaml"}]},"input":{}}"#
+
+    @Test("a second server leaves a live server's job alone: not interrupted, not resumed, not cancelled")
+    func liveOwner() async throws {
+        let example = try Self.heldJobWorkspace()
+        defer { example.remove() }
+        let owner = try JobClient(workspace: example.root)
+        let jobId = try #require(try await owner.result("runPipeline", Self.heldPipeline)["jobId"]?.stringValue)
+        try await eventually("the command starts", timeout: .seconds(30)) {
+            FileManager.default.fileExists(atPath: example.root + "/tasks/started")
+        }
+        let other = try JobClient(workspace: example.root)
+        let listed = try await other.result("listJobs")
+        guard case .array(let jobs)? = listed["jobs"] else { throw JobWire.Failure(description: "\(listed)") }
+        #expect(jobs.first?["state"] == "running", "\(listed)")
+        #expect(try await other.status(jobId)["state"] == "running")
+        for method in ["resumeJob", "cancelJob"] {
+            let refused = try await other.call(method, #"{"jobId":"\#(jobId)"}"#)
+            let message = refused["error"]?["message"]?.stringValue ?? ""
+            #expect(message.contains("is run by another process on the workspace"), "\(method): \(refused)")
+            #expect(message.contains("\"pid\": "), "the owner is named: \(message)")
+        }
+        #expect(FileManager.default.createFile(atPath: example.root + "/tasks/release", contents: Data()))
+        #expect(try await owner.waitForState(jobId)["state"] == "done")
+        // The other server reads the job as its owner left it, not as it first saw it.
+        #expect(try await other.status(jobId)["state"] == "done")
+        for client in [owner, other] {
+            client.peer.closeInput()
+            #expect(try await client.peer.exitStatus() == 0)
+        }
+    }
+
+    @Test("after kill -9 of its owner a job is interrupted; of two servers resuming it at once, one runs it")
+    func deadOwner() async throws {
+        let example = try Self.heldJobWorkspace()
+        defer { example.remove() }
+        let owner = try JobClient(workspace: example.root)
+        let jobId = try #require(try await owner.result("runPipeline", Self.heldPipeline)["jobId"]?.stringValue)
+        try await eventually("the command starts", timeout: .seconds(30)) {
+            FileManager.default.fileExists(atPath: example.root + "/tasks/started")
+        }
+        owner.peer.signal(SIGKILL)
+        _ = try await owner.peer.exitStatus()
+        let first = try JobClient(workspace: example.root)
+        let second = try JobClient(workspace: example.root)
+        #expect(try await first.status(jobId)["state"] == "interrupted")
+        #expect(try await second.status(jobId)["state"] == "interrupted")
+        async let one = first.call("resumeJob", #"{"jobId":"\#(jobId)"}"#)
+        async let two = second.call("resumeJob", #"{"jobId":"\#(jobId)"}"#)
+        let answers = try await [one, two]
+        #expect(answers.filter { $0["result"] != nil }.count == 1, "\(answers)")
+        let refusal = try #require(answers.first { $0["error"] != nil })
+        #expect(refusal["error"]?["message"]?.stringValue?.contains("run by another process") == true, "\(refusal)")
+        #expect(FileManager.default.createFile(atPath: example.root + "/tasks/release", contents: Data()))
+        let winner = answers[0]["result"] != nil ? first : second
+        #expect(try await winner.waitForState(jobId)["state"] == "done")
+        for client in [first, second] {
+            client.peer.closeInput()
+            #expect(try await client.peer.exitStatus() == 0)
+        }
+    }
+}
