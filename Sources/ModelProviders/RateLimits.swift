@@ -122,12 +122,29 @@ public struct RateLimitHeaders: Sendable, Hashable {
     }
 }
 
+/// Call slots shared with the other processes that call the same providers (the servers on one
+/// workspace), so that a provider's `concurrency` holds across them all.
+public protocol SharedCallSlots: Sendable {
+    /// Takes one of `count` slots of `provider`, or returns nil when the other processes hold
+    /// them all. Never waits.
+    func take(_ provider: String, of count: Int) -> (any SharedCallSlot)?
+}
+
+/// A slot taken from ``SharedCallSlots``, held while its call lasts.
+public protocol SharedCallSlot: Sendable {
+    func release()
+}
+
 /// The limits of one provider, shared by every call to it: a concurrency limit, request and
 /// token buckets, and the quota the provider's own headers announced. Waiting never blocks a
 /// thread and ends at once when the waiting task is cancelled.
 public actor ProviderLimiter {
     public let provider: String
     private(set) var limits: ProviderLimits
+    /// The other processes' calls, for the concurrency limit.
+    private let sharedSlots: (any SharedCallSlots)?
+    /// How often a call waiting for another process's slot looks again.
+    static let sharedSlotPoll: Duration = .milliseconds(10)
     private var inFlight = 0
     private var requestBucket: TokenBucket?
     private var tokenBucket: TokenBucket?
@@ -145,9 +162,10 @@ public actor ProviderLimiter {
     private var waiters: [(id: Int, continuation: CheckedContinuation<Void, Never>)] = []
     private var nextWaiter = 0
 
-    public init(provider: String, limits: ProviderLimits) {
+    public init(provider: String, limits: ProviderLimits, sharedSlots: (any SharedCallSlots)? = nil) {
         self.provider = provider
         self.limits = limits
+        self.sharedSlots = sharedSlots
         requestBucket = limits.requestsPerMinute.map { TokenBucket(perMinute: $0) }
         tokenBucket = limits.tokensPerMinute.map { TokenBucket(perMinute: $0) }
     }
@@ -168,6 +186,8 @@ public actor ProviderLimiter {
     /// A granted call: give it back with ``finish(_:actualTokens:headers:retryAfter:)``.
     public struct Permit: Sendable {
         let tokens: Int
+        /// The slot shared with other processes, when the concurrency limit is shared.
+        let slot: (any SharedCallSlot)?
     }
 
     /// Waits until a call of `model` estimated at `tokens` may start, and counts it.
@@ -181,14 +201,20 @@ public actor ProviderLimiter {
                 continue
             }
             let now = ContinuousClock.now
-            let wait = delay(tokens: tokens, model: model, now: now)
+            var wait = delay(tokens: tokens, model: model, now: now)
+            // The slot of the other processes is taken last, and only when nothing else waits.
+            var slot: (any SharedCallSlot)?
+            if wait <= .zero, let concurrency = limits.concurrency, let sharedSlots {
+                slot = sharedSlots.take(provider, of: max(1, concurrency))
+                if slot == nil { wait = Self.sharedSlotPoll }
+            }
             if wait <= .zero {
                 inFlight += 1
                 requestBucket?.take(1, now: now)
                 tokenBucket?.take(Double(tokens), now: now)
                 if let known = remainingRequests { remainingRequests = (known.count - 1, known.until) }
                 if let known = remainingTokens { remainingTokens = (known.count - tokens, known.until) }
-                return Permit(tokens: tokens)
+                return Permit(tokens: tokens, slot: slot)
             }
             do {
                 try await Task.sleep(for: wait)
@@ -236,6 +262,7 @@ public actor ProviderLimiter {
         model: String? = nil
     ) {
         inFlight -= 1
+        permit.slot?.release()
         let now = ContinuousClock.now
         if let actualTokens, actualTokens != permit.tokens {
             tokenBucket?.take(Double(actualTokens - permit.tokens), now: now)
@@ -332,8 +359,12 @@ struct TokenBucket {
 /// The limiters of every provider, for the life of the engine: configuration reloads keep them.
 public final class ProviderLimiters: Sendable {
     private let limiters = Mutex<[String: (limiter: ProviderLimiter, limits: ProviderLimits)]>([:])
+    private let sharedSlots: (any SharedCallSlots)?
 
-    public init() {}
+    /// `sharedSlots` makes every provider's `concurrency` hold across the processes sharing them.
+    public init(sharedSlots: (any SharedCallSlots)? = nil) {
+        self.sharedSlots = sharedSlots
+    }
 
     /// The limiter of `provider`, created or updated with `limits`.
     public func limiter(_ provider: String, _ limits: ProviderLimits) -> ProviderLimiter {
@@ -342,7 +373,7 @@ public final class ProviderLimiters: Sendable {
                 table[provider]?.limits = limits
                 return (existing.limiter, existing.limits != limits)
             }
-            let fresh = ProviderLimiter(provider: provider, limits: limits)
+            let fresh = ProviderLimiter(provider: provider, limits: limits, sharedSlots: sharedSlots)
             table[provider] = (fresh, limits)
             return (fresh, false)
         }

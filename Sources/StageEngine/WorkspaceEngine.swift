@@ -60,7 +60,7 @@ public final class WorkspaceEngine: Sendable {
             workspace: workspace,
             knownParsers: Set(parsers.names),
             environment: environment,
-            limiters: ProviderLimiters()
+            limiters: ProviderLimiters(sharedSlots: WorkspaceCallSlots(workspace: workspace))
         )
     }
 

@@ -88,6 +88,42 @@ struct SharedWorkspaceTests {
         for client in clients { #expect(try await client.peer.exitStatus() == 0) }
     }
 
+    @Test("a provider's concurrency holds across servers: with concurrency 1, four servers keep one call in flight")
+    func sharedConcurrency() async throws {
+        let workspace = try MockedWorkspace { mock in
+            "providers:\n" + MockedWorkspace.provider("mock", of: mock) + "limits:\n  mock: {concurrency: 1}\n"
+        }
+        defer { workspace.remove() }
+        let others = try (0..<3).map { _ in
+            try JobClient(
+                try ServerProcess(
+                    ["serve", "--workspace", workspace.example.root, "--log-level", "error"],
+                    environment: ["MOCK_API_KEY": MockModelServer.key]
+                )
+            )
+        }
+        let clients = [JobClient(workspace.server)] + others
+        let answers = try await withThrowingTaskGroup(of: JSONValue.self) { group in
+            for (server, client) in clients.enumerated() {
+                for index in 0..<3 {
+                    group.addTask {
+                        try await client.result(
+                            "runStage",
+                            Self.draft("limited-\(server)-\(index)", model: "mock:sleep-100")
+                        )
+                    }
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(answers.count == 12)
+        #expect(answers.allSatisfy { $0["status"] == "success" && $0["reused"] == false })
+        let inFlight = try workspace.mock.get("/in-flight")
+        #expect(inFlight["peak"] == 1, "calls at once at the provider: \(inFlight)")
+        for client in clients { client.peer.closeInput() }
+        for client in clients { #expect(try await client.peer.exitStatus() == 0) }
+    }
+
     /// The research-task example with a first task whose command waits for a `release` file.
     static func heldJobWorkspace() throws -> ExampleCopy {
         try ExampleCopy(

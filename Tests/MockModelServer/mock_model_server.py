@@ -36,6 +36,8 @@ The model name chooses the behaviour:
   quota-<tag>     one request per window of about a second: each answer's rate-limit headers
                   (OpenAI's x-ratelimit-*, Anthropic's anthropic-ratelimit-*) say none is left
                   until the window ends, and a request inside the window gets a 429
+GET /in-flight says {"now": n, "peak": n}: POST requests being answered at once, now and at
+most since the server started.
 Requests must carry the key "test-key" (Authorization: Bearer for OpenAI, x-api-key for
 Anthropic) unless the model is "no-auth". It prints "PORT <n>" once listening.
 """
@@ -59,6 +61,8 @@ SEEN_LOCK = threading.Lock()
 WINDOWS: dict[str, float] = {}
 # hold-<tag>: requests received, and the seconds after which each client closed its connection.
 HOLDS: dict[str, dict] = {}
+# POST requests being answered now, and the most at once.
+IN_FLIGHT = {"now": 0, "peak": 0}
 
 
 def seen(model: str) -> int:
@@ -89,6 +93,10 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self):
+        if self.path == "/in-flight":
+            with SEEN_LOCK:
+                answer = dict(IN_FLIGHT)
+            return self.send_json(200, answer)
         if self.path.startswith("/hold/"):
             with SEEN_LOCK:
                 hold = HOLDS.get(self.path.removeprefix("/hold/"), {"requests": 0, "closedAfter": []})
@@ -118,6 +126,16 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
     def do_POST(self):
+        with SEEN_LOCK:
+            IN_FLIGHT["now"] += 1
+            IN_FLIGHT["peak"] = max(IN_FLIGHT["peak"], IN_FLIGHT["now"])
+        try:
+            return self.answer_post()
+        finally:
+            with SEEN_LOCK:
+                IN_FLIGHT["now"] -= 1
+
+    def answer_post(self):
         length = int(self.headers.get("Content-Length", 0))
         request = json.loads(self.rfile.read(length) or b"{}")
         # The two APIs' paths exactly, as the providers serve them: a base URL that is wrong gets a 404.

@@ -48,6 +48,35 @@ struct LimitsTests {
         CompletionRequest(model: model, messages: [.init(role: .user, content: "hi")], maxTokens: maxTokens)
     }
 
+    /// Two limiters standing for two processes, sharing the workspace's slots: together they
+    /// keep to the concurrency limit, and a slot freed in one lets the other's call start.
+    @Test("concurrency shared between processes: two limiters on the workspace's slots keep one call in flight")
+    func sharedSlots() async throws {
+        let temporary = try TemporaryWorkspace(files: [:])
+        defer { temporary.remove() }
+        let slots = WorkspaceCallSlots(workspace: temporary.workspace)
+        let client = CountingClient(delay: .milliseconds(30))
+        let limits = ProviderLimits(concurrency: 1)
+        let first = LimitedClient(client, limiter: ProviderLimiter(provider: "p", limits: limits, sharedSlots: slots))
+        let second = LimitedClient(client, limiter: ProviderLimiter(provider: "p", limits: limits, sharedSlots: slots))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<8 {
+                group.addTask { _ = try await (index % 2 == 0 ? first : second).complete(request()) }
+            }
+            try await group.waitForAll()
+        }
+        #expect(client.counts.withLock { $0 } == (now: 0, most: 1, calls: 8))
+        // A waiter that is cancelled leaves without a slot: the next call still gets one.
+        let held = try #require(slots.take("p", of: 1))
+        let waiting = Task { try await first.complete(request()) }
+        try await Task.sleep(for: .milliseconds(50))
+        waiting.cancel()
+        await #expect(throws: ModelError.self) { try await waiting.value }
+        held.release()
+        _ = try await second.complete(request())
+        #expect(client.counts.withLock { $0.calls } == 9)
+    }
+
     @Test("rate-limit headers: OpenAI's durations, Anthropic's reset times")
     func headers() {
         let now = Date(timeIntervalSince1970: 1_800_000_000)
