@@ -7,7 +7,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 SWIFT_FORMAT_PATHS := Package.swift Sources Tests Benchmarks/Package.swift Benchmarks/Sources Fuzz/Package.swift Fuzz/Sources
 
-.PHONY: demo test deps venv build release lint swift-test protocol-test client-test neovim-test emacs-test client-library-test litellm-test bench thresholds fault-campaign crash-campaign soak fuzz clean
+.PHONY: demo test deps venv build release lint swift-test protocol-test client-test neovim-test emacs-test client-library-test litellm-test bench thresholds fault-campaign crash-campaign shared-campaign soak fuzz clean
 
 demo: deps release
 	@python3 scripts/demo.py .build/release/stagerunner
@@ -147,6 +147,17 @@ crash-campaign: deps
 		STAGERUNNER_CRASH_ROUNDS=$(CRASH_ROUNDS) STAGERUNNER_CRASH_SECONDS=$(CRASH_SECONDS) \
 		STAGERUNNER_CRASH_SEED=$(CRASH_SEED) swift test --skip-build --filter $$suite || status=1; \
 	done; cat .build/campaigns/job-crash.txt .build/campaigns/storage-crash.txt | grep campaign; exit $$status
+
+# Many servers on one workspace (SharedWorkspaceCampaignTests): overlapping generations under a
+# shared concurrency limit, a job whose owner is killed, resume races; make test runs 3 rounds.
+# SHARED_ROUNDS sets the rounds, SHARED_SEED replays one; the figures are in .build/campaigns/.
+SHARED_ROUNDS ?= 50
+SHARED_SEED ?=
+shared-campaign: deps
+	swift build --build-tests
+	SHARED_ROUNDS=$(SHARED_ROUNDS) SHARED_SEED=$(SHARED_SEED) \
+		swift test --skip-build --filter SharedWorkspaceCampaignTests
+	@cat .build/campaigns/shared-workspace.txt | head -1
 
 soak: deps
 	swift build --build-tests
