@@ -173,6 +173,63 @@ struct SharedWorkspaceTests {
         }
     }
 
+    /// Whether this machine lets the tests start a process in new PID and UTS namespaces (root,
+    /// or unprivileged user namespaces): the stand-in for another host on a shared file system.
+    static let namespacesAvailable: Bool = {
+        let probe = Process()
+        probe.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+        probe.arguments = ["--pid", "--uts", "--fork", "--kill-child", "/bin/true"]
+        probe.standardError = FileHandle.nullDevice
+        guard (try? probe.run()) != nil else { return false }
+        probe.waitUntilExit()
+        return probe.terminationStatus == 0
+    }()
+
+    @Test(
+        "a server in another host's namespaces leaves a live server's job, commands and temporaries alone",
+        .enabled(if: namespacesAvailable, "needs unshare --pid --uts (root or user namespaces)")
+    )
+    func anotherHost() async throws {
+        let example = try Self.heldJobWorkspace()
+        defer { example.remove() }
+        let owner = try JobClient(workspace: example.root)
+        let jobId = try #require(try await owner.result("runPipeline", Self.heldPipeline)["jobId"]?.stringValue)
+        try await eventually("the command starts", timeout: .seconds(30)) {
+            FileManager.default.fileExists(atPath: example.root + "/tasks/started")
+        }
+        // A temporary as the owner leaves one while it writes: its space and its (live) pid.
+        let record = try #require(FileManager.default.contents(atPath: "\(example.root)/jobs/\(jobId)/owner.lock"))
+        let owning = try JSONParser.parse(Array(record))
+        let space = try #require(owning["space"]?.stringValue)
+        let pid = try #require(owning["pid"]?.integerValue)
+        #expect(pid == Int64(owner.peer.pid))
+        let temporary = "\(example.root)/data/gens/draft/.g9.tmp-\(space)-\(pid)-1"
+        try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: true)
+        // The other host: its own host name and PID namespace, where the owner's pid means nothing.
+        let other = JobClient(
+            try ServerProcess(
+                ["serve", "--workspace", example.root, "--log-level", "error"],
+                launcher: [
+                    "/usr/bin/unshare", "--pid", "--uts", "--fork", "--kill-child", "/bin/sh", "-c",
+                    #"hostname other-host && exec "$0" "$@""#,
+                ]
+            )
+        )
+        let listed = try await other.result("listJobs")
+        guard case .array(let jobs)? = listed["jobs"] else { throw JobWire.Failure(description: "\(listed)") }
+        #expect(jobs.first?["state"] == "running", "\(listed)")
+        let refused = try await other.call("resumeJob", #"{"jobId":"\#(jobId)"}"#)
+        #expect(refused["error"]?["message"]?.stringValue?.contains("run by another process") == true, "\(refused)")
+        #expect(FileManager.default.fileExists(atPath: temporary), "the other host removed a live writer's temporary")
+        #expect(FileManager.default.createFile(atPath: example.root + "/tasks/release", contents: Data()))
+        // The command was not ended by the other host's clean-up: the job finishes.
+        #expect(try await owner.waitForState(jobId)["state"] == "done")
+        for client in [owner, other] {
+            client.peer.closeInput()
+            #expect(try await client.peer.exitStatus() == 0)
+        }
+    }
+
     @Test("after kill -9 of its owner a job is interrupted; of two servers resuming it at once, one runs it")
     func deadOwner() async throws {
         let example = try Self.heldJobWorkspace()

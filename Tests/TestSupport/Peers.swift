@@ -131,9 +131,11 @@ public final class ServerProcess: RPCPeer {
         fatalError("no stagerunner binary near \(executable); run `swift build` or set STAGERUNNER_BIN")
     }
 
-    /// Spawns `stagerunner` with `arguments` (for example `["serve"]`).
+    /// Spawns `stagerunner` with `arguments` (for example `["serve"]`); with a `launcher` (an
+    /// absolute path and its arguments, such as `unshare`), spawns that with the binary after it.
     public init(
         _ arguments: [String],
+        launcher: [String] = [],
         framing: Framing = .ndjson,
         readFraming: FramingMode = .auto,
         environment extra: [String: String] = [:],
@@ -155,7 +157,7 @@ public final class ServerProcess: RPCPeer {
         posix_spawn_file_actions_adddup2(&actions, stdinPipe.readEnd, 0)
         posix_spawn_file_actions_adddup2(&actions, stdoutPipe.writeEnd, 1)
         posix_spawn_file_actions_adddup2(&actions, stderrPipe.writeEnd, 2)
-        let argv = ([Self.binaryPath] + arguments).map { strdup($0) } + [nil]
+        let argv = (launcher + [Self.binaryPath] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var child: pid_t = 0
         var environment: [String] = []
@@ -168,7 +170,7 @@ public final class ServerProcess: RPCPeer {
         environment += extra.map { "\($0.key)=\($0.value)" }
         let envp = environment.map { strdup($0) } + [nil]
         defer { envp.forEach { free($0) } }
-        let result = posix_spawn(&child, Self.binaryPath, &actions, nil, argv, envp)
+        let result = posix_spawn(&child, launcher.first ?? Self.binaryPath, &actions, nil, argv, envp)
         guard result == 0 else { throw TimedOut(description: "posix_spawn failed: \(result)") }
         pid = child
         close(stdinPipe.readEnd)
