@@ -135,6 +135,19 @@ public protocol SharedCallSlot: Sendable {
     func release()
 }
 
+/// Request and token buckets shared with the other processes that call the same providers, so
+/// that `requestsPerMinute` and `tokensPerMinute` hold across them all. Each bucket holds up to
+/// a minute's worth, starts full and refills continuously, as a process's own would.
+public protocol SharedRateBuckets: Sendable {
+    /// Takes one request and `tokens` from `provider`'s buckets when both hold that much, and
+    /// returns zero; else takes nothing and returns how long until they will.
+    func take(_ provider: String, tokens: Int, limits: ProviderLimits) -> Duration
+
+    /// Takes `tokens` more from the token bucket (gives them back when negative): a call used
+    /// more or less than was taken for it.
+    func correct(_ provider: String, tokens: Int, limits: ProviderLimits)
+}
+
 /// The limits of one provider, shared by every call to it: a concurrency limit, request and
 /// token buckets, and the quota the provider's own headers announced. Waiting never blocks a
 /// thread and ends at once when the waiting task is cancelled.
@@ -143,6 +156,8 @@ public actor ProviderLimiter {
     private(set) var limits: ProviderLimits
     /// The other processes' calls, for the concurrency limit.
     private let sharedSlots: (any SharedCallSlots)?
+    /// The other processes' buckets; when there are, this limiter keeps none of its own.
+    private let sharedBuckets: (any SharedRateBuckets)?
     /// How often a call waiting for another process's slot looks again.
     static let sharedSlotPoll: Duration = .milliseconds(10)
     private var inFlight = 0
@@ -162,13 +177,23 @@ public actor ProviderLimiter {
     private var waiters: [(id: Int, continuation: CheckedContinuation<Void, Never>)] = []
     private var nextWaiter = 0
 
-    public init(provider: String, limits: ProviderLimits, sharedSlots: (any SharedCallSlots)? = nil) {
+    public init(
+        provider: String,
+        limits: ProviderLimits,
+        sharedSlots: (any SharedCallSlots)? = nil,
+        sharedBuckets: (any SharedRateBuckets)? = nil
+    ) {
         self.provider = provider
         self.limits = limits
         self.sharedSlots = sharedSlots
-        requestBucket = limits.requestsPerMinute.map { TokenBucket(perMinute: $0) }
-        tokenBucket = limits.tokensPerMinute.map { TokenBucket(perMinute: $0) }
+        self.sharedBuckets = sharedBuckets
+        if sharedBuckets == nil {
+            requestBucket = limits.requestsPerMinute.map { TokenBucket(perMinute: $0) }
+            tokenBucket = limits.tokensPerMinute.map { TokenBucket(perMinute: $0) }
+        }
     }
+
+    private var hasBuckets: Bool { limits.requestsPerMinute != nil || limits.tokensPerMinute != nil }
 
     /// Applies new limits (the configuration changed), keeping what is in flight.
     public func update(_ limits: ProviderLimits) {
@@ -179,6 +204,7 @@ public actor ProviderLimiter {
     }
 
     private func configure(_ limits: ProviderLimits) {
+        guard sharedBuckets == nil else { return }
         requestBucket = limits.requestsPerMinute.map { TokenBucket(perMinute: $0) }
         tokenBucket = limits.tokensPerMinute.map { TokenBucket(perMinute: $0) }
     }
@@ -207,6 +233,14 @@ public actor ProviderLimiter {
             if wait <= .zero, let concurrency = limits.concurrency, let sharedSlots {
                 slot = sharedSlots.take(provider, of: max(1, concurrency))
                 if slot == nil { wait = Self.sharedSlotPoll }
+            }
+            // The shared buckets last: what they give is spent, so only a call that starts takes.
+            if wait <= .zero, hasBuckets, let sharedBuckets {
+                wait = sharedBuckets.take(provider, tokens: tokens, limits: limits)
+                if wait > .zero {
+                    slot?.release()
+                    slot = nil
+                }
             }
             if wait <= .zero {
                 inFlight += 1
@@ -266,6 +300,9 @@ public actor ProviderLimiter {
         let now = ContinuousClock.now
         if let actualTokens, actualTokens != permit.tokens {
             tokenBucket?.take(Double(actualTokens - permit.tokens), now: now)
+            if limits.tokensPerMinute != nil {
+                sharedBuckets?.correct(provider, tokens: actualTokens - permit.tokens, limits: limits)
+            }
         }
         if let headers {
             if let count = headers.remainingRequests {
@@ -360,10 +397,13 @@ struct TokenBucket {
 public final class ProviderLimiters: Sendable {
     private let limiters = Mutex<[String: (limiter: ProviderLimiter, limits: ProviderLimits)]>([:])
     private let sharedSlots: (any SharedCallSlots)?
+    private let sharedBuckets: (any SharedRateBuckets)?
 
-    /// `sharedSlots` makes every provider's `concurrency` hold across the processes sharing them.
-    public init(sharedSlots: (any SharedCallSlots)? = nil) {
+    /// `sharedSlots` and `sharedBuckets` make every provider's `concurrency`, and its request and
+    /// token rates, hold across the processes sharing them.
+    public init(sharedSlots: (any SharedCallSlots)? = nil, sharedBuckets: (any SharedRateBuckets)? = nil) {
         self.sharedSlots = sharedSlots
+        self.sharedBuckets = sharedBuckets
     }
 
     /// The limiter of `provider`, created or updated with `limits`.
@@ -373,7 +413,12 @@ public final class ProviderLimiters: Sendable {
                 table[provider]?.limits = limits
                 return (existing.limiter, existing.limits != limits)
             }
-            let fresh = ProviderLimiter(provider: provider, limits: limits, sharedSlots: sharedSlots)
+            let fresh = ProviderLimiter(
+                provider: provider,
+                limits: limits,
+                sharedSlots: sharedSlots,
+                sharedBuckets: sharedBuckets
+            )
             table[provider] = (fresh, limits)
             return (fresh, false)
         }

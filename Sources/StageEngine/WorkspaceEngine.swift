@@ -60,7 +60,10 @@ public final class WorkspaceEngine: Sendable {
             workspace: workspace,
             knownParsers: Set(parsers.names),
             environment: environment,
-            limiters: ProviderLimiters(sharedSlots: WorkspaceCallSlots(workspace: workspace))
+            limiters: ProviderLimiters(
+                sharedSlots: WorkspaceCallSlots(workspace: workspace),
+                sharedBuckets: WorkspaceRateBuckets(workspace: workspace)
+            )
         )
     }
 

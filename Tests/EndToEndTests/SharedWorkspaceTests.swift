@@ -124,6 +124,42 @@ struct SharedWorkspaceTests {
         for client in clients { #expect(try await client.peer.exitStatus() == 0) }
     }
 
+    @Test("a provider's requestsPerMinute holds across servers: four servers share one bucket of four")
+    func sharedRate() async throws {
+        let workspace = try MockedWorkspace { mock in
+            "providers:\n" + MockedWorkspace.provider("mock", of: mock) + "limits:\n  mock: {requestsPerMinute: 4}\n"
+        }
+        defer { workspace.remove() }
+        let others = try (0..<3).map { _ in
+            try ServerProcess(
+                ["serve", "--workspace", workspace.example.root, "--log-level", "error"],
+                environment: ["MOCK_API_KEY": MockModelServer.key]
+            )
+        }
+        let servers = [workspace.server] + others
+        let started = ContinuousClock.now
+        for (index, server) in servers.enumerated() {
+            for id in 1...2 {
+                // The cache off: a cached answer calls no model, and so passes no limit.
+                let params = Self.draft("rate-\(index)-\(id)", model: "mock:echo").dropLast() + #","cache":"off"}"#
+                server.send(#"{"jsonrpc":"2.0","id":\#(id),"method":"runStage","params":\#(params)}"#)
+            }
+        }
+        func answered() -> Int {
+            servers.map { server in server.output.messages.filter { $0["id"] != nil }.count }.reduce(0, +)
+        }
+        // The bucket holds four requests, and refills one every 15 s.
+        try await eventually("four answers", timeout: .seconds(30)) { answered() >= 4 }
+        try await Task.sleep(for: .milliseconds(500))
+        let refilled = Int((ContinuousClock.now - started) / .seconds(15))
+        #expect(answered() <= 4 + refilled, "\(answered()) answers in \(ContinuousClock.now - started)")
+        for server in servers {
+            for id in 1...2 { server.send(#"{"jsonrpc":"2.0","method":"$/cancelRequest","params":{"id":\#(id)}}"#) }
+            server.closeInput()
+        }
+        for server in servers { #expect(try await server.exitStatus() == 0) }
+    }
+
     /// The research-task example with a first task whose command waits for a `release` file.
     static func heldJobWorkspace() throws -> ExampleCopy {
         try ExampleCopy(
