@@ -268,6 +268,16 @@ enum JobWire {
             + script.split(separator: "\n").map { "        \($0)\n" }.joined()
     }
 
+    /// A task whose command touches `started` in its folder, waits there for a file `release`,
+    /// then outputs 1: a job that runs until the test lets it go.
+    static let heldTask = commandTask(
+        """
+        touch started
+        while [ ! -f release ]; do sleep 0.02; done
+        echo '{"output": 1, "flags": {}}'
+        """
+    )
+
     /// The job's status document on disk.
     static func documentOnDisk(_ root: String, _ jobId: String) -> JSONValue? {
         guard let data = FileManager.default.contents(atPath: "\(root)/jobs/\(jobId)/tasks-status.json") else {
@@ -728,13 +738,7 @@ struct JobMethodTests {
         let example = try ExampleCopy(
             "research-task",
             files: [
-                "tasks/held.yaml": JobWire.commandTask(
-                    """
-                    touch started
-                    while [ ! -f release ]; do sleep 0.02; done
-                    echo '{"output": 1, "flags": {}}'
-                    """
-                )
+                "tasks/held.yaml": JobWire.heldTask
             ]
         )
         defer { example.remove() }

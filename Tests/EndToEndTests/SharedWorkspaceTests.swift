@@ -20,6 +20,17 @@ struct SharedWorkspaceTests {
         #"{"stage":"draft","templateId":"systematic-analytical","genId":"\#(genId)","model":"\#(model)","promptText":"p"}"#
     }
 
+    /// The workspace's own server and `count - 1` more on the same workspace.
+    static func servers(_ count: Int, on workspace: MockedWorkspace) throws -> [ServerProcess] {
+        let more = try (1..<count).map { _ in
+            try ServerProcess(
+                ["serve", "--workspace", workspace.example.root, "--log-level", "error"],
+                environment: ["MOCK_API_KEY": MockModelServer.key]
+            )
+        }
+        return [workspace.server] + more
+    }
+
     /// The call log's rows for `genId`.
     static func calls(_ root: String, _ genId: String) throws -> Int {
         let database = try DatabaseQueue(path: root + "/.stagerunner/calls.sqlite")
@@ -57,15 +68,7 @@ struct SharedWorkspaceTests {
         let workspace = try MockedWorkspace { mock in "providers:\n" + MockedWorkspace.provider("mock", of: mock) }
         defer { workspace.remove() }
         // The workspace's own server is one of the four.
-        let others = try (0..<3).map { _ in
-            try JobClient(
-                try ServerProcess(
-                    ["serve", "--workspace", workspace.example.root, "--log-level", "error"],
-                    environment: ["MOCK_API_KEY": MockModelServer.key]
-                )
-            )
-        }
-        let clients = [JobClient(workspace.server)] + others
+        let clients = try Self.servers(4, on: workspace).map { JobClient($0) }
         let genIds = ["shared-1", "shared-2", "shared-3"]
         // A model that takes a second: every server asks while the first one's call is under way.
         let answers = try await withThrowingTaskGroup(of: JSONValue.self) { group in
@@ -94,15 +97,7 @@ struct SharedWorkspaceTests {
             "providers:\n" + MockedWorkspace.provider("mock", of: mock) + "limits:\n  mock: {concurrency: 1}\n"
         }
         defer { workspace.remove() }
-        let others = try (0..<3).map { _ in
-            try JobClient(
-                try ServerProcess(
-                    ["serve", "--workspace", workspace.example.root, "--log-level", "error"],
-                    environment: ["MOCK_API_KEY": MockModelServer.key]
-                )
-            )
-        }
-        let clients = [JobClient(workspace.server)] + others
+        let clients = try Self.servers(4, on: workspace).map { JobClient($0) }
         let answers = try await withThrowingTaskGroup(of: JSONValue.self) { group in
             for (server, client) in clients.enumerated() {
                 for index in 0..<3 {
@@ -130,13 +125,7 @@ struct SharedWorkspaceTests {
             "providers:\n" + MockedWorkspace.provider("mock", of: mock) + "limits:\n  mock: {requestsPerMinute: 4}\n"
         }
         defer { workspace.remove() }
-        let others = try (0..<3).map { _ in
-            try ServerProcess(
-                ["serve", "--workspace", workspace.example.root, "--log-level", "error"],
-                environment: ["MOCK_API_KEY": MockModelServer.key]
-            )
-        }
-        let servers = [workspace.server] + others
+        let servers = try Self.servers(4, on: workspace)
         let started = ContinuousClock.now
         for (index, server) in servers.enumerated() {
             for id in 1...2 {
@@ -165,13 +154,7 @@ struct SharedWorkspaceTests {
         try ExampleCopy(
             "research-task",
             files: [
-                "tasks/held.yaml": JobWire.commandTask(
-                    """
-                    touch started
-                    while [ ! -f release ]; do sleep 0.02; done
-                    echo '{"output": 1, "flags": {}}'
-                    """
-                )
+                "tasks/held.yaml": JobWire.heldTask
             ]
         )
     }
