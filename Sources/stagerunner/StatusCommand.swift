@@ -85,10 +85,10 @@ struct StatusCommand: AsyncParsableCommand {
             }
             Output.line("\(Format.timeOfDay()) \(first)")
         }
-        var stamp = Self.stamp(file)
+        var stamp = folder.statusStamp
         while !current.isFinished {
             try await Task.sleep(for: .milliseconds(100))
-            let now = Self.stamp(file)
+            let now = folder.statusStamp
             guard now != stamp else { continue }
             stamp = now
             guard let next = try? folder.readStatus(), next.rev != current.rev else { continue }
@@ -172,15 +172,5 @@ struct StatusCommand: AsyncParsableCommand {
             line += " \(view.tasksDone)/\(view.tasksTotal) tasks  " + (view.json["lastUpdated"]?.stringValue ?? "")
             Output.line(line)
         }
-    }
-
-    /// What changes when the document is replaced: its inode (each write renames a new file over
-    /// it), size and modification time.
-    static func stamp(_ file: String) -> [Int] {
-        var info = stat()
-        guard stat(file, &info) == 0 else { return [] }
-        return [
-            Int(info.st_ino), Int(info.st_size), Int(info.st_mtim.tv_sec), Int(info.st_mtim.tv_nsec),
-        ]
     }
 }

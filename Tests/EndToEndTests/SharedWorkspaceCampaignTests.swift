@@ -111,16 +111,10 @@ struct SharedWorkspaceCampaignTests {
         for _ in workers { asked.append(Array(genIds.shuffled(using: &random).prefix(6))) }
         let requests = asked
         let generating = Task { () -> [JSONValue] in
-            try await withThrowingTaskGroup(of: JSONValue.self) { group in
-                for (worker, genIds) in zip(workers, requests) {
-                    for genId in genIds {
-                        group.addTask {
-                            try await worker.call("runStage", SharedWorkspaceTests.draft(genId, model: "mock:sleep-40"))
-                        }
-                    }
-                }
-                return try await group.reduce(into: []) { $0.append($1) }
-            }
+            try await SharedWorkspaceTests.drafts(
+                zip(workers, requests).flatMap { worker, genIds in genIds.map { (worker, $0) } },
+                model: "mock:sleep-40"
+            )
         }
 
         // While the owner lives, another server's resumeJob must be refused.

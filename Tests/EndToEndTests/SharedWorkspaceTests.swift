@@ -15,9 +15,26 @@ import Darwin
 /// that runs it.
 @Suite("One workspace, many servers")
 struct SharedWorkspaceTests {
-    /// `runStage` params for a draft of the example workspace.
+    /// `runStage` params for a draft of the example workspace, with the response cache off: every
+    /// draft has the same prompt, and a cached answer would call no model and pass no limit.
     static func draft(_ genId: String, model: String) -> String {
-        #"{"stage":"draft","templateId":"systematic-analytical","genId":"\#(genId)","model":"\#(model)","promptText":"p"}"#
+        #"{"stage":"draft","templateId":"systematic-analytical","genId":"\#(genId)","model":"\#(model)","promptText":"p","cache":"off"}"#
+    }
+
+    /// Sends every `(server, genId)` draft at once; returns the whole responses.
+    static func drafts(_ requests: [(JobClient, String)], model: String) async throws -> [JSONValue] {
+        try await withThrowingTaskGroup(of: JSONValue.self) { group in
+            for (client, genId) in requests {
+                group.addTask { try await client.call("runStage", draft(genId, model: model)) }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+    }
+
+    /// Ends the servers' input and expects each to exit 0.
+    static func close(_ servers: [ServerProcess]) async throws {
+        for server in servers { server.closeInput() }
+        for server in servers { #expect(try await server.exitStatus() == 0) }
     }
 
     /// The workspace's own server and `count - 1` more on the same workspace.
@@ -47,19 +64,12 @@ struct SharedWorkspaceTests {
             let example = try ExampleCopy("daydream")
             defer { example.remove() }
             let clients = try (0..<8).map { _ in try JobClient(workspace: example.root) }
-            let answers = try await withThrowingTaskGroup(of: JSONValue.self) { group in
-                for (index, client) in clients.enumerated() {
-                    group.addTask {
-                        try await client.call("runStage", Self.draft("open-\(trial)-\(index)", model: "embedded:open"))
-                    }
-                }
-                return try await group.reduce(into: []) { $0.append($1) }
-            }
+            let requests = clients.enumerated().map { ($0.element, "open-\(trial)-\($0.offset)") }
+            let answers = try await Self.drafts(requests, model: "embedded:open")
             for answer in answers {
                 #expect(answer["result"]?["status"] == "success", "trial \(trial): \(answer)")
             }
-            for client in clients { client.peer.closeInput() }
-            for client in clients { #expect(try await client.peer.exitStatus() == 0) }
+            try await Self.close(clients.map(\.peer))
         }
     }
 
@@ -71,14 +81,12 @@ struct SharedWorkspaceTests {
         let clients = try Self.servers(4, on: workspace).map { JobClient($0) }
         let genIds = ["shared-1", "shared-2", "shared-3"]
         // A model that takes a second: every server asks while the first one's call is under way.
-        let answers = try await withThrowingTaskGroup(of: JSONValue.self) { group in
-            for client in clients {
-                for genId in genIds {
-                    group.addTask { try await client.result("runStage", Self.draft(genId, model: "mock:sleep-1000")) }
-                }
-            }
-            return try await group.reduce(into: []) { $0.append($1) }
-        }
+        let responses = try await Self.drafts(
+            clients.flatMap { client in genIds.map { (client, $0) } },
+            model: "mock:sleep-1000"
+        )
+        let answers = responses.compactMap { $0["result"] }
+        #expect(answers.count == responses.count, "\(responses)")
         for genId in genIds {
             let mine = answers.filter { $0["genId"] == .string(genId) }
             #expect(mine.count == 4)
@@ -87,8 +95,7 @@ struct SharedWorkspaceTests {
             #expect(Set(mine.map { $0["metadata"]?["runId"] }).count == 1, "and its runId")
             #expect(try Self.calls(workspace.example.root, genId) == 1, "\(genId) was paid for once")
         }
-        for client in clients { client.peer.closeInput() }
-        for client in clients { #expect(try await client.peer.exitStatus() == 0) }
+        try await Self.close(clients.map(\.peer))
     }
 
     @Test("a provider's concurrency holds across servers: with concurrency 1, four servers keep one call in flight")
@@ -98,25 +105,17 @@ struct SharedWorkspaceTests {
         }
         defer { workspace.remove() }
         let clients = try Self.servers(4, on: workspace).map { JobClient($0) }
-        let answers = try await withThrowingTaskGroup(of: JSONValue.self) { group in
-            for (server, client) in clients.enumerated() {
-                for index in 0..<3 {
-                    group.addTask {
-                        try await client.result(
-                            "runStage",
-                            Self.draft("limited-\(server)-\(index)", model: "mock:sleep-100")
-                        )
-                    }
-                }
-            }
-            return try await group.reduce(into: []) { $0.append($1) }
-        }
-        #expect(answers.count == 12)
+        let responses = try await Self.drafts(
+            clients.enumerated().flatMap { server in (0..<3).map { (server.element, "limited-\(server.offset)-\($0)") }
+            },
+            model: "mock:sleep-100"
+        )
+        let answers = responses.compactMap { $0["result"] }
+        #expect(answers.count == 12, "\(responses)")
         #expect(answers.allSatisfy { $0["status"] == "success" && $0["reused"] == false })
         let inFlight = try workspace.mock.get("/in-flight")
         #expect(inFlight["peak"] == 1, "calls at once at the provider: \(inFlight)")
-        for client in clients { client.peer.closeInput() }
-        for client in clients { #expect(try await client.peer.exitStatus() == 0) }
+        try await Self.close(clients.map(\.peer))
     }
 
     @Test("a provider's requestsPerMinute holds across servers: four servers share one bucket of four")
@@ -129,8 +128,7 @@ struct SharedWorkspaceTests {
         let started = ContinuousClock.now
         for (index, server) in servers.enumerated() {
             for id in 1...2 {
-                // The cache off: a cached answer calls no model, and so passes no limit.
-                let params = Self.draft("rate-\(index)-\(id)", model: "mock:echo").dropLast() + #","cache":"off"}"#
+                let params = Self.draft("rate-\(index)-\(id)", model: "mock:echo")
                 server.send(#"{"jsonrpc":"2.0","id":\#(id),"method":"runStage","params":\#(params)}"#)
             }
         }
@@ -144,9 +142,8 @@ struct SharedWorkspaceTests {
         #expect(answered() <= 4 + refilled, "\(answered()) answers in \(ContinuousClock.now - started)")
         for server in servers {
             for id in 1...2 { server.send(#"{"jsonrpc":"2.0","method":"$/cancelRequest","params":{"id":\#(id)}}"#) }
-            server.closeInput()
         }
-        for server in servers { #expect(try await server.exitStatus() == 0) }
+        try await Self.close(servers)
     }
 
     /// The research-task example with a first task whose command waits for a `release` file.
@@ -186,10 +183,7 @@ struct SharedWorkspaceTests {
         #expect(try await owner.waitForState(jobId)["state"] == "done")
         // The other server reads the job as its owner left it, not as it first saw it.
         #expect(try await other.status(jobId)["state"] == "done")
-        for client in [owner, other] {
-            client.peer.closeInput()
-            #expect(try await client.peer.exitStatus() == 0)
-        }
+        try await Self.close([owner, other].map(\.peer))
     }
 
     /// Whether this machine lets the tests start a process in new PID and UTS namespaces (root,
@@ -243,10 +237,7 @@ struct SharedWorkspaceTests {
         #expect(FileManager.default.createFile(atPath: example.root + "/tasks/release", contents: Data()))
         // The command was not ended by the other host's clean-up: the job finishes.
         #expect(try await owner.waitForState(jobId)["state"] == "done")
-        for client in [owner, other] {
-            client.peer.closeInput()
-            #expect(try await client.peer.exitStatus() == 0)
-        }
+        try await Self.close([owner, other].map(\.peer))
     }
 
     @Test("after kill -9 of its owner a job is interrupted; of two servers resuming it at once, one runs it")
@@ -273,9 +264,6 @@ struct SharedWorkspaceTests {
         #expect(FileManager.default.createFile(atPath: example.root + "/tasks/release", contents: Data()))
         let winner = answers[0]["result"] != nil ? first : second
         #expect(try await winner.waitForState(jobId)["state"] == "done")
-        for client in [first, second] {
-            client.peer.closeInput()
-            #expect(try await client.peer.exitStatus() == 0)
-        }
+        try await Self.close([first, second].map(\.peer))
     }
 }

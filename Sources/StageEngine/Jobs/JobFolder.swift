@@ -1,6 +1,12 @@
 import Foundation
 import JSON
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A job's folder in a workspace, `jobs/<id>/`, read without a ``JobManager``: how a process
 /// that does not run the job (`stagerunner status`, a second server, a script) sees it. The
 /// folder holds the status document, the job's input and pipeline (`input.json`, `job.json`) and
@@ -52,6 +58,15 @@ public struct JobFolder: Sendable, Hashable {
 
     /// Whether the folder has a status document (readable or not).
     public var exists: Bool { workspace.isFile("\(relativePath)/\(Self.statusFileName)") }
+
+    /// What changes when the status document is replaced: its inode (each write renames a new
+    /// file over it), size and modification time; empty when there is none. Cheap to compare,
+    /// where reading the document means parsing all of it.
+    public var statusStamp: [Int] {
+        var info = stat()
+        guard stat(statusFile, &info) == 0 else { return [] }
+        return [Int(info.st_ino), Int(info.st_size), Int(info.st_mtim.tv_sec), Int(info.st_mtim.tv_nsec)]
+    }
 
     /// The status document as the folder holds it: the last revision written, which may trail
     /// the one a running job's subscribers have seen.
