@@ -1,6 +1,8 @@
 -- What the tests share: the server binary, temporary copies of examples/daydream, waiting,
 -- assertions, and vim.notify captured into helpers.notes.
 
+local asserts = require('asserts')
+
 local M = {}
 
 M.plugin = vim.g.stagerunner_plugin
@@ -37,10 +39,7 @@ function M.append(path, line)
 end
 
 function M.wait(cond, what, timeout)
-  local ok = vim.wait(timeout or 15000, cond, 20)
-  if not ok then
-    error('timed out waiting for ' .. (what or 'a condition'), 2)
-  end
+  asserts.wait(cond, what, timeout or 15000, 3)
 end
 
 -- Calls fn(opts) with opts.on_done and waits for it: returns result, err.
@@ -57,17 +56,8 @@ function M.await(fn, opts)
   return result, err
 end
 
-function M.eq(expected, actual, what)
-  if not vim.deep_equal(expected, actual) then
-    error(string.format('%s: expected %s, got %s', what or 'value', vim.inspect(expected), vim.inspect(actual)), 2)
-  end
-end
-
-function M.ok(cond, what)
-  if not cond then
-    error(what or 'assertion failed', 2)
-  end
-end
+M.eq = asserts.eq
+M.ok = asserts.ok
 
 function M.contains(haystack, needle, what)
   if type(haystack) ~= 'string' or not haystack:find(needle, 1, true) then

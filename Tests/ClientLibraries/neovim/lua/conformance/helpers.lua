@@ -6,6 +6,8 @@
 -- Both record what the server sends (notifications, server requests, client errors, the exit) in
 -- the session table, and both are stopped by M.cleanup() after every test.
 
+local asserts = require('asserts')
+
 local M = {}
 
 local uv = vim.uv or vim.loop
@@ -89,10 +91,7 @@ function M.research_workspace()
 end
 
 function M.wait(cond, what, timeout)
-  local ok = vim.wait(timeout or M.TIMEOUT, cond, 20)
-  if not ok then
-    error('timed out waiting for ' .. (what or 'a condition'), 2)
-  end
+  asserts.wait(cond, what, timeout or M.TIMEOUT, 3)
 end
 
 -- Lets the event loop run for ms (to see that something does not happen).
@@ -106,17 +105,8 @@ function M.now_ms()
   return uv.hrtime() / 1e6
 end
 
-function M.eq(expected, actual, what)
-  if not vim.deep_equal(expected, actual) then
-    error(string.format('%s: expected %s, got %s', what or 'value', vim.inspect(expected), vim.inspect(actual)), 2)
-  end
-end
-
-function M.ok(cond, what)
-  if not cond then
-    error(what or 'assertion failed', 2)
-  end
-end
+M.eq = asserts.eq
+M.ok = asserts.ok
 
 function M.has(list, value, what)
   if type(list) ~= 'table' or not vim.tbl_contains(list, value) then
