@@ -52,9 +52,6 @@ public actor JobManager {
     private var jobs: [String: Job] = [:]
     /// Idle jobs in memory, least recently used first.
     private var idleJobs: [String] = []
-    /// The stamp of each idle job's status document (``JobFolder/statusStamp``) when it became
-    /// idle: another process that runs the job since changes it.
-    private var idleStamps: [String: [Int]] = [:]
     /// Jobs a request is changing across a suspension: never dropped from memory meanwhile, so
     /// that one job never has two stores writing its document.
     private var pinnedJobs: [String: Int] = [:]
@@ -179,7 +176,6 @@ public actor JobManager {
         guard jobs[id] != nil, executions[id] == nil, !isQueued(id) else { return }
         idleJobs.removeAll { $0 == id }
         idleJobs.append(id)
-        idleStamps[id] = (try? JobFolder(id, in: workspace))?.statusStamp
         trimIdleJobs()
     }
 
@@ -190,7 +186,6 @@ public actor JobManager {
             let id = idleJobs[index]
             if pinnedJobs[id] == nil, finishWaiters[id] == nil, executions[id] == nil, !isQueued(id) {
                 idleJobs.remove(at: index)
-                idleStamps[id] = nil
                 jobs[id] = nil
                 excess -= 1
             } else {
@@ -207,14 +202,13 @@ public actor JobManager {
     /// The job, from memory or from its folder.
     func job(_ id: String) async throws(JobError) -> Job {
         if let job = jobs[id] {
-            // An idle job may have been run since by another process on the workspace: then its
-            // document is no longer the file it was, and memory gives way to the folder.
+            // An idle job may have been run since by another process on the workspace: its
+            // folder then holds a later revision than memory does.
             if owned[id] == nil, pinnedJobs[id] == nil, executions[id] == nil, !isQueued(id),
-                let stamp = idleStamps[id], (try? JobFolder(id, in: workspace))?.statusStamp != stamp
+                let onDisk = try? JobFolder(id, in: workspace).readStatus(), await onDisk.rev > job.store.rev
             {
                 jobs[id] = nil
                 idleJobs.removeAll { $0 == id }
-                idleStamps[id] = nil
                 return try await self.job(id)
             }
             if idleJobs.last != id, idleJobs.contains(id) { becameIdle(id) }

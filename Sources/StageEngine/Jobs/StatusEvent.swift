@@ -31,17 +31,6 @@ public enum StatusEvent: Sendable, Hashable {
         }
     }
 
-    /// The task the event is about, if any.
-    public var task: String? {
-        switch self {
-        case .job(_, let task, _, _): return task
-        case .taskRunning(let task, _), .taskDone(let task, _), .taskFailed(let task, _),
-            .taskRetrying(let task, _), .taskRefining(let task, _, _), .stageStarted(let task, _, _, _),
-            .stageFinished(let task, _, _, _, _), .usage(let task, _):
-            return task
-        }
-    }
-
     /// The event as the protocol sends it.
     public var json: JSONValue {
         var members: [String: JSONValue]
