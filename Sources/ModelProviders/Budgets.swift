@@ -12,14 +12,21 @@ public struct BudgetCap: Sendable, Hashable, Decodable {
 }
 
 /// The `budgets` section of `stagerunner.yaml`: caps per request, per job (each `budgetScope` a
-/// caller names is one job) and for the whole server process.
+/// caller names is one job), for the whole server process, and for the workspace (every server
+/// on it, every run).
 ///
 /// ```yaml
 /// budgets:
 ///   request: {tokens: 20000, costUsd: 0.50}
 ///   job: {costUsd: 5}
 ///   process: {tokens: 2000000, costUsd: 50}
+///   workspace: {costUsd: 500}
 /// ```
+///
+/// Calls to network providers also draw on budgets that every server on the workspace shares
+/// (``SharedBudgets``): the `workspace` cap, and the `job` cap of a `budgetScope` that callers
+/// name (several servers may name one). A job that a server runs (`runTask`, `runPipeline`) has
+/// one owner, so its cap is held by that server.
 ///
 /// Before a call, its tokens are estimated as the prompt's (four bytes a token) plus `maxTokens`,
 /// and its cost as those tokens at the model's price. A call that would take a scope past a cap
@@ -31,20 +38,28 @@ public struct Budgets: Sendable, Hashable, Decodable {
     public var request: BudgetCap?
     public var job: BudgetCap?
     public var process: BudgetCap?
+    public var workspace: BudgetCap?
 
-    public init(request: BudgetCap? = nil, job: BudgetCap? = nil, process: BudgetCap? = nil) {
+    public init(
+        request: BudgetCap? = nil,
+        job: BudgetCap? = nil,
+        process: BudgetCap? = nil,
+        workspace: BudgetCap? = nil
+    ) {
         self.request = request
         self.job = job
         self.process = process
+        self.workspace = workspace
     }
 }
 
 /// Why a budget refused a call: which cap, its limit, and what was spent.
-public struct BudgetRefusal: Sendable, Hashable {
+public struct BudgetRefusal: Error, Sendable, Hashable {
     public enum Scope: String, Sendable, Hashable {
         case request
         case job
         case process
+        case workspace
     }
 
     public enum Unit: String, Sendable, Hashable {
@@ -90,13 +105,61 @@ public struct BudgetRefusal: Sendable, Hashable {
         case .request:
             return "the \(kind) budget per request is \(amount(limit)) and this call may use up to \(amount(needed)); "
                 + "lower maxTokens, shorten the prompt or raise \(key) in stagerunner.yaml"
-        case .job, .process:
-            let owner = scope == .job ? "job '\(scopeId ?? "")'" : "this server process"
+        case .job, .process, .workspace:
+            let owner =
+                switch scope {
+                case .job: "job '\(scopeId ?? "")'"
+                case .process: "this server process"
+                default: "the workspace (every server on it)"
+                }
             let held = reserved > 0 ? " (\(amount(reserved)) held by calls in flight)" : ""
+            let remedy =
+                switch scope {
+                case .job: " or use another budgetScope"
+                case .process: " or restart the server"
+                default: ""
+                }
             return "the \(kind) budget of \(owner) is \(amount(limit)): \(amount(spent)) spent\(held), "
-                + "and this call may use up to \(amount(needed)); raise \(key) in stagerunner.yaml"
-                + (scope == .process ? " or restart the server" : " or use another budgetScope")
+                + "and this call may use up to \(amount(needed)); raise \(key) in stagerunner.yaml" + remedy
         }
+    }
+
+    /// Why `cap` refuses a call of `tokens` and `cost` in a scope that has spent and holds what
+    /// is given, or nil when it admits it.
+    public static func check(
+        _ cap: BudgetCap?,
+        scope: Scope,
+        scopeId: String? = nil,
+        spent: (tokens: Int, cost: Double),
+        reserved: (tokens: Int, cost: Double),
+        tokens: Int,
+        cost: Double
+    ) -> BudgetRefusal? {
+        guard let cap else { return nil }
+        if let limit = cap.tokens, spent.tokens + reserved.tokens + tokens > limit {
+            return BudgetRefusal(
+                scope: scope,
+                scopeId: scopeId,
+                unit: .tokens,
+                limit: Double(limit),
+                spent: Double(spent.tokens),
+                reserved: Double(reserved.tokens),
+                needed: Double(tokens)
+            )
+        }
+        // A little slack for floating point: a cap of $1 admits calls adding up to $1.
+        if let limit = cap.costUsd, spent.cost + reserved.cost + cost > limit + 1e-12 {
+            return BudgetRefusal(
+                scope: scope,
+                scopeId: scopeId,
+                unit: .costUsd,
+                limit: limit,
+                spent: spent.cost,
+                reserved: reserved.cost,
+                needed: cost
+            )
+        }
+        return nil
     }
 
     func amount(_ value: Double) -> String {
@@ -115,8 +178,35 @@ public struct BudgetRefusal: Sendable, Hashable {
     }
 }
 
-/// What has been spent against the budgets: per job and for the process (the engine's life).
-/// Calls reserve their estimate before they are sent and settle with their usage after.
+/// The budgets that every server on a workspace draws from together (the `workspace` cap, and the
+/// `job` caps of scopes that callers name), kept where all of them see it.
+public protocol SharedBudgets: Sendable {
+    /// Holds `tokens` and `cost` for a call against the workspace's cap and, with `scope`,
+    /// against that scope's `scopeCap`, checked against what every server has spent and holds;
+    /// or says which cap refuses. A nil hold: nothing is shared here (a read-only workspace), so
+    /// the caller holds the caps itself.
+    func hold(
+        tokens: Int,
+        cost: Double,
+        scope: String?,
+        workspaceCap: BudgetCap?,
+        scopeCap: BudgetCap?
+    ) -> Result<SharedBudgetHold?, BudgetRefusal>
+
+    /// Ends a call: its hold is replaced by what it used.
+    func settle(_ hold: SharedBudgetHold, tokens: Int, cost: Double)
+}
+
+/// A call's hold on the shared budgets, to settle when it ends.
+public struct SharedBudgetHold: Sendable, Hashable {
+    public let id: String
+
+    public init(id: String) { self.id = id }
+}
+
+/// What has been spent against the budgets: per job and for the process (the engine's life), and,
+/// through ``SharedBudgets``, for the workspace. Calls reserve their estimate before they are
+/// sent and settle with their usage after.
 public actor BudgetLedger {
     struct Spend {
         var tokens = 0
@@ -129,65 +219,82 @@ public actor BudgetLedger {
 
     private var process = Spend()
     private var jobs: [String: Spend] = [:]
+    /// Jobs this process runs (``open(job:tokens:cost:)``): their caps are held here.
+    private var ownJobs: Set<String> = []
+    private let shared: (any SharedBudgets)?
 
-    public init() {}
+    /// A ledger of one process; with `shared`, calls that say so also draw on the budgets every
+    /// server on the workspace shares.
+    public init(shared: (any SharedBudgets)? = nil) {
+        self.shared = shared
+    }
 
     /// A call's hold on the budgets, to settle when it ends.
     public struct Reservation: Sendable {
+        /// The job whose cap this process holds for the call.
         let job: String?
         let tokens: Int
         let cost: Double
+        let sharedHold: SharedBudgetHold?
     }
 
-    /// Reserves a call of `tokens` costing `cost` (nil: unknown), or refuses it.
+    /// Reserves a call of `tokens` costing `cost` (nil: unknown), or refuses it. A `shared`
+    /// call (to a network provider) also counts toward the workspace's cap, and its job, unless
+    /// this process runs it, is held across servers.
     public func reserve(
         tokens: Int,
         cost: Double?,
         job: String?,
-        budgets: Budgets
+        budgets: Budgets,
+        shared sharing: Bool = false
     ) throws(ModelError) -> Reservation {
         let cost = cost ?? 0
         func check(_ cap: BudgetCap?, _ scope: BudgetRefusal.Scope, _ spend: Spend) throws(ModelError) {
-            guard let cap else { return }
-            if let limit = cap.tokens, spend.tokens + spend.reservedTokens + tokens > limit {
-                throw refusal(
-                    .init(
-                        scope: scope,
-                        scopeId: scope == .job ? job : nil,
-                        unit: .tokens,
-                        limit: Double(limit),
-                        spent: Double(spend.tokens),
-                        reserved: Double(spend.reservedTokens),
-                        needed: Double(tokens)
-                    )
-                )
-            }
-            // A little slack for floating point: a cap of $1 admits calls adding up to $1.
-            if let limit = cap.costUsd, spend.cost + spend.reservedCost + cost > limit + 1e-12 {
-                throw refusal(
-                    .init(
-                        scope: scope,
-                        scopeId: scope == .job ? job : nil,
-                        unit: .costUsd,
-                        limit: limit,
-                        spent: spend.cost,
-                        reserved: spend.reservedCost,
-                        needed: cost
-                    )
-                )
-            }
+            let refusal = BudgetRefusal.check(
+                cap,
+                scope: scope,
+                scopeId: scope == .job ? job : nil,
+                spent: (spend.tokens, spend.cost),
+                reserved: (spend.reservedTokens, spend.reservedCost),
+                tokens: tokens,
+                cost: cost
+            )
+            if let refusal { throw self.refusal(refusal) }
         }
         try check(budgets.request, .request, Spend())
-        if let job { try check(budgets.job, .job, jobs[job] ?? Spend()) }
+        let shared = sharing ? self.shared : nil
+        let sharedJob = shared != nil && job.map { !ownJobs.contains($0) } == true ? job : nil
+        if let job, sharedJob == nil { try check(budgets.job, .job, jobs[job] ?? Spend()) }
         try check(budgets.process, .process, process)
+        var hold: SharedBudgetHold?
+        var localJob = sharedJob == nil ? job : nil
+        if let shared {
+            switch shared.hold(
+                tokens: tokens,
+                cost: cost,
+                scope: sharedJob,
+                workspaceCap: budgets.workspace,
+                scopeCap: sharedJob == nil ? nil : budgets.job
+            ) {
+            case .success(let taken):
+                hold = taken
+                if taken == nil, let job = sharedJob {
+                    // Nothing shared here: this process holds the job's cap.
+                    try check(budgets.job, .job, jobs[job] ?? Spend())
+                    localJob = job
+                }
+            case .failure(let refusal):
+                throw self.refusal(refusal)
+            }
+        }
         process.reservedTokens += tokens
         process.reservedCost += cost
-        if let job {
+        if let job = localJob {
             jobs[job, default: Spend()].reservedTokens += tokens
             jobs[job, default: Spend()].reservedCost += cost
             jobs[job, default: Spend()].openCalls += 1
         }
-        return Reservation(job: job, tokens: tokens, cost: cost)
+        return Reservation(job: localJob, tokens: tokens, cost: cost, sharedHold: hold)
     }
 
     /// Ends a call: its reservation is replaced by what it used (nothing when it failed).
@@ -201,11 +308,13 @@ public actor BudgetLedger {
         }
         apply(&process)
         if let job = reservation.job { apply(&jobs[job, default: Spend()]) }
+        if let hold = reservation.sharedHold { shared?.settle(hold, tokens: tokens, cost: cost ?? 0) }
     }
 
     /// Starts a run of a job that has already spent `tokens` and `cost` (its status document's
     /// totals), so that the job's cap counts every run, before a restart too.
     public func open(job: String, tokens: Int, cost: Double) {
+        ownJobs.insert(job)
         guard jobs[job] == nil else { return }
         jobs[job] = Spend(tokens: tokens, cost: cost)
     }
@@ -213,6 +322,7 @@ public actor BudgetLedger {
     /// Ends a run of a job: its spend is in its status document, so the ledger forgets it once no
     /// call holds a reservation.
     public func close(job: String) {
+        ownJobs.remove(job)
         if jobs[job]?.openCalls == 0 { jobs[job] = nil }
     }
 

@@ -70,7 +70,9 @@ public struct EmbeddedProvider: ModelClient {
         }
     }
 
-    public let provider = "embedded"
+    /// The provider name of its answers.
+    public static let name = "embedded"
+    public let provider = EmbeddedProvider.name
     let configuration: Configuration
     /// Reads a rule's `responseFile`, a path relative to the workspace; nil when it cannot.
     let readFile: (@Sendable (String) -> String?)?

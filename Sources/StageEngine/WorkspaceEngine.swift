@@ -20,8 +20,9 @@ public final class WorkspaceEngine: Sendable {
     public let cache: ResponseCache
     let state: WorkspaceState
     let inFlight = InFlightGenerations()
-    /// Spending against `budgets` for the life of the runner (the server process).
-    public let budgets = BudgetLedger()
+    /// Spending against `budgets`: for the life of the runner (the server process), and with every
+    /// server on the workspace (``WorkspaceBudgets``).
+    public let budgets: BudgetLedger
     let logger: Logger
 
     /// Opens the runner of `workspace` (creating its call log when needed). Provider keys and
@@ -36,7 +37,9 @@ public final class WorkspaceEngine: Sendable {
         self.parsers = parsers
         self.logger = logger
         store = GensStore(workspace: workspace)
-        let abandoned = store.removeAbandonedTemporaries()
+        let abandoned =
+            store.removeAbandonedTemporaries()
+            + Temporaries.removeAbandoned(in: workspace, under: WorkspaceBudgets.folder, recursive: false)
         if !abandoned.isEmpty {
             logger.notice("removed the temporaries of interrupted commits", metadata: ["paths": "\(abandoned)"])
         }
@@ -54,6 +57,11 @@ public final class WorkspaceEngine: Sendable {
         let opening = try? FileLock.acquireBlocking(workspace.path(Self.openLockPath))
         defer { opening?.release() }
         callLog = try CallLog(workspace: workspace)
+        budgets = BudgetLedger(
+            shared: WorkspaceBudgets(workspace: workspace, logger: logger) { [callLog] in
+                (try? callLog.spent(excluding: EmbeddedProvider.name)) ?? (0, 0)
+            }
+        )
         // Expired answers are never used; they go when the workspace is opened.
         cache = try ResponseCache(workspace: workspace, ttl: WorkspaceConfiguration.load(workspace).0.cacheTTL)
         state = WorkspaceState(
@@ -663,7 +671,9 @@ public final class WorkspaceEngine: Sendable {
                 .init(promptTokens: request.estimatedPromptTokens, completionTokens: request.maxTokens ?? 0)
             ),
             job: budgetScope,
-            budgets: budgets
+            budgets: budgets,
+            // The embedded provider is free and local: what servers share is what costs.
+            shared: client.provider != snapshot.router.embedded.provider
         )
         let completion: Completion
         let started = ContinuousClock.now

@@ -146,6 +146,67 @@ struct SharedWorkspaceTests {
         try await Self.close(servers)
     }
 
+    @Test("budgets across servers: a call in flight holds the workspace's and a shared scope's caps; kill -9 frees it")
+    func sharedBudgets() async throws {
+        let workspace = try MockedWorkspace { mock in
+            "providers:\n" + MockedWorkspace.provider("mock", of: mock)
+                + "budgets:\n  job: {tokens: 1000}\n  workspace: {tokens: 1250}\n"
+        }
+        defer { workspace.remove() }
+        let holder = JobClient(workspace.server)
+        let other = JobClient(try Self.servers(2, on: workspace)[1])
+        func draft(_ genId: String, _ model: String, maxTokens: Int, scope: String?) -> String {
+            let scope = scope.map { #","budgetScope":"\#($0)""# } ?? ""
+            return
+                #"{"stage":"draft","templateId":"systematic-analytical","genId":"\#(genId)","model":"mock:\#(model)","#
+                + #""promptText":"p","cache":"off","maxTokens":\#(maxTokens)\#(scope)}"#
+        }
+        // On the first server, a call that is never answered holds its estimate.
+        let held = Task {
+            try await holder.call("runStage", draft("held", "hold-budget", maxTokens: 600, scope: "cohort"))
+        }
+        try await eventually("the held call reaches the provider", timeout: .seconds(30)) {
+            (try? workspace.mock.get("/hold/budget")["requests"]) == 1
+        }
+        // The scope's cap counts the other server's hold.
+        let sameScope = try await other.call("runStage", draft("same", "echo", maxTokens: 600, scope: "cohort"))
+        let refusal = try #require(sameScope["error"]?["data"], "\(sameScope)")
+        #expect(refusal["scope"] == "job" && refusal["budgetScope"] == "cohort" && refusal["spent"] == 0)
+        #expect(refusal["reserved"] == refusal["needed"], "both calls hold the same estimate: \(refusal)")
+        // Another scope passes its own cap; the workspace's counts both servers' calls.
+        let otherScope = try await other.call("runStage", draft("other", "echo", maxTokens: 600, scope: "elsewhere"))
+        #expect(otherScope["result"]?["status"] == "success", "\(otherScope)")
+        let unscoped = try await other.call("runStage", draft("unscoped", "echo", maxTokens: 700, scope: nil))
+        let workspaceRefusal = try #require(unscoped["error"], "\(unscoped)")
+        #expect(workspaceRefusal["data"]?["scope"] == "workspace")
+        #expect(
+            workspaceRefusal["message"]?.stringValue?.hasPrefix(
+                "Budget: the token budget of the workspace (every server on it) is 1250 tokens: "
+            ) == true,
+            "\(workspaceRefusal)"
+        )
+        #expect(
+            workspaceRefusal["message"]?.stringValue?.hasSuffix("raise budgets.workspace.tokens in stagerunner.yaml")
+                == true
+        )
+        // The holder dies with its call in flight: its hold is given back.
+        workspace.server.signal(SIGKILL)
+        _ = try await workspace.server.exitStatus()
+        held.cancel()
+        let afterDeath = try await other.call("runStage", draft("unscoped", "echo", maxTokens: 700, scope: nil))
+        #expect(afterDeath["result"]?["status"] == "success", "\(afterDeath)")
+        try await Self.close([other.peer])
+        let data = try #require(
+            FileManager.default.contents(atPath: workspace.example.root + "/.stagerunner/budgets/ledger.json")
+        )
+        let ledger = try JSONParser.parse(Array(data))
+        #expect(ledger["holds"] == [], "\(ledger)")
+        let spent = ledger["workspace"]?["tokens"]?.integerValue ?? 0
+        let scoped = ledger["scopes"]?["elsewhere"]?["tokens"]?.integerValue ?? 0
+        #expect(scoped > 0 && spent > scoped, "two answered calls, one of them in scope 'elsewhere': \(ledger)")
+        #expect(ledger["scopes"]?["cohort"] == nil, "the held call never settled: \(ledger)")
+    }
+
     /// The research-task example with a first task whose command waits for a `release` file.
     static func heldJobWorkspace() throws -> ExampleCopy {
         try ExampleCopy(

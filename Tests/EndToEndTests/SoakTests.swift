@@ -255,10 +255,14 @@ struct SoakTests {
         #expect(final.fds <= baseline.fds + 2, "fds \(baseline.fds) -> \(final.fds)")
         #expect(final.threads <= baseline.threads + 4, "threads \(baseline.threads) -> \(final.threads)")
         #expect(final.rssKB - baseline.rssKB < 16 * 1024, "RSS \(baseline.rssKB) KB -> \(final.rssKB) KB")
-        // While busy too: what a request holds is returned, so no figure climbs with time.
+        // While busy too: what a request holds is returned, so no figure climbs with time. How many
+        // descriptors the requests in flight hold at one moment (leases, job files, locks) depends
+        // on the machine's pace; a leak per request would add hundreds by the last third.
         let fdsBusy = series.map(\.fds)
         let threadsBusy = series.map(\.threads)
-        #expect(fdsBusy.max()! <= baseline.fds + 32, "fds while busy: \(fdsBusy)")
+        let earlier = fdsBusy.prefix(max(1, fdsBusy.count * 2 / 3))
+        #expect(fdsBusy.max()! <= baseline.fds + 128, "fds while busy: \(fdsBusy)")
+        #expect(fdsBusy.dropFirst(earlier.count).max() ?? 0 <= earlier.max()! + 16, "fds while busy: \(fdsBusy)")
         #expect(threadsBusy.max()! <= baseline.threads + 32, "threads while busy: \(threadsBusy)")
 
         let answers = driver.answered.withLock { $0 }

@@ -749,7 +749,7 @@ export interface ErrorData {
   /** For -32016: the job the request named. */
   jobId?: string;
   /** -32017: the budget that refused the call. */
-  scope?: "request" | "job" | "process";
+  scope?: "request" | "job" | "process" | "workspace";
   budgetScope?: string;
   unit?: "tokens" | "cost_usd";
   cap?: number;
@@ -824,7 +824,7 @@ export declare class JobError extends CodedRpcError<-32016> {
 /** A budget cap refused the model call before anything was sent; nothing was committed. */
 export declare class BudgetError extends CodedRpcError<-32017> {
   /** data.scope: the cap that refused the call. */
-  readonly scope: "request" | "job" | "process" | undefined;
+  readonly scope: "request" | "job" | "process" | "workspace" | undefined;
   /** data.budgetScope: the job whose budget it is (scope job). */
   readonly budgetScope: string | undefined;
   /** data.unit */

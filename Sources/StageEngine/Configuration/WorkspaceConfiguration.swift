@@ -25,6 +25,7 @@ import Yams
 ///   request: {tokens: 20000}
 ///   job: {costUsd: 5}            # each budgetScope of runStage is one job
 ///   process: {costUsd: 50}
+///   workspace: {costUsd: 500}    # every server on the workspace, every run
 /// cache:               # answers of network providers, in .stagerunner/cache.sqlite
 ///   ttlSeconds: 604800           # default 30 days
 ///   default: use                 # use, refresh or off (force implies refresh)

@@ -284,6 +284,23 @@ public final class CallLog: Sendable {
         }
     }
 
+    /// Tokens and dollars of the calls that providers other than `excluded` answered (cached
+    /// answers cost nothing): where the workspace's shared budget starts.
+    func spent(excluding excluded: String) throws -> (tokens: Int, cost: Double) {
+        try database.read { db in
+            let row = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT COALESCE(SUM(COALESCE(promptTokens, 0) + COALESCE(completionTokens, 0)), 0) AS tokens,
+                           COALESCE(SUM(costUsd), 0) AS cost
+                    FROM llm_calls WHERE provider != ? AND NOT cached
+                    """,
+                arguments: [excluded]
+            )
+            return (row?["tokens"] ?? 0, row?["cost"] ?? 0)
+        }
+    }
+
     /// Totals per model and status.
     public func summary() async throws -> [CallSummary] {
         try await database.read { db in

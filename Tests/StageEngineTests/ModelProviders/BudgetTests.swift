@@ -85,6 +85,63 @@ struct BudgetTests {
         #expect(await ledger.spent().tokens == 70)
     }
 
+    /// Shared budgets kept in memory, recording what the ledger asks of them.
+    final class RecordingSharedBudgets: SharedBudgets, @unchecked Sendable {
+        let lock = NSLock()
+        var asked: [(scope: String?, scopeCap: BudgetCap?)] = []
+        var settled: [Int] = []
+        let available: Bool
+
+        init(available: Bool) { self.available = available }
+
+        func hold(
+            tokens: Int,
+            cost: Double,
+            scope: String?,
+            workspaceCap: BudgetCap?,
+            scopeCap: BudgetCap?
+        )
+            -> Result<SharedBudgetHold?, BudgetRefusal>
+        {
+            lock.withLock { asked.append((scope, scopeCap)) }
+            return .success(available ? SharedBudgetHold(id: "\(tokens)") : nil)
+        }
+
+        func settle(_ hold: SharedBudgetHold, tokens: Int, cost: Double) {
+            lock.withLock { settled.append(tokens) }
+        }
+    }
+
+    @Test("shared calls hold a scope across servers unless this process runs its job; unshared calls never ask")
+    func sharedScopes() async throws {
+        let shared = RecordingSharedBudgets(available: true)
+        let ledger = BudgetLedger(shared: shared)
+        let budgets = Budgets(job: BudgetCap(tokens: 100))
+        let named = try await ledger.reserve(tokens: 10, cost: nil, job: "cohort", budgets: budgets, shared: true)
+        await ledger.settle(named, tokens: 7, cost: nil)
+        await ledger.open(job: "job-1", tokens: 0, cost: 0)
+        let owned = try await ledger.reserve(tokens: 20, cost: nil, job: "job-1", budgets: budgets, shared: true)
+        await ledger.settle(owned, tokens: 20, cost: nil)
+        _ = try await ledger.reserve(tokens: 30, cost: nil, job: "cohort", budgets: budgets)
+        #expect(shared.asked.map(\.scope) == ["cohort", nil], "the own job's cap stays in this process")
+        #expect(shared.asked.map(\.scopeCap) == [BudgetCap(tokens: 100), nil])
+        #expect(shared.settled == [7, 20])
+        #expect(await ledger.spent(job: "cohort") == (0, 0), "a shared scope is not counted here")
+        #expect(await ledger.spent(job: "job-1").tokens == 20)
+        #expect(await ledger.spent().tokens == 27)
+    }
+
+    @Test("where nothing can be shared (a read-only workspace), this process holds a named scope's cap")
+    func unsharedFallback() async throws {
+        let ledger = BudgetLedger(shared: RecordingSharedBudgets(available: false))
+        let budgets = Budgets(job: BudgetCap(tokens: 50))
+        let first = try await ledger.reserve(tokens: 40, cost: nil, job: "cohort", budgets: budgets, shared: true)
+        await ledger.settle(first, tokens: 40, cost: nil)
+        await #expect(throws: ModelError.self) {
+            try await ledger.reserve(tokens: 20, cost: nil, job: "cohort", budgets: budgets, shared: true)
+        }
+    }
+
     @Test("through the stage runner: refused before any byte is sent, as a budget error; the log records it")
     func stageRunnerRefuses() async throws {
         let server = try MockModelServer()

@@ -257,7 +257,7 @@ class JobError(RpcError):
 class BudgetError(RpcError):
     """-32017: a budget cap (``budgets`` in ``stagerunner.yaml``) refused the model call before it was sent.
 
-    Nothing was committed. ``data`` has ``scope`` (``request``, ``job`` or ``process``),
+    Nothing was committed. ``data`` has ``scope`` (``request``, ``job``, ``process`` or ``workspace``),
     ``budgetScope`` (for ``job``), ``unit`` (``tokens`` or ``cost_usd``), ``cap``, ``spent``,
     ``reserved`` (held by calls in flight) and ``needed`` (what the refused call may use).
     """
@@ -270,7 +270,7 @@ class BudgetError(RpcError):
 
     @property
     def scope(self) -> str | None:
-        """``data.scope``: the cap that refused the call, ``request``, ``job`` or ``process``."""
+        """``data.scope``: the cap that refused the call: ``request``, ``job``, ``process``, ``workspace``."""
         return self._str("scope")
 
     @property
