@@ -56,14 +56,19 @@ public final class WorkspaceEngine: Sendable {
         // open them one at a time. Without the lock (a read-only workspace) opening says why.
         let opening = try? FileLock.acquireBlocking(workspace.path(Self.openLockPath))
         defer { opening?.release() }
-        callLog = try CallLog(workspace: workspace)
+        let hosts = HostDatabases.resolve(workspace)
+        callLog = try CallLog(workspace: workspace, hosts: hosts)
         budgets = BudgetLedger(
             shared: WorkspaceBudgets(workspace: workspace, logger: logger) { [callLog] in
                 (try? callLog.spent(excluding: EmbeddedProvider.name)) ?? (0, 0)
             }
         )
         // Expired answers are never used; they go when the workspace is opened.
-        cache = try ResponseCache(workspace: workspace, ttl: WorkspaceConfiguration.load(workspace).0.cacheTTL)
+        cache = try ResponseCache(
+            workspace: workspace,
+            ttl: WorkspaceConfiguration.load(workspace).0.cacheTTL,
+            hosts: hosts
+        )
         state = WorkspaceState(
             workspace: workspace,
             knownParsers: Set(parsers.names),
@@ -73,6 +78,13 @@ public final class WorkspaceEngine: Sendable {
                 sharedBuckets: WorkspaceRateBuckets(workspace: workspace)
             )
         )
+    }
+
+    /// Copies the databases' logs into their files as the server ends, so that other hosts, which
+    /// read the files alone, see every call and answer of this one.
+    public func checkpointDatabases() async {
+        await callLog.checkpoint()
+        await cache.checkpoint()
     }
 
     /// Held while a process creates or migrates the workspace's databases.

@@ -58,6 +58,7 @@ public final class RPCServer: Sendable {
     /// `cancel` (SIGINT, or `exit`) asks it. Their status documents are on disk afterwards.
     func finishJobs(cancel: Bool) async {
         await engine.openedJobs?.finishAll(cancel: cancel)
+        await engine.openedRunner?.checkpointDatabases()
     }
 
     /// The process exit status for a connection that closed this way: 0 after a clean end

@@ -40,6 +40,9 @@ actor SessionEngine {
     /// The job manager if one was opened.
     var openedJobs: JobManager? { currentJobs }
 
+    /// The runner if one was opened.
+    var openedRunner: WorkspaceEngine? { current }
+
     /// The runner of the session's workspace.
     func runner() throws(ResponseError) -> WorkspaceEngine {
         let workspace = lifecycle.workspace

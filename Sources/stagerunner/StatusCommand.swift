@@ -58,7 +58,6 @@ struct StatusCommand: AsyncParsableCommand {
         guard let folder = try? JobFolder(jobId, in: root) else {
             throw RunCommand.usageFailure("'\(jobId)' is not a job id (job ids look like 20261122T014501Z-3fa9)")
         }
-        let file = folder.statusFile
         let directory = folder.path
         guard var current = try? folder.readStatus() else {
             throw RunCommand.usageFailure("no job '\(jobId)' in \(root.root)/jobs (no readable tasks-status.json)")

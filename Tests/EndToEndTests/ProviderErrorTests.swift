@@ -64,7 +64,7 @@ struct ProviderErrorTests {
             #expect(response["error"]?["data"] == expected, "\(model)")
         }
         let database = try DatabaseQueue(path: example.root + "/.stagerunner/calls.sqlite")
-        let rows = try await database.read { db in
+        let rows = try database.read { db in
             try Row.fetchAll(
                 db,
                 sql: "SELECT genId, status, errorKind, retries, retryErrors FROM llm_calls ORDER BY id"
@@ -124,7 +124,7 @@ struct ProviderErrorTests {
         #expect(refused["error"]?["code"] == -32017, "\(refused)")
         #expect(refused["error"]?["data"]?["spent"] == 22)
         let database = try DatabaseQueue(path: example.root + "/.stagerunner/calls.sqlite")
-        let row = try await database.read { db in
+        let row = try database.read { db in
             try Row.fetchOne(
                 db,
                 sql: "SELECT promptTokens, completionTokens, costUsd FROM llm_calls WHERE genId = 'u-1'"

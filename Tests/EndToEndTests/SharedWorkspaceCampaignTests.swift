@@ -50,6 +50,8 @@ struct SharedWorkspaceCampaignTests {
         var resumeRace = false
         /// Status documents read from disk during the round, for `rev`.
         var revSamples = 0
+        /// Generations the worker on another host called (in its own call log).
+        var otherHostCalls = 0
     }
 
     @Test("servers share generations, limits and a job through kills and resume races")
@@ -58,6 +60,8 @@ struct SharedWorkspaceCampaignTests {
         let seed = environment["SHARED_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 0...UInt64(UInt32.max))
         let rounds = environment["SHARED_ROUNDS"].flatMap { Int($0) } ?? 3
         let problems = CrashCampaign.Problems()
+        // Before the rounds, so that a round that throws can be replayed.
+        print("shared-workspace campaign: seed \(seed) (SHARED_SEED replays it)")
         var results: [Round] = []
         for round in 0..<rounds {
             var random = SeededGenerator(seed: seed &+ UInt64(round))
@@ -65,7 +69,8 @@ struct SharedWorkspaceCampaignTests {
         }
         let summary =
             "shared-workspace campaign (seed \(seed)): \(rounds) rounds of 5 servers, "
-            + "\(results.map(\.generations).reduce(0, +)) generations, each asked for by up to 4 servers; "
+            + "\(results.map(\.generations).reduce(0, +)) generations, each asked for by up to 4 servers "
+            + "(\(results.map(\.otherHostCalls).reduce(0, +)) called from another host's namespaces); "
             + "duplicate calls \(results.map(\.duplicateCalls).reduce(0, +)), "
             + "owners killed mid-job and resume races \(results.filter(\.resumeRace).count), "
             + "takeovers \(results.map(\.takeovers).reduce(0, +)), "
@@ -89,7 +94,13 @@ struct SharedWorkspaceCampaignTests {
         let root = example.root
         let environment = ["MOCK_API_KEY": MockModelServer.key]
         let owner = try JobClient(workspace: root, environment: environment)
-        let workers = try (0..<4).map { _ in try JobClient(workspace: root, environment: environment) }
+        // One worker on another host (its own PID and UTS namespaces) where they can be made: it
+        // writes its own call log and cache, and shares leases, limits and the gens store.
+        let workers = try (0..<4).map { index in
+            index == 3 && SharedWorkspaceTests.namespacesAvailable
+                ? JobClient(try SharedWorkspaceTests.serverOnAnotherHost(root, environment: environment))
+                : try JobClient(workspace: root, environment: environment)
+        }
         let jobId = try #require(
             try await owner.result("runPipeline", #"{"pipeline":"\#(CrashPipeline.path)","input":{}}"#)["jobId"]?
                 .stringValue
@@ -162,17 +173,26 @@ struct SharedWorkspaceCampaignTests {
             problems.expect(answer["result"]?["status"] == "success", "runStage answered \(answer)")
         }
 
-        // Every generation paid for once, and answered fresh once.
-        let database = try DatabaseQueue(path: root + "/.stagerunner/calls.sqlite")
-        let rows = try await database.read { db in
-            try Row.fetchAll(db, sql: "SELECT genId, COUNT(*) AS calls FROM llm_calls GROUP BY genId")
+        // Every generation paid for once, in one host's log or the other's, and answered fresh once.
+        let logs = ["/.stagerunner/calls.sqlite", "/.stagerunner/hosts/other-host/calls.sqlite"].filter {
+            FileManager.default.fileExists(atPath: root + $0)
         }
+        var callsPerGeneration: [String: Int] = [:]
+        for log in logs {
+            let counted = try await DatabaseQueue(path: root + log).read { db in
+                try Row.fetchAll(db, sql: "SELECT genId, COUNT(*) AS calls FROM llm_calls GROUP BY genId").map {
+                    (genId: $0["genId"] as String, calls: $0["calls"] as Int)
+                }
+            }
+            for (genId, calls) in counted { callsPerGeneration[genId, default: 0] += calls }
+            if log.contains("other-host") { outcome.otherHostCalls = counted.map(\.calls).reduce(0, +) }
+        }
+        let rows = callsPerGeneration.sorted { $0.key < $1.key }.map { (genId: $0.key, calls: $0.value) }
         let askedFor = Set(asked.joined())
         outcome.generations = askedFor.count
-        for row in rows {
-            let calls: Int = row["calls"]
+        for (genId, calls) in rows {
             if calls > 1 { outcome.duplicateCalls += calls - 1 }
-            problems.expect(calls == 1, "\(row["genId"] as String? ?? "?") was called \(calls) times")
+            problems.expect(calls == 1, "\(genId) was called \(calls) times")
         }
         problems.expect(rows.count == askedFor.count, "\(rows.count) generations logged, \(askedFor.count) asked for")
         for genId in askedFor {
@@ -182,7 +202,8 @@ struct SharedWorkspaceCampaignTests {
         outcome.peakInFlight = Int(try mock.get("/in-flight")["peak"]?.integerValue ?? 0)
         problems.expect(outcome.peakInFlight <= concurrency, "\(outcome.peakInFlight) calls at once at the provider")
 
-        for name in ["calls.sqlite", "cache.sqlite"] {
+        for name in ["calls.sqlite", "cache.sqlite"].flatMap({ [$0, "hosts/other-host/" + $0] })
+        where FileManager.default.fileExists(atPath: root + "/.stagerunner/" + name) {
             let integrity = try await DatabaseQueue(path: root + "/.stagerunner/" + name).read { db in
                 try String.fetchOne(db, sql: "PRAGMA integrity_check")
             }

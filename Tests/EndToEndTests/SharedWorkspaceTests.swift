@@ -281,15 +281,7 @@ struct SharedWorkspaceTests {
         let temporary = "\(example.root)/data/gens/draft/.g9.tmp-\(space)-\(pid)-1"
         try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: true)
         // The other host: its own host name and PID namespace, where the owner's pid means nothing.
-        let other = JobClient(
-            try ServerProcess(
-                ["serve", "--workspace", example.root, "--log-level", "error"],
-                launcher: [
-                    "/usr/bin/unshare", "--pid", "--uts", "--fork", "--kill-child", "/bin/sh", "-c",
-                    #"hostname other-host && exec "$0" "$@""#,
-                ]
-            )
-        )
+        let other = JobClient(try Self.serverOnAnotherHost(example.root))
         let listed = try await other.result("listJobs")
         guard case .array(let jobs)? = listed["jobs"] else { throw JobWire.Failure(description: "\(listed)") }
         #expect(jobs.first?["state"] == "running", "\(listed)")
@@ -300,6 +292,52 @@ struct SharedWorkspaceTests {
         // The command was not ended by the other host's clean-up: the job finishes.
         #expect(try await owner.waitForState(jobId)["state"] == "done")
         try await Self.close([owner, other].map(\.peer))
+    }
+
+    /// A server in its own PID and UTS namespaces, named `other-host`: another host sharing the
+    /// workspace's file system.
+    static func serverOnAnotherHost(_ root: String, environment: [String: String] = [:]) throws -> ServerProcess {
+        try ServerProcess(
+            ["serve", "--workspace", root, "--log-level", "error"],
+            launcher: [
+                "/usr/bin/unshare", "--pid", "--uts", "--fork", "--kill-child", "/bin/sh", "-c",
+                #"hostname other-host && exec "$0" "$@""#,
+            ],
+            environment: environment
+        )
+    }
+
+    @Test(
+        "each host writes its own call log and cache; another host's cached answer is used, read without a lock",
+        .enabled(if: namespacesAvailable, "needs unshare --pid --uts (root or user namespaces)")
+    )
+    func databasesPerHost() async throws {
+        let workspace = try MockedWorkspace { mock in "providers:\n" + MockedWorkspace.provider("mock", of: mock) }
+        defer { workspace.remove() }
+        let root = workspace.example.root
+        func draft(_ genId: String, _ prompt: String) -> String {
+            #"{"stage":"draft","templateId":"systematic-analytical","genId":"\#(genId)","model":"mock:once-hosts","promptText":"\#(prompt)"}"#
+        }
+        let home = JobClient(workspace.server)
+        #expect(try await home.result("runStage", draft("first", "p"))["status"] == "success")
+        try await Self.close([workspace.server])
+        let other = JobClient(try Self.serverOnAnotherHost(root, environment: ["MOCK_API_KEY": MockModelServer.key]))
+        // The model answers once: the same prompt is answered from the home host's cache.
+        let cached = try await other.result("runStage", draft("second", "p"))
+        #expect(cached["status"] == "success" && cached["metadata"]?["cached"] == true, "\(cached)")
+        let fresh = try await other.call("runStage", draft("third", "q"))
+        #expect(fresh["error"]?["data"]?["kind"] == "server", "the model's second request fails: \(fresh)")
+        try await Self.close([other.peer])
+        func genIds(_ path: String) throws -> [String] {
+            try DatabaseQueue(path: root + path).read { db in
+                try String.fetchAll(db, sql: "SELECT genId FROM llm_calls ORDER BY id")
+            }
+        }
+        #expect(try genIds("/.stagerunner/calls.sqlite") == ["first"])
+        #expect(try genIds("/.stagerunner/hosts/other-host/calls.sqlite") == ["second", "third"])
+        #expect(FileManager.default.fileExists(atPath: root + "/.stagerunner/hosts/other-host/cache.sqlite"))
+        let homeHost = try String(contentsOfFile: root + "/.stagerunner/host", encoding: .utf8)
+        #expect(homeHost != "other-host\n" && !homeHost.isEmpty)
     }
 
     @Test("after kill -9 of its owner a job is interrupted; of two servers resuming it at once, one runs it")

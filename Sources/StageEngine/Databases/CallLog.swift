@@ -141,19 +141,38 @@ extension CallLog {
 public final class CallLog: Sendable {
     let database: DatabaseQueue
 
+    /// The home host's log (``HostDatabases``); other hosts write theirs under `.stagerunner/hosts/`.
     public static let relativePath = ".stagerunner/calls.sqlite"
+    static let fileName = "calls.sqlite"
 
-    /// Opens (and creates or migrates) the log at `path`.
-    public init(path: String) throws {
+    /// Whose logs are read with this one.
+    private let hosts: HostDatabases?
+    private let checkpoints: Checkpoints
+
+    /// Opens (and creates or migrates) the log at `path`; with `hosts`, the other hosts' logs of
+    /// the workspace are read with it.
+    public init(path: String, hosts: HostDatabases? = nil) throws {
         // The log is appended to and rarely read: a small page cache serves its inserts, where
         // the default would grow the server by up to 2 MiB as the log grows.
         database = try Self.openStateDatabase(path, cacheKiB: 64)
+        self.hosts = hosts
+        checkpoints = Checkpoints(hosts: hosts)
         try Self.migrator.migrate(database)
     }
 
-    /// Opens the log of `workspace`.
-    public convenience init(workspace: Workspace) throws {
-        try self.init(path: workspace.path(Self.relativePath))
+    /// Opens this host's log of `workspace`.
+    public convenience init(workspace: Workspace, hosts: HostDatabases? = nil) throws {
+        let hosts = hosts ?? HostDatabases.resolve(workspace)
+        try self.init(path: workspace.path(hosts.own(Self.fileName)), hosts: hosts)
+    }
+
+    /// `read` on this log and on each other host's that can be read now.
+    private func readAll<T: Sendable>(_ read: @escaping @Sendable (Database) throws -> T) async throws -> [T] {
+        var results = [try await database.read(read)]
+        for path in hosts?.others(Self.fileName) ?? [] {
+            if let result = HostDatabases.readImmutable(path, read) { results.append(result) }
+        }
+        return results
     }
 
     static var migrator: DatabaseMigrator {
@@ -246,14 +265,19 @@ public final class CallLog: Sendable {
     /// has been cancelled: a call that was made (and may have been paid for) is always logged.
     @discardableResult
     public func record(_ call: CallRecord) async throws -> CallRecord {
-        try await Self.evenIfCancelled { [database] in
+        let inserted = try await Self.evenIfCancelled { [database] in
             try await database.write { db in
                 var inserted = call
                 try inserted.insert(db)
                 return inserted
             }
         }
+        await checkpoints.afterWrite(database)
+        return inserted
     }
+
+    /// Copies what was written into the database file, for the other hosts (``HostDatabases``).
+    public func checkpoint() async { await checkpoints.checkpoint(database) }
 
     /// Sets the status and error of the call with id `id`: a call is logged once it has ended,
     /// before its generation is committed, and a commit that fails is recorded afterwards.
@@ -277,17 +301,17 @@ public final class CallLog: Sendable {
         return try await Task { try await write() }.value
     }
 
-    /// The most recent calls, newest first.
+    /// The most recent calls of every host, newest first.
     public func recent(limit: Int = 50) async throws -> [CallRecord] {
-        try await database.read { db in
-            try CallRecord.order(Column("id").desc).limit(limit).fetchAll(db)
-        }
+        let logs = try await readAll { db in try CallRecord.order(Column("id").desc).limit(limit).fetchAll(db) }
+        guard logs.count > 1 else { return logs.first ?? [] }
+        return Array(logs.joined().sorted { $0.createdAt > $1.createdAt }.prefix(limit))
     }
 
     /// Tokens and dollars of the calls that providers other than `excluded` answered (cached
     /// answers cost nothing): where the workspace's shared budget starts.
     func spent(excluding excluded: String) throws -> (tokens: Int, cost: Double) {
-        try database.read { db in
+        let read = { (db: Database) throws -> (tokens: Int, cost: Double) in
             let row = try Row.fetchOne(
                 db,
                 sql: """
@@ -299,11 +323,17 @@ public final class CallLog: Sendable {
             )
             return (row?["tokens"] ?? 0, row?["cost"] ?? 0)
         }
+        var total = try database.read(read)
+        for path in hosts?.others(Self.fileName) ?? [] {
+            guard let spent = HostDatabases.readImmutable(path, read) else { continue }
+            total = (total.tokens + spent.tokens, total.cost + spent.cost)
+        }
+        return total
     }
 
-    /// Totals per model and status.
+    /// Totals per model and status, over every host's log.
     public func summary() async throws -> [CallSummary] {
-        try await database.read { db in
+        let logs = try await readAll { db in
             try CallSummary.fetchAll(
                 db,
                 sql: """
@@ -317,5 +347,22 @@ public final class CallLog: Sendable {
                     """
             )
         }
+        guard logs.count > 1 else { return logs.first ?? [] }
+        var totals: [String: CallSummary] = [:]
+        for row in logs.joined() {
+            let key = "\(row.model)\u{1F}\(row.status)"
+            guard var total = totals[key] else {
+                totals[key] = row
+                continue
+            }
+            total.calls += row.calls
+            total.promptTokens += row.promptTokens
+            total.completionTokens += row.completionTokens
+            total.cost += row.cost
+            total.unpricedCalls += row.unpricedCalls
+            total.unreportedCalls += row.unreportedCalls
+            totals[key] = total
+        }
+        return totals.values.sorted { ($0.model, $0.status) < ($1.model, $1.status) }
     }
 }

@@ -43,7 +43,13 @@ public struct CacheSettings: Sendable, Hashable, Decodable {
 public final class ResponseCache: Sendable {
     let database: DatabaseQueue
 
+    /// The home host's cache (``HostDatabases``); other hosts write theirs under `.stagerunner/hosts/`.
     public static let relativePath = ".stagerunner/cache.sqlite"
+    static let fileName = "cache.sqlite"
+
+    /// Whose caches answer when this one has no answer.
+    private let hosts: HostDatabases?
+    private let checkpoints: Checkpoints
 
     /// Answers removed at most when the cache is opened: the rest go at the next opening, so
     /// that opening a cache that has not been opened for months costs no more than a moment.
@@ -51,8 +57,10 @@ public final class ResponseCache: Sendable {
 
     /// Opens (and creates or migrates) the cache at `path`; with `ttl`, removes answers older
     /// than `ttl` seconds (at most ``purgeLimit`` of them).
-    public init(path: String, ttl: Double? = nil) throws {
+    public init(path: String, ttl: Double? = nil, hosts: HostDatabases? = nil) throws {
         database = try CallLog.openStateDatabase(path)
+        self.hosts = hosts
+        checkpoints = Checkpoints(hosts: hosts)
         var migrator = DatabaseMigrator()
         migrator.registerMigration("1: responses") { db in
             try db.create(table: "responses") { table in
@@ -98,9 +106,11 @@ public final class ResponseCache: Sendable {
         }
     }
 
-    /// Opens the cache of `workspace`, removing answers older than `ttl` seconds.
-    public convenience init(workspace: Workspace, ttl: Double? = nil) throws {
-        try self.init(path: workspace.path(Self.relativePath), ttl: ttl)
+    /// Opens this host's cache of `workspace`, removing answers older than `ttl` seconds; the
+    /// other hosts' caches answer what it cannot.
+    public convenience init(workspace: Workspace, ttl: Double? = nil, hosts: HostDatabases? = nil) throws {
+        let hosts = hosts ?? HostDatabases.resolve(workspace)
+        try self.init(path: workspace.path(hosts.own(Self.fileName)), ttl: ttl, hosts: hosts)
     }
 
     /// The key of a request to `provider`: SHA-256 of its content, in a stable encoding.
@@ -119,7 +129,7 @@ public final class ResponseCache: Sendable {
     public func lookup(provider: String, _ request: CompletionRequest, ttl: Double) async throws -> Completion? {
         let key = Self.key(provider: provider, request)
         let oldest = Date().timeIntervalSince1970 - ttl
-        return try await database.read { db in
+        let read = { @Sendable (db: Database) throws -> Completion? in
             guard
                 let row = try Row.fetchOne(
                     db,
@@ -137,6 +147,11 @@ public final class ResponseCache: Sendable {
                 cached: true
             )
         }
+        if let answer = try await database.read(read) { return answer }
+        for path in hosts?.others(Self.fileName) ?? [] {
+            if let answer = HostDatabases.readImmutable(path, read), let answer { return answer }
+        }
+        return nil
     }
 
     /// Stores a complete answer (replacing an older one); errors never get here, and truncated
@@ -158,7 +173,11 @@ public final class ResponseCache: Sendable {
                 ]
             )
         }
+        await checkpoints.afterWrite(database)
     }
+
+    /// Copies what was written into the database file, for the other hosts (``HostDatabases``).
+    public func checkpoint() async { await checkpoints.checkpoint(database) }
 
     /// Removes the answers older than `ttl` seconds (the oldest `limit` of them, when given);
     /// returns how many.

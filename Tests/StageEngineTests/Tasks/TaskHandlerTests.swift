@@ -274,7 +274,8 @@ struct TaskHandlerTests {
         let clock = ContinuousClock()
         let start = clock.now
         let result = try await Self.run("stages:\n  ingestion: { command: [sleep, '120'], timeout: 0.3 }\n")
-        #expect(clock.now - start < .seconds(30))
+        // Well short of the command's two minutes, however loaded the machine.
+        #expect(clock.now - start < .seconds(100))
         #expect(result.error?.kind == .timeout)
         #expect(
             result.error?.message
