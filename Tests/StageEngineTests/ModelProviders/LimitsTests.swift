@@ -137,7 +137,7 @@ struct LimitsTests {
         await #expect(throws: ModelError.self) { try await waiter.value }
         holder.cancel()
         _ = await holder.result
-        #expect(ContinuousClock.now - started < .seconds(2))
+        #expect(ContinuousClock.now - started < .seconds(20), "the call holding the slot lasts 30 s")
         #expect(base.counts.withLock { $0.calls } == 1)
 
         // Two requests a minute: the third waits for the bucket, and cancelling ends the wait.
