@@ -290,6 +290,32 @@ enum JobWire {
 /// The job methods over the wire, against the built binary.
 @Suite("Job methods")
 struct JobMethodTests {
+    @Test("a connection holds at most 1,000 status subscriptions: the next is refused, saying why, until one goes")
+    func subscriptionLimit() async throws {
+        let example = try ExampleCopy("research-task")
+        defer { example.remove() }
+        let client = try JobClient(workspace: example.root)
+        var ids: [String] = []
+        for _ in 0..<1000 {
+            ids.append(try #require(try await client.result("subscribeStatus")["subscriptionId"]?.stringValue))
+        }
+        let refused = try await client.call("subscribeStatus", #"{"delivery":"patch"}"#)
+        #expect(
+            refused["error"]
+                == [
+                    "code": -32016,
+                    "message":
+                        "Job: this connection already holds 1000 status subscriptions, the most it may; unsubscribeStatus those it no longer needs, or subscribe without jobId to follow every job with one",
+                    "data": ["kind": "job", "reason": "limit", "limit": 1000],
+                ]
+        )
+        _ = try await client.result("unsubscribeStatus", #"{"subscriptionId":"\#(ids[0])"}"#)
+        #expect(try await client.result("subscribeStatus")["subscriptionId"] != nil)
+        #expect(try await client.result("ping") == [:], "the connection goes on")
+        client.peer.closeInput()
+        #expect(try await client.peer.exitStatus() == 0)
+    }
+
     @Test(
         "a subscription sees every lifecycle state in order; patches rebuild getStatus",
         arguments: ["snapshot", "patch"]

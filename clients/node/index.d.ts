@@ -744,8 +744,8 @@ export interface ErrorData {
   file?: string;
   path?: string;
   line?: number;
-  /** For -32016: not_found, invalid_state, invalid_path or storage. */
-  reason?: "not_found" | "invalid_state" | "invalid_path" | "storage";
+  /** For -32016: not_found, invalid_state, invalid_path, storage or limit (data.limit: the most subscriptions). */
+  reason?: "not_found" | "invalid_state" | "invalid_path" | "storage" | "limit";
   /** For -32016: the job the request named. */
   jobId?: string;
   /** -32017: the budget that refused the call. */
@@ -817,7 +817,7 @@ export declare class TaskError extends CodedRpcError<-32015> {}
 /** A job request cannot be done. */
 export declare class JobError extends CodedRpcError<-32016> {
   /** data.reason */
-  readonly reason: "not_found" | "invalid_state" | "invalid_path" | "storage" | undefined;
+  readonly reason: "not_found" | "invalid_state" | "invalid_path" | "storage" | "limit" | undefined;
   /** data.jobId */
   readonly jobId: string | undefined;
 }

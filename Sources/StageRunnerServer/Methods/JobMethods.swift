@@ -48,6 +48,10 @@ struct UnsubscribeStatusParams: Decodable, Sendable {
 
 /// The status subscriptions of a server, each with the task that delivers its changes.
 final class SubscriptionRegistry: Sendable {
+    /// The most subscriptions a connection holds at once: each keeps a queue of changes and a
+    /// delivery task, and one subscription without `jobId` follows every job.
+    static let limit = 1000
+
     struct Entry: Sendable {
         let subscription: StatusSubscription
         var delivery: Task<Void, Never>?
@@ -55,9 +59,10 @@ final class SubscriptionRegistry: Sendable {
 
     private let entries = Mutex<(next: Int, byId: [String: Entry])>((0, [:]))
 
-    /// Registers `subscription`; returns its id.
-    func add(_ subscription: StatusSubscription) -> String {
+    /// Registers `subscription`; returns its id, or nil when ``limit`` are registered.
+    func add(_ subscription: StatusSubscription) -> String? {
         entries.withLock { state in
+            guard state.byId.count < Self.limit else { return nil }
             state.next += 1
             let id = "sub-\(state.next)"
             state.byId[id] = Entry(subscription: subscription)
@@ -268,7 +273,16 @@ extension RPCServer {
         }
         let connection = context.connection
         let patches = delivery == "patch"
-        let id = subscriptions.add(subscription)
+        guard let id = subscriptions.add(subscription) else {
+            subscription.close()
+            throw ResponseError(
+                code: StageErrorCode.job,
+                message: "Job: this connection already holds \(SubscriptionRegistry.limit) status subscriptions, "
+                    + "the most it may; unsubscribeStatus those it no longer needs, or subscribe without jobId "
+                    + "to follow every job with one",
+                data: ["kind": "job", "reason": "limit", "limit": .integer(Int64(SubscriptionRegistry.limit))]
+            )
+        }
         // Changes wait in the subscription until the answer that names it is on its way.
         context.afterResponse { [subscriptions] in
             // The common case: the output is not backed up, so a change goes out at once from

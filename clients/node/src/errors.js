@@ -71,7 +71,7 @@ for (const name of ["provider", "httpStatus", "retryAfter", "retries", "url"]) {
 export const StorageError = defineCode("StorageError", -32013);
 export const TruncatedError = defineCode("TruncatedError", -32014);
 export const TaskError = defineCode("TaskError", -32015);
-/** A job request cannot be done: data.reason is not_found, invalid_state, invalid_path or storage. */
+/** A job request cannot be done: data.reason is not_found, invalid_state, invalid_path, storage or limit. */
 export const JobError = defineCode("JobError", -32016);
 Object.defineProperty(JobError.prototype, "reason", { get() { return this.data?.reason; } });
 Object.defineProperty(JobError.prototype, "jobId", { get() { return this.data?.jobId; } });

@@ -238,14 +238,15 @@ class JobError(RpcError):
     """-32016: a job request cannot be done; ``data`` has ``reason`` and ``jobId``.
 
     ``reason`` is ``not_found`` (no such job, or task), ``invalid_state`` (the job's state does
-    not allow it), ``invalid_path`` (getArtifact's path) or ``storage``.
+    not allow it), ``invalid_path`` (getArtifact's path), ``storage``, or ``limit`` (the connection
+    holds the most status subscriptions it may, ``data.limit``).
     """
 
     CODE = -32016
 
     @property
     def reason(self) -> str | None:
-        """``data.reason``: not_found, invalid_state, invalid_path or storage."""
+        """``data.reason``: not_found, invalid_state, invalid_path, storage or limit."""
         return self._str("reason")
 
     @property
