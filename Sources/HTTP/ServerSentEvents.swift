@@ -15,12 +15,21 @@ import Darwin
 public struct ServerSentEvents {
     public struct Event: Sendable, Hashable {
         public var name: String?
-        public var data: String
+        /// The data lines as sent, joined by line feeds: bytes, so that whoever reads them judges
+        /// their encoding as strictly as a body that was not streamed.
+        public var bytes: [UInt8]
+
+        public init(name: String? = nil, bytes: [UInt8]) {
+            self.name = name
+            self.bytes = bytes
+        }
 
         public init(name: String? = nil, data: String) {
-            self.name = name
-            self.data = data
+            self.init(name: name, bytes: Array(data.utf8))
         }
+
+        /// The data as text; bytes that are not UTF-8 read as U+FFFD.
+        public var data: String { String(decoding: bytes, as: UTF8.self) }
     }
 
     /// An event or a line longer than the limit.
@@ -98,7 +107,7 @@ public struct ServerSentEvents {
     private mutating func process(_ text: UnsafeBufferPointer<UInt8>, into events: inout [Event]) {
         guard let first = text.first else {
             if hasData || name != nil {
-                events.append(Event(name: name, data: String(decoding: data, as: UTF8.self)))
+                events.append(Event(name: name, bytes: data))
             }
             name = nil
             data.removeAll(keepingCapacity: true)

@@ -327,11 +327,18 @@ package enum ProviderCall {
         ModelError(.malformed, "\(endpoint.name) sent a malformed answer (\(what))")
     }
 
+    /// The JSON object of a body or an event. Invalid UTF-8 is refused, streamed or not, as JSON
+    /// requires: a provider that sends it is broken, and replacing bytes would change the answer.
     static func object(_ data: Data, _ endpoint: ProviderEndpoint) throws(ModelError) -> JSONValue {
-        guard let object = Array(data).withUnsafeBufferPointer({ try? JSONParser.parse($0) }), case .object = object
-        else {
-            throw malformed(endpoint, "not a JSON object")
+        let object: JSONValue
+        do {
+            object = try Array(data).withUnsafeBufferPointer { bytes throws(JSONParseError) in
+                try JSONParser.parse(bytes)
+            }
+        } catch {
+            throw malformed(endpoint, "not JSON: \(error)")
         }
+        guard case .object = object else { throw malformed(endpoint, "not a JSON object") }
         return object
     }
 }
@@ -394,11 +401,11 @@ public struct OpenAICompatibleProvider: ModelClient {
                 )
             },
             decodeStream: { state, event throws(ModelError) in
-                if event.data == "[DONE]" {
+                if event.bytes.elementsEqual("[DONE]".utf8) {
                     state.finished = true
                     return
                 }
-                let object = try ProviderCall.object(Data(event.data.utf8), endpoint)
+                let object = try ProviderCall.object(Data(event.bytes), endpoint)
                 if let message = object["error"]?.objectValue?["message"]?.stringValue {
                     throw ModelError(.server, "\(endpoint.name) failed while streaming: \(message)")
                 }
@@ -494,7 +501,7 @@ public struct AnthropicProvider: ModelClient {
                 )
             },
             decodeStream: { state, event throws(ModelError) in
-                let object = try ProviderCall.object(Data(event.data.utf8), endpoint)
+                let object = try ProviderCall.object(Data(event.bytes), endpoint)
                 switch object["type"]?.stringValue {
                 case "message_start":
                     let message = object["message"]?.objectValue

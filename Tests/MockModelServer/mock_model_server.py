@@ -22,6 +22,8 @@ The model name chooses the behaviour:
   done-hang       streams the answer, its final event ([DONE], message_stop), then keeps the
                   connection open for 60 s without another byte
   plain-stream    answers a streamed request with one plain JSON body (application/json)
+  bad-utf8        answers "echo: <byte 0xFF> …": the answer's JSON text (body or event) holds a byte
+                  that is not UTF-8
   big-event-<mb>  streams one text delta of <mb> MB (one event), then the usual end
   huge-error      500 with a 60 MB body
   fault-408       408 request timeout             fault-403   403 for this key
@@ -54,6 +56,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 KEY = "test-key"
+# Written as the byte 0xFF (never UTF-8) wherever it appears in an answer (model bad-utf8).
+INVALID_UTF8_MARK = b"<not-utf8>"
 # Requests seen per model name, for the models that fail a given number of times first.
 SEEN: dict[str, int] = {}
 SEEN_LOCK = threading.Lock()
@@ -83,7 +87,7 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def send_json(self, status, payload, headers=()):
-        body = json.dumps(payload).encode()
+        body = json.dumps(payload).encode().replace(INVALID_UTF8_MARK, b"\xff")
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -240,6 +244,8 @@ class Handler(BaseHTTPRequestHandler):
         messages = request.get("messages", [])
         last = messages[-1]["content"] if messages else ""
         text = "x" * 2_000_000 if model == "huge" else f"echo: {last}"
+        if model == "bad-utf8":
+            text = f"echo: {INVALID_UTF8_MARK.decode()} {last}"
         if model.startswith("big-event-"):
             text = "y" * (int(model.removeprefix("big-event-")) << 20)
         stopped = "long" if model == "long" else "stop"
@@ -270,11 +276,13 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
         self.end_headers()  # no Content-Length: the connection closes at the end
-        pieces = [text] if model.startswith("big-event-") else [text[i:i + 7] for i in range(0, len(text), 7)] or [""]
+        whole = model.startswith("big-event-") or model == "bad-utf8"
+        pieces = [text] if whole else [text[i:i + 7] for i in range(0, len(text), 7)] or [""]
 
         def send(event, payload):
             prefix = f"event: {event}\n" if event else ""
-            self.wfile.write(f"{prefix}data: {json.dumps(payload) if not isinstance(payload, str) else payload}\n\n".encode())
+            data = json.dumps(payload) if not isinstance(payload, str) else payload
+            self.wfile.write(f"{prefix}data: {data}\n\n".encode().replace(INVALID_UTF8_MARK, b"\xff"))
             self.wfile.flush()
 
         if anthropic:

@@ -84,7 +84,10 @@ struct HTTPProviderTests {
                 "fault-context", .contextLength,
                 "the prompt is too long for the model (HTTP 400): This model's maximum context length is 8192 tokens"
             ),
-            ("malformed", .malformed, "openai sent a malformed answer (not a JSON object)"),
+            (
+                "malformed", .malformed,
+                "openai sent a malformed answer (not JSON: unexpected 'h', expected 'true' at byte 15)"
+            ),
         ]
     )
     func faults(model: String, kind: ModelError.Kind, message: String) async throws {
@@ -166,6 +169,24 @@ struct HTTPProviderTests {
                 Issue.record("\(provider.provider) returned \(completion.text.count) characters from a broken stream")
             } catch {
                 #expect(error.kind == .network, "\(provider.provider): \(error)")
+            }
+        }
+    }
+
+    @Test("an answer that is not UTF-8 is refused the same way streamed or not, both APIs", arguments: [false, true])
+    func invalidUTF8(streaming: Bool) async throws {
+        for provider in [openAI(streaming: streaming) as any ModelClient, anthropic(streaming: streaming)] {
+            do {
+                let completion = try await provider.complete(request("bad-utf8"))
+                Issue.record("\(provider.provider) accepted \(completion.text.debugDescription)")
+            } catch {
+                #expect(error.kind == .malformed, "\(provider.provider): \(error)")
+                #expect(
+                    error.message.hasPrefix(
+                        "\(provider.provider) sent a malformed answer (not JSON: invalid UTF-8 (byte 0xFF) at byte "
+                    ),
+                    "\(error.message)"
+                )
             }
         }
     }
