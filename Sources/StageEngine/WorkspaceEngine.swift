@@ -57,18 +57,19 @@ public final class WorkspaceEngine: Sendable {
         let opening = try? FileLock.acquireBlocking(workspace.path(Self.openLockPath))
         defer { opening?.release() }
         let hosts = HostDatabases.resolve(workspace)
-        callLog = try CallLog(workspace: workspace, hosts: hosts)
+        callLog = try Self.opening(hosts.own(CallLog.fileName), in: workspace) {
+            try CallLog(workspace: workspace, hosts: hosts)
+        }
         budgets = BudgetLedger(
             shared: WorkspaceBudgets(workspace: workspace, logger: logger) { [callLog] in
                 (try? callLog.spent(excluding: EmbeddedProvider.name)) ?? (0, 0)
             }
         )
         // Expired answers are never used; they go when the workspace is opened.
-        cache = try ResponseCache(
-            workspace: workspace,
-            ttl: WorkspaceConfiguration.load(workspace).0.cacheTTL,
-            hosts: hosts
-        )
+        let ttl = WorkspaceConfiguration.load(workspace).0.cacheTTL
+        cache = try Self.opening(hosts.own(ResponseCache.fileName), in: workspace) {
+            try ResponseCache(workspace: workspace, ttl: ttl, hosts: hosts)
+        }
         state = WorkspaceState(
             workspace: workspace,
             knownParsers: Set(parsers.names),
@@ -85,6 +86,35 @@ public final class WorkspaceEngine: Sendable {
     public func checkpointDatabases() async {
         await callLog.checkpoint()
         await cache.checkpoint()
+    }
+
+    /// Why a database of the workspace cannot be opened: which file, and the cause.
+    public struct OpenFailure: Error, Sendable, CustomStringConvertible {
+        /// The database, relative to the workspace.
+        public let path: String
+        public let reason: String
+        public var description: String { "cannot open \(path): \(reason)" }
+    }
+
+    /// Opens the database at `relative` with `open`, saying what stands in the way when it fails:
+    /// a file where a folder should be, a folder where the database should be, or SQLite's reason.
+    static func opening<Database>(
+        _ relative: String,
+        in workspace: Workspace,
+        _ open: () throws -> Database
+    ) throws(OpenFailure) -> Database {
+        do {
+            return try open()
+        } catch {
+            if let problem = workspace.problem(reaching: relative) {
+                throw OpenFailure(path: relative, reason: "it \(problem)")
+            }
+            var status = stat()
+            if stat(workspace.path(relative), &status) == 0 && (status.st_mode & S_IFMT) == S_IFDIR {
+                throw OpenFailure(path: relative, reason: "it is a folder, not a database file")
+            }
+            throw OpenFailure(path: relative, reason: "\(error)")
+        }
     }
 
     /// Held while a process creates or migrates the workspace's databases.

@@ -64,7 +64,7 @@ actor SessionEngine {
         } catch {
             throw ResponseError(
                 code: StageErrorCode.storage,
-                message: "Storage: cannot open the call log \(CallLog.relativePath): \(error.localizedDescription)",
+                message: "Storage: \(error)",
                 data: [
                     "kind": "storage",
                     "hint": .string("check that \(workspace.root)/.stagerunner is writable"),

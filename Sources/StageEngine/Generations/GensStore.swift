@@ -92,8 +92,8 @@ public struct GensStore: Sendable {
     public func commit(_ generation: Generation) async throws(Failure) {
         let metadata = generation.metadata
         let relativeDirectory = Self.directory(metadata.stage, metadata.genId)
-        guard workspace.contains(relativeDirectory) else {
-            throw Failure(path: relativeDirectory, reason: "leads outside the workspace through a symbolic link")
+        if let problem = workspace.problem(reaching: relativeDirectory) {
+            throw Failure(path: relativeDirectory, reason: problem)
         }
         let stageDirectory = workspace.path("data/gens/\(metadata.stage.rawValue)")
         var files: [(String, Data)] = []

@@ -82,12 +82,8 @@ actor WorkspaceState {
 
     /// The compiled template at `file`: read, hashed and compiled again only when the file changed.
     func template(_ file: String) throws(StageError) -> CompiledTemplate {
-        guard workspace.contains(file) else {
-            throw StageError(
-                .workspace,
-                "the template \(file) leads outside the workspace through a symbolic link",
-                file: file
-            )
+        if let problem = workspace.problem(reaching: file) {
+            throw StageError(.workspace, "the template \(file) \(problem)", file: file)
         }
         let current = stamp(file)
         if let (stamp, compiled) = templates[file], stamp == current { return compiled }

@@ -173,8 +173,8 @@ struct TaskFileLoader {
             throw problem(path, "'\(relative)' must be a relative path inside the task's folder, without '..'")
         }
         let resolved = directory == "." ? relative : "\(directory)/\(relative)"
-        guard workspace.contains(resolved) else {
-            throw problem(path, "'\(relative)' leads outside the workspace through a symbolic link")
+        if let reason = workspace.problem(reaching: resolved) {
+            throw problem(path, "'\(relative)' \(reason)")
         }
         let stamp = workspace.stamp(resolved)
         switch workspace.loadText(resolved) {

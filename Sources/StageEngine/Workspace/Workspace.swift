@@ -49,19 +49,40 @@ extension Workspace {
     /// Whether `relative`, once every symlink in it is resolved, is still inside the workspace.
     /// Paths built from validated ids cannot climb out by name; this catches a symlink that does.
     /// A path that does not exist yet is judged by its nearest existing ancestor.
-    public func contains(_ relative: String) -> Bool {
+    public func contains(_ relative: String) -> Bool { problem(reaching: relative) == nil }
+
+    /// Why `relative` cannot be used inside the workspace, or nil when it can: a symbolic link on
+    /// the way leads outside, a folder on the way is a file, or a folder cannot be searched. Said
+    /// of the path: "leads outside the workspace through a symbolic link".
+    public func problem(reaching relative: String) -> String? {
         var candidate = path(relative)
         while true {
             if let resolved = realpath(candidate, nil) {
                 defer { free(resolved) }
                 let real = String(cString: resolved)
                 return real == root || real.hasPrefix(root + "/")
+                    ? nil : "leads outside the workspace through a symbolic link"
             }
-            guard errno == ENOENT, let slash = candidate.lastIndex(of: "/"), slash > candidate.startIndex else {
-                return false
+            let code = errno
+            if code == ENOTDIR { return notAFolder(on: relative) }
+            guard code == ENOENT, let slash = candidate.lastIndex(of: "/"), slash > candidate.startIndex else {
+                return "cannot be reached (\(String(cString: strerror(code))))"
             }
             candidate = String(candidate[..<slash])
         }
+    }
+
+    /// The first folder on the way to `relative` that is something else.
+    private func notAFolder(on relative: String) -> String {
+        var prefix = ""
+        for component in relative.split(separator: "/").dropLast() {
+            prefix += prefix.isEmpty ? String(component) : "/\(component)"
+            var status = stat()
+            if stat(path(prefix), &status) == 0 && (status.st_mode & S_IFMT) != S_IFDIR {
+                return "goes through \(prefix), which is a file, not a folder"
+            }
+        }
+        return "goes through a file where a folder should be"
     }
 
     /// A workspace file's contents as text, or why there are none.

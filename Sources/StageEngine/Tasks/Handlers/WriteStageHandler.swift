@@ -25,11 +25,8 @@ struct WriteStageHandler: TaskStageHandler {
         let workspace = invocation.environment.workspace
         let relative = "\(invocation.context.workDir)/\(path)"
         // A folder on the way may be a symbolic link a command of the task made.
-        guard workspace.contains(relative) else {
-            throw TaskError(
-                .write,
-                "cannot write the artifact \(relative): it leads outside the workspace through a symbolic link"
-            )
+        if let problem = workspace.problem(reaching: relative) {
+            throw TaskError(.write, "cannot write the artifact \(relative): it \(problem)")
         }
         let bytes: [UInt8]
         switch invocation.context.output {
