@@ -20,6 +20,8 @@ public final class WorkspaceEngine: Sendable {
     public let cache: ResponseCache
     let state: WorkspaceState
     let inFlight = InFlightGenerations()
+    /// The workspace cannot be written (a read-only file system, or no permission).
+    public let readOnly: Bool
     /// Spending against `budgets`: for the life of the runner (the server process), and with every
     /// server on the workspace (``WorkspaceBudgets``).
     public let budgets: BudgetLedger
@@ -57,9 +59,22 @@ public final class WorkspaceEngine: Sendable {
         let opening = try? FileLock.acquireBlocking(workspace.path(Self.openLockPath))
         defer { opening?.release() }
         let hosts = HostDatabases.resolve(workspace)
-        callLog = try Self.opening(hosts.own(CallLog.fileName), in: workspace) {
-            try CallLog(workspace: workspace, hosts: hosts)
+        // A workspace nobody may write (a read-only mount) is still read: its templates listed and
+        // rendered, its generations and jobs shown. Its databases live in memory; whatever would
+        // write is refused before it starts (``requireWritable()``).
+        readOnly = access(workspace.root, W_OK) != 0
+        if readOnly {
+            logger.notice(
+                "the workspace cannot be written: methods that only read work, the others are refused",
+                metadata: ["workspace": "\(workspace.root)", "error": "\(String(cString: strerror(errno)))"]
+            )
         }
+        callLog =
+            try readOnly
+            ? CallLog.inMemory()
+            : Self.opening(hosts.own(CallLog.fileName), in: workspace) {
+                try CallLog(workspace: workspace, hosts: hosts)
+            }
         budgets = BudgetLedger(
             shared: WorkspaceBudgets(workspace: workspace, logger: logger) { [callLog] in
                 (try? callLog.spent(excluding: EmbeddedProvider.name)) ?? (0, 0)
@@ -67,9 +82,12 @@ public final class WorkspaceEngine: Sendable {
         )
         // Expired answers are never used; they go when the workspace is opened.
         let ttl = WorkspaceConfiguration.load(workspace).0.cacheTTL
-        cache = try Self.opening(hosts.own(ResponseCache.fileName), in: workspace) {
-            try ResponseCache(workspace: workspace, ttl: ttl, hosts: hosts)
-        }
+        cache =
+            try readOnly
+            ? ResponseCache.inMemory()
+            : Self.opening(hosts.own(ResponseCache.fileName), in: workspace) {
+                try ResponseCache(workspace: workspace, ttl: ttl, hosts: hosts)
+            }
         state = WorkspaceState(
             workspace: workspace,
             knownParsers: Set(parsers.names),
@@ -86,6 +104,15 @@ public final class WorkspaceEngine: Sendable {
     public func checkpointDatabases() async {
         await callLog.checkpoint()
         await cache.checkpoint()
+    }
+
+    /// Refuses what would write into a workspace that cannot be written, before anything starts
+    /// (a model call included), naming the workspace and why.
+    public func requireWritable(_ what: String) throws(StageError) {
+        guard readOnly else { return }
+        var reason = "it cannot be written"
+        if access(workspace.root, W_OK) != 0 { reason = "it cannot be written (\(String(cString: strerror(errno))))" }
+        throw StageError(.storage, "\(what) writes into the workspace \(workspace.root), but \(reason)")
     }
 
     /// Why a database of the workspace cannot be opened: which file, and the cause.
@@ -382,6 +409,7 @@ public final class WorkspaceEngine: Sendable {
         let snapshot = await state.current()
         let plan = try plan(spec, snapshot)
         if !spec.force, let existing = try reused(plan) { return existing }
+        try requireWritable("runStage")
         let key = "\(plan.stage.rawValue)/\(plan.genId)"
         let outcome = await inFlight.run(key) { () async -> Result<StageResult, StageError> in
             do throws(StageError) {

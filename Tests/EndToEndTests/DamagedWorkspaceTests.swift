@@ -71,4 +71,56 @@ struct DamagedWorkspaceTests {
         client.peer.closeInput()
         #expect(try await client.peer.exitStatus() == 0)
     }
+
+    /// Whether a read-only bind mount can be made in a mount namespace here (root, or user
+    /// namespaces).
+    static let readOnlyMountsAvailable: Bool = {
+        let probe = Process()
+        probe.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+        probe.arguments = ["--mount", "/bin/sh", "-c", "mount --bind -o ro /tmp /tmp"]
+        probe.standardError = FileHandle.nullDevice
+        guard (try? probe.run()) != nil else { return false }
+        probe.waitUntilExit()
+        return probe.terminationStatus == 0
+    }()
+
+    @Test(
+        "a workspace on a read-only mount: reading methods work and create nothing; writing ones are refused first",
+        .enabled(if: readOnlyMountsAvailable, "needs unshare --mount and mount --bind")
+    )
+    func readOnlyWorkspace() async throws {
+        let example = try ExampleCopy("daydream")
+        defer { example.remove() }
+        try? FileManager.default.removeItem(atPath: example.root + "/.stagerunner")
+        let client = JobClient(
+            try ServerProcess(
+                ["serve", "--workspace", example.root],
+                launcher: [
+                    "/usr/bin/unshare", "--mount", "/bin/sh", "-c",
+                    "mount --bind -o ro '\(example.root)' '\(example.root)' && exec \"$0\" \"$@\"",
+                ]
+            )
+        )
+        #expect(try await client.result("validateWorkspace")["valid"] == true)
+        #expect(try await client.result("listJobs") == ["jobs": []])
+        let templates = try await client.result("listTemplates")
+        guard case .array(let list)? = templates["templates"] else {
+            throw JobWire.Failure(description: "\(templates)")
+        }
+        #expect(list.count == 6)
+        let rendered = try await client.result(
+            "renderPrompt",
+            #"{"stage":"draft","templateId":"creative-synthesis","model":"m","values":{"concepts":[]}}"#
+        )
+        #expect(rendered["prompt"]?.stringValue?.isEmpty == false, "\(rendered)")
+        let refusal =
+            "Storage: runStage writes into the workspace \(example.root), but it cannot be written (Read-only file system)"
+        #expect(try await client.call("runStage", Self.draft)["error"]?["message"] == .string(refusal))
+        let pipeline = try await client.call("runPipeline", #"{"pipeline":"pipelines/x.yaml"}"#)
+        #expect(pipeline["error"]?["data"]?["kind"] == "storage", "\(pipeline)")
+        #expect(pipeline["error"]?["message"]?.stringValue?.hasPrefix("Storage: runPipeline writes into") == true)
+        client.peer.closeInput()
+        #expect(try await client.peer.exitStatus() == 0)
+        #expect(!FileManager.default.fileExists(atPath: example.root + "/.stagerunner"), "nothing was created")
+    }
 }

@@ -296,9 +296,13 @@ struct SharedWorkspaceTests {
 
     /// A server in its own PID and UTS namespaces, named `other-host`: another host sharing the
     /// workspace's file system.
-    static func serverOnAnotherHost(_ root: String, environment: [String: String] = [:]) throws -> ServerProcess {
+    static func serverOnAnotherHost(
+        _ root: String,
+        environment: [String: String] = [:],
+        logLevel: String = "error"
+    ) throws -> ServerProcess {
         try ServerProcess(
-            ["serve", "--workspace", root, "--log-level", "error"],
+            ["serve", "--workspace", root, "--log-level", logLevel],
             launcher: [
                 "/usr/bin/unshare", "--pid", "--uts", "--fork", "--kill-child", "/bin/sh", "-c",
                 #"hostname other-host && exec "$0" "$@""#,

@@ -151,10 +151,20 @@ public final class CallLog: Sendable {
 
     /// Opens (and creates or migrates) the log at `path`; with `hosts`, the other hosts' logs of
     /// the workspace are read with it.
-    public init(path: String, hosts: HostDatabases? = nil) throws {
+    public convenience init(path: String, hosts: HostDatabases? = nil) throws {
         // The log is appended to and rarely read: a small page cache serves its inserts, where
         // the default would grow the server by up to 2 MiB as the log grows.
-        database = try Self.openStateDatabase(path, cacheKiB: 64)
+        try self.init(database: Self.openStateDatabase(path, cacheKiB: 64), hosts: hosts)
+    }
+
+    /// A log in memory, for a workspace on a read-only file system: what it records goes with
+    /// the process.
+    public static func inMemory() throws -> CallLog {
+        try CallLog(database: DatabaseQueue(), hosts: nil)
+    }
+
+    private init(database: DatabaseQueue, hosts: HostDatabases?) throws {
+        self.database = database
         self.hosts = hosts
         checkpoints = Checkpoints(hosts: hosts)
         try Self.migrator.migrate(database)

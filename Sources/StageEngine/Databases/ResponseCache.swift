@@ -57,8 +57,17 @@ public final class ResponseCache: Sendable {
 
     /// Opens (and creates or migrates) the cache at `path`; with `ttl`, removes answers older
     /// than `ttl` seconds (at most ``purgeLimit`` of them).
-    public init(path: String, ttl: Double? = nil, hosts: HostDatabases? = nil) throws {
-        database = try CallLog.openStateDatabase(path)
+    public convenience init(path: String, ttl: Double? = nil, hosts: HostDatabases? = nil) throws {
+        try self.init(database: CallLog.openStateDatabase(path), ttl: ttl, hosts: hosts)
+    }
+
+    /// A cache in memory, for a workspace on a read-only file system.
+    public static func inMemory() throws -> ResponseCache {
+        try ResponseCache(database: DatabaseQueue(), ttl: nil, hosts: nil)
+    }
+
+    private init(database: DatabaseQueue, ttl: Double?, hosts: HostDatabases?) throws {
+        self.database = database
         self.hosts = hosts
         checkpoints = Checkpoints(hosts: hosts)
         var migrator = DatabaseMigrator()

@@ -461,6 +461,8 @@ public actor JobManager {
     /// document existed). Returns their ids.
     @discardableResult
     public func recoverInterruptedJobs() async -> [String] {
+        // Nothing can be marked in a workspace that cannot be written: its jobs are shown as found.
+        guard !runner.readOnly else { return [] }
         var recovered: [String] = []
         for name in JobFolder.ids(in: workspace).reversed() where executions[name] == nil {
             // A folder without a readable document is a job a crash stopped at its start.

@@ -35,14 +35,22 @@ enum OwnerOnly {
     /// Creates the folder at `path` (absolute) and each missing ancestor, owner-only; an
     /// existing folder is fine.
     static func createDirectories(_ path: String) throws(Failure) {
-        if mkdir(path, directoryMode) == 0 || isDirectory(path) { return }
-        guard errno == ENOENT else { throw Failure(path, "cannot create directory") }
+        if mkdir(path, directoryMode) == 0 { return }
+        // mkdir's errno, before the look at the path replaces it.
+        let code = errno
+        if isDirectory(path) { return }
+        guard code == ENOENT else {
+            errno = code
+            throw Failure(path, "cannot create directory")
+        }
         let parent = (path as NSString).deletingLastPathComponent
         guard !parent.isEmpty, parent != path else { throw Failure(path, "cannot create directory") }
         try createDirectories(parent)
-        guard mkdir(path, directoryMode) == 0 || isDirectory(path) else {
-            throw Failure(path, "cannot create directory")
-        }
+        if mkdir(path, directoryMode) == 0 { return }
+        let again = errno
+        if isDirectory(path) { return }
+        errno = again
+        throw Failure(path, "cannot create directory")
     }
 
     /// Creates the file at `path` with `bytes`, owner-only; fails when it exists.

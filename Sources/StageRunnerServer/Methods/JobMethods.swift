@@ -102,11 +102,21 @@ extension ResponseError {
 }
 
 extension RPCServer {
+    /// Refuses `method` on a workspace that cannot be written, before anything starts.
+    func requireWritable(_ method: String) async throws {
+        do {
+            try await engine.runner().requireWritable(method)
+        } catch let error as StageError {
+            throw ResponseError(error)
+        }
+    }
+
     func runPipeline(_ context: RequestContext) async throws -> RawJSON {
         let params = try context.decodeParams(RunPipelineParams.self)
         if let name = params.name, name.isEmpty || name.count > 200 {
             throw ResponseError.invalidParams(field: "params.name", problem: "must be 1 to 200 characters")
         }
+        try await requireWritable("runPipeline")
         let jobs = try await engine.jobs()
         let pipeline: PipelineDefinition
         do {
@@ -195,6 +205,7 @@ extension RPCServer {
 
     func cancelJob(_ context: RequestContext) async throws -> RawJSON {
         let params = try context.decodeParams(JobIdParams.self)
+        try await requireWritable("cancelJob")
         let jobs = try await engine.jobs()
         do {
             return RawJSON(["status": try await jobs.cancel(params.jobId).json])
@@ -205,6 +216,7 @@ extension RPCServer {
 
     func retryTask(_ context: RequestContext) async throws -> RawJSON {
         let params = try context.decodeParams(RetryTaskParams.self)
+        try await requireWritable("retryTask")
         let jobs = try await engine.jobs()
         do {
             try await jobs.retryTask(params.jobId, task: params.task, clientStages: stageExecutor(context))
@@ -216,6 +228,7 @@ extension RPCServer {
 
     func resumeJob(_ context: RequestContext) async throws -> RawJSON {
         let params = try context.decodeParams(JobIdParams.self)
+        try await requireWritable("resumeJob")
         let jobs = try await engine.jobs()
         do {
             try await jobs.resume(params.jobId, clientStages: stageExecutor(context))

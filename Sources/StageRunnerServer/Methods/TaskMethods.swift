@@ -66,6 +66,7 @@ struct ConnectionStageExecutor: ClientStageExecutor {
 extension RPCServer {
     func runTask(_ context: RequestContext) async throws -> RawJSON {
         let params = try context.decodeParams(RunTaskParams.self)
+        try await requireWritable("runTask")
         if let maxRefinements = params.maxRefinements, !(0...100).contains(maxRefinements) {
             throw ResponseError.invalidParams(field: "params.maxRefinements", problem: "must be from 0 to 100")
         }
