@@ -118,3 +118,32 @@ extension JSONValue: Codable {
         }
     }
 }
+
+extension JSONValue {
+    /// How many arrays and objects nest at the deepest point (a scalar: 0, `[]`: 1, `[[1]]`: 2):
+    /// what a parser's depth limit counts, so a value deeper than it cannot be read back.
+    public var nestingDepth: Int {
+        var deepest = 0
+        var pending: [(JSONValue, Int)] = [(self, 0)]
+        while let (value, level) = pending.popLast() {
+            switch value {
+            case .array(let elements):
+                deepest = max(deepest, level + 1)
+                for element in elements where element.isContainer { pending.append((element, level + 1)) }
+            case .object(let members):
+                deepest = max(deepest, level + 1)
+                for member in members.values where member.isContainer { pending.append((member, level + 1)) }
+            default:
+                break
+            }
+        }
+        return deepest
+    }
+
+    private var isContainer: Bool {
+        switch self {
+        case .array, .object: return true
+        default: return false
+        }
+    }
+}

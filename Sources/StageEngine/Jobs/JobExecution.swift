@@ -27,11 +27,16 @@ struct JobExecution {
             document.set(nil, "cancelled")
         }
         var outputs: [String: JSONValue] = [:]
+        /// Finished tasks whose output cannot be read back, and why.
+        var unreadable: [String: String] = [:]
         for (index, step) in job.pipeline.steps.enumerated() {
             let state = await store.document.taskState(step.name)
             if index < first || state == .done {
                 // Finished earlier: its output still feeds the tasks after it.
-                if let output = savedOutput(step.name) { outputs[step.name] = output }
+                switch readPayload(step.name) {
+                case .success(let payload): outputs[step.name] = payload["context"]?["output"] ?? nil
+                case .failure(let reason): unreadable[step.name] = reason.message
+                }
                 continue
             }
             if let payload = savedPayload(step.name) {
@@ -41,12 +46,27 @@ struct JobExecution {
                 await markDone(step.name, payload: payload, seconds: Self.stageSeconds(payload), recovered: true)
                 continue
             }
-            let input: JSONValue
-            switch step.input {
-            case .seed: input = job.input
-            case .task(let name): input = outputs[name] ?? nil
-            case .previous: input = index == 0 ? job.input : outputs[job.pipeline.steps[index - 1].name] ?? nil
+            let source: String? =
+                switch step.input {
+                case .seed: nil
+                case .task(let name): name
+                case .previous: index == 0 ? nil : job.pipeline.steps[index - 1].name
+                }
+            if let source, let reason = unreadable[source] {
+                // Never null in its place: the task would run on an input its producer did not give.
+                await failed(
+                    step.name,
+                    stage: "input",
+                    TaskError(
+                        .stage,
+                        "its input, the output of task \(source) (jobs/\(jobId)/tasks/\(source)/output.json), "
+                            + "cannot be read: \(reason); retry task \(source)"
+                    ),
+                    started: ContinuousClock.now
+                )
+                return
             }
+            let input: JSONValue = source.map { outputs[$0] ?? nil } ?? job.input
             guard let output = await runTask(step, input: input) else { return }
             outputs[step.name] = output
         }
@@ -67,9 +87,18 @@ struct JobExecution {
         return payload
     }
 
-    /// The final output of a task that succeeded, from its `output.json`.
-    func savedOutput(_ task: String) -> JSONValue? {
-        savedPayload(task)?["context"]?["output"] ?? nil
+    /// The result payload of a task that is done, from its `output.json`, or why it cannot be read.
+    func readPayload(_ task: String) -> Result<JSONValue, TaskError> {
+        switch runner.workspace.loadText("jobs/\(jobId)/tasks/\(task)/output.json") {
+        case .missing: return .failure(TaskError(.stage, "the file is missing"))
+        case .notUTF8: return .failure(TaskError(.stage, "it is not UTF-8 text"))
+        case .text(let text):
+            do {
+                return .success(try JSONParser.parse(Array(text.utf8)))
+            } catch {
+                return .failure(TaskError(.stage, "\(error)"))
+            }
+        }
     }
 
     /// The time a saved result's stages took (its log's `ms`), for a task whose own timing was lost.
@@ -156,6 +185,22 @@ struct JobExecution {
                 return nil
             }
             let folder = "jobs/\(jobId)/tasks/\(step.name)"
+            // What is written must read back: a result nested past the parser's limit would reach
+            // the next task as null.
+            let depth = result.json.nestingDepth
+            if depth > JSONParser.defaultMaximumDepth {
+                await failed(
+                    step.name,
+                    stage: "output",
+                    TaskError(
+                        .contract,
+                        "the task's result nests \(depth) levels deep, past the \(JSONParser.defaultMaximumDepth) "
+                            + "that output.json may have to be read back; return an output that nests less"
+                    ),
+                    started: started
+                )
+                return nil
+            }
             do {
                 try await ArtifactFile.write(
                     Array(result.json.prettyDescription.utf8) + [10],

@@ -138,6 +138,69 @@ struct JobTests {
         #expect(done.task("review")?["attempts"] == 2)
     }
 
+    /// A two-task pipeline whose first task's command answers `output` (JSON text).
+    static func twoTasks(answering output: String, in workspace: TemporaryWorkspace) throws -> PipelineDefinition {
+        let stages = "stages:\n  ingestion: { command: [echo, '{\"output\": \(output), \"flags\": {}}'] }\n"
+        try stages.write(toFile: workspace.workspace.path("tasks/deep.task.yaml"), atomically: true, encoding: .utf8)
+        try "stages:\n  ingestion: { command: [cat] }\n"
+            .write(toFile: workspace.workspace.path("tasks/echo.task.yaml"), atomically: true, encoding: .utf8)
+        return PipelineDefinition(
+            name: "depth",
+            steps: [
+                .init(name: "first", file: "tasks/deep.task.yaml"), .init(name: "second", file: "tasks/echo.task.yaml"),
+            ]
+        )
+    }
+
+    @Test func aResultTooDeepToReadBackFailsItsTaskNeverPassingNull() async throws {
+        let workspace = try Self.research()
+        defer { workspace.remove() }
+        // 510 arrays: the command's answer parses, but wrapped in the task's result it is 513 deep.
+        let deep = String(repeating: "[", count: 510) + String(repeating: "]", count: 510)
+        let jobs = try Self.manager(workspace)
+        let id = try await jobs.start(try Self.twoTasks(answering: deep, in: workspace), input: [:])
+        let failed = try await jobs.waitUntilFinished(id)
+        #expect(failed.state == .failed)
+        #expect(failed.task("first")?["failedStage"] == "output")
+        #expect(
+            failed.task("first")?["error"]?["message"]?.stringValue
+                == "the task's result nests 513 levels deep, past the 512 that output.json may have to be read back; "
+                + "return an output that nests less"
+        )
+        #expect(failed.task("second")?["state"] == "pending", "the next task never ran")
+    }
+
+    @Test func aFinishedTasksOutputThatCannotBeReadFailsTheTaskThatNeedsIt() async throws {
+        let workspace = try Self.research()
+        defer { workspace.remove() }
+        let jobs = try Self.manager(workspace)
+        let pipeline = try Self.twoTasks(answering: "[1]", in: workspace)
+        try "stages:\n  ingestion: { command: [sh, -c, 'exit 3'] }\n"
+            .write(toFile: workspace.workspace.path("tasks/echo.task.yaml"), atomically: true, encoding: .utf8)
+        let id = try await jobs.start(pipeline, input: [:])
+        #expect(try await jobs.waitUntilFinished(id).state == .failed)
+        // The first task's output is damaged before the second is retried.
+        try "{\"ok\": tru".write(
+            toFile: workspace.workspace.path("jobs/\(id)/tasks/first/output.json"),
+            atomically: true,
+            encoding: .utf8
+        )
+        try "stages:\n  ingestion: { command: [cat] }\n"
+            .write(toFile: workspace.workspace.path("tasks/echo.task.yaml"), atomically: true, encoding: .utf8)
+        try await jobs.retryTask(id, task: "second")
+        let failed = try await jobs.waitUntilFinished(id)
+        #expect(failed.state == .failed)
+        #expect(failed.task("second")?["failedStage"] == "input")
+        let message = failed.task("second")?["error"]?["message"]?.stringValue ?? ""
+        #expect(
+            message.hasPrefix(
+                "its input, the output of task first (jobs/\(id)/tasks/first/output.json), cannot be read: "
+            ),
+            "\(message)"
+        )
+        #expect(message.hasSuffix("; retry task first"))
+    }
+
     @Test func taskRetriesWithBackoffAreVisibleInTheDocument() async throws {
         let workspace = try Self.research()
         defer { workspace.remove() }
