@@ -102,6 +102,13 @@ public final class WorkspaceEngine: Sendable {
     /// Copies the databases' logs into their files as the server ends, so that other hosts, which
     /// read the files alone, see every call and answer of this one.
     public func checkpointDatabases() async {
+        let lost = await callLog.writeUnwritten()
+        if lost > 0 {
+            logger.error(
+                "calls the call log could not take are lost with this server",
+                metadata: ["calls": "\(lost)", "log": "\(CallLog.relativePath)"]
+            )
+        }
         await callLog.checkpoint()
         await cache.checkpoint()
     }
@@ -933,7 +940,10 @@ public final class WorkspaceEngine: Sendable {
     }
 
     func logCallLogFailure(_ error: any Error) {
-        logger.error("cannot write the call log", metadata: ["error": "\(error)"])
+        logger.error(
+            "cannot write the call log; its calls are kept and written when it can take them",
+            metadata: ["error": "\(error)", "waiting": "\(callLog.unwrittenCount)"]
+        )
     }
 
     func milliseconds(since start: ContinuousClock.Instant) -> Double {

@@ -167,14 +167,23 @@ struct SoakTests {
         let before = try await Self.heapInUse(driver)
         let count = 200
         try await tasks(100..<(100 + count))
-        let after = try await Self.heapInUse(driver)
+        var after = try await Self.heapInUse(driver)
+        // Measured over 2,700 tasks, the heap stays within ±40 KB; a task leaving 640 bytes behind
+        // would add 128 KB here. On a loaded machine more threads may run and fill their caches
+        // once: growth that stops is that, and a leak grows again over the next tasks.
+        var grown = after - before
+        if grown >= 128 * 1024 {
+            try await tasks((100 + count)..<(100 + 2 * count))
+            let again = try await Self.heapInUse(driver)
+            print("runTask memory: \(grown) bytes over the first \(count) tasks, \(again - after) over the next")
+            grown = again - after
+            after = again
+        }
         server.closeInput()
         #expect(try await server.exitStatus(timeout: .seconds(30)) == 0)
         #expect(driver.failures.withLock { $0 }.isEmpty, "\(driver.failures.withLock { $0 })")
         print("runTask memory: \(count) tasks after 100, heap in use \(before) -> \(after) bytes")
-        // Measured over 2,700 tasks, the heap stays within ±40 KB; a task leaving 640 bytes behind
-        // would add 128 KB here.
-        #expect(after - before < 128 * 1024, "the heap grew \(after - before) bytes over \(count) tasks")
+        #expect(grown < 128 * 1024, "the heap grew \(grown) bytes over \(count) tasks")
     }
 
     @Test("subscribing and unsubscribing, again and again: nothing of a subscription stays on the heap")

@@ -39,7 +39,8 @@ The model name chooses the behaviour:
                   (OpenAI's x-ratelimit-*, Anthropic's anthropic-ratelimit-*) say none is left
                   until the window ends, and a request inside the window gets a 429
 GET /in-flight says {"now": n, "peak": n}: POST requests being answered at once, now and at
-most since the server started.
+most since the server started. A request stops counting just before the last bytes of its answer
+are written, so a client that has its whole answer is never still counted.
 Requests must carry the key "test-key" (Authorization: Bearer for OpenAI, x-api-key for
 Anthropic) unless the model is "no-auth". It prints "PORT <n>" once listening.
 """
@@ -94,6 +95,7 @@ class Handler(BaseHTTPRequestHandler):
         for name, value in headers:
             self.send_header(name, value)
         self.end_headers()
+        self.answered()
         self.wfile.write(body)
 
     def do_GET(self):
@@ -133,9 +135,16 @@ class Handler(BaseHTTPRequestHandler):
         with SEEN_LOCK:
             IN_FLIGHT["now"] += 1
             IN_FLIGHT["peak"] = max(IN_FLIGHT["peak"], IN_FLIGHT["now"])
+        self.counted = True
         try:
             return self.answer_post()
         finally:
+            self.answered()
+
+    def answered(self):
+        """The request stops counting as in flight (once)."""
+        if getattr(self, "counted", False):
+            self.counted = False
             with SEEN_LOCK:
                 IN_FLIGHT["now"] -= 1
 
@@ -311,6 +320,7 @@ class Handler(BaseHTTPRequestHandler):
             if model != "no-usage":
                 delta["usage"] = delta_usage
             send("message_delta", delta)
+            self.answered()
             send("message_stop", {"type": "message_stop"})
         else:
             reason = "length" if stopped == "long" else "stop"
@@ -318,6 +328,7 @@ class Handler(BaseHTTPRequestHandler):
             if model != "no-usage":
                 send(None, {"model": model, "choices": [],
                             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}})
+            self.answered()
             send(None, "[DONE]")
         if model == "done-hang":
             time.sleep(60)

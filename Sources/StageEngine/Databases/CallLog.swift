@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import JSON
+import Synchronization
 
 /// One model call (cached or not), as a row of the call log, `.stagerunner/calls.sqlite`
 /// (protocol/README.md section 8.1).
@@ -148,6 +149,11 @@ public final class CallLog: Sendable {
     /// Whose logs are read with this one.
     private let hosts: HostDatabases?
     private let checkpoints: Checkpoints
+    /// Calls the database could not take (a full disk): written before the next call's row, and
+    /// at the end of the server. A paid call is never dropped while it can be kept.
+    private let unwritten = Mutex<[CallRecord]>([])
+    /// The most calls kept waiting; past it the oldest are given up.
+    static let unwrittenLimit = 10_000
 
     /// Opens (and creates or migrates) the log at `path`; with `hosts`, the other hosts' logs of
     /// the workspace are read with it.
@@ -273,21 +279,84 @@ public final class CallLog: Sendable {
 
     /// Appends a call; returns it with its id. The row is written even when the calling task
     /// has been cancelled: a call that was made (and may have been paid for) is always logged.
+    ///
+    /// When the database cannot take it (a full disk), the call is kept in memory and written
+    /// with the next row that can be, and the error is thrown; ``unwrittenCount`` says how many
+    /// wait.
     @discardableResult
     public func record(_ call: CallRecord) async throws -> CallRecord {
-        let inserted = try await Self.evenIfCancelled { [database] in
-            try await database.write { db in
-                var inserted = call
-                try inserted.insert(db)
-                return inserted
+        let taken = Taken()
+        do {
+            let inserted = try await Self.evenIfCancelled { [self] in
+                try await database.write { db in
+                    // Taken inside the write, which runs one at a time: no row is written twice.
+                    let waiting = self.unwritten.withLock { waiting in
+                        defer { waiting.removeAll() }
+                        return waiting
+                    }
+                    taken.calls.withLock { $0 = waiting }
+                    for var earlier in waiting { try earlier.insert(db) }
+                    var inserted = call
+                    try inserted.insert(db)
+                    return inserted
+                }
             }
+            await checkpoints.afterWrite(database)
+            return inserted
+        } catch {
+            keep(taken.calls.withLock { $0 }, then: call)
+            throw error
         }
-        await checkpoints.afterWrite(database)
-        return inserted
+    }
+
+    /// How many calls wait to be written.
+    public var unwrittenCount: Int { unwritten.withLock { $0.count } }
+
+    /// Writes the calls that wait, if the database takes them now; returns how many still wait.
+    @discardableResult
+    public func writeUnwritten() async -> Int {
+        guard unwrittenCount > 0 else { return 0 }
+        let taken = Taken()
+        do {
+            try await Self.evenIfCancelled { [self] in
+                try await database.write { db in
+                    let waiting = self.unwritten.withLock { waiting in
+                        defer { waiting.removeAll() }
+                        return waiting
+                    }
+                    taken.calls.withLock { $0 = waiting }
+                    for var earlier in waiting { try earlier.insert(db) }
+                }
+            }
+        } catch {
+            keep(taken.calls.withLock { $0 })
+        }
+        return unwrittenCount
+    }
+
+    /// The waiting calls a write took, to put back if it fails.
+    private final class Taken: Sendable {
+        let calls = Mutex<[CallRecord]>([])
+    }
+
+    /// Puts the `taken` calls back in front of those waiting and `call` after them, the oldest
+    /// given up past ``unwrittenLimit``.
+    private func keep(_ taken: [CallRecord], then call: CallRecord? = nil) {
+        unwritten.withLock { waiting in
+            waiting = taken + waiting + (call.map { [$0] } ?? [])
+            if waiting.count > Self.unwrittenLimit { waiting.removeFirst(waiting.count - Self.unwrittenLimit) }
+        }
     }
 
     /// Copies what was written into the database file, for the other hosts (``HostDatabases``).
     public func checkpoint() async { await checkpoints.checkpoint(database) }
+
+    /// Turns writing off or on, as a full disk would (for tests of what a failing log keeps).
+    func setWritable(_ writable: Bool) async throws {
+        try await database.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA query_only = \(writable ? 0 : 1)")
+        }
+    }
 
     /// Sets the status and error of the call with id `id`: a call is logged once it has ended,
     /// before its generation is committed, and a commit that fails is recorded afterwards.

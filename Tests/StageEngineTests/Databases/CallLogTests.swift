@@ -1,0 +1,52 @@
+import Foundation
+import Testing
+
+@testable import StageEngine
+
+@Suite("Call log: every paid call is kept")
+struct CallLogTests {
+    static func call(_ genId: String) -> CallRecord {
+        CallRecord(
+            createdAt: "2026-12-05T00:00:00Z",
+            runId: "run-\(genId)",
+            stage: "draft",
+            genId: genId,
+            templateId: "t",
+            model: "m",
+            provider: "mock",
+            promptVersion: nil,
+            parameters: "{}",
+            status: "success",
+            error: nil,
+            latencyMs: 1,
+            promptTokens: 3,
+            completionTokens: 4,
+            costUsd: 0.01,
+            cached: false
+        )
+    }
+
+    @Test("calls the database cannot take are kept, in order, and written with the next row it takes")
+    func unwrittenCallsAreKept() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("calllog-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let log = try CallLog(path: folder + "/calls.sqlite")
+        try await log.record(Self.call("a"))
+        try await log.setWritable(false)
+        await #expect(throws: (any Error).self) { try await log.record(Self.call("b")) }
+        await #expect(throws: (any Error).self) { try await log.record(Self.call("c")) }
+        #expect(log.unwrittenCount == 2)
+        #expect(await log.writeUnwritten() == 2, "still full")
+        try await log.setWritable(true)
+        try await log.record(Self.call("d"))
+        #expect(log.unwrittenCount == 0)
+        let genIds = try await log.recent().map(\.genId)
+        #expect(genIds == ["d", "c", "b", "a"])
+
+        try await log.setWritable(false)
+        await #expect(throws: (any Error).self) { try await log.record(Self.call("e")) }
+        try await log.setWritable(true)
+        #expect(await log.writeUnwritten() == 0, "written at the end of the server")
+        #expect(try await log.recent(limit: 1).map(\.genId) == ["e"])
+    }
+}
