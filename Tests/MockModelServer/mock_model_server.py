@@ -68,6 +68,8 @@ WINDOWS: dict[str, float] = {}
 HOLDS: dict[str, dict] = {}
 # POST requests being answered now, and the most at once.
 IN_FLIGHT = {"now": 0, "peak": 0}
+# Its own lock: an answer may be sent while SEEN_LOCK is held (quota-<tag>).
+IN_FLIGHT_LOCK = threading.Lock()
 
 
 def seen(model: str) -> int:
@@ -100,7 +102,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         if self.path == "/in-flight":
-            with SEEN_LOCK:
+            with IN_FLIGHT_LOCK:
                 answer = dict(IN_FLIGHT)
             return self.send_json(200, answer)
         if self.path.startswith("/hold/"):
@@ -132,7 +134,7 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
     def do_POST(self):
-        with SEEN_LOCK:
+        with IN_FLIGHT_LOCK:
             IN_FLIGHT["now"] += 1
             IN_FLIGHT["peak"] = max(IN_FLIGHT["peak"], IN_FLIGHT["now"])
         self.counted = True
@@ -145,7 +147,7 @@ class Handler(BaseHTTPRequestHandler):
         """The request stops counting as in flight (once)."""
         if getattr(self, "counted", False):
             self.counted = False
-            with SEEN_LOCK:
+            with IN_FLIGHT_LOCK:
                 IN_FLIGHT["now"] -= 1
 
     def answer_post(self):
