@@ -134,7 +134,8 @@ fault-campaign: deps
 
 # The long kill -9 campaigns: jobs killed at random moments, then servers killed while they commit
 # artifacts and generations and write the response cache and the call log; make test runs short
-# ones (25 and 10 rounds). CRASH_ROUNDS sets the rounds of each, CRASH_SECONDS its time limit,
+# ones (25 and 4 rounds, all of them however slow the machine). CRASH_ROUNDS sets the rounds of
+# each, CRASH_SECONDS a time limit at which they stop early,
 # CRASH_SEED replays one (each has its own seed when it is empty). The figures of the last run are
 # in .build/campaigns/.
 CRASH_ROUNDS ?= 200
