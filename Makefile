@@ -12,7 +12,7 @@ SWIFT_FORMAT_PATHS := Package.swift Sources Tests Benchmarks/Package.swift Bench
 demo: deps release
 	@python3 scripts/demo.py .build/release/stagerunner
 
-test: deps venv lint swift-test protocol-test client-test client-library-test litellm-test thresholds
+test: deps venv lint swift-test protocol-test client-test client-library-test litellm-test dagster-test thresholds
 
 # The system packages the build needs (libcurl's and SQLite's headers), and Node for its client.
 # Neovim (Debian's, 0.7 on bookworm) and Emacs (28, whose jsonrpc.el Eglot uses) for the editor
@@ -173,3 +173,25 @@ fuzz: deps
 
 clean:
 	rm -rf .build $(VENV) Benchmarks/.build Benchmarks/.venv
+
+# The Dagster integration (clients/dagster) against the built binary: assets, checks, the shard
+# and per-generation jobs, the multiprocess executor. Dagster (pinned) lives in its own venv,
+# .build/dagster-venv, installed on first use (about a minute).
+dagster-test:
+	STAGERUNNER_BIN=$(abspath .build/debug/stagerunner) clients/dagster/tests/run.sh
+
+# The Dagster deployments, each run by its one command: two celery workers on one workspace
+# (Debian's redis-server, installed when missing; dagster-celery added to the venv), and
+# `dagster dev` serving the example.
+dagster-e2e:
+	STAGERUNNER_BIN=$(abspath .build/debug/stagerunner) clients/dagster/tests/run.sh --e2e
+
+# A cohort through Dagster against one server with every call in flight, on the loopback mock
+# provider (1 s answers, a concurrency limit of 50): shards on 1, 2 and 4 workers, one shard per
+# root draft, one step per generation. DAGSTER_BENCH_GENERATIONS sets the cohort's size.
+DAGSTER_BENCH_GENERATIONS ?= 200
+dagster-bench:
+	STAGERUNNER_BIN=$(abspath .build/debug/stagerunner) clients/dagster/bench/run.sh \
+		--generations $(DAGSTER_BENCH_GENERATIONS)
+
+.PHONY: dagster-test dagster-e2e dagster-bench
