@@ -285,10 +285,28 @@ public final class CallLog: Sendable {
     /// wait.
     @discardableResult
     public func record(_ call: CallRecord) async throws -> CallRecord {
+        // Non-nil: a call given is returned inserted.
+        try await write(call)!
+    }
+
+    /// How many calls wait to be written.
+    public var unwrittenCount: Int { unwritten.withLock { $0.count } }
+
+    /// Writes the calls that wait, if the database takes them now; returns how many still wait.
+    @discardableResult
+    public func writeUnwritten() async -> Int {
+        guard unwrittenCount > 0 else { return 0 }
+        _ = try? await write(nil)
+        return unwrittenCount
+    }
+
+    /// Inserts the calls that wait, then `call`, in one transaction; returns `call` inserted. When
+    /// it fails, they all wait again, in order.
+    private func write(_ call: CallRecord?) async throws -> CallRecord? {
         let taken = Taken()
         do {
             let inserted = try await Self.evenIfCancelled { [self] in
-                try await database.write { db in
+                try await database.write { db -> CallRecord? in
                     // Taken inside the write, which runs one at a time: no row is written twice.
                     let waiting = self.unwritten.withLock { waiting in
                         defer { waiting.removeAll() }
@@ -296,7 +314,7 @@ public final class CallLog: Sendable {
                     }
                     taken.calls.withLock { $0 = waiting }
                     for var earlier in waiting { try earlier.insert(db) }
-                    var inserted = call
+                    guard var inserted = call else { return nil }
                     try inserted.insert(db)
                     return inserted
                 }
@@ -307,31 +325,6 @@ public final class CallLog: Sendable {
             keep(taken.calls.withLock { $0 }, then: call)
             throw error
         }
-    }
-
-    /// How many calls wait to be written.
-    public var unwrittenCount: Int { unwritten.withLock { $0.count } }
-
-    /// Writes the calls that wait, if the database takes them now; returns how many still wait.
-    @discardableResult
-    public func writeUnwritten() async -> Int {
-        guard unwrittenCount > 0 else { return 0 }
-        let taken = Taken()
-        do {
-            try await Self.evenIfCancelled { [self] in
-                try await database.write { db in
-                    let waiting = self.unwritten.withLock { waiting in
-                        defer { waiting.removeAll() }
-                        return waiting
-                    }
-                    taken.calls.withLock { $0 = waiting }
-                    for var earlier in waiting { try earlier.insert(db) }
-                }
-            }
-        } catch {
-            keep(taken.calls.withLock { $0 })
-        }
-        return unwrittenCount
     }
 
     /// The waiting calls a write took, to put back if it fails.
