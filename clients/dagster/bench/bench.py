@@ -31,13 +31,10 @@ import csv
 import json
 import os
 import shutil
-import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,10 +46,12 @@ from dagster import DagsterInstance, build_reconstructable_job, execute_job
 
 from stagerunner_dagster import WorkspaceServer, load_cohort
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support import model_calls, running_mock_provider  # noqa: E402  (the tests' folder, above)
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 EXAMPLE = REPO / "examples" / "daydream"
-MOCK_SERVER = REPO / "Tests" / "MockModelServer" / "mock_model_server.py"
 KEY_VARIABLE = "STAGERUNNER_BENCH_MOCK_KEY"
 
 
@@ -124,45 +123,14 @@ def configure_provider(workspace: Path, base_url: str, latency_ms: int, concurre
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
 
 
-@contextmanager
-def mock_provider() -> Iterator[str]:
-    """The mock model server on loopback; yields its base URL."""
-    process = subprocess.Popen(
-        [sys.executable, str(MOCK_SERVER), "--exit-with-stdin"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if not line.startswith("PORT "):
-            raise SystemExit(f"the mock server printed {line!r}")
-        yield f"http://127.0.0.1:{int(line.split()[1])}"
-    finally:
-        assert process.stdin is not None
-        process.stdin.close()  # --exit-with-stdin: it ends when its input does
-        process.wait(timeout=60)
-
-
 def peak_in_flight(base_url: str) -> int:
     with urllib.request.urlopen(f"{base_url}/in-flight", timeout=10) as response:
         return int(json.loads(response.read())["peak"])
 
 
-def call_logs(workspace: Path) -> list[Path]:
-    """The call log of each host that wrote one: ``.stagerunner/calls.sqlite`` and ``hosts/*/``."""
-    state = workspace / ".stagerunner"
-    return [path for path in [state / "calls.sqlite", *sorted(state.glob("hosts/*/calls.sqlite"))] if path.exists()]
-
-
 def calls_once(workspace: Path, generations: int) -> bool:
     """Whether the call logs hold exactly one call per generation, and nothing else."""
-    counts: Counter[str] = Counter()
-    for log in call_logs(workspace):
-        with sqlite3.connect(log) as connection:
-            counts.update(gen_id for (gen_id,) in connection.execute("SELECT genId FROM llm_calls"))
+    counts = model_calls(workspace)
     return len(counts) == generations and set(counts.values()) == {1}
 
 
@@ -185,7 +153,7 @@ class Bench:
         self.count += 1
         workspace = self.scratch / f"run-{self.count}" / "workspace"
         shutil.copytree(self.template, workspace)
-        with mock_provider() as base_url:
+        with running_mock_provider() as base_url:
             configure_provider(workspace, f"{base_url}/v1", self.options.latency_ms, self.options.concurrency)
             yield workspace, base_url
 

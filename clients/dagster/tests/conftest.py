@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
-import subprocess
-import sys
 import textwrap
-from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,10 +19,10 @@ import yaml
 from dagster import DagsterInstance
 
 from stagerunner_dagster import close_shared_servers
+from support import running_mock_provider
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "examples" / "daydream"
-MOCK_SERVER = REPO / "Tests" / "MockModelServer" / "mock_model_server.py"
 
 
 def server_binary() -> str | None:
@@ -86,18 +82,6 @@ def edit_config(workspace: Path, edit: Callable[[dict[str, Any]], None]) -> None
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
 
 
-def model_calls(workspace: Path) -> Counter[str]:
-    """How many model calls the call logs hold per gen id (every host's: ``.stagerunner/calls.sqlite``
-    and ``.stagerunner/hosts/*/calls.sqlite``)."""
-    state = workspace / ".stagerunner"
-    counts: Counter[str] = Counter()
-    for log in [state / "calls.sqlite", *sorted(state.glob("hosts/*/calls.sqlite"))]:
-        if log.exists():
-            with sqlite3.connect(log) as connection:
-                counts.update(gen_id for (gen_id,) in connection.execute("SELECT genId FROM llm_calls"))
-    return counts
-
-
 #: The generations of the example that call a model: all ten but the copy essay.
 EXAMPLE_MODEL_CALLS = {
     "d-creative",
@@ -120,18 +104,8 @@ def mock_provider(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     ``gpt-5-mini`` echoes (evaluations), so calls of different steps overlap in time.
     Yields the server's base URL.
     """
-    process = subprocess.Popen(
-        [sys.executable, str(MOCK_SERVER), "--exit-with-stdin"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line.startswith("PORT "), f"the mock server printed {line!r}"
-        base_url = f"http://127.0.0.1:{int(line.split()[1])}/v1"
+    with running_mock_provider() as address:
+        base_url = f"{address}/v1"
         monkeypatch.setenv("MOCK_PROVIDER_KEY", "test-key")
         config = workspace / "stagerunner.yaml"
         config.write_text(
@@ -150,7 +124,3 @@ def mock_provider(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
             encoding="utf-8",
         )
         yield base_url
-    finally:
-        assert process.stdin is not None
-        process.stdin.close()  # --exit-with-stdin: it ends when its input does
-        process.wait(timeout=60)

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EXAMPLE_MODEL_CALLS, edit_config, model_calls
+from conftest import EXAMPLE_MODEL_CALLS, edit_config
+from support import model_calls
 from dagster import (
     AssetCheckKey,
     AssetKey,

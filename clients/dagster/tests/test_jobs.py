@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from cohort_run import run, summary
-from conftest import EXAMPLE_MODEL_CALLS, edit_config, model_calls
+from conftest import EXAMPLE_MODEL_CALLS, edit_config
+from support import model_calls
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus
 
 from stagerunner_dagster import load_cohort, stagerunner_definitions
