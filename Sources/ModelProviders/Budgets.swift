@@ -195,6 +195,10 @@ public protocol SharedBudgets: Sendable {
 
     /// Ends a call: its hold is replaced by what it used.
     func settle(_ hold: SharedBudgetHold, tokens: Int, cost: Double)
+
+    /// No shared cap is in force: what was kept for them is dropped, so that a cap set later
+    /// starts from the whole record of calls, not from a count that stopped meanwhile.
+    func forget()
 }
 
 /// A call's hold on the shared budgets, to settle when it ends.
@@ -262,8 +266,12 @@ public actor BudgetLedger {
             if let refusal { throw self.refusal(refusal) }
         }
         try check(budgets.request, .request, Spend())
-        let shared = sharing ? self.shared : nil
-        let sharedJob = shared != nil && job.map { !ownJobs.contains($0) } == true ? job : nil
+        let namedScope = job.map { !ownJobs.contains($0) } == true ? job : nil
+        // The shared ledger costs file work on every call: it is kept only while a cap needs it.
+        let needed = budgets.workspace != nil || (namedScope != nil && budgets.job != nil)
+        if sharing && !needed { self.shared?.forget() }
+        let shared = sharing && needed ? self.shared : nil
+        let sharedJob = shared != nil ? namedScope : nil
         if let job, sharedJob == nil { try check(budgets.job, .job, jobs[job] ?? Spend()) }
         try check(budgets.process, .process, process)
         var hold: SharedBudgetHold?

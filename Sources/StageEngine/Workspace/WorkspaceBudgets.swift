@@ -14,7 +14,9 @@ import Synchronization
 /// killed server never keeps budget from the others.
 ///
 /// The ledger starts from the call log's totals of network providers, so a `workspace` cap counts
-/// what was spent before the first server that shares it.
+/// what was spent before the first server that shares it. It is kept only while a shared cap is
+/// set: without one it is removed (``forget()``), so that a cap set later starts from the call
+/// logs again rather than from a count that stopped meanwhile.
 final class WorkspaceBudgets: SharedBudgets {
     let workspace: Workspace
     /// Tokens and dollars the workspace spent before the ledger existed.
@@ -104,6 +106,16 @@ final class WorkspaceBudgets: SharedBudgets {
                 ledger.scopes[scope, default: .init()].costUsd += cost
             }
         }
+    }
+
+    func forget() {
+        let path = workspace.path(Self.ledgerPath)
+        // One look a call; the lock only when there is something to drop.
+        guard FileManager.default.fileExists(atPath: path),
+            let lock = try? FileLock.acquireBlocking(workspace.path(Self.lockPath))
+        else { return }
+        unlink(path)
+        lock.release()
     }
 
     /// The ledger as it is now (nil before the first shared call), for status and tests.

@@ -90,6 +90,7 @@ struct BudgetTests {
         let lock = NSLock()
         var asked: [(scope: String?, scopeCap: BudgetCap?)] = []
         var settled: [Int] = []
+        var forgotten = 0
         let available: Bool
 
         init(available: Bool) { self.available = available }
@@ -110,9 +111,15 @@ struct BudgetTests {
         func settle(_ hold: SharedBudgetHold, tokens: Int, cost: Double) {
             lock.withLock { settled.append(tokens) }
         }
+
+        func forget() {
+            lock.withLock { forgotten += 1 }
+        }
     }
 
-    @Test("shared calls hold a scope across servers unless this process runs its job; unshared calls never ask")
+    @Test(
+        "shared calls hold a named scope across servers, and the workspace's cap; without either the ledger is dropped"
+    )
     func sharedScopes() async throws {
         let shared = RecordingSharedBudgets(available: true)
         let ledger = BudgetLedger(shared: shared)
@@ -120,15 +127,22 @@ struct BudgetTests {
         let named = try await ledger.reserve(tokens: 10, cost: nil, job: "cohort", budgets: budgets, shared: true)
         await ledger.settle(named, tokens: 7, cost: nil)
         await ledger.open(job: "job-1", tokens: 0, cost: 0)
+        // This process runs job-1: its cap stays here, and no shared cap is in force for the call.
         let owned = try await ledger.reserve(tokens: 20, cost: nil, job: "job-1", budgets: budgets, shared: true)
         await ledger.settle(owned, tokens: 20, cost: nil)
+        #expect(shared.forgotten == 1)
+        let capped = Budgets(job: BudgetCap(tokens: 100), workspace: BudgetCap(tokens: 1000))
+        let workspace = try await ledger.reserve(tokens: 5, cost: nil, job: "job-1", budgets: capped, shared: true)
+        await ledger.settle(workspace, tokens: 5, cost: nil)
+        // Not shared (the embedded provider): never asked.
         _ = try await ledger.reserve(tokens: 30, cost: nil, job: "cohort", budgets: budgets)
         #expect(shared.asked.map(\.scope) == ["cohort", nil], "the own job's cap stays in this process")
         #expect(shared.asked.map(\.scopeCap) == [BudgetCap(tokens: 100), nil])
-        #expect(shared.settled == [7, 20])
+        #expect(shared.settled == [7, 5])
+        #expect(shared.forgotten == 1)
         #expect(await ledger.spent(job: "cohort") == (0, 0), "a shared scope is not counted here")
-        #expect(await ledger.spent(job: "job-1").tokens == 20)
-        #expect(await ledger.spent().tokens == 27)
+        #expect(await ledger.spent(job: "job-1").tokens == 25)
+        #expect(await ledger.spent().tokens == 32)
     }
 
     @Test("where nothing can be shared (a read-only workspace), this process holds a named scope's cap")
