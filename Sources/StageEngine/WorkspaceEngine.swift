@@ -35,6 +35,10 @@ public final class WorkspaceEngine: Sendable {
         environment: [String: String] = ProcessInfo.processInfo.environment,
         logger: Logger = Logger(label: "stage-runner")
     ) throws {
+        // Every server on the workspace locks as its configuration says, from the first lock on.
+        let (configuration, _) = WorkspaceConfiguration.load(workspace)
+        var workspace = workspace
+        workspace.locking = configuration.locking?.locking ?? .flock
         self.workspace = workspace
         self.parsers = parsers
         self.logger = logger
@@ -56,7 +60,18 @@ public final class WorkspaceEngine: Sendable {
         // Servers opening a fresh workspace together would race to create and migrate the
         // databases ("table already exists", "database is locked" on the switch to WAL): they
         // open them one at a time. Without the lock (a read-only workspace) opening says why.
-        let opening = try? FileLock.acquireBlocking(workspace.path(Self.openLockPath))
+        let opening: FileLock?
+        do {
+            opening = try FileLock.acquireBlocking(workspace.path(Self.openLockPath), in: workspace)
+        } catch {
+            opening = nil
+            if access(workspace.root, W_OK) == 0 {
+                logger.error(
+                    "servers sharing this workspace cannot exclude each other",
+                    metadata: ["error": "\(error)"]
+                )
+            }
+        }
         defer { opening?.release() }
         let hosts = HostDatabases.resolve(workspace)
         // A workspace nobody may write (a read-only mount) is still read: its templates listed and
@@ -81,7 +96,7 @@ public final class WorkspaceEngine: Sendable {
             }
         )
         // Expired answers are never used; they go when the workspace is opened.
-        let ttl = WorkspaceConfiguration.load(workspace).0.cacheTTL
+        let ttl = configuration.cacheTTL
         cache =
             try readOnly
             ? ResponseCache.inMemory()
@@ -456,12 +471,12 @@ public final class WorkspaceEngine: Sendable {
     func lease(_ plan: Plan) async throws(StageError) -> FileLock? {
         let path = workspace.path("\(Self.leaseFolder)/\(plan.stage.rawValue)/\(plan.genId).lock")
         do {
-            if let lock = try FileLock.tryAcquire(path) { return lock }
+            if let lock = try FileLock.tryAcquire(path, in: workspace) { return lock }
             logger.debug(
                 "waiting for another process that generates the same generation",
                 metadata: ["genId": "\(plan.genId)", "stage": "\(plan.stage.rawValue)"]
             )
-            return try await FileLock.acquire(path)
+            return try await FileLock.acquire(path, in: workspace)
         } catch is CancellationError {
             throw InFlightGenerations.cancelled
         } catch {

@@ -75,13 +75,8 @@ struct DamagedWorkspaceTests {
     /// Whether a read-only bind mount can be made in a mount namespace here (root, or user
     /// namespaces).
     static let readOnlyMountsAvailable: Bool = {
-        let probe = Process()
-        probe.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
-        probe.arguments = ["--mount", "/bin/sh", "-c", "mount --bind -o ro /tmp /tmp"]
-        probe.standardError = FileHandle.nullDevice
-        guard (try? probe.run()) != nil else { return false }
-        probe.waitUntilExit()
-        return probe.terminationStatus == 0
+        let probe = "/usr/bin/unshare --mount /bin/sh -c 'mount --bind -o ro /tmp /tmp' 2>/dev/null"
+        return (try? runToExit(["/bin/sh", "-c", probe])) == 0
     }()
 
     @Test(

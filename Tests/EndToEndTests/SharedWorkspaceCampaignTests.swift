@@ -20,10 +20,18 @@ struct SharedWorkspaceCampaignTests {
     static let concurrency = 2
     static let genIds = (1...8).map { "c\($0)" }
 
-    static func files(_ mock: MockModelServer) -> [String: String] {
+    /// How the servers of a campaign lock: `stagerunner.yaml`'s `locking`, and what they run with.
+    struct Locking {
+        var name: String
+        var configuration: String
+        var environment: [String: String]
+        var rounds: Int
+    }
+
+    static func files(_ mock: MockModelServer, locking: Locking) -> [String: String] {
         var files: [String: String] = [
             "stagerunner.yaml": "providers:\n" + MockedWorkspace.provider("mock", of: mock)
-                + "limits:\n  mock: {concurrency: \(concurrency)}\n",
+                + "limits:\n  mock: {concurrency: \(concurrency)}\n" + locking.configuration,
             CrashPipeline.path: pipeline.file,
         ]
         for name in pipeline.taskNames {
@@ -56,19 +64,35 @@ struct SharedWorkspaceCampaignTests {
 
     @Test("servers share generations, limits and a job through kills and resume races")
     func campaign() async throws {
+        try await Self.run(Locking(name: "shared-workspace", configuration: "", environment: [:], rounds: 3))
+    }
+
+    @Test("the same with lease files, on a file system where flock(2) fails (locking: {mode: leases})")
+    func campaignWithLeases() async throws {
+        try await Self.run(
+            Locking(
+                name: "shared-workspace-leases",
+                configuration: "locking: {mode: leases, leaseSeconds: 5}\n",
+                environment: try BrokenFlock.environment(),
+                rounds: 2
+            )
+        )
+    }
+
+    static func run(_ locking: Locking) async throws {
         let environment = ProcessInfo.processInfo.environment
         let seed = environment["SHARED_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 0...UInt64(UInt32.max))
-        let rounds = environment["SHARED_ROUNDS"].flatMap { Int($0) } ?? 3
+        let rounds = environment["SHARED_ROUNDS"].flatMap { Int($0) } ?? locking.rounds
         let problems = CrashCampaign.Problems()
         // Before the rounds, so that a round that throws can be replayed.
-        print("shared-workspace campaign: seed \(seed) (SHARED_SEED replays it)")
+        print("\(locking.name) campaign: seed \(seed) (SHARED_SEED replays it)")
         var results: [Round] = []
         for round in 0..<rounds {
             var random = SeededGenerator(seed: seed &+ UInt64(round))
-            results.append(try await Self.round(&random, problems))
+            results.append(try await Self.round(&random, problems, locking: locking))
         }
         let summary =
-            "shared-workspace campaign (seed \(seed)): \(rounds) rounds of 5 servers, "
+            "\(locking.name) campaign (seed \(seed)): \(rounds) rounds of 5 servers, "
             + "\(results.map(\.generations).reduce(0, +)) generations, each asked for by up to 4 servers "
             + "(\(results.map(\.otherHostCalls).reduce(0, +)) called from another host's namespaces); "
             + "duplicate calls \(results.map(\.duplicateCalls).reduce(0, +)), "
@@ -80,19 +104,23 @@ struct SharedWorkspaceCampaignTests {
             + "problems \(problems.count)"
         print(summary)
         CrashCampaign.save(
-            "shared-workspace",
+            locking.name,
             summary: summary,
             rounds: results.enumerated().map { "round \($0.offset): \($0.element)" }
         )
     }
 
-    static func round(_ random: inout SeededGenerator, _ problems: CrashCampaign.Problems) async throws -> Round {
+    static func round(
+        _ random: inout SeededGenerator,
+        _ problems: CrashCampaign.Problems,
+        locking: Locking
+    ) async throws -> Round {
         var outcome = Round()
         let mock = try MockModelServer()
-        let example = try ExampleCopy("daydream", files: files(mock))
+        let example = try ExampleCopy("daydream", files: files(mock, locking: locking))
         defer { example.remove() }
         let root = example.root
-        let environment = ["MOCK_API_KEY": MockModelServer.key]
+        let environment = locking.environment.merging(["MOCK_API_KEY": MockModelServer.key]) { $1 }
         // At info, each server's log says what it did with every call: kept for a round that fails.
         func server() throws -> JobClient {
             JobClient(

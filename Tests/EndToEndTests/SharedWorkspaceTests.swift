@@ -248,54 +248,16 @@ struct SharedWorkspaceTests {
         try await Self.close([owner, other].map(\.peer))
     }
 
-    /// Whether this machine lets the tests start a process in new PID and UTS namespaces (root,
-    /// or unprivileged user namespaces): the stand-in for another host on a shared file system.
+    /// Whether this machine lets the tests start a process in new PID, UTS and mount namespaces
+    /// with its own `/proc` (root, or unprivileged user namespaces): the stand-in for another host
+    /// on a shared file system.
     static let namespacesAvailable: Bool = {
-        let probe = Process()
-        probe.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
-        probe.arguments = ["--pid", "--uts", "--fork", "--kill-child", "/bin/true"]
-        probe.standardError = FileHandle.nullDevice
-        guard (try? probe.run()) != nil else { return false }
-        probe.waitUntilExit()
-        return probe.terminationStatus == 0
+        let probe = "/usr/bin/unshare --pid --uts --fork --mount-proc --kill-child /bin/true 2>/dev/null"
+        return (try? runToExit(["/bin/sh", "-c", probe])) == 0
     }()
 
-    @Test(
-        "a server in another host's namespaces leaves a live server's job, commands and temporaries alone",
-        .enabled(if: namespacesAvailable, "needs unshare --pid --uts (root or user namespaces)")
-    )
-    func anotherHost() async throws {
-        let example = try Self.heldJobWorkspace()
-        defer { example.remove() }
-        let owner = try JobClient(workspace: example.root)
-        let jobId = try #require(try await owner.result("runPipeline", Self.heldPipeline)["jobId"]?.stringValue)
-        try await eventually("the command starts", timeout: .seconds(30)) {
-            FileManager.default.fileExists(atPath: example.root + "/tasks/started")
-        }
-        // A temporary as the owner leaves one while it writes: its space and its (live) pid.
-        let record = try #require(FileManager.default.contents(atPath: "\(example.root)/jobs/\(jobId)/owner.lock"))
-        let owning = try JSONParser.parse(Array(record))
-        let space = try #require(owning["space"]?.stringValue)
-        let pid = try #require(owning["pid"]?.integerValue)
-        #expect(pid == Int64(owner.peer.pid))
-        let temporary = "\(example.root)/data/gens/draft/.g9.tmp-\(space)-\(pid)-1"
-        try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: true)
-        // The other host: its own host name and PID namespace, where the owner's pid means nothing.
-        let other = JobClient(try Self.serverOnAnotherHost(example.root))
-        let listed = try await other.result("listJobs")
-        guard case .array(let jobs)? = listed["jobs"] else { throw JobWire.Failure(description: "\(listed)") }
-        #expect(jobs.first?["state"] == "running", "\(listed)")
-        let refused = try await other.call("resumeJob", #"{"jobId":"\#(jobId)"}"#)
-        #expect(refused["error"]?["message"]?.stringValue?.contains("run by another process") == true, "\(refused)")
-        #expect(FileManager.default.fileExists(atPath: temporary), "the other host removed a live writer's temporary")
-        #expect(FileManager.default.createFile(atPath: example.root + "/tasks/release", contents: Data()))
-        // The command was not ended by the other host's clean-up: the job finishes.
-        #expect(try await owner.waitForState(jobId)["state"] == "done")
-        try await Self.close([owner, other].map(\.peer))
-    }
-
-    /// A server in its own PID and UTS namespaces, named `other-host`: another host sharing the
-    /// workspace's file system.
+    /// A server in its own PID, UTS and mount namespaces (with its own `/proc`), named
+    /// `other-host`: another host sharing the workspace's file system.
     static func serverOnAnotherHost(
         _ root: String,
         environment: [String: String] = [:],
@@ -304,7 +266,7 @@ struct SharedWorkspaceTests {
         try ServerProcess(
             ["serve", "--workspace", root, "--log-level", logLevel],
             launcher: [
-                "/usr/bin/unshare", "--pid", "--uts", "--fork", "--kill-child", "/bin/sh", "-c",
+                "/usr/bin/unshare", "--pid", "--uts", "--fork", "--mount-proc", "--kill-child", "/bin/sh", "-c",
                 #"hostname other-host && exec "$0" "$@""#,
             ],
             environment: environment
@@ -342,6 +304,73 @@ struct SharedWorkspaceTests {
         #expect(FileManager.default.fileExists(atPath: root + "/.stagerunner/hosts/other-host/cache.sqlite"))
         let homeHost = try String(contentsOfFile: root + "/.stagerunner/host", encoding: .utf8)
         #expect(homeHost != "other-host\n" && !homeHost.isEmpty)
+    }
+
+    @Test("where flock(2) fails, a job is refused under the default locking, saying what to set")
+    func brokenFlockIsNamed() async throws {
+        let example = try Self.heldJobWorkspace()
+        defer { example.remove() }
+        let server = try JobClient(workspace: example.root, environment: try BrokenFlock.environment())
+        let refused = try await server.call("runPipeline", Self.heldPipeline)
+        #expect(refused["error"]?["data"]?["reason"] == "storage", "\(refused)")
+        let message = refused["error"]?["message"]?.stringValue ?? ""
+        #expect(message.hasPrefix("Job: cannot take job '"), "\(message)")
+        #expect(
+            message.hasSuffix(
+                "/owner.lock: No locks available; on a file system without working locks, "
+                    + "set `locking: {mode: leases}` in stagerunner.yaml"
+            ),
+            "\(message)"
+        )
+        try await Self.close([server.peer])
+    }
+
+    @Test(
+        "leases where flock(2) fails: another host's job is left alone while it beats; killed, it is taken over here",
+        .enabled(if: namespacesAvailable, "needs unshare --pid --uts (root or user namespaces)")
+    )
+    func leasesAcrossHosts() async throws {
+        let seconds = 2.0
+        let example = try Self.heldJobWorkspace()
+        defer { example.remove() }
+        let configuration = try FileHandle(forWritingTo: URL(fileURLWithPath: example.root + "/stagerunner.yaml"))
+        try configuration.seekToEnd()
+        try configuration.write(contentsOf: Data("\nlocking: {mode: leases, leaseSeconds: \(seconds)}\n".utf8))
+        try configuration.close()
+        let environment = try BrokenFlock.environment()
+        let owner = JobClient(try Self.serverOnAnotherHost(example.root, environment: environment))
+        let jobId = try #require(try await owner.result("runPipeline", Self.heldPipeline)["jobId"]?.stringValue)
+        try await eventually("the command starts", timeout: .seconds(30)) {
+            FileManager.default.fileExists(atPath: example.root + "/tasks/started")
+        }
+        let here = try JobClient(workspace: example.root, environment: environment)
+        // Twice a lease of a beating owner: still its job.
+        let clock = ContinuousClock()
+        let start = clock.now
+        while clock.now - start < .seconds(2 * seconds) {
+            #expect(try await here.status(jobId)["state"] == "running")
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        let refused = try await here.call("resumeJob", #"{"jobId":"\#(jobId)"}"#)
+        #expect(
+            refused["error"]?["message"]?.stringValue?.contains("\"host\": \"other-host\"") == true,
+            "the owner is named: \(refused)"
+        )
+        owner.peer.signal(SIGKILL)
+        _ = try await owner.peer.exitStatus()
+        let killed = clock.now
+        var state = ""
+        while state != "interrupted" && clock.now - killed < .seconds(120) {
+            state = try await here.status(jobId)["state"]?.stringValue ?? ""
+            if state != "interrupted" { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(state == "interrupted")
+        // Its last beat was up to a quarter of a lease before the kill: not at once, as a pid would be.
+        #expect(clock.now - killed >= .seconds(seconds / 2), "taken over before its heartbeat stood still for a lease")
+        #expect(FileManager.default.createFile(atPath: example.root + "/tasks/release", contents: Data()))
+        #expect(try await here.result("resumeJob", #"{"jobId":"\#(jobId)"}"#)["jobId"]?.stringValue == jobId)
+        #expect(try await here.waitForState(jobId)["state"] == "done")
+        try await Self.close([here.peer])
     }
 
     @Test("after kill -9 of its owner a job is interrupted; of two servers resuming it at once, one runs it")

@@ -29,6 +29,7 @@ import Yams
 /// cache:               # answers of network providers, in .stagerunner/cache.sqlite
 ///   ttlSeconds: 604800           # default 30 days
 ///   default: use                 # use, refresh or off (force implies refresh)
+/// locking: {mode: leases, leaseSeconds: 30}   # for file systems without working flock (see ``Locking``)
 /// embedded:            # scripted answers of the embedded provider, first match wins
 ///   rules:
 ///     - stage: evaluation
@@ -59,6 +60,8 @@ public struct WorkspaceConfiguration: Sendable, Hashable, Decodable {
     public var budgets: Budgets?
     /// The response cache's TTL and default policy (see ``ResponseCache``).
     public var cache: CacheSettings?
+    /// How servers sharing the workspace exclude each other (default `flock`).
+    public var locking: LockingSettings?
 
     public init(
         values: [String: TemplateValue]? = nil,
@@ -70,7 +73,8 @@ public struct WorkspaceConfiguration: Sendable, Hashable, Decodable {
         prices: [String: ModelPrice]? = nil,
         limits: [String: ProviderLimits]? = nil,
         budgets: Budgets? = nil,
-        cache: CacheSettings? = nil
+        cache: CacheSettings? = nil,
+        locking: LockingSettings? = nil
     ) {
         self.values = values
         self.combos = combos
@@ -82,6 +86,7 @@ public struct WorkspaceConfiguration: Sendable, Hashable, Decodable {
         self.limits = limits
         self.budgets = budgets
         self.cache = cache
+        self.locking = locking
     }
 
     public static let fileName = "stagerunner.yaml"

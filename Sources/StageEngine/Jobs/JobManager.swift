@@ -252,7 +252,8 @@ public actor JobManager {
 
     /// The job's status document.
     public func status(_ id: String) async throws(JobError) -> JobStatusDocument {
-        try await job(id).store.document
+        await recoverIfOrphaned(id)
+        return try await job(id).store.document
     }
 
     /// Waits until the job is no longer running or pending, and returns its document as written.
@@ -269,7 +270,11 @@ public actor JobManager {
     public func list(state: JobState? = nil) async -> [JobStatusDocument] {
         var documents: [JobStatusDocument] = []
         for name in JobFolder.ids(in: workspace) {
-            guard let document = try? await currentDocument(name) else { continue }
+            guard var document = try? await currentDocument(name) else { continue }
+            if document.state == .running || document.state == .pending, executions[name] == nil {
+                await recoverIfOrphaned(name)
+                document = (try? await currentDocument(name)) ?? document
+            }
             if state == nil || document.state == state { documents.append(document) }
         }
         return documents
@@ -325,6 +330,7 @@ public actor JobManager {
     /// Cancels a running or pending job: its model transfers and commands are stopped, and the
     /// document shows where the job was.
     public func cancel(_ id: String) async throws(JobError) -> JobStatusDocument {
+        await recoverIfOrphaned(id)
         let job = try await job(id)
         if let index = queue.firstIndex(where: { $0.job.store.jobId == id }) {
             queue.remove(at: index)
@@ -362,6 +368,7 @@ public actor JobManager {
         task: String,
         clientStages: (any ClientStageExecutor)? = nil
     ) async throws(JobError) {
+        await recoverIfOrphaned(id)
         let job = try await job(id)
         pin(id)
         defer { unpin(id) }
@@ -404,6 +411,7 @@ public actor JobManager {
     /// Continues an interrupted (or cancelled) job from its first unfinished task; finished tasks
     /// are not run again.
     public func resume(_ id: String, clientStages: (any ClientStageExecutor)? = nil) async throws(JobError) {
+        await recoverIfOrphaned(id)
         let job = try await job(id)
         pin(id)
         defer { unpin(id) }
@@ -471,34 +479,58 @@ public actor JobManager {
                 continue
             }
             guard state == .running || state == .pending, owned[name] == nil else { continue }
-            // A job whose owner lock is held runs in a live process (this host or another
-            // sharing the workspace): it is not interrupted, and its commands are not touched.
-            guard let ownerLock = try? FileLock.tryAcquire(JobFolder(name, in: workspace).ownerLock) else {
-                continue
-            }
-            defer { ownerLock.release() }
-            guard let job = try? await job(name) else { continue }
-            pin(name)
-            defer { unpin(name) }
-            removeAbandonedTemporaries(ofJob: name)
-            // Commands the killed server had started would run on beside a resumed task.
-            let ended = RunningCommands.endLeftovers(under: workspace.path("jobs/\(name)/tasks"))
-            if ended > 0 {
-                logger.notice(
-                    "ended commands left running by an earlier server",
-                    metadata: ["job": "\(name)", "commands": "\(ended)"]
-                )
-            }
-            await job.store.update(.job(.interrupted)) { document in
-                for task in document.taskOrder where document.taskState(task) == .running {
-                    document.setTaskState(task, .interrupted)
-                }
-                document.setState(.interrupted)
-            }
-            await job.store.flush()
+            guard await recover(name) else { continue }
             recovered.append(name)
         }
         return recovered
+    }
+
+    /// Marks job `name` interrupted when its document says it runs but no process does (its
+    /// owner lock can be taken): its tasks likewise, the temporaries its writes left removed and
+    /// the commands its server left running ended. True when it was marked.
+    private func recover(_ name: String) async -> Bool {
+        // A job whose owner lock is held runs in a live process (this host or another sharing
+        // the workspace): it is not interrupted, and its commands are not touched.
+        guard let ownerLock = try? FileLock.tryAcquire(JobFolder(name, in: workspace).ownerLock, in: workspace) else {
+            return false
+        }
+        defer { ownerLock.release() }
+        guard let job = try? await job(name) else { return false }
+        // Read again under the lock: the owner may have finished it since.
+        let state = await job.store.document.state
+        guard state == .running || state == .pending else { return false }
+        pin(name)
+        defer { unpin(name) }
+        removeAbandonedTemporaries(ofJob: name)
+        // Commands the killed server had started would run on beside a resumed task.
+        let ended = RunningCommands.endLeftovers(under: workspace.path("jobs/\(name)/tasks"))
+        if ended > 0 {
+            logger.notice(
+                "ended commands left running by an earlier server",
+                metadata: ["job": "\(name)", "commands": "\(ended)"]
+            )
+        }
+        await job.store.update(.job(.interrupted)) { document in
+            for task in document.taskOrder where document.taskState(task) == .running {
+                document.setTaskState(task, .interrupted)
+            }
+            document.setState(.interrupted)
+        }
+        await job.store.flush()
+        return true
+    }
+
+    /// A job whose owner died while this server was up (its document still says running or
+    /// pending) is marked interrupted when it is next asked for, as at start.
+    private func recoverIfOrphaned(_ id: String) async {
+        guard !runner.readOnly, executions[id] == nil, !isQueued(id), owned[id] == nil, pinnedJobs[id] == nil,
+            let state = try? await currentDocument(id).state, state == .running || state == .pending,
+            await recover(id)
+        else { return }
+        logger.notice(
+            "a job whose server is gone was marked interrupted; resumeJob continues it",
+            metadata: ["job": "\(id)"]
+        )
     }
 
     /// Takes the job for this process: its owner lock, with who holds it written in. A job
@@ -508,7 +540,7 @@ public actor JobManager {
         let folder = try JobFolder(id, in: workspace)
         let lock: FileLock?
         do {
-            lock = try FileLock.tryAcquire(folder.ownerLock)
+            lock = try FileLock.tryAcquire(folder.ownerLock, in: workspace)
         } catch {
             throw JobError(.storage, "cannot take job '\(id)': \(error)")
         }
@@ -531,7 +563,7 @@ public actor JobManager {
     private func otherOwner(_ id: String) throws(JobError) -> String? {
         guard owned[id] == nil else { return nil }
         let folder = try JobFolder(id, in: workspace)
-        guard let lock = try? FileLock.tryAcquire(folder.ownerLock) else {
+        guard let lock = try? FileLock.tryAcquire(folder.ownerLock, in: workspace) else {
             return folder.ownerRecord ?? "owner unknown"
         }
         lock.release()

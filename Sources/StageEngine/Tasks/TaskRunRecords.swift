@@ -21,7 +21,7 @@ enum RunRecords {
     /// written only costs the clean-up after a crash, so the run goes on without one.
     static func record(_ workDir: String, in workspace: Workspace) -> FileLock? {
         let path = workspace.path("\(folder)/\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-        guard let lock = try? FileLock.tryAcquire(path) else { return nil }
+        guard let lock = try? FileLock.tryAcquire(path, in: workspace) else { return nil }
         lock.record(ProcessIdentity.currentRecord + workDir + "\n")
         return lock
     }
@@ -36,9 +36,11 @@ enum RunRecords {
     @discardableResult
     static func sweep(_ workspace: Workspace) -> [(folder: String, temporaries: [String], commands: Int)] {
         var cleaned: [(folder: String, temporaries: [String], commands: Int)] = []
-        for name in workspace.listFiles(folder).sorted() {
+        for name in workspace.listFiles(folder).sorted() where !FileLock.isLeaseFile(name) {
             // Held: the run is under way in a live process.
-            guard let lock = try? FileLock.tryAcquire(workspace.path("\(folder)/\(name)")) else { continue }
+            guard let lock = try? FileLock.tryAcquire(workspace.path("\(folder)/\(name)"), in: workspace) else {
+                continue
+            }
             defer { lock.release(removing: true) }
             guard let text = FileLock.record(at: lock.path) else { continue }
             let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)

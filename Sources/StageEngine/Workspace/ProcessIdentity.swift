@@ -58,11 +58,29 @@ enum ProcessIdentity {
     /// Field 22 of `/proc/<pid>/stat`: when the process started, in clock ticks since boot; nil
     /// where there is no `/proc`.
     static func startTime(_ pid: pid_t) -> String? {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = text.lastIndex(of: ")")
-        else { return nil }
+        guard let bytes = readProcessFile("/proc/\(pid)/stat") else { return nil }
+        let text = String(decoding: bytes, as: UTF8.self)
+        guard let close = text.lastIndex(of: ")") else { return nil }
         let fields = text[text.index(after: close)...].split(separator: " ")
         // After the command name: state is field 3, so start time (22) is at index 19.
         return fields.count > 19 ? String(fields[19]) : nil
+    }
+
+    /// The bytes of a file under `/proc`, or nil. Read with plain system calls and no more than a
+    /// megabyte: its process may end while it is read, and then the read fails.
+    static func readProcessFile(_ path: String) -> [UInt8]? {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return nil }
+        defer { close(descriptor) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while bytes.count <= 1 << 20 {
+            let count = read(descriptor, &chunk, chunk.count)
+            if count < 0 && errno == EINTR { continue }
+            guard count >= 0 else { return nil }
+            if count == 0 { return bytes }
+            bytes += chunk[0..<count]
+        }
+        return nil
     }
 }

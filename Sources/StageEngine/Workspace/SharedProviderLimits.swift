@@ -16,7 +16,7 @@ struct WorkspaceCallSlots: SharedCallSlots {
         for offset in 0..<count {
             let path = workspace.path("\(folder)/\((start + offset) % count).lock")
             do {
-                if let lock = try FileLock.tryAcquire(path) { return Slot(lock: lock) }
+                if let lock = try FileLock.tryAcquire(path, in: workspace) { return Slot(lock: lock) }
             } catch {
                 // No lock can be taken here (a read-only workspace): the limit holds per process.
                 return Unshared()
@@ -102,7 +102,7 @@ struct WorkspaceRateBuckets: SharedRateBuckets {
         _ change: (inout Level, inout Level, Double) -> Result
     ) -> Result? {
         let path = workspace.path("\(WorkspaceCallSlots.folder)/\(WorkspaceCallSlots.fileName(provider)).buckets")
-        guard let lock = try? FileLock.acquireBlocking(path) else { return nil }
+        guard let lock = try? FileLock.acquireBlocking(path, in: workspace) else { return nil }
         defer { lock.release() }
         let now = Date().timeIntervalSince1970
         // A new file: both buckets full.

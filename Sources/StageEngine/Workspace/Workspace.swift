@@ -11,6 +11,9 @@ import Darwin
 public struct Workspace: Sendable, Hashable {
     /// The absolute, symlink-free path of the root directory.
     public let root: String
+    /// How processes on the workspace exclude each other: `stagerunner.yaml`'s `locking`, which
+    /// ``WorkspaceEngine`` reads when it opens the workspace.
+    public var locking: Locking = .flock
 
     /// Why a directory cannot be a workspace.
     public struct Problem: Error, Sendable, Hashable, CustomStringConvertible {
@@ -40,6 +43,11 @@ public struct Workspace: Sendable, Hashable {
     public static func currentDirectory() throws(Problem) -> Workspace {
         try Workspace(path: ".")
     }
+
+    /// One directory is one workspace, however it is locked.
+    public static func == (lhs: Workspace, rhs: Workspace) -> Bool { lhs.root == rhs.root }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(root) }
 }
 
 extension Workspace {

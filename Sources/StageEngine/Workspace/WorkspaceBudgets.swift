@@ -112,7 +112,7 @@ final class WorkspaceBudgets: SharedBudgets {
         let path = workspace.path(Self.ledgerPath)
         // One look a call; the lock only when there is something to drop.
         guard FileManager.default.fileExists(atPath: path),
-            let lock = try? FileLock.acquireBlocking(workspace.path(Self.lockPath))
+            let lock = try? FileLock.acquireBlocking(workspace.path(Self.lockPath), in: workspace)
         else { return }
         unlink(path)
         lock.release()
@@ -130,7 +130,8 @@ final class WorkspaceBudgets: SharedBudgets {
         holder.withLock { held -> String? in
             if let held { return (held.path as NSString).lastPathComponent }
             let name = "\(ProcessIdentity.space)-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).lock"
-            guard let lock = try? FileLock.tryAcquire(workspace.path("\(Self.holdersFolder)/\(name)")) else {
+            guard let lock = try? FileLock.tryAcquire(workspace.path("\(Self.holdersFolder)/\(name)"), in: workspace)
+            else {
                 return nil
             }
             lock.record(ProcessIdentity.currentRecord)
@@ -142,7 +143,7 @@ final class WorkspaceBudgets: SharedBudgets {
     /// Runs `change` on the ledger under its lock, after giving back the holds of servers that
     /// are gone, and saves it; nil when the ledger cannot be locked.
     private func update<Result>(_ change: (inout Ledger) -> Result) -> Result? {
-        guard let lock = try? FileLock.acquireBlocking(workspace.path(Self.lockPath)) else { return nil }
+        guard let lock = try? FileLock.acquireBlocking(workspace.path(Self.lockPath), in: workspace) else { return nil }
         defer { lock.release() }
         let path = workspace.path(Self.ledgerPath)
         var ledger: Ledger
@@ -179,7 +180,7 @@ final class WorkspaceBudgets: SharedBudgets {
             let path = workspace.path("\(Self.holdersFolder)/\(name)")
             if !FileManager.default.fileExists(atPath: path) {
                 gone.insert(name)
-            } else if let lock = try? FileLock.tryAcquire(path) {
+            } else if let lock = try? FileLock.tryAcquire(path, in: workspace) {
                 // Its server has died (the kernel let go of its lock); the file goes with it.
                 lock.release(removing: true)
                 gone.insert(name)

@@ -14,11 +14,15 @@ private let deadPid = "999999999"
 
 @Suite("Temporaries of interrupted writes")
 struct TemporariesTests {
-    @Test("a task run left by a dead process: its temporaries go, a live run's and other files stay")
-    func deadRunsAreSwept() throws {
+    @Test(
+        "a task run left by a dead process: its temporaries go, a live run's and other files stay",
+        arguments: ["", "locking: {mode: leases}\n"]
+    )
+    func deadRunsAreSwept(configuration: String) throws {
         let ours = getpid()
         let temporary = try TemporaryWorkspace(
             files: [
+                "stagerunner.yaml": configuration,
                 ".stagerunner/runs/\(deadPid)-1": "123\ndata/tasks/t/dead\n",
                 "data/tasks/t/dead/summary.json": "{}",
                 "data/tasks/t/dead/.summary.json.tmp-\(deadPid)-5": "half",
@@ -32,12 +36,16 @@ struct TemporariesTests {
             ]
         )
         defer { temporary.remove() }
-        let workspace = temporary.workspace
+        var workspace = temporary.workspace
+        let leases = !configuration.isEmpty
+        if leases { workspace.locking = .leases(seconds: Locking.defaultLeaseSeconds) }
         // A run under way holds its record's lock; a dead one's record is free.
-        let live = try #require(try FileLock.tryAcquire(workspace.path(".stagerunner/runs/\(ours)-2")))
+        let live = try #require(try FileLock.tryAcquire(workspace.path(".stagerunner/runs/\(ours)-2"), in: workspace))
         defer { live.release() }
         _ = try WorkspaceEngine(workspace: workspace, environment: [:])
-        #expect(workspace.listFiles(".stagerunner/runs") == ["\(ours)-2"])
+        #expect(
+            workspace.listFiles(".stagerunner/runs").sorted() == ["\(ours)-2"] + (leases ? ["\(ours)-2.lease"] : [])
+        )
         #expect(
             workspace.listFiles("data/tasks/t/dead").sorted() == [
                 ".hidden-\(deadPid)-9", ".other.json.tmp-\(ours)-6", "notes.tmp-\(deadPid)-8", "out", "summary.json",

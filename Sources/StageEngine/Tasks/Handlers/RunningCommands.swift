@@ -93,7 +93,7 @@ enum RunningCommands {
             let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
             for entry in entries {
                 guard let pid = pid_t(entry),
-                    let environment = FileManager.default.contents(atPath: "/proc/\(entry)/environ"),
+                    let environment = ProcessIdentity.readProcessFile("/proc/\(entry)/environ"),
                     let variable = environment.split(separator: 0).first(where: { $0.starts(with: prefix) })
                 else { continue }
                 let token = String(decoding: variable.dropFirst(prefix.count), as: UTF8.self)
