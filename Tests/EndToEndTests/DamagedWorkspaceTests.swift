@@ -118,4 +118,71 @@ struct DamagedWorkspaceTests {
         #expect(try await client.peer.exitStatus() == 0)
         #expect(!FileManager.default.fileExists(atPath: example.root + "/.stagerunner"), "nothing was created")
     }
+
+    /// Whether a small tmpfs can be mounted in a mount namespace here (root, or user namespaces).
+    static let tmpfsMountsAvailable: Bool = {
+        let probe = "/usr/bin/unshare --mount /bin/sh -c 'mount -t tmpfs -o size=1m tmpfs /mnt' 2>/dev/null"
+        return (try? runToExit(["/bin/sh", "-c", probe])) == 0
+    }()
+
+    @Test(
+        "a full disk under a job: the task fails naming it, and the document on disk says so once space is freed",
+        .enabled(if: tmpfsMountsAvailable, "needs unshare --mount and a tmpfs mount")
+    )
+    func fullDisk() async throws {
+        let example = try ExampleCopy("research-task", files: ["tasks/held.yaml": JobWire.heldTask])
+        defer { example.remove() }
+        // The server's jobs folder is a 1 MB file system of its own, seen from here through
+        // /proc/<pid>/root.
+        let client = JobClient(
+            try ServerProcess(
+                ["serve", "--workspace", example.root, "--log-level", "notice"],
+                launcher: [
+                    "/usr/bin/unshare", "--mount", "/bin/sh", "-c",
+                    "mkdir -p '\(example.root)/jobs' && mount -t tmpfs -o size=1m tmpfs '\(example.root)/jobs' "
+                        + "&& exec \"$0\" \"$@\"",
+                ]
+            )
+        )
+        let jobs = "/proc/\(client.peer.pid)/root\(example.root)/jobs"
+        let jobId = try #require(
+            try await client.result("runPipeline", SharedWorkspaceTests.heldPipeline)["jobId"]?.stringValue
+        )
+        try await eventually("the command starts", timeout: .seconds(30)) {
+            FileManager.default.fileExists(atPath: example.root + "/tasks/started")
+        }
+        func onDisk() -> JSONValue? {
+            FileManager.default.contents(atPath: "\(jobs)/\(jobId)/tasks-status.json").flatMap {
+                try? JSONParser.parse(Array($0))
+            }
+        }
+        #expect(onDisk()?["state"] == "running")
+        // Fill it.
+        let filler = open("\(jobs)/filler", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        #expect(filler >= 0)
+        let block = [UInt8](repeating: 0x41, count: 4096)
+        while write(filler, block, block.count) > 0 {}
+        let full = errno
+        close(filler)
+        #expect(full == ENOSPC)
+
+        #expect(FileManager.default.createFile(atPath: example.root + "/tasks/release", contents: Data()))
+        let failed = try await client.waitForState(jobId, ["failed"], timeout: .seconds(60))
+        let error = try #require(failed["tasks"]?["held"]?["error"]?["message"]?.stringValue, "\(failed)")
+        #expect(
+            error == "cannot save the task's result: \(example.root)/jobs/\(jobId)/tasks/held/execution-logs.json: "
+                + "cannot write: No space left on device",
+            "\(failed)"
+        )
+        #expect(onDisk()?["state"] == "running", "the document could not be written while the disk was full")
+
+        unlink("\(jobs)/filler")
+        try await eventually("the document on disk says failed", timeout: .seconds(60)) {
+            onDisk()?["state"] == "failed"
+        }
+        #expect(onDisk()?["tasks"]?["held"]?["error"]?["message"]?.stringValue == error)
+        #expect(client.peer.standardError.contains("the job's status document is written again"))
+        client.peer.closeInput()
+        #expect(try await client.peer.exitStatus() == 0)
+    }
 }

@@ -756,8 +756,8 @@ struct JobMethodTests {
     }
 
     @Test(
-        "end of input or SIGTERM with a job running: the process exits 0 once the job is done",
-        arguments: ["end of input", "SIGTERM"]
+        "end of input, SIGTERM or a client that stops reading, with a job running: the process exits once the job is done",
+        arguments: ["end of input", "SIGTERM", "stops reading"]
     )
     func endOfInputLetsTheJobFinish(ending: String) async throws {
         // The first task's command holds until the test lets it go.
@@ -768,7 +768,7 @@ struct JobMethodTests {
             ]
         )
         defer { example.remove() }
-        let client = try JobClient(workspace: example.root)
+        let client = JobClient(try ServerProcess(["serve", "--workspace", example.root, "--log-level", "notice"]))
         let run = try await client.result(
             "runPipeline",
             #"{"pipeline":{"name":"held","tasks":[{"name":"held","task":"tasks/held.yaml"},{"name":"research","task":"tasks/summary.task.yaml","input":"seed"}]},"input":{"topic":"Dunes"}}"#
@@ -777,19 +777,33 @@ struct JobMethodTests {
         try await eventually("the command starts", timeout: .seconds(30)) {
             FileManager.default.fileExists(atPath: example.root + "/tasks/started")
         }
-        if ending == "SIGTERM" { client.peer.signal(SIGTERM) } else { client.peer.closeInput() }
+        switch ending {
+        case "SIGTERM": client.peer.signal(SIGTERM)
+        case "end of input": client.peer.closeInput()
+        default:
+            // Its input stays open; the answers to these pings find no reader.
+            client.peer.stopReading()
+            try await eventually("the server sees that its client stopped reading", timeout: .seconds(60)) {
+                client.peer.send(#"{"jsonrpc":"2.0","id":"p","method":"ping"}"#)
+                usleep(20_000)
+                return client.peer.standardError.contains("the peer stopped reading")
+            }
+        }
         // The process stays while the job runs.
         try await Task.sleep(for: .milliseconds(300))
         #expect(!client.peer.hasExited, "the process exited with its job still running")
         #expect(JobWire.documentOnDisk(example.root, jobId)?["state"] == "running")
         #expect(FileManager.default.createFile(atPath: example.root + "/tasks/release", contents: Data()))
-        #expect(try await client.peer.exitStatus(timeout: .seconds(60)) == 0)
+        // A client that stopped reading without `shutdown` lost answers: 1, as LSP's exit without it.
+        #expect(try await client.peer.exitStatus(timeout: .seconds(60)) == (ending == "stops reading" ? 1 : 0))
         let document = try #require(JobWire.documentOnDisk(example.root, jobId))
         #expect(document["state"] == "done", "\(document)")
         #expect(document["tasks"]?["held"]?["state"] == "done")
         #expect(document["tasks"]?["research"]?["state"] == "done")
         try await client.peer.output.waitForEnd()
-        client.peer.saveTranscript("job-\(ending == "SIGTERM" ? "sigterm" : "end-of-input")")
+        if ending != "stops reading" {
+            client.peer.saveTranscript("job-\(ending == "SIGTERM" ? "sigterm" : "end-of-input")")
+        }
     }
 
     @Test("SIGINT cancels the running job; its document on disk says cancelled, where")

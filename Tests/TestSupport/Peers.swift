@@ -110,6 +110,7 @@ public final class ServerProcess: RPCPeer {
     public let output: FrameReader
     public let pid: pid_t
     private let stdinWriteEnd: Int32
+    private let stdoutReadEnd: Int32
     private let stderrText = Locked<[UInt8]>([])
     private let status = Locked<(Int32?, [CheckedContinuation<Int32, Never>])>((nil, []))
     private let inputClosed = Mutex(false)
@@ -177,6 +178,7 @@ public final class ServerProcess: RPCPeer {
         close(stdoutPipe.writeEnd)
         close(stderrPipe.writeEnd)
         stdinWriteEnd = stdinPipe.writeEnd
+        stdoutReadEnd = stdoutPipe.readEnd
         output = FrameReader(descriptor: stdoutPipe.readEnd, framing: readFraming)
         let stderrRead = stderrPipe.readEnd
         let stderrEnded = Locked(false)
@@ -220,6 +222,16 @@ public final class ServerProcess: RPCPeer {
             return !closed
         }
         if first { close(stdinWriteEnd) }
+    }
+
+    /// Stops reading what the server writes, as a client that closes its end of the pipe: the
+    /// descriptor is pointed at `/dev/null` (never closed, so no later file can take its number),
+    /// and the pipe goes once the read under way returns. The server's writes after that one fail
+    /// with EPIPE.
+    public func stopReading() {
+        let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        dup2(null, stdoutReadEnd)
+        close(null)
     }
 
     /// What the server wrote to stderr so far.

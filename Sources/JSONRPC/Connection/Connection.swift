@@ -583,25 +583,21 @@ public final class Connection: Sendable {
         }
         for task in tasks { task.cancel() }
         orderedQueue.finish()
-        let peerGone: Bool = if case .outputFailed = reason { true } else { false }
-        if !peerGone {
-            // Answers to our own requests can no longer arrive once input has ended.
-            let pending = state.withLock { state in
-                defer { state.outstanding = [:] }
-                return state.outstanding
-            }
-            for continuation in pending.values {
-                continuation.resume(
-                    throwing: ResponseError.requestFailed("the connection closed before the peer answered")
-                )
-            }
+        // Answers to our own requests can no longer arrive once reading has stopped.
+        let pending = state.withLock { state in
+            defer { state.outstanding = [:] }
+            return state.outstanding
+        }
+        for continuation in pending.values {
+            continuation.resume(
+                throwing: ResponseError.requestFailed("the connection closed before the peer answered")
+            )
         }
         await waitUntilIdle()
-        if !peerGone {
-            // Work that outlives its requests (a server's jobs) ends here, and may still tell the
-            // peer, before the output closes.
-            for hook in state.withLock({ $0.closeHooks }) { await hook(reason) }
-        }
+        // Work that outlives its requests (a server's jobs) ends here, and may still tell the
+        // peer, before the output closes. A peer that stopped reading is told nothing more, but
+        // what it started still ends as it would have: its finished work is kept.
+        for hook in state.withLock({ $0.closeHooks }) { await hook(reason) }
         await writer.drain()
         writer.close()
         let waiters = state.withLock { state in
@@ -613,8 +609,13 @@ public final class Connection: Sendable {
     }
 
     private func outputFailed(_ code: Int32) {
-        logger.notice("the peer stopped reading", metadata: ["errno": "\(code)"])
-        Task { await close(cancelInFlight: true, reason: .outputFailed(code)) }
+        logger.notice(
+            "the peer stopped reading: no more messages are read; work under way finishes first",
+            metadata: ["errno": "\(code)"]
+        )
+        // Not cancelled: what is under way (a generation, a task) is kept when it ends, though its
+        // answer can no longer be sent. A SIGINT still cancels it.
+        Task { await close(cancelInFlight: false, reason: .outputFailed(code)) }
     }
 }
 

@@ -148,7 +148,10 @@ final class GroupCommitter: Sendable {
         do {
             try writeTemporary(job)
         } catch {
-            throw GensStore.Failure(path: error.path, reason: error.reason)
+            // Named as the file it was to become: the temporary's name means nothing to a reader.
+            let path =
+                error.path.hasPrefix(job.temporary) ? job.final + error.path.dropFirst(job.temporary.count) : error.path
+            throw GensStore.Failure(path: path, reason: error.reason)
         }
     }
 

@@ -590,6 +590,14 @@ public actor JobManager {
         while let id = executions.keys.first ?? queue.first?.job.store.jobId {
             _ = try? await waitUntilFinished(id)
         }
-        for job in jobs.values { await job.store.flush() }
+        for job in jobs.values {
+            await job.store.flush()
+            if let problem = await job.store.unwritten {
+                logger.error(
+                    "the job's last state could not be written before the server ended; the next server marks it interrupted",
+                    metadata: ["job": "\(job.store.jobId)", "error": "\(problem)"]
+                )
+            }
+        }
     }
 }

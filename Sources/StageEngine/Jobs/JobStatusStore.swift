@@ -18,7 +18,14 @@ actor JobStatusStore {
     private var writtenRev = -1
     private var writing = false
     private var flushWaiters: [(rev: Int, continuation: CheckedContinuation<Void, Never>)] = []
+    /// Why the last write failed, while the disk is behind; the next try comes after `retryDelay`.
+    private var failure: String?
+    private var retryDelay: Duration = .zero
+    private var retryScheduled = false
     let logger: Logger
+
+    /// The longest wait between two tries of a failed write.
+    static let longestRetryDelay: Duration = .seconds(5)
 
     /// Documents above this size are written at a bounded rate.
     static let throttleThreshold = 1 << 20
@@ -43,6 +50,9 @@ actor JobStatusStore {
     }
 
     var rev: Int { document.rev }
+
+    /// Why the document on disk is behind the one in memory, when a write has failed.
+    var unwritten: String? { writtenRev < document.rev ? failure ?? "not written yet" : nil }
 
     /// Applies a change, publishes it and schedules the write.
     func update(_ event: StatusEvent, _ change: (inout JobStatusDocument) -> Void) {
@@ -97,12 +107,22 @@ actor JobStatusStore {
             do {
                 try await ArtifactFile.write(bytes, to: workspace.path("\(directory)/\(JobFolder.statusFileName)"))
                 writtenRev = rev
+                if let failure {
+                    logger.notice(
+                        "the job's status document is written again",
+                        metadata: ["job": "\(jobId)", "rev": "\(rev)", "after": "\(failure)"]
+                    )
+                    self.failure = nil
+                    retryDelay = .zero
+                }
             } catch {
-                // The next change tries again; meanwhile no flush waits for a write that failed.
-                logger.error(
-                    "cannot write the job's status document",
-                    metadata: ["job": "\(jobId)", "error": "\(error)"]
-                )
+                if failure == nil {
+                    logger.error(
+                        "cannot write the job's status document; trying again until it can be written",
+                        metadata: ["job": "\(jobId)", "error": "\(error)"]
+                    )
+                }
+                failure = "\(error)"
                 failed = true
                 break
             }
@@ -118,10 +138,27 @@ actor JobStatusStore {
         }
         writing = false
         if failed {
-            // Nothing more will be written until the next change; do not leave flushes hanging.
+            // No flush waits for a write that failed; the write is tried again, sooner when a
+            // change comes, and at growing intervals without one (the disk may be full for a while).
             let waiting = flushWaiters
             flushWaiters = []
             for waiter in waiting { waiter.continuation.resume() }
+            scheduleRetry()
         }
+    }
+
+    private func scheduleRetry() {
+        guard !retryScheduled else { return }
+        retryScheduled = true
+        retryDelay = min(max(retryDelay * 2, .milliseconds(100)), Self.longestRetryDelay)
+        Task { [retryDelay] in
+            try? await Task.sleep(for: retryDelay)
+            await self.retry()
+        }
+    }
+
+    private func retry() {
+        retryScheduled = false
+        if writtenRev < document.rev { scheduleWrite() }
     }
 }
