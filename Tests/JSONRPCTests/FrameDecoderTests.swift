@@ -84,6 +84,17 @@ struct FrameDecoderTests {
         }
     }
 
+    @Test("a 4 MB message arriving in 64 KB reads, then a small one: both whole", arguments: Framing.allCases)
+    func largeMessageInManyReads(framing: Framing) {
+        let large =
+            #"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"pad":""# + String(repeating: "ab", count: 2 << 20)
+            + #""}}"#
+        let small = #"{"jsonrpc":"2.0","id":2,"method":"ping"}"#
+        let bytes = framed(large, framing) + framed(small, framing)
+        let cuts = Array(stride(from: 65_536, to: bytes.count, by: 65_536))
+        #expect(decode(bytes, cuts: cuts, limit: 8 << 20) == [.frame(large), .frame(small)])
+    }
+
     @Test("several messages in one read")
     func severalInOneRead() {
         let bytes = Self.stream(.lsp) + Self.stream(.lsp)

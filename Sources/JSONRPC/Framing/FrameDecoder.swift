@@ -64,10 +64,38 @@ public struct FrameDecoder {
             let consumed = process(chunk, atEnd: false, handle)
             if consumed < chunk.count { buffer.append(contentsOf: UnsafeBufferPointer(rebasing: chunk[consumed...])) }
         } else {
+            let incomplete = stillIncomplete(adding: chunk)
             buffer.append(contentsOf: chunk)
-            let pending = buffer
+            // A large message arrives in many reads: each one that cannot complete it is only
+            // appended, not searched again from the start (which made a 60 MB line quadratic).
+            guard !incomplete else { return }
+            // Taken out of `self` while it is read, so that the read needs no copy of it.
+            var pending: [UInt8] = []
+            swap(&pending, &buffer)
             let consumed = pending.withUnsafeBufferPointer { process($0, atEnd: false, handle) }
-            buffer.removeFirst(consumed)
+            if consumed < pending.count {
+                pending.removeFirst(consumed)
+                buffer = pending
+            }
+        }
+    }
+
+    /// Whether appending `chunk` to the buffered bytes certainly completes nothing: the buffer
+    /// holds the start of a body that `chunk` does not finish, or of an NDJSON line that `chunk`
+    /// does not end (while the line is within the size limit, which `process` reports).
+    private mutating func stillIncomplete(adding chunk: UnsafeBufferPointer<UInt8>) -> Bool {
+        switch state {
+        case .body(let length):
+            if buffer.count + chunk.count < length {
+                // One allocation for the whole body rather than doublings.
+                if buffer.capacity < length { buffer.reserveCapacity(length) }
+                return true
+            }
+            return false
+        case .header where framing == .ndjson:
+            return buffer.count + chunk.count <= maximumMessageSize && firstIndex(of: 0x0A, in: chunk, from: 0) == nil
+        default:
+            return false
         }
     }
 
