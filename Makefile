@@ -107,13 +107,15 @@ litellm-test: venv
 
 # The transport benchmark, then runStage and runTask throughput (the venv run.sh makes holds the
 # Python peers, Jinja2 and jsonschema), then jobs: stage boundary to client notification with 100
-# jobs at once, and a 10,000-task pipeline (standard library only).
+# jobs at once, and a 10,000-task pipeline, then first answer, runStage throughput and RSS at
+# membership files of 1k to 1M rows (the last two standard library only).
 bench: release
 	Benchmarks/run.sh .build/release/stagerunner
 	Benchmarks/.venv/bin/python Benchmarks/stage_bench.py .build/release/stagerunner
 	Benchmarks/.venv/bin/python Benchmarks/task_bench.py .build/release/stagerunner
 	Benchmarks/.venv/bin/python Benchmarks/model_bench.py .build/release/stagerunner
 	Benchmarks/.venv/bin/python Benchmarks/job_bench.py .build/release/stagerunner
+	Benchmarks/.venv/bin/python Benchmarks/cohort_bench.py .build/release/stagerunner
 
 # Per-request heap allocations and instructions of ping, renderPrompt and runStage (embedded model)
 # under valgrind, held against Benchmarks/thresholds/thresholds.json (Benchmarks/thresholds/README.md).
