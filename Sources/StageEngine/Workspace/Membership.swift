@@ -79,8 +79,16 @@ public struct Membership: Sendable {
         let comboColumn = table.columnIndex("combo_id")
         func optional(_ row: CSVTable.Row, _ column: Int?) -> String? {
             guard let column else { return nil }
-            let value = row.cells[column].value.trimmingCharacters(in: .whitespaces)
-            return value.isEmpty ? nil : value
+            let value = row.cells[column].value
+            // Most cells have no space at either end: no Foundation call for them.
+            func isSpace(_ scalar: Unicode.Scalar?) -> Bool {
+                scalar.map { $0 == "\t" || $0.properties.generalCategory == .spaceSeparator } ?? false
+            }
+            guard isSpace(value.unicodeScalars.first) || isSpace(value.unicodeScalars.last) else {
+                return value.isEmpty ? nil : value
+            }
+            let trimmed = value.trimmingCharacters(in: .whitespaces)
+            return trimmed.isEmpty ? nil : trimmed
         }
         for row in table.rows {
             let stageCell = row.cells[stageColumn]
@@ -136,10 +144,11 @@ public struct Membership: Sendable {
         return diagnostics
     }
 
-    /// Cross-checks rows against the catalogs and each other.
+    /// Cross-checks rows against the catalogs and each other; the problems in file order.
     private func check(templates: TemplateCatalog) -> [Diagnostic] {
         var diagnostics: [Diagnostic] = []
-        for row in ordered {
+        // Not `ordered`: sorting a million rows cost more than reading them.
+        for row in rows.values {
             func problem(_ code: String, _ message: String, _ severity: Diagnostic.Severity = .error) {
                 diagnostics.append(
                     Diagnostic(file: row.file, line: row.line, severity: severity, code: code, message: message)
@@ -187,6 +196,6 @@ public struct Membership: Sendable {
                 break
             }
         }
-        return diagnostics
+        return diagnostics.sorted { ($0.file, $0.line) < ($1.file, $1.line) }
     }
 }

@@ -17,6 +17,21 @@ struct CSVTableTests {
         #expect(table.rows[0].cells[1].column == 3)
     }
 
+    @Test("columns count characters, not bytes; a lone CR stays in its field; a trailing comma is an empty field")
+    func positionsAndEdges() {
+        let table = CSVTable(text: "a,b,c\né😀x,\"ü\"\"\",z\nr\rs,,\n", file: "t.csv")
+        #expect(table.diagnostics.isEmpty)
+        #expect(table.rows.map { $0.cells.map(\.value) } == [["é😀x", "ü\"", "z"], ["r\rs", "", ""]])
+        #expect(table.rows[0].cells.map(\.column) == [1, 5, 11])
+        #expect(table.rows[1].cells.map(\.column) == [1, 5, 6])
+        let problem = CSVTable(text: "a,b\n😀,x\"y\n", file: "t.csv").diagnostics.map(\.description)
+        #expect(
+            problem == [
+                "t.csv:2:4: error: '\"' inside an unquoted field; quote the field and double the '\"' [csv.stray-quote]"
+            ]
+        )
+    }
+
     @Test(
         "reports each syntax problem where it is",
         arguments: [
