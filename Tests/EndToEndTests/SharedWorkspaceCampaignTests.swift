@@ -73,7 +73,7 @@ struct SharedWorkspaceCampaignTests {
             Locking(
                 name: "shared-workspace-leases",
                 configuration: "locking: {mode: leases, leaseSeconds: 5}\n",
-                environment: try BrokenFlock.environment(),
+                environment: try await BrokenFlock.environment(),
                 rounds: 2
             )
         )

@@ -310,7 +310,7 @@ struct SharedWorkspaceTests {
     func brokenFlockIsNamed() async throws {
         let example = try Self.heldJobWorkspace()
         defer { example.remove() }
-        let server = try JobClient(workspace: example.root, environment: try BrokenFlock.environment())
+        let server = try JobClient(workspace: example.root, environment: try await BrokenFlock.environment())
         let refused = try await server.call("runPipeline", Self.heldPipeline)
         #expect(refused["error"]?["data"]?["reason"] == "storage", "\(refused)")
         let message = refused["error"]?["message"]?.stringValue ?? ""
@@ -337,7 +337,7 @@ struct SharedWorkspaceTests {
         try configuration.seekToEnd()
         try configuration.write(contentsOf: Data("\nlocking: {mode: leases, leaseSeconds: \(seconds)}\n".utf8))
         try configuration.close()
-        let environment = try BrokenFlock.environment()
+        let environment = try await BrokenFlock.environment()
         let owner = JobClient(try Self.serverOnAnotherHost(example.root, environment: environment))
         let jobId = try #require(try await owner.result("runPipeline", Self.heldPipeline)["jobId"]?.stringValue)
         try await eventually("the command starts", timeout: .seconds(30)) {

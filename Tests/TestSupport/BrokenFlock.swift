@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -13,40 +12,41 @@ import Darwin
 /// Compiled once per test process with the machine's C compiler (`cc`, or the Swift
 /// toolchain's `clang`).
 public enum BrokenFlock {
-    private static let built = Mutex<String?>(nil)
+    /// Compiled on a thread of its own, once: the compiler may take seconds on a loaded machine,
+    /// and a test that waited for it on the cooperative pool would hold up every other test.
+    private static let built = Task { try await onOwnThread { try compile() } }
 
     /// The environment that starts a server with it.
-    public static func environment() throws -> [String: String] {
-        ["LD_PRELOAD": try library()]
+    public static func environment() async throws -> [String: String] {
+        ["LD_PRELOAD": try await library()]
     }
 
     /// The library's path.
-    public static func library() throws -> String {
-        try built.withLock { built in
-            if let built { return built }
-            let folder = NSTemporaryDirectory() + "stagerunner-broken-flock-\(getpid())"
-            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-            let source = folder + "/broken-flock.c"
-            let library = folder + "/broken-flock.so"
-            try """
-            #include <errno.h>
-            int flock(int descriptor, int operation) {
-                (void)descriptor;
-                (void)operation;
-                errno = ENOLCK;
-                return -1;
-            }
-            """.write(toFile: source, atomically: true, encoding: .utf8)
-            let status = try runToExit([
-                "/bin/sh", "-c", #"$(command -v cc || command -v clang) -shared -fPIC -o "$1" "$2""#, "sh", library,
-                source,
-            ])
-            guard status == 0 else {
-                throw Failure(description: "cannot compile \(source) with cc or clang (exit \(status))")
-            }
-            built = library
-            return library
+    public static func library() async throws -> String {
+        try await built.value
+    }
+
+    private static func compile() throws -> String {
+        let folder = NSTemporaryDirectory() + "stagerunner-broken-flock-\(getpid())"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let source = folder + "/broken-flock.c"
+        let library = folder + "/broken-flock.so"
+        try """
+        #include <errno.h>
+        int flock(int descriptor, int operation) {
+            (void)descriptor;
+            (void)operation;
+            errno = ENOLCK;
+            return -1;
         }
+        """.write(toFile: source, atomically: true, encoding: .utf8)
+        let status = try runToExit([
+            "/bin/sh", "-c", #"$(command -v cc || command -v clang) -shared -fPIC -o "$1" "$2""#, "sh", library, source,
+        ])
+        guard status == 0 else {
+            throw Failure(description: "cannot compile \(source) with cc or clang (exit \(status))")
+        }
+        return library
     }
 
     public struct Failure: Error, CustomStringConvertible {
