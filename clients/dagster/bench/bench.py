@@ -45,9 +45,10 @@ import yaml
 from dagster import DagsterInstance, build_reconstructable_job, execute_job
 
 from stagerunner_dagster import WorkspaceServer, load_cohort
+from stagerunner_dagster.workspace import model_calls
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from support import model_calls, running_mock_provider  # noqa: E402  (the tests' folder, above)
+from support import running_mock_provider  # noqa: E402  (the tests' folder, above)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]

@@ -20,7 +20,6 @@ import os
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from stagerunner_dagster.workspace import model_calls
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
@@ -141,19 +141,8 @@ def run_summary(home: Path, workspace: Path, run_id: str) -> dict[str, Any]:
             "status": run.status.value,
             "stepsByWorker": dict(sorted(workers.items())),
             "materializations": dict(sorted(materializations.items())),
-            "modelCalls": model_calls(workspace),
+            "modelCalls": dict(sorted(model_calls(workspace).items())),
         }
-
-
-def model_calls(workspace: Path) -> dict[str, int]:
-    """Model calls per gen id, from the call log of every host that wrote one."""
-    state = workspace / ".stagerunner"
-    counts: Counter[str] = Counter()
-    for log in [state / "calls.sqlite", *sorted(state.glob("hosts/*/calls.sqlite"))]:
-        if log.exists():
-            with sqlite3.connect(log) as connection:
-                counts.update(gen_id for (gen_id,) in connection.execute("SELECT genId FROM llm_calls"))
-    return dict(sorted(counts.items()))
 
 
 def latest_run_id(home: Path, job: str) -> str:

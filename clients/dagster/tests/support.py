@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,13 +34,3 @@ def running_mock_provider() -> Iterator[str]:
         process.wait(timeout=60)
 
 
-def model_calls(workspace: Path) -> Counter[str]:
-    """How many model calls the call logs hold per gen id (every host's: ``.stagerunner/calls.sqlite``
-    and ``.stagerunner/hosts/*/calls.sqlite``)."""
-    state = workspace / ".stagerunner"
-    counts: Counter[str] = Counter()
-    for log in [state / "calls.sqlite", *sorted(state.glob("hosts/*/calls.sqlite"))]:
-        if log.exists():
-            with sqlite3.connect(log) as connection:
-                counts.update(gen_id for (gen_id,) in connection.execute("SELECT genId FROM llm_calls"))
-    return counts

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 from conftest import EXAMPLE_MODEL_CALLS, edit_config
-from support import model_calls
 from dagster import (
     AssetCheckKey,
     AssetKey,
@@ -29,6 +28,7 @@ from stagerunner_dagster import (
     shared_server,
     stagerunner_definitions,
 )
+from stagerunner_dagster.workspace import model_calls
 
 STAGE_KEYS = [AssetKey("draft"), AssetKey("essay"), AssetKey("evaluation")]
 

@@ -12,10 +12,10 @@ from typing import Any
 
 from cohort_run import run, summary
 from conftest import EXAMPLE_MODEL_CALLS, edit_config
-from support import model_calls
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus
 
 from stagerunner_dagster import load_cohort, stagerunner_definitions
+from stagerunner_dagster.workspace import model_calls
 
 HERE = Path(__file__).resolve().parent
 

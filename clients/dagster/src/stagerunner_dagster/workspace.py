@@ -17,6 +17,8 @@ from __future__ import annotations
 import csv
 import math
 import os
+import sqlite3
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -447,3 +449,15 @@ def resolve_provider(model: str, aliases: Mapping[str, str], default_provider: s
     resolved = aliases.get(model, model)
     provider, colon, _ = resolved.partition(":")
     return provider if colon else default_provider
+
+
+def model_calls(workspace: Path) -> Counter[str]:
+    """How many model calls the workspace's call logs hold per gen id: every host's
+    (``.stagerunner/calls.sqlite`` and ``.stagerunner/hosts/*/calls.sqlite``)."""
+    state = workspace / ".stagerunner"
+    counts: Counter[str] = Counter()
+    for log in [state / "calls.sqlite", *sorted(state.glob("hosts/*/calls.sqlite"))]:
+        if log.exists():
+            with sqlite3.connect(log) as connection:
+                counts.update(gen_id for (gen_id,) in connection.execute("SELECT genId FROM llm_calls"))
+    return counts
