@@ -271,8 +271,7 @@ public actor JobManager {
         var documents: [JobStatusDocument] = []
         for name in JobFolder.ids(in: workspace) {
             guard var document = try? await currentDocument(name) else { continue }
-            if document.state == .running || document.state == .pending, executions[name] == nil {
-                await recoverIfOrphaned(name)
+            if await recoverIfOrphaned(name, known: document.state) {
                 document = (try? await currentDocument(name)) ?? document
             }
             if state == nil || document.state == state { documents.append(document) }
@@ -522,15 +521,19 @@ public actor JobManager {
 
     /// A job whose owner died while this server was up (its document still says running or
     /// pending) is marked interrupted when it is next asked for, as at start.
-    private func recoverIfOrphaned(_ id: String) async {
-        guard !runner.readOnly, executions[id] == nil, !isQueued(id), owned[id] == nil, pinnedJobs[id] == nil,
-            let state = try? await currentDocument(id).state, state == .running || state == .pending,
-            await recover(id)
-        else { return }
+    /// `known` is the job's state when the caller has just read it. True when it was marked.
+    @discardableResult
+    private func recoverIfOrphaned(_ id: String, known: JobState? = nil) async -> Bool {
+        guard !runner.readOnly, executions[id] == nil, !isQueued(id), owned[id] == nil, pinnedJobs[id] == nil
+        else { return false }
+        let state: JobState?
+        if let known { state = known } else { state = try? await currentDocument(id).state }
+        guard state == .running || state == .pending, await recover(id) else { return false }
         logger.notice(
             "a job whose server is gone was marked interrupted; resumeJob continues it",
             metadata: ["job": "\(id)"]
         )
+        return true
     }
 
     /// Takes the job for this process: its owner lock, with who holds it written in. A job
