@@ -165,6 +165,7 @@ let package = Package(
             name: "StageEngineTests",
             dependencies: [
                 "StageEngine", "HTTP", "Jinja", "JSON", "ModelProviders", "OutputParsing", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift
         ),
@@ -204,6 +205,7 @@ let package = Package(
         .executableTarget(
             name: "stagerunner",
             dependencies: [
+                "CHeap",
                 "HTTP",
                 "JSON",
                 "JSONRPC",

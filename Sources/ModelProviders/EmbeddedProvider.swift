@@ -126,9 +126,16 @@ public struct EmbeddedProvider: ModelClient {
 
     /// The deterministic answer for a prompt no rule matched.
     static func derivedAnswer(prompt: String, stage: GenerationStage?) -> String {
-        let digest = Array(SHA256.hash(data: Data(prompt.utf8)))
-        let words = prompt.split(whereSeparator: { !$0.isLetter }).map(String.init).filter { $0.count > 4 }
-        let picked = (0..<min(4, words.count)).map { words[Int(digest[$0]) % words.count].lowercased() }
+        var hasher = SHA256()
+        var text = prompt
+        text.withUTF8 { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+        let digest = Array(hasher.finalize())
+        // Views into the prompt, and a word's first 40 characters at most: a huge prompt is not copied.
+        let words: [Substring] = prompt.split(whereSeparator: { !$0.isLetter }).filter { $0.count > 4 }
+        let picked: [String] = (0..<min(4, words.count)).map { index in
+            let word: Substring = words[Int(digest[index]) % words.count]
+            return word.prefix(40).lowercased()
+        }
         let theme = picked.isEmpty ? "the prompt" : picked.joined(separator: ", ")
         switch stage {
         case .evaluation:

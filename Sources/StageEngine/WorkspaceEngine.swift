@@ -322,11 +322,11 @@ public final class WorkspaceEngine: Sendable {
                 templateId: templateId,
                 model: spec.model,
                 parentGenId: spec.passThroughFrom,
-                salt: [
+                saltParts: [
                     TemplateValue.object(TemplateObject(values.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }))
                         .canonicalText,
                     spec.promptText ?? "", parser ?? "", spec.maxTokens.map(String.init) ?? "", mode.rawValue,
-                ].joined(separator: "\u{1F}")
+                ]
             )
         return Plan(
             stage: spec.stage,

@@ -1,11 +1,14 @@
 import ArgumentParser
+import CHeap
 import Logging
 import StageEngine
 
 /// What every subcommand does the same way.
 enum CommandSupport {
-    /// Sends the log to stderr, `level` and above (stdout is for results or the protocol).
-    static func logToStandardError(at level: Logger.Level) {
+    /// Sets up the process: the log goes to stderr, `level` and above (stdout is for results or
+    /// the protocol), and memory of large messages and artifacts goes back to the system once freed.
+    static func startProcess(logLevel level: Logger.Level) {
+        sr_heap_map_large_blocks(4 << 20)
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level

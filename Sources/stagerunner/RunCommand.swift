@@ -72,7 +72,7 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let level = logging.logLevel ?? .error
-        CommandSupport.logToStandardError(at: level)
+        CommandSupport.startProcess(logLevel: level)
         let seed = try readInput()
         let root: Workspace
         do {

@@ -72,7 +72,7 @@ struct ServeCommand: AsyncParsableCommand {
         // Before anything else can print: fd 1 becomes stderr, the protocol keeps a private copy.
         let protocolOutput = StandardIO.takeStandardOutput()
         let level = logging.logLevel ?? .notice
-        CommandSupport.logToStandardError(at: level)
+        CommandSupport.startProcess(logLevel: level)
         let logger = Logger(label: "stagerunner")
 
         var options = ServerOptions(workspace: workspace)

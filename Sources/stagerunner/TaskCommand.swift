@@ -47,7 +47,7 @@ struct TaskCommand: AsyncParsableCommand {
 
     func run() async throws {
         let level = logging.logLevel ?? .warning
-        CommandSupport.logToStandardError(at: level)
+        CommandSupport.startProcess(logLevel: level)
         let seed: JSONValue
         do {
             seed = try JSONParser.parse(Array(input.utf8))

@@ -509,6 +509,53 @@ struct HostileInputTests {
         #expect(try await server.exitStatus() == 0)
     }
 
+    @Test(
+        "a 24 MB request (ping, runStage) costs the server at most about twice its size while it runs",
+        arguments: [Framing.lsp, .ndjson]
+    )
+    func largeRequestMemory(framing: Framing) async throws {
+        let example = try ExampleCopy("daydream")
+        defer { example.remove() }
+        let server = try ServerProcess(
+            ["serve", "--workspace", example.root, "--log-level", "critical"],
+            framing: framing
+        )
+        let small =
+            #"{"stage":"draft","templateId":"systematic-analytical","model":"m","promptText":"Warm up.","maxTokens":100}"#
+        server.send(#"{"jsonrpc":"2.0","id":1,"method":"runStage","params":\#(small)}"#)
+        #expect(try await server.output.response(id: 1)["result"]?["status"] == "success")
+        let size = 24 << 20
+        let text = String(repeating: "x", count: size)
+        let requests = [
+            #"{"jsonrpc":"2.0","id":2,"method":"ping","params":{"pad":"\#(text)"}}"#,
+            #"{"jsonrpc":"2.0","id":3,"method":"runStage","params":{"stage":"draft","templateId":"systematic-analytical","model":"m","promptText":"\#(text)","maxTokens":100}}"#,
+        ]
+        for (offset, request) in requests.enumerated() {
+            let before = try #require(Self.memory(of: server.pid, "VmRSS"))
+            server.send(request)
+            let answer = try await server.output.response(id: .integer(Int64(offset + 2)))
+            #expect(answer["error"] == nil)
+            let peak = try #require(Self.memory(of: server.pid, "VmHWM"))
+            // Before: the frame, a copy of the params, their tree and the engine's copies (5×).
+            #expect(
+                Double(peak - before) < 2.5 * Double(size),
+                "request \(offset + 2): peak \(peak - before) bytes above \(before)"
+            )
+        }
+        server.closeInput()
+        #expect(try await server.exitStatus() == 0)
+    }
+
+    /// A `/proc/<pid>/status` field in bytes.
+    static func memory(of pid: pid_t, _ field: String) -> Int? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        for line in status.split(separator: "\n") where line.hasPrefix(field + ":") {
+            return line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap { Int($0) }.map
+            { $0 * 1024 }
+        }
+        return nil
+    }
+
     @Test("a frame that announces more bytes than the limit is refused, and the server exits cleanly at end of input")
     func hugeDeclaredLength() async throws {
         let server = try ServerProcess(["serve", "--log-level", "critical"], framing: .lsp)

@@ -22,6 +22,7 @@ func decode(_ bytes: [UInt8], cuts: [Int] = [], mode: FramingMode = .auto, limit
     let handle: (FrameDecoder.Event) -> Void = { event in
         switch event {
         case .frame(let frame): results.append(.frame(String(decoding: frame, as: UTF8.self)))
+        case .assembled(let frame): results.append(.frame(String(decoding: frame.take(), as: UTF8.self)))
         case .error(let error): results.append(.error(error.code, error.message))
         case .detected: break
         }
@@ -119,6 +120,7 @@ struct FrameDecoderTests {
         bytes.withUnsafeBufferPointer { pointer in
             decoder.feed(pointer) { event in
                 if case .frame(let frame) = event { frames.append(Array(frame)) }
+                if case .assembled(let frame) = event { frames.append(frame.take()) }
             }
         }
         #expect(frames == [Array(bytes.dropLast())])

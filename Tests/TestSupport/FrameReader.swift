@@ -54,13 +54,16 @@ public final class FrameReader: Sendable {
             var problems: [String] = []
             chunk.withUnsafeBufferPointer { pointer in
                 decoder.feed(pointer) { event in
-                    switch event {
-                    case .frame(let bytes):
+                    func parse(_ bytes: UnsafeBufferPointer<UInt8>) {
                         do {
                             found.append(try JSONParser.parse(bytes))
                         } catch {
                             problems.append("unparsable frame: \(error): \(String(decoding: bytes, as: UTF8.self))")
                         }
+                    }
+                    switch event {
+                    case .frame(let bytes): parse(bytes)
+                    case .assembled(let frame): frame.bytes.withUnsafeBufferPointer(parse)
                     case .error(let error): problems.append("bad framing from the server: \(error.message)")
                     case .detected: break
                     }

@@ -7,4 +7,10 @@
 /// mmapped blocks; 0 elsewhere). Swift's Glibc module does not import <malloc.h>.
 size_t sr_heap_in_use(void);
 
+/// Serves every block of `threshold` bytes or more with its own mapping, given back to the
+/// system when freed (glibc: a fixed M_MMAP_THRESHOLD; by default glibc raises the threshold
+/// after the first large block is freed, and the next large message's growing buffers then stay
+/// resident in the heap). Does nothing elsewhere.
+void sr_heap_map_large_blocks(size_t threshold);
+
 #endif

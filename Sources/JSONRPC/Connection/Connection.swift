@@ -218,34 +218,48 @@ public final class Connection: Sendable {
             logger.warning("rejected a frame", metadata: ["error": "\(error.message)"])
             send(id: .null, .failure(error), batch: nil, inline: &output)
         case .frame(let bytes):
-            // Once closing has begun nothing new is started: an `exit` or a signal means stop.
-            if isStopped {
-                logger.debug("ignored a message that arrived while closing")
-                return
-            }
-            if logger.logLevel <= .trace {
-                logger.trace("received", metadata: ["message": "\(String(decoding: bytes, as: UTF8.self))"])
-            }
-            waitForCapacity(flushing: &output)
-            switch MessageDecoder.decode(bytes) {
-            case .single(.success(let message)):
-                dispatch(message, batch: nil, output: &output)
-            case .single(.failure(let rejected)):
-                reject(rejected, batch: nil, output: &output)
-            case .batch(let elements):
-                let slots = elements.filter { element in
-                    switch element {
-                    case .success(.request): return true
-                    case .failure(let rejected): return !rejected.isNotification
-                    case .success(.notification), .success(.response): return false
-                    }
-                }.count
-                let batch = slots > 0 ? Batch(slots: slots) : nil
-                for element in elements {
-                    switch element {
-                    case .success(let message): dispatch(message, batch: batch, output: &output)
-                    case .failure(let rejected): reject(rejected, batch: batch, output: &output)
-                    }
+            guard accepting({ String(decoding: bytes, as: UTF8.self) }, output: &output) else { return }
+            received(MessageDecoder.decode(bytes), output: &output)
+        case .assembled(let frame):
+            guard accepting({ String(decoding: frame.bytes, as: UTF8.self) }, output: &output) else { return }
+            var bytes = frame.take()
+            received(MessageDecoder.decode(owning: &bytes), output: &output)
+        }
+    }
+
+    /// Whether a frame that just arrived is taken: once closing has begun nothing new is
+    /// started (an `exit` or a signal means stop). Waits while too many handlers run.
+    private func accepting(_ text: () -> String, output: inout [UInt8]) -> Bool {
+        if isStopped {
+            logger.debug("ignored a message that arrived while closing")
+            return false
+        }
+        if logger.logLevel <= .trace {
+            logger.trace("received", metadata: ["message": "\(text())"])
+        }
+        waitForCapacity(flushing: &output)
+        return true
+    }
+
+    private func received(_ content: FrameContent, output: inout [UInt8]) {
+        switch content {
+        case .single(.success(let message)):
+            dispatch(message, batch: nil, output: &output)
+        case .single(.failure(let rejected)):
+            reject(rejected, batch: nil, output: &output)
+        case .batch(let elements):
+            let slots = elements.filter { element in
+                switch element {
+                case .success(.request): return true
+                case .failure(let rejected): return !rejected.isNotification
+                case .success(.notification), .success(.response): return false
+                }
+            }.count
+            let batch = slots > 0 ? Batch(slots: slots) : nil
+            for element in elements {
+                switch element {
+                case .success(let message): dispatch(message, batch: batch, output: &output)
+                case .failure(let rejected): reject(rejected, batch: batch, output: &output)
                 }
             }
         }
@@ -326,9 +340,11 @@ public final class Connection: Sendable {
                 )
                 return
             }
+            // Captures the id alone, not the request: its params are released once decoded.
+            let id = request.id
             let run: @Sendable () async -> Void = { [self] in
-                let outcome = await execute(handler, context, request.id, serial)
-                finish(request.id, serial, outcome, batch)
+                let outcome = await execute(handler, context, id, serial)
+                finish(id, serial, outcome, batch)
                 context.afterResponseActions.run()
             }
             // Answers made on the intake so far go out before this task can answer, so a task
@@ -338,7 +354,7 @@ public final class Connection: Sendable {
                 // The queue runs jobs one at a time; each job is its own task so it can be cancelled alone.
                 orderedQueue.yield { [self] in
                     let task = Task(operation: run)
-                    attach(task, to: request.id, serial)
+                    attach(task, to: id, serial)
                     await task.value
                 }
             } else {

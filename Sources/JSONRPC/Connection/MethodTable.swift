@@ -16,16 +16,24 @@ public enum Execution: Sendable, Hashable {
 public struct RequestContext: Sendable {
     public let id: RequestID
     public let method: String
-    public let params: RawJSON?
     /// The connection the request came on: send notifications or server-to-client requests here.
     public let connection: Connection
     let afterResponseActions = AfterResponseActions()
+    private let heldParams: HeldParams
 
     init(id: RequestID, method: String, params: RawJSON?, connection: Connection) {
         self.id = id
         self.method = method
-        self.params = params
+        self.heldParams = HeldParams(params)
         self.connection = connection
+    }
+
+    /// The params as sent (nil when absent), until ``decodeParams(_:)`` releases them.
+    public var params: RawJSON? {
+        heldParams.state.withLock { state in
+            if case .held(let params) = state { return params }
+            return nil
+        }
     }
 
     /// Runs `action` once the response to this request is queued for the peer: notifications it
@@ -36,8 +44,13 @@ public struct RequestContext: Sendable {
     }
 
     /// Decodes `params` as `T`; absent params, `null` and `[]` decode like `{}` (see ``namedParams()``).
+    ///
+    /// The params' text is released once decoded, so a large request is not held twice while
+    /// its handler runs: decode them once.
     public func decodeParams<T: Decodable>(_ type: T.Type) throws(ResponseError) -> T {
-        try namedParams().decode(T.self)
+        let decoded = try namedParams().decode(T.self)
+        heldParams.state.withLock { $0 = .released }
+        return decoded
     }
 
     /// The params as an object, for methods that take their params by name.
@@ -46,6 +59,10 @@ public struct RequestContext: Sendable {
     /// `[]` (Lua cannot tell an empty table from an empty list) and `{}`. All four are `{}` here.
     /// An array that carries values is `-32602`: positional params are not accepted.
     public func namedParams() throws(ResponseError) -> RawJSON {
+        let held = heldParams.state.withLock { $0 }
+        guard case .held(let params) = held else {
+            throw ResponseError.internalError("the params of '\(method)' were read after they were released")
+        }
         guard let params else { return .emptyObject }
         guard params.bytes.first == UInt8(ascii: "[") else { return params }
         guard case .array(let values) = params.value(), !values.isEmpty else { return .emptyObject }
@@ -54,6 +71,20 @@ public struct RequestContext: Sendable {
             problem: "is an array of \(values.count) value\(values.count == 1 ? "" : "s") (positional params), "
                 + "but '\(method)' takes its params by name: send an object such as {\"name\": value}"
         )
+    }
+}
+
+/// A request's params until its handler has decoded them.
+final class HeldParams: Sendable {
+    enum State: Sendable {
+        case held(RawJSON?)
+        case released
+    }
+
+    let state: Mutex<State>
+
+    init(_ params: RawJSON?) {
+        state = Mutex(.held(params))
     }
 }
 

@@ -15,6 +15,9 @@ public struct FrameDecoder {
     public enum Event {
         /// A complete frame body, valid only during the callback.
         case frame(UnsafeBufferPointer<UInt8>)
+        /// A complete frame body the decoder assembled from several reads: its bytes can be
+        /// taken without a copy, so a large message is held once.
+        case assembled(AssembledFrame)
         /// A frame that could not be read; answer it with this error and `id: null`.
         case error(ResponseError)
         /// The framing was detected from the first byte (`auto` mode only; comes before any frame).
@@ -63,6 +66,9 @@ public struct FrameDecoder {
             // Zero-copy path: decode straight from the chunk, keep only the unfinished tail.
             let consumed = process(chunk, atEnd: false, handle)
             if consumed < chunk.count { buffer.append(contentsOf: UnsafeBufferPointer(rebasing: chunk[consumed...])) }
+        } else if let completed = completeBufferedFrame(with: chunk, handle) {
+            // The frame begun in earlier reads is complete; what follows it is decoded in place.
+            feed(UnsafeBufferPointer(rebasing: chunk[completed...]), handle)
         } else {
             let incomplete = stillIncomplete(adding: chunk)
             buffer.append(contentsOf: chunk)
@@ -96,6 +102,41 @@ public struct FrameDecoder {
             return buffer.count + chunk.count <= maximumMessageSize && firstIndex(of: 0x0A, in: chunk, from: 0) == nil
         default:
             return false
+        }
+    }
+
+    /// Completes the frame whose start is buffered when `chunk` holds its end: appends only the
+    /// rest of the frame to the buffer and hands the buffer over whole, so a frame that arrived
+    /// in many reads is never copied again. Returns how much of `chunk` was used, or nil when
+    /// this is not that case (the general path handles it).
+    private mutating func completeBufferedFrame(
+        with chunk: UnsafeBufferPointer<UInt8>,
+        _ handle: (Event) -> Void
+    ) -> Int? {
+        switch state {
+        case .body(let length):
+            // The buffer holds the start of the body, and only that.
+            let missing = length - buffer.count
+            guard missing > 0, chunk.count >= missing else { return nil }
+            buffer.append(contentsOf: UnsafeBufferPointer(rebasing: chunk[..<missing]))
+            state = .header
+            handle(.assembled(AssembledFrame(takingFrom: &buffer)))
+            return missing
+        case .header where framing == .ndjson:
+            // The buffer holds the start of a line, and only that.
+            guard let newline = firstIndex(of: 0x0A, in: chunk, from: 0),
+                buffer.count + newline <= maximumMessageSize
+            else { return nil }
+            buffer.append(contentsOf: UnsafeBufferPointer(rebasing: chunk[..<newline]))
+            if buffer.last == 0x0D { buffer.removeLast() }
+            let indent = buffer.prefix(while: isWhitespace).count
+            if indent > 0 { buffer.removeFirst(indent) }
+            let line = AssembledFrame(takingFrom: &buffer)
+            // Blank lines between messages are allowed.
+            if !line.bytes.isEmpty { handle(.assembled(line)) }
+            return newline + 1
+        default:
+            return nil
         }
     }
 
@@ -342,5 +383,24 @@ public struct FrameDecoder {
     func printable(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
         let text = String(decoding: bytes.prefix(60), as: UTF8.self)
         return String(text.unicodeScalars.map { $0.value < 0x20 ? "?" : Character($0) })
+    }
+}
+
+/// A frame body assembled from several reads, handed over rather than copied.
+public final class AssembledFrame {
+    /// The body; empty once taken.
+    public private(set) var bytes: [UInt8]
+
+    init(takingFrom buffer: inout [UInt8]) {
+        bytes = []
+        swap(&bytes, &buffer)
+    }
+
+    /// Takes the body out, leaving this empty: the caller then owns the only reference, so it
+    /// can trim or keep the bytes without a copy.
+    public func take() -> [UInt8] {
+        var taken: [UInt8] = []
+        swap(&taken, &bytes)
+        return taken
     }
 }

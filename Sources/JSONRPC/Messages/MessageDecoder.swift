@@ -6,6 +6,47 @@ import JSON
 public enum MessageDecoder {
     /// Decodes one frame.
     public static func decode(_ frame: UnsafeBufferPointer<UInt8>) -> FrameContent {
+        decode(frame) { range in RawJSON(validated: Array(UnsafeBufferPointer(rebasing: frame[range]))) }
+    }
+
+    /// Decodes one frame the caller hands over. The `params` (or `result`) of a single large
+    /// message become the frame's own storage, trimmed in place, so the message is held once
+    /// rather than twice while its handler runs.
+    public static func decode(owning frame: inout [UInt8]) -> FrameContent {
+        var claimed: Range<Int>?
+        let content = frame.withUnsafeBufferPointer { bytes in
+            decode(bytes) { range in
+                if claimed == nil && range.count >= claimThreshold
+                    && bytes.first(where: { $0 > 0x20 }) == UInt8(ascii: "{")
+                {
+                    claimed = range
+                    return .null
+                }
+                return RawJSON(validated: Array(UnsafeBufferPointer(rebasing: bytes[range])))
+            }
+        }
+        guard let claimed else { return content }
+        frame.removeSubrange(claimed.upperBound...)
+        frame.removeSubrange(..<claimed.lowerBound)
+        var taken: [UInt8] = []
+        swap(&taken, &frame)
+        let raw = RawJSON(validated: taken)
+        switch content {
+        case .single(.success(.request(let request))):
+            return .single(.success(.request(Request(id: request.id, method: request.method, params: raw))))
+        case .single(.success(.notification(let notification))):
+            return .single(.success(.notification(Notification(method: notification.method, params: raw))))
+        case .single(.success(.response(let response))):
+            return .single(.success(.response(Response(id: response.id, outcome: .success(raw)))))
+        default:
+            return content
+        }
+    }
+
+    /// Below this a value is copied out of its frame: trimming in place moves the whole frame.
+    static let claimThreshold = 64 * 1024
+
+    static func decode(_ frame: UnsafeBufferPointer<UInt8>, raw: (Range<Int>) -> RawJSON) -> FrameContent {
         var parser = JSONParser(bytes: frame)
         parser.skipWhitespace()
         guard !parser.isAtEnd else {
@@ -13,14 +54,14 @@ public enum MessageDecoder {
         }
         do {
             if parser.current == UInt8(ascii: "[") {
-                let elements = try decodeBatch(&parser)
+                let elements = try decodeBatch(&parser, raw: raw)
                 try parser.expectEnd()
                 if elements.isEmpty {
                     return .single(.failure(RejectedMessage(id: .null, error: .invalidRequest("empty batch"))))
                 }
                 return .batch(elements)
             }
-            let message = try decodeElement(&parser)
+            let message = try decodeElement(&parser, raw: raw)
             try parser.expectEnd()
             return .single(message)
         } catch {
@@ -33,7 +74,10 @@ public enum MessageDecoder {
         frame.withUnsafeBufferPointer { decode($0) }
     }
 
-    static func decodeBatch(_ parser: inout JSONParser) throws(JSONParseError) -> [Result<Message, RejectedMessage>] {
+    static func decodeBatch(
+        _ parser: inout JSONParser,
+        raw: (Range<Int>) -> RawJSON
+    ) throws(JSONParseError) -> [Result<Message, RejectedMessage>] {
         try parser.enterContainer()
         defer { parser.depth -= 1 }
         parser.index += 1
@@ -45,7 +89,7 @@ public enum MessageDecoder {
         }
         while true {
             parser.skipWhitespace()
-            elements.append(try decodeElement(&parser))
+            elements.append(try decodeElement(&parser, raw: raw))
             parser.skipWhitespace()
             if try parser.endOfContainer(UInt8(ascii: "]"), "',' or ']' in a batch") { return elements }
         }
@@ -53,7 +97,10 @@ public enum MessageDecoder {
 
     /// Decodes one value that should be a message object. Syntax errors throw (they spoil the
     /// whole frame); structural problems become a rejected message.
-    static func decodeElement(_ parser: inout JSONParser) throws(JSONParseError) -> Result<Message, RejectedMessage> {
+    static func decodeElement(
+        _ parser: inout JSONParser,
+        raw: (Range<Int>) -> RawJSON
+    ) throws(JSONParseError) -> Result<Message, RejectedMessage> {
         guard !parser.isAtEnd, parser.current == UInt8(ascii: "{") else {
             let found = parser.isAtEnd ? "nothing" : describeValue(at: parser)
             try parser.skipValue()
@@ -127,7 +174,7 @@ public enum MessageDecoder {
                 if first == UInt8(ascii: "n") {
                     rawParams = nil
                 } else if first == UInt8(ascii: "{") || first == UInt8(ascii: "[") {
-                    rawParams = RawJSON(validated: Array(UnsafeBufferPointer(rebasing: parser.bytes[params])))
+                    rawParams = raw(params)
                 } else {
                     return reject("\"params\" must be an object, an array or null")
                 }
@@ -139,8 +186,7 @@ public enum MessageDecoder {
         guard let id else { return reject("a message needs \"method\" (request or notification) or \"id\" (response)") }
         switch (result, error) {
         case (let result?, nil):
-            let bytes = Array(UnsafeBufferPointer(rebasing: parser.bytes[result]))
-            return .success(.response(Response(id: id, outcome: .success(RawJSON(validated: bytes)))))
+            return .success(.response(Response(id: id, outcome: .success(raw(result)))))
         case (nil, let error?):
             guard let decoded = decodeErrorObject(error) else {
                 return reject("\"error\" must be an object with an integer \"code\" and a string \"message\"")

@@ -96,12 +96,12 @@ public struct GensStore: Sendable {
             throw Failure(path: relativeDirectory, reason: problem)
         }
         let stageDirectory = workspace.path("data/gens/\(metadata.stage.rawValue)")
-        var files: [(String, Data)] = []
-        if let prompt = generation.prompt { files.append(("prompt.txt", Data(prompt.utf8))) }
-        if let raw = generation.raw { files.append(("raw.txt", Data(raw.utf8))) }
-        if let parsed = generation.parsed { files.append(("parsed.txt", Data(parsed.utf8))) }
+        var files: [(String, FileBytes)] = []
+        if let prompt = generation.prompt { files.append(("prompt.txt", .text(prompt))) }
+        if let raw = generation.raw { files.append(("raw.txt", .text(raw))) }
+        if let parsed = generation.parsed { files.append(("parsed.txt", .text(parsed))) }
         do {
-            files.append(("metadata.json", try metadata.encoded()))
+            files.append(("metadata.json", .data(try metadata.encoded())))
         } catch {
             throw Failure(
                 path: Self.directory(metadata.stage, metadata.genId),

@@ -22,7 +22,7 @@ final class GroupCommitter: Sendable {
         let temporary: String
         let final: String
         let stageDirectory: String
-        let files: [(String, Data)]
+        let files: [(String, FileBytes)]
         /// `temporary` and `final` are one file (its contents the only entry of `files`), not a
         /// directory of them.
         var isFile = false
@@ -40,7 +40,7 @@ final class GroupCommitter: Sendable {
     }
 
     /// Commits one generation's files atomically and durably.
-    func commit(files: [(String, Data)], temporary: String, final: String, stageDirectory: String) async throws {
+    func commit(files: [(String, FileBytes)], temporary: String, final: String, stageDirectory: String) async throws {
         try await enqueue { continuation in
             Job(
                 temporary: temporary,
@@ -54,7 +54,7 @@ final class GroupCommitter: Sendable {
 
     /// Writes one file atomically and durably: `data` goes to `temporary` beside `final` in
     /// `directory`, then replaces `final` in one rename.
-    func commitFile(_ data: Data, temporary: String, final: String, directory: String) async throws {
+    func commitFile(_ data: FileBytes, temporary: String, final: String, directory: String) async throws {
         try await enqueue { continuation in
             Job(
                 temporary: temporary,
@@ -187,5 +187,21 @@ final class GroupCommitter: Sendable {
 
     private func remove(_ path: String) {
         try? FileManager.default.removeItem(atPath: path)
+    }
+}
+
+/// A file's contents as the caller holds them: text is written from the string's own storage,
+/// so a large prompt or answer is not copied into a buffer first.
+enum FileBytes: Sendable, ContiguousBytes {
+    case data(Data)
+    case bytes([UInt8])
+    case text(String)
+
+    func withUnsafeBytes<Result>(_ body: (UnsafeRawBufferPointer) throws -> Result) rethrows -> Result {
+        switch self {
+        case .data(let data): return try data.withUnsafeBytes(body)
+        case .bytes(let bytes): return try bytes.withUnsafeBytes(body)
+        case .text(var text): return try text.withUTF8 { try body(UnsafeRawBufferPointer($0)) }
+        }
     }
 }

@@ -152,6 +152,35 @@ struct GenerationIDTests {
                 )
         )
     }
+
+    @Test("ids never change between versions: a re-run must find the generations it made before")
+    func stableAcrossVersions() {
+        // SHA-256 of "draft|creative-synthesis|m||<salt>", as every earlier version computed it.
+        #expect(
+            GenerationID.make(stage: .draft, templateId: "creative-synthesis", model: "m", parentGenId: nil)
+                == "svgc0qcpe3xgwar5"
+        )
+        let parts = ["{}", "Write.", "", "100", "llm"]
+        #expect(
+            GenerationID.make(
+                stage: .draft,
+                templateId: "creative-synthesis",
+                model: "m",
+                parentGenId: nil,
+                saltParts: parts
+            )
+                == "dv693jnogmfkafdz"
+        )
+        #expect(
+            GenerationID.make(
+                stage: .draft,
+                templateId: "creative-synthesis",
+                model: "m",
+                parentGenId: nil,
+                salt: parts.joined(separator: "\u{1F}")
+            ) == "dv693jnogmfkafdz"
+        )
+    }
 }
 
 @Suite("Workspace confinement")

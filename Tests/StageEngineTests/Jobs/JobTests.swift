@@ -1,5 +1,6 @@
 import Foundation
 import JSON
+import Logging
 import ModelProviders
 import TestSupport
 import Testing
@@ -199,6 +200,36 @@ struct JobTests {
             "\(message)"
         )
         #expect(message.hasSuffix("; retry task first"))
+    }
+
+    @Test func aStatusWriteThatFailsIsTriedAgainUntilTheFileHoldsTheLatestDocument() async throws {
+        let workspace = try TemporaryWorkspace()
+        defer { workspace.remove() }
+        let store = JobStatusStore(
+            document: JobStatusDocument(id: "job-1", name: "t", pipelineFile: nil, tasks: ["a"], createdAt: "x"),
+            workspace: workspace.workspace,
+            hub: StatusHub(),
+            logger: Logger(label: "test")
+        )
+        // A folder where the document goes: the rename over it fails until it is gone.
+        let file = workspace.workspace.path("jobs/job-1/tasks-status.json")
+        try FileManager.default.createDirectory(atPath: file + "/blocked", withIntermediateDirectories: true)
+        await store.update(.job(.running)) { $0.setState(.running) }
+        await store.flush()
+        #expect(await store.unwritten == "\(file): cannot move into place: Is a directory")
+        await store.update(.job(.done)) { $0.setState(.done) }
+        await store.flush()
+        #expect(await store.unwritten != nil)
+        try FileManager.default.removeItem(atPath: file)
+        // No further change comes: the write is tried again on its own.
+        let deadline = ContinuousClock.now + TestTimeouts.wait
+        while await store.unwritten != nil && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(await store.unwritten == nil)
+        let written = try JSONParser.parse(Array(try #require(workspace.read("jobs/job-1/tasks-status.json")).utf8))
+        #expect(written["state"] == "done")
+        #expect(written["rev"] == .integer(Int64(await store.rev)))
     }
 
     @Test func taskRetriesWithBackoffAreVisibleInTheDocument() async throws {

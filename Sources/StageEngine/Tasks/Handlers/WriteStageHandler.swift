@@ -50,6 +50,11 @@ enum ArtifactFile {
         let directory = (path as NSString).deletingLastPathComponent
         let name = (path as NSString).lastPathComponent
         let temporary = "\(directory)/" + Temporaries.name(for: name)
-        try await GroupCommitter.shared.commitFile(Data(bytes), temporary: temporary, final: path, directory: directory)
+        try await GroupCommitter.shared.commitFile(
+            .bytes(bytes),
+            temporary: temporary,
+            final: path,
+            directory: directory
+        )
     }
 }
