@@ -172,10 +172,11 @@ public final class WorkspaceEngine: Sendable {
     /// Everything the workspace declares, and every problem in it (catalogs, membership, configuration).
     public func validate() async -> (catalog: WorkspaceCatalog, diagnostics: [Diagnostic]) {
         let snapshot = await state.current()
+        let catalog = await state.catalog()
         var templateProblems: [Diagnostic] = []
         // Every template text that exists is compiled (and cached), so that a syntax error shows
         // before a generation needs the template.
-        for entry in snapshot.catalog.templates.all where entry.generator == .llm && workspace.isFile(entry.file) {
+        for entry in catalog.templates.all where entry.generator == .llm && workspace.isFile(entry.file) {
             do {
                 _ = try await state.template(entry.file)
             } catch {
@@ -199,10 +200,10 @@ public final class WorkspaceEngine: Sendable {
                 templateProblems.append(diagnostic)
             }
         }
-        let diagnostics = (snapshot.catalog.diagnostics + snapshot.configurationProblems + templateProblems).sorted {
+        let diagnostics = (catalog.diagnostics + snapshot.configurationProblems + templateProblems).sorted {
             ($0.file, $0.line, $0.column) < ($1.file, $1.line, $1.column)
         }
-        return (snapshot.catalog, diagnostics)
+        return (catalog, diagnostics)
     }
 
     /// The provider that serves plain model ids.
@@ -227,14 +228,13 @@ public final class WorkspaceEngine: Sendable {
     }
 
     func plan(_ spec: StageRunSpec, _ snapshot: WorkspaceState.Snapshot) throws(StageError) -> Plan {
-        let catalog = snapshot.catalog
         var spec = spec
         var comboValues: [String: TemplateValue] = [:]
         if let genId = spec.genId, let reason = Identifier.problem(genId, kind: "genId") {
             throw StageError(.invalidSpec, reason, field: "genId")
         }
         // Membership first: a known gen id brings its template, model and parent.
-        if let genId = spec.genId, let row = catalog.membership.row(genId) {
+        if let genId = spec.genId, let row = snapshot.membership.row(genId) {
             guard row.stage == spec.stage else {
                 throw StageError(
                     .invalidSpec,
@@ -264,8 +264,8 @@ public final class WorkspaceEngine: Sendable {
         if let reason = Identifier.problem(templateId, kind: "templateId") {
             throw StageError(.invalidSpec, reason, field: "templateId")
         }
-        guard let template = catalog.templates.entry(spec.stage, templateId) else {
-            let known = (catalog.templates.entries[spec.stage] ?? [:]).keys.sorted().joined(separator: ", ")
+        guard let template = snapshot.templates.entry(spec.stage, templateId) else {
+            let known = (snapshot.templates.entries[spec.stage] ?? [:]).keys.sorted().joined(separator: ", ")
             throw StageError(
                 .invalidSpec,
                 "no \(spec.stage.rawValue) template '\(templateId)' in \(TemplateCatalog.catalogFile(spec.stage))"
@@ -338,7 +338,7 @@ public final class WorkspaceEngine: Sendable {
             parentGenId: spec.passThroughFrom,
             // Request values win over the combo's, which win over the workspace defaults.
             values: values,
-            parentInMembership: spec.passThroughFrom.map { catalog.membership.row($0) != nil } ?? false,
+            parentInMembership: spec.passThroughFrom.map { snapshot.membership.row($0) != nil } ?? false,
             runId: spec.runId,
             budgetScope: spec.budgetScope
         )

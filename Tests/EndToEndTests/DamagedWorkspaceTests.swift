@@ -148,7 +148,7 @@ struct DamagedWorkspaceTests {
         let jobId = try #require(
             try await client.result("runPipeline", SharedWorkspaceTests.heldPipeline)["jobId"]?.stringValue
         )
-        try await eventually("the command starts", timeout: .seconds(30)) {
+        try await eventually("the command starts") {
             FileManager.default.fileExists(atPath: example.root + "/tasks/started")
         }
         func onDisk() -> JSONValue? {

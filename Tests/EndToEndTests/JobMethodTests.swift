@@ -567,7 +567,7 @@ struct JobMethodTests {
         let jobId = try #require(run["jobId"]?.stringValue)
         let sub = try await client.result("subscribeStatus", #"{"jobId":"\#(jobId)","delivery":"patch"}"#)
         let subId = try #require(sub["subscriptionId"]?.stringValue)
-        try await eventually("the stage's command runs", timeout: .seconds(30)) {
+        try await eventually("the stage's command runs") {
             TaskMethodTests.running("sleep \(marker)")
         }
         _ = try await client.waitForState(jobId, ["running"])
@@ -582,7 +582,7 @@ struct JobMethodTests {
         #expect(document["cancelled"]?["at"]?.stringValue != nil)
         #expect(document["tasks"]?["slow"]?["state"] == "cancelled")
         #expect(document["tasks"]?["after"]?["state"] == "pending")
-        try await eventually("the command is gone", timeout: .seconds(10)) {
+        try await eventually("the command is gone") {
             !TaskMethodTests.running("sleep \(marker)")
         }
         #expect(try await client.status(jobId) == document)
@@ -774,7 +774,7 @@ struct JobMethodTests {
             #"{"pipeline":{"name":"held","tasks":[{"name":"held","task":"tasks/held.yaml"},{"name":"research","task":"tasks/summary.task.yaml","input":"seed"}]},"input":{"topic":"Dunes"}}"#
         )
         let jobId = try #require(run["jobId"]?.stringValue)
-        try await eventually("the command starts", timeout: .seconds(30)) {
+        try await eventually("the command starts") {
             FileManager.default.fileExists(atPath: example.root + "/tasks/started")
         }
         switch ending {
@@ -817,7 +817,7 @@ struct JobMethodTests {
             #"{"pipeline":{"name":"slow","tasks":[{"name":"slow","task":"tasks/slow.yaml"}]}}"#
         )
         let jobId = try #require(run["jobId"]?.stringValue)
-        try await eventually("the stage's command runs", timeout: .seconds(30)) {
+        try await eventually("the stage's command runs") {
             TaskMethodTests.running("sleep \(marker)")
         }
         client.peer.signal(SIGINT)
@@ -827,7 +827,7 @@ struct JobMethodTests {
         #expect(document["cancelled"]?["task"] == "slow")
         #expect(document["cancelled"]?["stage"] == "ingestion")
         #expect(document["tasks"]?["slow"]?["state"] == "cancelled")
-        try await eventually("the command is gone", timeout: .seconds(10)) {
+        try await eventually("the command is gone") {
             !TaskMethodTests.running("sleep \(marker)")
         }
 

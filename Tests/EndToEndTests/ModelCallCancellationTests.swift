@@ -92,8 +92,8 @@ struct ModelCallCancellationTests {
         #expect(response["error"]?["code"] == -32800, "\(response)")
         #expect(response["error"]?["message"] == "Request cancelled: the request was cancelled during the model call")
         try await setup.waitForClosed("one", 1)
-        // Generous: a loaded machine; the mock would hold the connection for 60 s.
-        #expect(latency < .seconds(10))
+        // Generous: on a loaded machine the answer has taken 10 s; the mock would hold the connection for 60 s.
+        #expect(latency < .seconds(45))
         #expect(!setup.generated("c-1"))
         try await setup.poll("the call log row") { try setup.loggedStatuses("c-1") == ["cancelled"] }
         // The connection and the workspace go on.

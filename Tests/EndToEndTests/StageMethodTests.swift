@@ -146,6 +146,36 @@ struct StageMethodTests {
         )
         peer.saveTranscript("catalog-\(transport)")
     }
+
+    @Test("validateWorkspace lists the first 1,000 diagnostics and counts the rest; runStage finds a row past them")
+    func manyDiagnostics() async throws {
+        let header = "stage,gen_id,cohort_id,parent_gen_id,combo_id,template_id,llm_model_id\n"
+        let broken = (0..<1_500).map { "sketch,s\($0),big,,combo-loop,creative-synthesis,m\n" }.joined()
+        let example = try ExampleCopy(
+            "daydream",
+            files: [
+                "data/cohorts/big/membership.csv": header + broken + "draft,late,big,,combo-loop,creative-synthesis,m\n"
+            ]
+        )
+        defer { example.remove() }
+        let peer = try ServerSetup(workspace: example.root).peer(.process, .ndjson)
+        let report = try #require(try await peer.call(1, "validateWorkspace")["result"])
+        #expect(report["errors"] == 1_500)
+        #expect(report["diagnosticsOmitted"] == 500)
+        guard case .array(let listed)? = report["diagnostics"] else {
+            Issue.record("no diagnostics in \(report)")
+            return
+        }
+        #expect(listed.count == 1_000)
+        #expect(
+            listed.first
+                == json(
+                    #"{"file":"data/cohorts/big/membership.csv","line":2,"column":1,"severity":"error","code":"membership.invalid-stage","message":"stage 'sketch' is not one of draft, essay, evaluation"}"#
+                )
+        )
+        let run = try await peer.call(2, "runStage", #"{"stage":"draft","genId":"late"}"#)
+        #expect(run["result"]?["metadata"]?["template_id"] == "creative-synthesis", "\(run)")
+    }
 }
 
 extension JSONValue {

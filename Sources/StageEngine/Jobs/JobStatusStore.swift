@@ -153,7 +153,7 @@ actor JobStatusStore {
         retryDelay = min(max(retryDelay * 2, .milliseconds(100)), Self.longestRetryDelay)
         Task { [retryDelay] in
             try? await Task.sleep(for: retryDelay)
-            await self.retry()
+            self.retry()
         }
     }
 

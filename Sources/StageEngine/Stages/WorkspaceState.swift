@@ -8,7 +8,9 @@ import OutputParsing
 /// change: a stage run costs a few `stat` calls, not a re-read of every CSV.
 actor WorkspaceState {
     struct Snapshot: Sendable {
-        let catalog: WorkspaceCatalog
+        let templates: TemplateCatalog
+        /// The membership rows by gen id, read one at a time from the files' indexes.
+        let membership: MembershipLookup
         let configuration: WorkspaceConfiguration
         let configurationProblems: [Diagnostic]
         let router: ModelRouter
@@ -24,6 +26,8 @@ actor WorkspaceState {
     private var stamps: [String: FileStamp] = [:]
     private var templates: [String: (FileStamp, CompiledTemplate)] = [:]
     private var tasks: [String: TaskDefinition] = [:]
+    /// Each membership file's index, made again only for a file that changed.
+    private var membershipIndexes: [String: MembershipFileIndex] = [:]
 
     init(
         workspace: Workspace,
@@ -51,7 +55,7 @@ actor WorkspaceState {
     func current() -> Snapshot {
         let now = Dictionary(uniqueKeysWithValues: watchedFiles().map { ($0, stamp($0)) })
         if let snapshot, now == stamps { return snapshot }
-        let catalog = WorkspaceCatalog(workspace: workspace, knownParsers: knownParsers)
+        let (templates, _) = TemplateCatalog.load(workspace, knownParsers: knownParsers)
         let (configuration, problems) = WorkspaceConfiguration.load(workspace)
         let router = ModelRouter(
             embedded: EmbeddedProvider(configuration: configuration.embedded ?? .init(rules: []), workspace: workspace),
@@ -64,7 +68,8 @@ actor WorkspaceState {
             limiters: limiters
         )
         let fresh = Snapshot(
-            catalog: catalog,
+            templates: templates,
+            membership: membershipLookup(),
             configuration: configuration,
             configurationProblems: problems,
             router: router
@@ -72,6 +77,29 @@ actor WorkspaceState {
         snapshot = fresh
         stamps = now
         return fresh
+    }
+
+    /// The membership's files, each through its index: kept while the file is unchanged, else
+    /// opened again (a saved index, or a scan of that file alone).
+    private func membershipLookup() -> MembershipLookup {
+        let files = Membership.files(in: workspace)
+        var indexes: [String: MembershipFileIndex] = [:]
+        for file in files {
+            if let known = membershipIndexes[file], FileIdentity(path: workspace.path(file)) == known.identity {
+                indexes[file] = known
+            } else if let index = MembershipFileIndex.open(file, in: workspace) {
+                indexes[file] = index
+            }
+        }
+        membershipIndexes = indexes
+        return MembershipLookup(files: files.compactMap { indexes[$0] })
+    }
+
+    /// Everything the workspace declares, with every problem: the catalogs and the whole
+    /// membership read and checked, for validation. Not kept: a large cohort's rows would stay
+    /// in memory.
+    func catalog() -> WorkspaceCatalog {
+        WorkspaceCatalog(workspace: workspace, knownParsers: knownParsers)
     }
 
     /// A template compiled, with the SHA-256 of its text (the prompt version).

@@ -42,16 +42,7 @@ public struct CSVTable: Sendable {
                 )
             )
             // Pad or cut so that the cells line up with the header for the checks that follow.
-            var cells = row.cells
-            if cells.count < header.count {
-                let last = cells.last
-                cells += (cells.count..<header.count).map { _ in
-                    Cell(value: "", line: last?.line ?? row.line, column: 0)
-                }
-            } else {
-                cells = Array(cells.prefix(header.count))
-            }
-            body[position].cells = cells
+            body[position].cells = Self.fitted(row, fields: header.count)
         }
         rows = body
         diagnostics = problems
@@ -193,6 +184,25 @@ public struct CSVTable: Sendable {
             endRow()
         }
         return (records, problems)
+    }
+
+    /// The first record in `bytes`, which start a record on line `line`; with `fields`, its cells
+    /// padded or cut to that many as ``init(text:file:)`` does for rows of the wrong length.
+    static func record(_ bytes: UnsafeBufferPointer<UInt8>, file: String, line: Int, fields: Int? = nil) -> Row? {
+        guard var row = records(in: bytes, file: file).0.first else { return nil }
+        let shift = line - 1
+        row.line += shift
+        for position in row.cells.indices { row.cells[position].line += shift }
+        if let fields, row.cells.count != fields { row.cells = fitted(row, fields: fields) }
+        return row
+    }
+
+    /// The row's cells padded with empty ones, or cut, to `fields`.
+    static func fitted(_ row: Row, fields: Int) -> [Cell] {
+        guard row.cells.count < fields else { return Array(row.cells.prefix(fields)) }
+        let last = row.cells.last
+        return row.cells
+            + (row.cells.count..<fields).map { _ in Cell(value: "", line: last?.line ?? row.line, column: 0) }
     }
 
     /// The position of a column in the header.

@@ -57,89 +57,32 @@ public struct Membership: Sendable {
     }
 
     private mutating func read(_ table: CSVTable) -> [Diagnostic] {
-        var diagnostics: [Diagnostic] = []
         let file = table.file
-        for name in ["stage", "gen_id", "template_id", "llm_model_id", "parent_gen_id"]
-        where table.columnIndex(name) == nil {
-            diagnostics.append(
-                Diagnostic(
-                    file: file,
-                    line: 1,
-                    code: "membership.missing-column",
-                    message: "the header has no '\(name)' column"
-                )
-            )
-        }
-        guard let stageColumn = table.columnIndex("stage"), let genColumn = table.columnIndex("gen_id"),
-            let templateColumn = table.columnIndex("template_id")
-        else { return diagnostics }
-        let modelColumn = table.columnIndex("llm_model_id")
-        let parentColumn = table.columnIndex("parent_gen_id")
-        let cohortColumn = table.columnIndex("cohort_id")
-        let comboColumn = table.columnIndex("combo_id")
-        func optional(_ row: CSVTable.Row, _ column: Int?) -> String? {
-            guard let column else { return nil }
-            let value = row.cells[column].value
-            // Most cells have no space at either end: no Foundation call for them.
-            func isSpace(_ scalar: Unicode.Scalar?) -> Bool {
-                scalar.map { $0 == "\t" || $0.properties.generalCategory == .spaceSeparator } ?? false
-            }
-            guard isSpace(value.unicodeScalars.first) || isSpace(value.unicodeScalars.last) else {
-                return value.isEmpty ? nil : value
-            }
-            let trimmed = value.trimmingCharacters(in: .whitespaces)
-            return trimmed.isEmpty ? nil : trimmed
-        }
+        let (found, missing) = MembershipColumns.find(in: table.header, file: file)
+        var diagnostics = missing
+        guard let columns = found else { return diagnostics }
         for row in table.rows {
-            let stageCell = row.cells[stageColumn]
-            guard let stage = GenerationStage(rawValue: stageCell.value) else {
-                diagnostics.append(
-                    Diagnostic(
-                        file: file,
-                        line: stageCell.line,
-                        column: stageCell.column,
-                        code: "membership.invalid-stage",
-                        message: "stage '\(stageCell.value)' is not one of draft, essay, evaluation"
-                    )
-                )
+            let made: MembershipRow
+            switch columns.row(row, file: file) {
+            case .row(let row): made = row
+            case .problem(let problem):
+                diagnostics.append(problem)
                 continue
             }
-            let genCell = row.cells[genColumn]
-            if let reason = Identifier.problem(genCell.value, kind: "gen_id") {
-                diagnostics.append(
-                    Diagnostic(
-                        file: file,
-                        line: genCell.line,
-                        column: genCell.column,
-                        code: "membership.invalid-id",
-                        message: reason
-                    )
-                )
-                continue
-            }
-            if let earlier = rows[genCell.value] {
+            if let earlier = rows[made.genId] {
+                let genCell = row.cells[columns.genId]
                 diagnostics.append(
                     Diagnostic(
                         file: file,
                         line: genCell.line,
                         column: genCell.column,
                         code: "membership.duplicate-gen-id",
-                        message: "gen_id '\(genCell.value)' is already listed at \(earlier.file):\(earlier.line)"
+                        message: "gen_id '\(made.genId)' is already listed at \(earlier.file):\(earlier.line)"
                     )
                 )
                 continue
             }
-            rows[genCell.value] = MembershipRow(
-                stage: stage,
-                genId: genCell.value,
-                templateId: row.cells[templateColumn].value,
-                llmModelId: optional(row, modelColumn),
-                parentGenId: optional(row, parentColumn),
-                cohortId: optional(row, cohortColumn),
-                comboId: optional(row, comboColumn),
-                file: file,
-                line: row.line
-            )
+            rows[made.genId] = made
         }
         return diagnostics
     }
@@ -197,5 +140,107 @@ public struct Membership: Sendable {
             }
         }
         return diagnostics.sorted { ($0.file, $0.line) < ($1.file, $1.line) }
+    }
+}
+
+/// Where a membership file keeps each field, from its header.
+struct MembershipColumns: Sendable, Hashable {
+    var stage: Int
+    var genId: Int
+    var templateId: Int
+    var model: Int?
+    var parent: Int?
+    var cohort: Int?
+    var combo: Int?
+
+    /// The columns of `header`, and a diagnostic for each required one that is missing; nil
+    /// columns when the file cannot give rows (no stage, gen_id or template_id).
+    static func find(in header: [CSVTable.Cell], file: String) -> (MembershipColumns?, [Diagnostic]) {
+        func index(_ name: String) -> Int? { header.firstIndex { $0.value == name } }
+        let missing = ["stage", "gen_id", "template_id", "llm_model_id", "parent_gen_id"]
+            .filter { index($0) == nil }
+            .map { name in
+                Diagnostic(
+                    file: file,
+                    line: 1,
+                    code: "membership.missing-column",
+                    message: "the header has no '\(name)' column"
+                )
+            }
+        guard let stage = index("stage"), let genId = index("gen_id"), let templateId = index("template_id") else {
+            return (nil, missing)
+        }
+        let columns = MembershipColumns(
+            stage: stage,
+            genId: genId,
+            templateId: templateId,
+            model: index("llm_model_id"),
+            parent: index("parent_gen_id"),
+            cohort: index("cohort_id"),
+            combo: index("combo_id")
+        )
+        return (columns, missing)
+    }
+
+    /// What a CSV row makes: a membership row, or the problem that leaves it out.
+    enum Made {
+        case row(MembershipRow)
+        case problem(Diagnostic)
+    }
+
+    /// The membership row a CSV row makes, or the problem that leaves it out.
+    func row(_ row: CSVTable.Row, file: String) -> Made {
+        let stageCell = row.cells[stage]
+        guard let generationStage = GenerationStage(rawValue: stageCell.value) else {
+            return .problem(
+                Diagnostic(
+                    file: file,
+                    line: stageCell.line,
+                    column: stageCell.column,
+                    code: "membership.invalid-stage",
+                    message: "stage '\(stageCell.value)' is not one of draft, essay, evaluation"
+                )
+            )
+        }
+        let genCell = row.cells[genId]
+        if let reason = Identifier.problem(genCell.value, kind: "gen_id") {
+            return .problem(
+                Diagnostic(
+                    file: file,
+                    line: genCell.line,
+                    column: genCell.column,
+                    code: "membership.invalid-id",
+                    message: reason
+                )
+            )
+        }
+        return .row(
+            MembershipRow(
+                stage: generationStage,
+                genId: genCell.value,
+                templateId: row.cells[templateId].value,
+                llmModelId: Self.optional(row, model),
+                parentGenId: Self.optional(row, parent),
+                cohortId: Self.optional(row, cohort),
+                comboId: Self.optional(row, combo),
+                file: file,
+                line: row.line
+            )
+        )
+    }
+
+    /// A cell's value without spaces at either end; nil when empty or when there is no such column.
+    static func optional(_ row: CSVTable.Row, _ column: Int?) -> String? {
+        guard let column else { return nil }
+        let value = row.cells[column].value
+        // Most cells have no space at either end: no Foundation call for them.
+        func isSpace(_ scalar: Unicode.Scalar?) -> Bool {
+            scalar.map { $0 == "\t" || $0.properties.generalCategory == .spaceSeparator } ?? false
+        }
+        guard isSpace(value.unicodeScalars.first) || isSpace(value.unicodeScalars.last) else {
+            return value.isEmpty ? nil : value
+        }
+        let trimmed = value.trimmingCharacters(in: .whitespaces)
+        return trimmed.isEmpty ? nil : trimmed
     }
 }

@@ -44,6 +44,10 @@ extension RPCServer {
         ])
     }
 
+    /// The most diagnostics `validateWorkspace` lists; `errors` and `warnings` count them all.
+    /// A broken file of a million rows would otherwise make an answer of hundreds of megabytes.
+    static let listedDiagnostics = 1000
+
     func validateWorkspace(_ context: RequestContext) async throws -> RawJSON {
         _ = try context.decodeParams(EmptyParams.self)
         let runner = try await engine.runner()
@@ -56,8 +60,9 @@ extension RPCServer {
             "warnings": .integer(Int64(diagnostics.filter { $0.severity == .warning }.count)),
             "templates": .integer(Int64(catalog.templates.all.count)),
             "generations": .integer(Int64(catalog.membership.rows.count)),
+            "diagnosticsOmitted": .integer(Int64(max(0, diagnostics.count - Self.listedDiagnostics))),
             "diagnostics": .array(
-                diagnostics.map { diagnostic in
+                diagnostics.prefix(Self.listedDiagnostics).map { diagnostic in
                     [
                         "file": .string(diagnostic.file),
                         "line": .integer(Int64(diagnostic.line)),

@@ -293,6 +293,8 @@ class ValidateWorkspaceResult(TypedDict):
     templates: int
     generations: int
     diagnostics: list[Diagnostic]
+    #: Problems after the first 1,000, not listed in ``diagnostics``.
+    diagnosticsOmitted: int
 
 
 class TestSleepResult(TypedDict):
