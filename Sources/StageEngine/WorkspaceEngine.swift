@@ -46,6 +46,7 @@ public final class WorkspaceEngine: Sendable {
         let abandoned =
             store.removeAbandonedTemporaries()
             + Temporaries.removeAbandoned(in: workspace, under: WorkspaceBudgets.folder, recursive: false)
+            + Temporaries.removeAbandoned(in: workspace, under: MembershipFileIndex.directory, recursive: false)
         if !abandoned.isEmpty {
             logger.notice("removed the temporaries of interrupted commits", metadata: ["paths": "\(abandoned)"])
         }

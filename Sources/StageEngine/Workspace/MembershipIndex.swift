@@ -70,7 +70,11 @@ final class MembershipFileIndex: @unchecked Sendable {
     /// The index of `file`: the saved one when it matches the file, else a fresh scan (saved
     /// when the workspace can be written). Nil when the file cannot be read or is not UTF-8
     /// (the full load reports it).
-    static func open(_ file: String, in workspace: Workspace, now: Int64 = FileIdentity.now()) -> MembershipFileIndex? {
+    static func open(
+        _ file: String,
+        in workspace: Workspace,
+        now: FileIdentity.Time = FileIdentity.now()
+    ) -> MembershipFileIndex? {
         let path = workspace.path(file)
         guard let identity = FileIdentity(path: path) else { return nil }
         let saved = workspace.path("\(directory)/\(savedName(file))")
@@ -78,7 +82,7 @@ final class MembershipFileIndex: @unchecked Sendable {
         guard let (bytes, readIdentity) = readWhole(path), readIdentity == identity else { return nil }
         guard let built = bytes.withUnsafeBufferPointer({ build($0, file: file) }) else { return nil }
         if identity.isSettled(now: now) {
-            save(built, identity: identity, to: saved, in: workspace)
+            save(built, file: file, identity: identity, to: saved, in: workspace)
             if let index = load(saved, file: file, path: path, identity: identity) { return index }
         }
         return inMemory(built, file: file, path: path, identity: identity)
@@ -216,7 +220,13 @@ final class MembershipFileIndex: @unchecked Sendable {
         return name + ".index"
     }
 
-    private static func save(_ built: Built, identity: FileIdentity, to saved: String, in workspace: Workspace) {
+    private static func save(
+        _ built: Built,
+        file: String,
+        identity: FileIdentity,
+        to saved: String,
+        in workspace: Workspace
+    ) {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(headerSize + built.entries.count * entrySize)
         bytes += magic
@@ -237,14 +247,20 @@ final class MembershipFileIndex: @unchecked Sendable {
             append(entry.length)
             append(entry.line)
         }
-        // A cache: written whole under a temporary name and renamed, but not made durable.
-        let temporary = saved + ".\(getpid()).tmp"
+        // Written whole under a temporary name, flushed, and renamed: the first server pays for
+        // writing it out, not the next one's first durable commit (which flushes the file system).
+        let temporary = workspace.path("\(directory)/\(Temporaries.name(for: savedName(file)))")
         do {
             try OwnerOnly.createDirectories(workspace.path(directory))
             try OwnerOnly.createFile(temporary, bytes)
         } catch {
             unlink(temporary)
             return
+        }
+        let descriptor = Glibc.open(temporary, O_RDONLY | O_CLOEXEC)
+        if descriptor >= 0 {
+            _ = fsync(descriptor)
+            close(descriptor)
         }
         if rename(temporary, saved) != 0 { unlink(temporary) }
     }
@@ -405,15 +421,16 @@ struct FileIdentity: Hashable, Sendable {
         self.init(status)
     }
 
-    static func now() -> Int64 {
+    static func now() -> Time {
         var time = timespec()
         clock_gettime(CLOCK_REALTIME, &time)
-        return Int64(time.tv_sec)
+        return Time(seconds: Int64(time.tv_sec), nanoseconds: Int64(time.tv_nsec))
     }
 
     /// Whether the file last changed long enough ago that its times would show a further change.
-    func isSettled(now: Int64) -> Bool {
-        changed.seconds + Int64(MembershipFileIndex.settleSeconds) < now
+    func isSettled(now: Time) -> Bool {
+        let age = (now.seconds - changed.seconds) * 1_000_000_000 + (now.nanoseconds - changed.nanoseconds)
+        return age > Int64(MembershipFileIndex.settleSeconds) * 1_000_000_000
     }
 }
 

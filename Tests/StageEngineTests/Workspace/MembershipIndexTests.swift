@@ -11,7 +11,7 @@ struct MembershipIndexTests {
     static let header = "stage,gen_id,cohort_id,parent_gen_id,combo_id,template_id,llm_model_id"
     static let file = "data/membership.csv"
     /// Far enough ahead that every file counts as settled, so the index is saved.
-    static let later = FileIdentity.now() + 3600
+    static let later = FileIdentity.Time(seconds: FileIdentity.now().seconds + 3600, nanoseconds: 0)
 
     /// Every gen id the full load knows, and a few it does not, looked up through the index.
     static func expectSameRows(_ text: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
