@@ -407,9 +407,133 @@ extension TemplateRenderer {
             return try attribute(of: input, attributeName, path: nil, line: line)
         case "format":
             return .string(try pythonPercentFormat(try input.pythonString(), .tuple(positional)))
+        case "wordwrap":
+            let p = try Parameters(
+                name,
+                ["width", "break_long_words", "wrapstring", "break_on_hyphens"],
+                positional,
+                keyword
+            )
+            guard case .string(let text) = input else {
+                throw .type("'\(input.typeName)' object has no attribute 'splitlines'")
+            }
+            let width = try p.int(0, "width", 79)
+            let wrapstring = try p.string(2, "\n") ?? "\n"
+            var paragraphs: [String] = []
+            for line in pythonSplitLines(text) {
+                let wrapped = try pythonTextWrap(
+                    line,
+                    width: width,
+                    breakLongWords: try p.bool(1, true),
+                    breakOnHyphens: try p.bool(3, true)
+                )
+                paragraphs.append(wrapped.joined(separator: wrapstring))
+            }
+            return .string(paragraphs.joined(separator: wrapstring))
+        case "urlencode":
+            _ = try Parameters(name, [], positional, keyword)
+            switch input {
+            case .dict(let dict):
+                return .string(
+                    try dict.keys.map { key throws(RenderFailure) in
+                        "\(urlQuote(key, forQuery: true))=\(urlQuote(try dict[key]!.pythonString(), forQuery: true))"
+                    }.joined(separator: "&")
+                )
+            case .list, .tuple:
+                var pairs: [String] = []
+                for item in try input.iterate() {
+                    let parts = try item.iterate()
+                    guard parts.count == 2 else {
+                        throw .value(
+                            parts.count > 2
+                                ? "too many values to unpack (expected 2)"
+                                : "not enough values to unpack (expected 2, got \(parts.count))"
+                        )
+                    }
+                    pairs.append(
+                        "\(urlQuote(try parts[0].pythonString(), forQuery: true))="
+                            + urlQuote(try parts[1].pythonString(), forQuery: true)
+                    )
+                }
+                return .string(pairs.joined(separator: "&"))
+            default:
+                return .string(urlQuote(try input.pythonString(), forQuery: false))
+            }
+        case "xmlattr":
+            let p = try Parameters(name, ["autospace"], positional, keyword)
+            guard case .dict(let dict) = input else {
+                throw .type("'\(input.typeName)' object has no attribute 'items'")
+            }
+            var items: [String] = []
+            for key in dict.keys {
+                let value = dict[key]!
+                if case .none = value { continue }
+                if value.isUndefined { continue }
+                if key.unicodeScalars.contains(where: { " \t\n\r\u{0B}\u{0C}/>=".unicodeScalars.contains($0) }) {
+                    throw .value("Invalid character in attribute name: \(try Value.string(key).pythonRepr())")
+                }
+                let escapedKey = try simpleStringFilter("escape", .string(key)).pythonString()
+                let escapedValue = try simpleStringFilter("escape", value).pythonString()
+                items.append("\(escapedKey)=\"\(escapedValue)\"")
+            }
+            let joined = items.joined(separator: " ")
+            return .string(try p.bool(0, true) && !joined.isEmpty ? " " + joined : joined)
+        case "pprint", "random", "urlize", "striptags":
+            throw .unknownName(
+                "the filter '\(name)' is not supported: \(Self.unsupportedFilters[name]!)"
+            )
         default:
             throw .unknownName("no filter named '\(name)'")
         }
+    }
+
+    /// Jinja2's built-in filters this engine refuses, and why.
+    static let unsupportedFilters: [String: String] = [
+        "pprint": "its output is Python's pretty-printer layout; use tojson(indent=2)",
+        "random": "a prompt must render the same for the same generation; pick the value in the request's values",
+        "urlize": "its link detection follows Python's regular expressions and markupsafe; write the links in the text",
+        "striptags": "it needs the HTML entity table of Python's html module; strip the tags before rendering",
+    ]
+
+    /// The names of the filters this engine knows, Jinja2's built-ins it supports.
+    static let filterNames: Set<String> = [
+        "abs", "attr", "batch", "capitalize", "center", "count", "d", "default", "dictsort", "e", "escape",
+        "filesizeformat", "first", "float", "forceescape", "format", "groupby", "indent", "int", "items", "join",
+        "last", "length", "list", "lower", "map", "max", "min", "reject", "rejectattr", "replace", "reverse",
+        "round", "safe", "select", "selectattr", "slice", "sort", "string", "sum", "title", "tojson", "trim",
+        "truncate", "unique", "upper", "urlencode", "wordcount", "wordwrap", "xmlattr",
+    ]
+
+    /// The names of the tests this engine knows: all of Jinja2's built-in tests.
+    static let testNames: Set<String> = [
+        "!=", "<", "<=", "==", ">", ">=", "boolean", "callable", "defined", "divisibleby", "eq", "equalto",
+        "escaped", "even", "false", "filter", "float", "ge", "greaterthan", "gt", "in", "integer", "iterable", "le",
+        "lessthan", "lower", "lt", "mapping", "ne", "none", "number", "odd", "sameas", "sequence", "string", "test",
+        "true", "undefined", "upper",
+    ]
+
+    /// `jinja2.utils.url_quote`: UTF-8, percent-encoded except letters, digits and `_.-~` (and `/`
+    /// outside a query); in a query, spaces become `+`.
+    private func urlQuote(_ text: String, forQuery: Bool) -> String {
+        let hex = Array("0123456789ABCDEF".unicodeScalars)
+        var out = String.UnicodeScalarView()
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "-"),
+                UInt8(ascii: "~"):
+                out.append(Unicode.Scalar(byte))
+            case UInt8(ascii: "/") where !forQuery:
+                out.append("/")
+            case UInt8(ascii: " ") where forQuery:
+                out.append("+")
+            default:
+                out.append("%")
+                out.append(hex[Int(byte >> 4)])
+                out.append(hex[Int(byte & 0x0F)])
+            }
+        }
+        return String(out)
     }
 
     /// StrictUndefined fails as soon as a filter or test touches a missing value.
@@ -796,7 +920,7 @@ extension TemplateRenderer {
     ) throws(RenderFailure) -> Bool {
         let unary: Set<String> = [
             "defined", "undefined", "none", "boolean", "true", "false", "integer", "float", "number", "string",
-            "mapping", "callable", "escaped", "iterable", "sequence", "lower", "upper", "even", "odd",
+            "mapping", "callable", "escaped", "iterable", "sequence", "lower", "upper", "even", "odd", "filter", "test",
         ]
         if unary.contains(name) && !(positional.isEmpty && keyword.isEmpty) {
             throw .type("test '\(name)' takes no arguments")
@@ -884,6 +1008,13 @@ extension TemplateRenderer {
             if try value.pythonLess(input) { return true }
             return try input.pythonEquals(value)
         case "in": return try contains(try other(), input)
+        case "filter", "test":
+            switch input {
+            case .string(let text):
+                return name == "filter" ? Self.filterNames.contains(text) : Self.testNames.contains(text)
+            case .list, .dict, .namespace: throw .type("unhashable type: '\(input.typeName)'")
+            default: return false
+            }
         case "sameas":
             switch (input, try other()) {
             case (.none, .none): return true

@@ -262,7 +262,7 @@ final class TemplateRenderer {
             return result
         }
         switch name {
-        case "range", "dict", "namespace", "cycler", "joiner": return .function(name)
+        case "range", "dict", "namespace", "cycler", "joiner", "lipsum": return .function(name)
         default: break
         }
         return .undefined(Undefined(message: "undefined variable '\(name)'", line: line))
@@ -599,6 +599,11 @@ final class TemplateRenderer {
             return .string(output)
         case .function("cycler"):
             return .helper(Helper(.cycler(positional)))
+        case .function("lipsum"):
+            throw .unknownName(
+                "the global 'lipsum' is not supported: its text is random, and a prompt must render the same "
+                    + "for the same generation; write the filler text into the template"
+            )
         case .function("joiner"):
             let separator = try (positional.first ?? keyword["sep"])?.pythonString() ?? ", "
             return .helper(Helper(.joiner(separator)))

@@ -89,6 +89,42 @@ struct TemplateErrorTests {
         #expect(error.message == message)
     }
 
+    @Test(
+        "Jinja2 built-ins this engine does not support are refused by name, with the reason",
+        arguments: [
+            (
+                "{{ [1, 2]|random }}",
+                "the filter 'random' is not supported: a prompt must render the same for the same generation; "
+                    + "pick the value in the request's values"
+            ),
+            (
+                "{{ d|pprint }}",
+                "the filter 'pprint' is not supported: its output is Python's pretty-printer layout; use tojson(indent=2)"
+            ),
+            (
+                "{{ 'see https://x.org'|urlize }}",
+                "the filter 'urlize' is not supported: its link detection follows Python's regular expressions and "
+                    + "markupsafe; write the links in the text"
+            ),
+            (
+                "{{ '<b>x</b>'|striptags }}",
+                "the filter 'striptags' is not supported: it needs the HTML entity table of Python's html module; "
+                    + "strip the tags before rendering"
+            ),
+            (
+                "{{ lipsum(2) }}",
+                "the global 'lipsum' is not supported: its text is random, and a prompt must render the same for the "
+                    + "same generation; write the filler text into the template"
+            ),
+            ("{{ 'x'|nosuchfilter }}", "no filter named 'nosuchfilter'"),
+        ]
+    )
+    func unsupportedBuiltIns(source: String, message: String) throws {
+        let error = try #require(failure(source, ["d": .object(TemplateObject([("a", .int(1))]))]))
+        #expect(error.line == 1)
+        #expect(error.message == message)
+    }
+
     @Test func syntaxErrorsCarryAColumn() throws {
         let error = try #require(failure("ok\n  {% frobnicate %}", name: "c.txt"))
         #expect(error.line == 2)
