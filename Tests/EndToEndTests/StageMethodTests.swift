@@ -147,6 +147,34 @@ struct StageMethodTests {
         peer.saveTranscript("catalog-\(transport)")
     }
 
+    @Test(
+        "mappings reach the template in the order written, in the request's values and in stagerunner.yaml, as in Jinja2"
+    )
+    func mappingOrder() async throws {
+        let example = try ExampleCopy(
+            "daydream",
+            files: [
+                "stagerunner.yaml": "values:\n  y: {zeta: 1, alpha: 2, mid: {b: 1, a: 2}}\n",
+                "data/1_raw/templates/draft/systematic-analytical.txt":
+                    "{% for k, v in y.items() %}{{ k }}={{ v }} {% endfor %}|{% for k in d %}{{ k }} {% endfor %}"
+                    + "|{{ d|list }}|{{ d.values()|list }}|{{ d|tojson }}",
+            ]
+        )
+        defer { example.remove() }
+        let peer = try ServerSetup(workspace: example.root).peer(.process, .ndjson)
+        let rendered = try await peer.call(
+            1,
+            "renderPrompt",
+            #"{"stage":"draft","templateId":"systematic-analytical","model":"m","values":{"d":{"zz":1,"aa":[2],"mm":{"q":1,"p":2}}}}"#
+        )
+        // What Jinja2 renders for the same values (tojson sorts keys, there as here).
+        #expect(
+            rendered["result"]?["prompt"]
+                == #"zeta=1 alpha=2 mid={'b': 1, 'a': 2} |zz aa mm |['zz', 'aa', 'mm']|[1, [2], {'q': 1, 'p': 2}]|{"aa": [2], "mm": {"p": 2, "q": 1}, "zz": 1}"#,
+            "\(rendered)"
+        )
+    }
+
     @Test("validateWorkspace lists the first 1,000 diagnostics and counts the rest; runStage finds a row past them")
     func manyDiagnostics() async throws {
         let header = "stage,gen_id,cohort_id,parent_gen_id,combo_id,template_id,llm_model_id\n"

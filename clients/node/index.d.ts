@@ -256,7 +256,9 @@ export interface ValidateWorkspaceResult {
   warnings: number;
   templates: number;
   generations: number;
+  /** The first 1,000 problems; `diagnosticsOmitted` counts the rest. */
   diagnostics: Diagnostic[];
+  diagnosticsOmitted: number;
 }
 
 /** schema/validateWorkspace.result.json#/$defs/diagnostic */

@@ -155,11 +155,56 @@ extension DecodingError {
 }
 
 extension TemplateValue: Decodable {
-    /// Decodes any YAML or JSON value. (Mappings come back in the decoder's key order, which for
-    /// YAML is not the file's: templates that depend on key order should iterate sorted keys.)
+    /// Decodes any YAML value. Mappings keep the decoder's key order, which for YAML is the
+    /// file's: a rubric written in a deliberate order reaches the template in that order, as it
+    /// does in Jinja2. (Decoders of JSON through a dictionary have no order to keep: read JSON
+    /// text with ``TemplateValue/init(json:)-(String)`` instead.)
     public init(from decoder: any Decoder) throws {
-        self.init(json: try JSONValue(from: decoder))
+        if let container = try? decoder.singleValueContainer() {
+            if container.decodeNil() {
+                self = .null
+                return
+            }
+            // The order JSONValue tries them in, so that a scalar means the same either way.
+            if let value = try? container.decode(Bool.self) {
+                self = .bool(value)
+                return
+            }
+            if let value = try? container.decode(Int64.self) {
+                self = .int(Int(value))
+                return
+            }
+            if let value = try? container.decode(Double.self) {
+                self = .double(value)
+                return
+            }
+            if let value = try? container.decode(String.self) {
+                self = .string(value)
+                return
+            }
+        }
+        if var items = try? decoder.unkeyedContainer() {
+            var values: [TemplateValue] = []
+            while !items.isAtEnd { values.append(try items.decode(TemplateValue.self)) }
+            self = .array(values)
+            return
+        }
+        let members = try decoder.container(keyedBy: AnyMemberKey.self)
+        self = .object(
+            TemplateObject(
+                try members.allKeys.map { key in (key.stringValue, try members.decode(TemplateValue.self, forKey: key))
+                }
+            )
+        )
     }
+}
+
+/// Any member name of a mapping.
+private struct AnyMemberKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
 }
 
 extension TemplateValue {

@@ -1,3 +1,5 @@
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -26,6 +28,9 @@ final class MembershipFileIndex: @unchecked Sendable {
     private let entries: UnsafeRawBufferPointer
     private let release: @Sendable () -> Void
     let count: Int
+    /// Rows read lately: a parent is looked up by each of its children.
+    private let recent = Mutex<[String: MembershipRow?]>([:])
+    static let recentLimit = 4096
 
     /// One record: the FNV-1a hash of its gen id, its bytes (without the line end) and its line.
     struct Entry: Comparable {
@@ -90,6 +95,16 @@ final class MembershipFileIndex: @unchecked Sendable {
 
     /// The valid row for `genId`, the first in the file when it is listed more than once.
     func row(_ genId: String) -> MembershipRow? {
+        if let known = recent.withLock({ $0[genId] }) { return known }
+        let found = read(genId)
+        recent.withLock { recent in
+            if recent.count >= Self.recentLimit { recent.removeAll(keepingCapacity: true) }
+            recent[genId] = .some(found)
+        }
+        return found
+    }
+
+    private func read(_ genId: String) -> MembershipRow? {
         guard let columns else { return nil }
         let hash = Self.hash(genId)
         var low = 0

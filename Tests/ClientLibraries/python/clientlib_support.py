@@ -125,6 +125,7 @@ def validate_workspace_result(root: Path) -> dict[str, Any]:
     """validateWorkspace without params in an untouched copy of examples/daydream at `root`."""
     return {
         "diagnostics": [],
+        "diagnosticsOmitted": 0,
         "errors": 0,
         "generations": 10,
         "root": str(root),

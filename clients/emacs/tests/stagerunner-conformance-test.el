@@ -157,7 +157,7 @@
                          :stage "draft"))))
       (dolist (params (list nil [] (make-hash-table)))
         (should (equal (jsonrpc-request conn :validateWorkspace params)
-                       `(:diagnostics [] :errors 0 :generations 10 :root ,ws
+                       `(:diagnostics [] :diagnosticsOmitted 0 :errors 0 :generations 10 :root ,ws
                                       :templates 6 :valid t :warnings 0)))
         (should (equal (jsonrpc-request conn :listJobs params) '(:jobs [])))
         (should (equal (length (plist-get (jsonrpc-request conn :listTemplates params)
