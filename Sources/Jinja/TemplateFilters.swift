@@ -119,7 +119,7 @@ extension TemplateRenderer {
         case "abs":
             switch input {
             case .int(let number):
-                guard number != Int.min else { throw .limit("integer overflow") }
+                guard number != Int.min else { throw .integerOverflow }
                 return .int(abs(number))
             case .bool(let flag): return .int(flag ? 1 : 0)
             case .double(let number): return .double(abs(number))
@@ -672,7 +672,7 @@ extension TemplateRenderer {
         }
         if let a = left.integer, let b = right.integer {
             let sum = a.addingReportingOverflow(b)
-            guard !sum.overflow else { throw .limit("integer overflow") }
+            guard !sum.overflow else { throw .integerOverflow }
             return .int(sum.partialValue)
         }
         if let a = left.numeric, let b = right.numeric { return .double(a + b) }
@@ -697,7 +697,7 @@ extension TemplateRenderer {
                 let rounded = (Double(integer) / scale).rounded(.toNearestOrEven) * scale
                 // NaN: the scale is infinite (0 * inf), so every integer rounds to 0.
                 guard !rounded.isNaN else { return .int(0) }
-                guard let result = Int(exactly: rounded) else { throw .limit("integer overflow") }
+                guard let result = Int(exactly: rounded) else { throw .integerOverflow }
                 return .int(result)
             }
             guard number.isFinite else { return .double(number) }

@@ -363,7 +363,8 @@ struct TemplateLexer {
             guard Int(text) != nil else {
                 throw TemplateError(
                     kind: .limit,
-                    message: "integer literal \(text) is too large",
+                    message: "integer literal \(text) is outside the 64-bit range templates support "
+                        + "(\(Int.min) to \(Int.max)); Python's integers have no limit: pass such a number as a string",
                     templateName: name,
                     line: line
                 )

@@ -341,7 +341,7 @@ final class TemplateRenderer {
         case .negate(let operand):
             switch try evaluate(operand) {
             case .int(let number):
-                guard number != Int.min else { throw .limit("integer overflow") }
+                guard number != Int.min else { throw .integerOverflow }
                 return .int(-number)
             case .bool(let flag): return .int(flag ? -1 : 0)
             case .double(let number): return .double(-number)
@@ -924,7 +924,7 @@ final class TemplateRenderer {
 
     private func integerArithmetic(_ op: BinaryOperator, _ a: Int, _ b: Int) throws(RenderFailure) -> Value {
         func checked(_ result: (partialValue: Int, overflow: Bool)) throws(RenderFailure) -> Value {
-            guard !result.overflow else { throw .limit("integer overflow") }
+            guard !result.overflow else { throw .integerOverflow }
             return .int(result.partialValue)
         }
         switch op {
@@ -936,7 +936,7 @@ final class TemplateRenderer {
             return .double(Double(a) / Double(b))
         case .floorDivide, .modulo:
             guard b != 0 else { throw .zeroDivision("integer division or modulo by zero") }
-            guard !(a == Int.min && b == -1) else { throw .limit("integer overflow") }
+            guard !(a == Int.min && b == -1) else { throw .integerOverflow }
             var quotient = a / b
             var remainder = a % b
             // Python rounds toward negative infinity; Swift toward zero.
@@ -956,13 +956,13 @@ final class TemplateRenderer {
             while exponent > 0 {
                 if exponent & 1 == 1 {
                     let product = result.multipliedReportingOverflow(by: base)
-                    guard !product.overflow else { throw .limit("integer overflow") }
+                    guard !product.overflow else { throw .integerOverflow }
                     result = product.partialValue
                 }
                 exponent >>= 1
                 if exponent > 0 {
                     let square = base.multipliedReportingOverflow(by: base)
-                    guard !square.overflow else { throw .limit("integer overflow") }
+                    guard !square.overflow else { throw .integerOverflow }
                     base = square.partialValue
                 }
             }

@@ -417,4 +417,10 @@ enum RenderFailure: Error {
     case limit(String)
     /// Already turned into a `TemplateError` with a line; passed through unchanged.
     case located(TemplateError)
+
+    /// Integer arithmetic whose result leaves 64 bits, where Python's integers would go on.
+    static let integerOverflow = RenderFailure.limit(
+        "integer overflow: the result is outside the 64-bit range templates support (\(Int.min) to \(Int.max)); "
+            + "Python's integers have no limit: compute such numbers before rendering, or use floats"
+    )
 }

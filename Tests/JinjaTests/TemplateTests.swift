@@ -125,6 +125,35 @@ struct TemplateErrorTests {
         #expect(error.message == message)
     }
 
+    @Test(
+        "integers past 64 bits are refused, naming the range, where Python would go on",
+        arguments: [
+            "{{ 9223372036854775807 + 1 }}", "{{ 2 ** 64 }}", "{{ (2 ** 62) * 4 }}", "{{ -9223372036854775807 - 2 }}",
+        ]
+    )
+    func integerOverflow(source: String) throws {
+        let error = try #require(failure(source))
+        #expect(error.kind == .limit)
+        #expect(
+            error.message
+                == "integer overflow: the result is outside the 64-bit range templates support "
+                + "(-9223372036854775808 to 9223372036854775807); Python's integers have no limit: compute such "
+                + "numbers before rendering, or use floats"
+        )
+        // The largest integers themselves are fine.
+        #expect(try render("{{ 9223372036854775806 + 1 }} {{ 2 ** 62 }}") == "9223372036854775807 4611686018427387904")
+    }
+
+    @Test func integerLiteralsPast64BitsAreRefused() throws {
+        let error = try #require(failure("{{ 99999999999999999999 }}"))
+        #expect(
+            error.message
+                == "integer literal 99999999999999999999 is outside the 64-bit range templates support "
+                + "(-9223372036854775808 to 9223372036854775807); Python's integers have no limit: pass such a "
+                + "number as a string"
+        )
+    }
+
     @Test func syntaxErrorsCarryAColumn() throws {
         let error = try #require(failure("ok\n  {% frobnicate %}", name: "c.txt"))
         #expect(error.line == 2)
