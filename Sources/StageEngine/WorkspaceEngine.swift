@@ -179,7 +179,19 @@ public final class WorkspaceEngine: Sendable {
         // before a generation needs the template.
         for entry in catalog.templates.all where entry.generator == .llm && workspace.isFile(entry.file) {
             do {
-                _ = try await state.template(entry.file)
+                let compiled = try await state.template(entry.file)
+                // A filter or test rendering would refuse, found now rather than by a generation.
+                for unknown in compiled.template.unknownNames {
+                    templateProblems.append(
+                        Diagnostic(
+                            file: entry.file,
+                            line: unknown.line,
+                            severity: entry.active ? .error : .warning,
+                            code: "template.unknown-\(unknown.kind.rawValue)",
+                            message: unknown.message
+                        )
+                    )
+                }
             } catch {
                 // Compiled again for the error's parts: the message without the place, and the column.
                 var diagnostic = Diagnostic(

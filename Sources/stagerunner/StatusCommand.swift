@@ -155,17 +155,16 @@ struct StatusCommand: AsyncParsableCommand {
     /// Every job of the workspace, newest first, one line each.
     func list(_ root: Workspace) {
         let folders = JobFolder.ids(in: root).compactMap { try? JobFolder($0, in: root) }
+        let documents = JobStatusDocument.newestFirst(folders.compactMap { try? $0.readStatus() })
         if json {
-            let documents = folders.compactMap { try? $0.readStatus().json }
-            Output.line(JSONValue.array(documents).prettyDescription)
+            Output.line(JSONValue.array(documents.map(\.json)).prettyDescription)
             return
         }
-        guard !folders.isEmpty else {
+        guard !documents.isEmpty else {
             Output.line("no jobs in \(root.root)/jobs")
             return
         }
-        for folder in folders {
-            guard let view = try? folder.readStatus() else { continue }
+        for view in documents {
             var line = "\(view.id)  " + view.name.padding(toLength: 16, withPad: " ", startingAt: 0)
             line += " " + view.stateName.padding(toLength: 11, withPad: " ", startingAt: 0)
             line += " \(view.tasksDone)/\(view.tasksTotal) tasks  " + (view.json["lastUpdated"]?.stringValue ?? "")

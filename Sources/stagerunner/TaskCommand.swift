@@ -14,7 +14,8 @@ struct TaskCommand: AsyncParsableCommand {
             The task file's path is relative to the workspace. The result is the payload that \
             'runTask' returns: {ok, logs, context, refinementAttempts, llmMetrics}, with failedStage \
             and error when ok is false. The exit status is 0 when the task succeeded, 1 when it \
-            failed, 2 when the task file or the options are wrong. Stages handled by a client \
+            failed, 2 when the task file or an option's value is wrong (64 for an option it does not \
+            know). Stages handled by a client \
             ('client' handlers) need a client: run those through 'stagerunner serve'.
 
             Example:
@@ -48,18 +49,20 @@ struct TaskCommand: AsyncParsableCommand {
     func run() async throws {
         let level = logging.logLevel ?? .warning
         CommandSupport.startProcess(logLevel: level)
+        // A wrong option value is a wrong invocation like a wrong task file: status 2, one line.
         let seed: JSONValue
         do {
             seed = try JSONParser.parse(Array(input.utf8))
         } catch {
-            throw ValidationError("--input is not JSON: \(error)")
+            FileHandle.standardError.write(Data("error: --input is not JSON: \(error)\n".utf8))
+            throw ExitCode(2)
         }
         let root: Workspace
         do {
-            root =
-                try workspaceOption.open()
+            root = try workspaceOption.open()
         } catch {
-            throw ValidationError("--workspace: \(error)")
+            FileHandle.standardError.write(Data("error: --workspace: \(error)\n".utf8))
+            throw ExitCode(2)
         }
         let runner = try WorkspaceEngine(workspace: root, logger: Logger(label: "stagerunner"))
         let task: TaskDefinition

@@ -175,6 +175,24 @@ struct StageMethodTests {
         )
     }
 
+    @Test("validateWorkspace reports a filter or test that renderPrompt would refuse, at its line")
+    func unknownFilter() async throws {
+        let example = try ExampleCopy(
+            "daydream",
+            files: ["data/1_raw/templates/draft/systematic-analytical.txt": "Hello\n{{ concepts | nosuchfilter }}\n"]
+        )
+        defer { example.remove() }
+        let peer = try ServerSetup(workspace: example.root).peer(.process, .ndjson)
+        let report = try #require(try await peer.call(1, "validateWorkspace")["result"])
+        #expect(report["valid"] == false)
+        #expect(
+            report["diagnostics"]
+                == json(
+                    #"[{"file":"data/1_raw/templates/draft/systematic-analytical.txt","line":2,"column":0,"severity":"error","code":"template.unknown-filter","message":"no filter named 'nosuchfilter'"}]"#
+                )
+        )
+    }
+
     @Test("validateWorkspace lists the first 1,000 diagnostics and counts the rest; runStage finds a row past them")
     func manyDiagnostics() async throws {
         let header = "stage,gen_id,cohort_id,parent_gen_id,combo_id,template_id,llm_model_id\n"

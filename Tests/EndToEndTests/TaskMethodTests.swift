@@ -216,7 +216,11 @@ struct TaskMethodTests {
         #expect(broken.standardError.contains("error: tasks/none.yaml: no such task file in the workspace"))
 
         let badInput = try ServerProcess(["task", "tasks/summary.task.yaml", "--input", "{topic"] + workspace)
-        #expect(try await badInput.exitStatus() == 64)
-        #expect(badInput.standardError.contains("--input is not JSON"))
+        #expect(try await badInput.exitStatus() == 2)
+        #expect(badInput.standardError.hasPrefix("error: --input is not JSON: "), "\(badInput.standardError)")
+        #expect(!badInput.standardError.contains("USAGE"))
+        let badWorkspace = try ServerProcess(["task", "tasks/summary.task.yaml", "--workspace", example.root + "/none"])
+        #expect(try await badWorkspace.exitStatus() == 2)
+        #expect(badWorkspace.standardError.hasPrefix("error: --workspace: "), "\(badWorkspace.standardError)")
     }
 }

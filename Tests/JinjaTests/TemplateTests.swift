@@ -154,6 +154,58 @@ struct TemplateErrorTests {
         )
     }
 
+    @Test("filters and tests rendering would refuse are found when the template is checked, with their lines")
+    func unknownNamesAreFoundWithoutRendering() throws {
+        let template = try Template(
+            source: "{{ x | upper }}\n{% if y is nosuchtest %}{{ y | nosuchfilter(1) }}{% endif %}\n"
+                + "{% for i in xs if i is odd %}{{ i | random }}{% endfor %}{% filter wrapit %}t{% endfilter %}",
+            name: "t"
+        )
+        #expect(
+            template.unknownNames.map { "\($0.line) \($0.kind.rawValue) \($0.name): \($0.message)" } == [
+                "2 test nosuchtest: no test named 'nosuchtest'",
+                "2 filter nosuchfilter: no filter named 'nosuchfilter'",
+                "3 filter random: the filter 'random' is not supported: a prompt must render the same for the same "
+                    + "generation; pick the value in the request's values",
+                "3 filter wrapit: no filter named 'wrapit'",
+            ]
+        )
+    }
+
+    @Test("the filters and tests the checker knows are the ones rendering knows: Jinja2's built-ins")
+    func knownNamesMatchRendering() throws {
+        let jinja2Filters = [
+            "abs", "attr", "batch", "capitalize", "center", "count", "d", "default", "dictsort", "e", "escape",
+            "filesizeformat", "first", "float", "forceescape", "format", "groupby", "indent", "int", "items", "join",
+            "last", "length", "list", "lower", "map", "max", "min", "pprint", "random", "reject", "rejectattr",
+            "replace", "reverse", "round", "safe", "select", "selectattr", "slice", "sort", "string", "striptags",
+            "sum", "title", "tojson", "trim", "truncate", "unique", "upper", "urlencode", "urlize", "wordcount",
+            "wordwrap", "xmlattr",
+        ]
+        for name in jinja2Filters {
+            let template = try Template(source: "{{ x | \(name) }}", name: "t")
+            let refusedByChecker = !template.unknownNames.isEmpty
+            var refusedByRendering = false
+            do {
+                _ = try template.render(["x": "abc"])
+            } catch {
+                refusedByRendering =
+                    error.message.hasPrefix("no filter named") || error.message.contains("not supported")
+            }
+            #expect(refusedByChecker == refusedByRendering, "\(name)")
+        }
+        for name in ["nosuch", "odd", "sameas", "filter", "test", "upper", "in", "eq"] {
+            let template = try Template(source: "{{ x is \(name)(1) }}", name: "t")
+            var refusedByRendering = false
+            do {
+                _ = try template.render(["x": 3])
+            } catch {
+                refusedByRendering = error.message.hasPrefix("no test named")
+            }
+            #expect(template.unknownNames.isEmpty == !refusedByRendering, "\(name)")
+        }
+    }
+
     @Test func syntaxErrorsCarryAColumn() throws {
         let error = try #require(failure("ok\n  {% frobnicate %}", name: "c.txt"))
         #expect(error.line == 2)

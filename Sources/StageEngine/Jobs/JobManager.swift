@@ -276,7 +276,7 @@ public actor JobManager {
             }
             if state == nil || document.state == state { documents.append(document) }
         }
-        return documents
+        return JobStatusDocument.newestFirst(documents)
     }
 
     /// Subscribes to one job's changes (or every job's, with nil); returns the subscription with

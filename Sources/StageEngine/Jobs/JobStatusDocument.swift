@@ -78,6 +78,15 @@ public struct JobStatusDocument: Sendable, Hashable {
     /// The job's name (the pipeline's, unless the request gave one).
     public var name: String { json["name"]?.stringValue ?? "" }
     /// The job's state; nil when the document holds one this version does not know.
+    /// `documents` newest first: by creation time (to the millisecond), then by id. Ids begin
+    /// with the second they were made in, so jobs of one second need the creation time.
+    public static func newestFirst(_ documents: [JobStatusDocument]) -> [JobStatusDocument] {
+        documents.sorted { a, b in
+            let (createdA, createdB) = (a.json["createdAt"]?.stringValue ?? "", b.json["createdAt"]?.stringValue ?? "")
+            return createdA != createdB ? createdA > createdB : a.id > b.id
+        }
+    }
+
     public var state: JobState? { json["state"]?.stringValue.flatMap(JobState.init(rawValue:)) }
     /// The state as the document writes it, for messages (`unknown` when missing).
     public var stateName: String { json["state"]?.stringValue ?? "unknown" }

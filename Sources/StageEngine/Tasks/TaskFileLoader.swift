@@ -71,6 +71,13 @@ struct TaskFileLoader {
     ) throws(TaskDefinitionError) -> (any TaskStageHandler, Duration?) {
         let members = try object(value, path)
         let kinds = members.keys.filter { TaskDefinition.handlerKinds.contains($0) }.sorted()
+        if kinds.isEmpty, let unknown = members.keys.filter({ $0 != "timeout" }).sorted().first {
+            // A misspelt handler (`lm:`) or a stray setting: name the key, not just the stage.
+            throw problem(
+                "\(path).\(unknown)",
+                "is not a handler; give one of " + TaskDefinition.handlerKinds.joined(separator: ", ")
+            )
+        }
         guard kinds.count == 1, let kind = kinds.first else {
             throw problem(
                 path,

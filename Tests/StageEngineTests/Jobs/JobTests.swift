@@ -202,6 +202,24 @@ struct JobTests {
         #expect(message.hasSuffix("; retry task first"))
     }
 
+    @Test func jobsAreListedNewestFirstEvenWithinOneSecond() {
+        // Ids carry the second and a random suffix: within a second only createdAt orders them.
+        func document(_ id: String, _ created: String) -> JobStatusDocument {
+            JobStatusDocument(json: ["id": .string(id), "createdAt": .string(created)])
+        }
+        let documents = [
+            document("20261206T010203Z-ffff", "2026-12-06T01:02:03.120Z"),
+            document("20261206T010203Z-0000", "2026-12-06T01:02:03.870Z"),
+            document("20261206T010159Z-aaaa", "2026-12-06T01:01:59.999Z"),
+            document("20261206T010203Z-7777", "2026-12-06T01:02:03.500Z"),
+        ]
+        #expect(
+            JobStatusDocument.newestFirst(documents).map(\.id) == [
+                "20261206T010203Z-0000", "20261206T010203Z-7777", "20261206T010203Z-ffff", "20261206T010159Z-aaaa",
+            ]
+        )
+    }
+
     @Test func aStatusWriteThatFailsIsTriedAgainUntilTheFileHoldsTheLatestDocument() async throws {
         let workspace = try TemporaryWorkspace()
         defer { workspace.remove() }

@@ -62,7 +62,15 @@ struct TaskDefinitionTests {
         let cases: [(String, String)] = [
             (
                 "stages:\n  inference: { lm: {} }\n",
-                "tasks/t.yaml: stages.inference: names no handler; give one of template, llm, prompt, parse, schema, command, client, write"
+                "tasks/t.yaml: stages.inference.lm: is not a handler; give one of template, llm, prompt, parse, schema, command, client, write"
+            ),
+            (
+                "stages:\n  ingestion: { bogus: 1 }\n",
+                "tasks/t.yaml: stages.ingestion.bogus: is not a handler; give one of template, llm, prompt, parse, schema, command, client, write"
+            ),
+            (
+                "stages:\n  ingestion: { timeout: 3 }\n",
+                "tasks/t.yaml: stages.ingestion: names no handler; give one of template, llm, prompt, parse, schema, command, client, write"
             ),
             (
                 "stages:\n  inference: { llm: {}, parse: json }\n",
