@@ -532,7 +532,8 @@ struct HostileInputTests {
         ]
         for (offset, request) in requests.enumerated() {
             let before = try #require(Self.memory(of: server.pid, "VmRSS"))
-            server.send(request)
+            // The write blocks until the server has read it all: not on the tests' shared threads.
+            try await onOwnThread { server.send(request) }
             let answer = try await server.output.response(id: .integer(Int64(offset + 2)))
             #expect(answer["error"] == nil)
             let peak = try #require(Self.memory(of: server.pid, "VmHWM"))

@@ -40,7 +40,7 @@ struct RunCommandTests {
                 "tasks/pace.py": """
                 import json, os, sys, time
                 request = json.load(sys.stdin)
-                deadline = time.time() + 30
+                deadline = time.time() + 300
                 while time.time() < deadline and not os.path.exists("../release"):
                     time.sleep(0.02)
                 json.dump({"output": request["context"]["output"], "flags": {}}, sys.stdout)
@@ -211,13 +211,14 @@ struct RunCommandTests {
         let example = try Self.pacedExample()
         defer { example.remove() }
         let run = try ServerProcess(["run", "pipelines/paced.yaml", "--workspace", example.root])
-        try await eventually("the pace stage to start", timeout: .seconds(30)) {
+        try await eventually("the pace stage to start") {
             Self.text(run).contains("pace ingestion started")
         }
         let started = ContinuousClock.now
         run.signal(SIGINT)
-        #expect(try await run.exitStatus(timeout: .seconds(20)) == 130)
-        #expect(ContinuousClock.now - started < .seconds(10), "the command stage must be stopped, not waited for")
+        #expect(try await run.exitStatus() == 130)
+        // Generous for a loaded machine; the stage would hold for 300 s.
+        #expect(ContinuousClock.now - started < .seconds(120), "the command stage must be stopped, not waited for")
         try await run.output.waitForEnd()
         let lines = Self.lines(run)
         #expect(lines.contains { $0.hasSuffix(" job cancelled: cancelled in pace at ingestion") }, "\(lines)")
@@ -252,10 +253,10 @@ struct RunCommandTests {
         #expect(once.contains { $0.hasPrefix("  pace ") })
         #expect(once.contains { $0.hasPrefix("  summary ") })
         #expect(once.last?.hasSuffix("/jobs/\(id)") == true)
-        try await eventually("status --watch to start", timeout: .seconds(30)) { !Self.lines(watch).isEmpty }
+        try await eventually("status --watch to start") { !Self.lines(watch).isEmpty }
         try Self.release(example)
 
-        #expect(try await watch.exitStatus(timeout: .seconds(60)) == 0, "\(watch.standardError)")
+        #expect(try await watch.exitStatus() == 0, "\(watch.standardError)")
         try await watch.output.waitForEnd()
         let lines = Self.lines(watch)
         #expect(
@@ -305,7 +306,7 @@ struct RunCommandTests {
         )
         let id = try #require(response["result"]?["jobId"]?.stringValue, "\(response)")
         let watch = try ServerProcess(["status", id, "--workspace", example.root, "--watch"])
-        try await eventually("status --watch to start", timeout: .seconds(30)) { !Self.lines(watch).isEmpty }
+        try await eventually("status --watch to start") { !Self.lines(watch).isEmpty }
         try Self.release(example)
         let status = try await watch.exitStatus(timeout: .seconds(60))
         try await watch.output.waitForEnd()

@@ -165,7 +165,7 @@ struct SharedWorkspaceTests {
         let held = Task {
             try await holder.call("runStage", draft("held", "hold-budget", maxTokens: 600, scope: "cohort"))
         }
-        try await eventually("the held call reaches the provider", timeout: .seconds(30)) {
+        try await eventually("the held call reaches the provider") {
             (try? workspace.mock.get("/hold/budget")["requests"]) == 1
         }
         // The scope's cap counts the other server's hold.

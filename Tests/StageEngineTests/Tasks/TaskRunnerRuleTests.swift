@@ -367,7 +367,8 @@ struct TaskRunnerRuleTests {
             ],
             timeouts: [.inference: .milliseconds(200)]
         )
-        #expect(clock.now - start < .seconds(30))
+        // Generous: on a loaded machine the tests' threads have been busy for 33 s; the stage sleeps 120 s.
+        #expect(clock.now - start < .seconds(100))
         #expect(result.failedStage == "inference")
         #expect(result.error?.kind == .timeout)
         #expect(
