@@ -478,13 +478,14 @@ extension TemplateRenderer {
             }
             let joined = items.joined(separator: " ")
             return .string(try p.bool(0, true) && !joined.isEmpty ? " " + joined : joined)
-        case "pprint", "random", "urlize", "striptags":
-            throw .unknownName(
-                "the filter '\(name)' is not supported: \(Self.unsupportedFilters[name]!)"
-            )
         default:
-            throw .unknownName("no filter named '\(name)'")
+            throw .unknownName(Self.unknownFilterMessage(name))
         }
+    }
+
+    /// Why rendering refuses filter `name`: a Jinja2 built-in it does not support, or no such filter.
+    static func unknownFilterMessage(_ name: String) -> String {
+        unsupportedFilters[name].map { "the filter '\(name)' is not supported: \($0)" } ?? "no filter named '\(name)'"
     }
 
     /// Jinja2's built-in filters this engine refuses, and why.

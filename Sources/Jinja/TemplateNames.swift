@@ -95,10 +95,14 @@ private enum NameWalker {
             if let base { walk(base, into: &found) }
             walk(arguments, into: &found)
             if !TemplateRenderer.filterNames.contains(name) {
-                let message =
-                    TemplateRenderer.unsupportedFilters[name].map { "the filter '\(name)' is not supported: \($0)" }
-                    ?? "no filter named '\(name)'"
-                found.append(UnknownName(kind: .filter, name: name, line: expr.line, message: message))
+                found.append(
+                    UnknownName(
+                        kind: .filter,
+                        name: name,
+                        line: expr.line,
+                        message: TemplateRenderer.unknownFilterMessage(name)
+                    )
+                )
             }
         case .test(let base, let name, let arguments):
             walk(base, into: &found)

@@ -531,12 +531,12 @@ struct HostileInputTests {
             #"{"jsonrpc":"2.0","id":3,"method":"runStage","params":{"stage":"draft","templateId":"systematic-analytical","model":"m","promptText":"\#(text)","maxTokens":100}}"#,
         ]
         for (offset, request) in requests.enumerated() {
-            let before = try #require(Self.memory(of: server.pid, "VmRSS"))
+            let before = try #require(ProcessFigures(pid: server.pid)).rssKB * 1024
             // The write blocks until the server has read it all: not on the tests' shared threads.
             try await onOwnThread { server.send(request) }
             let answer = try await server.output.response(id: .integer(Int64(offset + 2)))
             #expect(answer["error"] == nil)
-            let peak = try #require(Self.memory(of: server.pid, "VmHWM"))
+            let peak = try #require(ProcessFigures(pid: server.pid)).peakKB * 1024
             // Before: the frame, a copy of the params, their tree and the engine's copies (5×).
             #expect(
                 Double(peak - before) < 2.5 * Double(size),
@@ -545,16 +545,6 @@ struct HostileInputTests {
         }
         server.closeInput()
         #expect(try await server.exitStatus() == 0)
-    }
-
-    /// A `/proc/<pid>/status` field in bytes.
-    static func memory(of pid: pid_t, _ field: String) -> Int? {
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
-        for line in status.split(separator: "\n") where line.hasPrefix(field + ":") {
-            return line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap { Int($0) }.map
-            { $0 * 1024 }
-        }
-        return nil
     }
 
     @Test("a frame that announces more bytes than the limit is refused, and the server exits cleanly at end of input")

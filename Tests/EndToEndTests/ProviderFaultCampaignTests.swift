@@ -403,9 +403,10 @@ struct ProviderFaultCampaignTests {
     }
 }
 
-/// A process's resident set, open file descriptors and threads, from `/proc`.
+/// A process's resident set (now and at its peak), open file descriptors and threads, from `/proc`.
 struct ProcessFigures: Sendable, CustomStringConvertible {
     var rssKB: Int
+    var peakKB: Int
     var fds: Int
     var threads: Int
 
@@ -420,8 +421,9 @@ struct ProcessFigures: Sendable, CustomStringConvertible {
             }
             return Int(line.dropFirst(name.count + 1).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "")
         }
-        guard let rss = field("VmRSS"), let threads = field("Threads") else { return nil }
+        guard let rss = field("VmRSS"), let peak = field("VmHWM"), let threads = field("Threads") else { return nil }
         rssKB = rss
+        peakKB = peak
         fds = descriptors.count
         self.threads = threads
     }

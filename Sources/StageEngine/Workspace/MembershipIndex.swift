@@ -134,13 +134,25 @@ final class MembershipFileIndex: @unchecked Sendable {
     }
 
     private func readRecord(start: UInt64, length: UInt32, line: Int) -> CSVTable.Row? {
+        Self.record(path, at: Int(start), length: Int(length), file: file, line: line, fields: headerCount)
+    }
+
+    /// The CSV record of `length` bytes at `offset` in the file at `path`, which starts on `line`.
+    private static func record(
+        _ path: String,
+        at offset: Int,
+        length: Int,
+        file: String,
+        line: Int,
+        fields: Int? = nil
+    ) -> CSVTable.Row? {
         let descriptor = Glibc.open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { return nil }
         defer { close(descriptor) }
-        var bytes = [UInt8](repeating: 0, count: Int(length))
-        let read = bytes.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, Int(length), off_t(start)) }
-        guard read == Int(length) else { return nil }
-        return bytes.withUnsafeBufferPointer { CSVTable.record($0, file: file, line: line, fields: headerCount) }
+        var bytes = [UInt8](repeating: 0, count: length)
+        guard bytes.withUnsafeMutableBytes({ pread(descriptor, $0.baseAddress, length, off_t(offset)) }) == length
+        else { return nil }
+        return bytes.withUnsafeBufferPointer { CSVTable.record($0, file: file, line: line, fields: fields) }
     }
 
     // MARK: - Building
@@ -367,14 +379,7 @@ final class MembershipFileIndex: @unchecked Sendable {
 
     private static func readHeader(_ path: String, length: Int, file: String) -> [CSVTable.Cell]? {
         guard length > 0 else { return [] }
-        let descriptor = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { return nil }
-        defer { close(descriptor) }
-        var bytes = [UInt8](repeating: 0, count: length)
-        guard bytes.withUnsafeMutableBytes({ pread(descriptor, $0.baseAddress, length, 0) }) == length else {
-            return nil
-        }
-        return bytes.withUnsafeBufferPointer { CSVTable.record($0, file: file, line: 1)?.cells }
+        return record(path, at: 0, length: length, file: file, line: 1)?.cells
     }
 
     /// The whole file and the identity it had while it was read (nil if it changed meanwhile).

@@ -106,8 +106,11 @@ struct MembershipIndexTests {
         let workspace = try TemporaryWorkspace(files: [Self.file: text])
         defer { workspace.remove() }
         let saved = workspace.workspace.path(".stagerunner/index/data%2Fmembership.csv.index")
-        // Just written: indexed in memory only, since a second change in the same tick would not show.
-        let fresh = try #require(MembershipFileIndex.open(Self.file, in: workspace.workspace))
+        // Changed a second ago: indexed in memory only, since a second change in the same tick would not
+        // show. (The time is given, so that a slow machine cannot make the file look settled.)
+        let changed = try #require(FileIdentity(path: workspace.workspace.path(Self.file))).changed
+        let aSecondLater = FileIdentity.Time(seconds: changed.seconds + 1, nanoseconds: changed.nanoseconds)
+        let fresh = try #require(MembershipFileIndex.open(Self.file, in: workspace.workspace, now: aSecondLater))
         #expect(fresh.row("d2")?.templateId == "t2")
         #expect(!FileManager.default.fileExists(atPath: saved))
         let first = try #require(MembershipFileIndex.open(Self.file, in: workspace.workspace, now: Self.later))
