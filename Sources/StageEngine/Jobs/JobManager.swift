@@ -59,6 +59,9 @@ public actor JobManager {
     /// Jobs waiting for a slot, with the task index each starts from.
     private var queue: [(job: Job, from: Int, clientStages: (any ClientStageExecutor)?)] = []
     private var finishWaiters: [String: [CheckedContinuation<Void, Never>]] = [:]
+    /// Those who asked while a run was winding up (its document flushed, its ownership not yet
+    /// given up): they wait for that, not for a run.
+    private var windingUp: [String: [CheckedContinuation<Void, Never>]] = [:]
     /// The owner locks of the jobs this process runs or has queued: held from the moment it
     /// takes a job until the run ends, so that the other processes on the workspace leave the
     /// job alone, and released by the kernel if this process dies.
@@ -151,6 +154,7 @@ public actor JobManager {
 
     private func finished(_ id: String) async {
         executions.removeValue(forKey: id)
+        if windingUp[id] == nil { windingUp[id] = [] }
         // Taken before the flush: a retry or resume accepted meanwhile starts a new run, whose
         // waiters (a cancel's, say) must wait for that run's end, not this one's.
         let waiters = finishWaiters.removeValue(forKey: id) ?? []
@@ -159,7 +163,7 @@ public actor JobManager {
         if !isQueued(id) { releaseOwnership(id) }
         // Idle before the waiters resume: what they see next is the job at rest.
         becameIdle(id)
-        for waiter in waiters { waiter.resume() }
+        for waiter in waiters + (windingUp.removeValue(forKey: id) ?? []) { waiter.resume() }
         startQueued()
     }
 
@@ -261,6 +265,8 @@ public actor JobManager {
         let job = try await job(id)
         if executions[id] != nil || isQueued(id) {
             await withCheckedContinuation { finishWaiters[id, default: []].append($0) }
+        } else if windingUp[id] != nil {
+            await withCheckedContinuation { windingUp[id, default: []].append($0) }
         }
         await job.store.flush()
         return await job.store.document
