@@ -239,6 +239,27 @@ func pythonPercentFormat(_ format: String, _ arguments: Value) throws(RenderFail
             out.unicodeScalars.append(scalar)
             continue
         }
+        // `%(name)s` takes the value of `name` from a mapping argument.
+        var mapped: Value?
+        if i < scalars.count, scalars[i] == "(" {
+            guard case .dict(let mapping) = arguments else { throw .type("format requires a mapping") }
+            var depth = 1
+            var key = ""
+            i += 1
+            while i < scalars.count {
+                if scalars[i] == "(" { depth += 1 }
+                if scalars[i] == ")" {
+                    depth -= 1
+                    if depth == 0 { break }
+                }
+                key.unicodeScalars.append(scalars[i])
+                i += 1
+            }
+            guard i < scalars.count else { throw .value("incomplete format key") }
+            i += 1
+            guard let value = mapping[key] else { throw .type("KeyError: '\(key)'") }
+            mapped = value
+        }
         var flags = ""
         while i < scalars.count, "-+ 0#".unicodeScalars.contains(scalars[i]) {
             flags.unicodeScalars.append(scalars[i])
@@ -267,9 +288,14 @@ func pythonPercentFormat(_ format: String, _ arguments: Value) throws(RenderFail
             out += "%"
             continue
         }
-        guard next < args.count else { throw .type("not enough arguments for format string") }
-        let argument = args[next]
-        next += 1
+        let argument: Value
+        if let mapped {
+            argument = mapped
+        } else {
+            guard next < args.count else { throw .type("not enough arguments for format string") }
+            argument = args[next]
+            next += 1
+        }
         var body: String
         switch conversion {
         case "s": body = try argument.pythonString()

@@ -194,7 +194,17 @@ extension TemplateRenderer {
         case "sort":
             let p = try Parameters(name, ["reverse", "case_sensitive", "attribute"], positional, keyword)
             let items = try input.iterate()
-            let keys = try sortKeys(items, attribute: p[2], caseSensitive: try p.bool(1), line: line)
+            // Jinja2 sorts by several attributes given comma-separated: a tuple key.
+            var keys: [Value]
+            if case .string(let names)? = p[2], names.contains(",") {
+                let columns = try names.split(separator: ",", omittingEmptySubsequences: false).map {
+                    name throws(RenderFailure) in
+                    try sortKeys(items, attribute: .string(String(name)), caseSensitive: try p.bool(1), line: line)
+                }
+                keys = items.indices.map { index in .tuple(columns.map { $0[index] }) }
+            } else {
+                keys = try sortKeys(items, attribute: p[2], caseSensitive: try p.bool(1), line: line)
+            }
             let order = try stableOrder(keys, reverse: try p.bool(0))
             return .list(order.map { items[$0] })
         case "dictsort":
@@ -406,7 +416,14 @@ extension TemplateRenderer {
             }
             return try attribute(of: input, attributeName, path: nil, line: line)
         case "format":
-            return .string(try pythonPercentFormat(try input.pythonString(), .tuple(positional)))
+            // As Jinja2: keyword arguments are a mapping (`%(name)s`), positional ones a tuple.
+            guard positional.isEmpty || keyword.isEmpty else {
+                throw .type("can't handle positional and keyword arguments at the same time")
+            }
+            var mapping = Dict()
+            for (key, value) in keyword { mapping[key] = value }
+            let arguments = keyword.isEmpty ? Value.tuple(positional) : .dict(mapping)
+            return .string(try pythonPercentFormat(try input.pythonString(), arguments))
         case "wordwrap":
             let p = try Parameters(
                 name,
@@ -731,7 +748,7 @@ extension TemplateRenderer {
             guard number.isFinite, abs(number) < 9.2e18 else { return fallback }
             return .int(Int(number))
         case .string(let text):
-            var cleaned = pythonStrip(text, chars: nil)
+            var cleaned = asciiDigits(pythonStrip(text, chars: nil))
             var negative = false
             if cleaned.hasPrefix("-") || cleaned.hasPrefix("+") {
                 negative = cleaned.hasPrefix("-")
@@ -760,13 +777,27 @@ extension TemplateRenderer {
         }
     }
 
+    /// Python's int() and float() read decimal digits of every script (`'١٢'`, `'１０'`): as ASCII ones.
+    private func asciiDigits(_ text: String) -> String {
+        guard !text.unicodeScalars.allSatisfy(\.isASCII) else { return text }
+        var result = ""
+        for scalar in text.unicodeScalars {
+            if !scalar.isASCII, scalar.properties.numericType == .decimal, let value = scalar.properties.numericValue {
+                result.unicodeScalars.append(Unicode.Scalar(UInt8(48 + Int(value))))
+            } else {
+                result.unicodeScalars.append(scalar)
+            }
+        }
+        return result
+    }
+
     private func floatFilter(_ input: Value, fallback: Value) -> Value {
         switch input {
         case .double: return input
         case .int(let number): return .double(Double(number))
         case .bool(let flag): return .double(flag ? 1 : 0)
         case .string(let text):
-            let cleaned = pythonStrip(text, chars: nil).lowercased()
+            let cleaned = asciiDigits(pythonStrip(text, chars: nil)).lowercased()
             let body = cleaned.hasPrefix("-") || cleaned.hasPrefix("+") ? String(cleaned.dropFirst()) : cleaned
             let special = ["inf", "infinity", "nan"].contains(body)
             let plain = body.allSatisfy { "0123456789.e+-_".contains($0) } && body.contains(where: \.isNumber)

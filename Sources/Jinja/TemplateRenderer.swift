@@ -598,6 +598,7 @@ final class TemplateRenderer {
             try runFor(recursion.loop, nested: positional[0], depth0: state.depth0 + 1)
             return .string(output)
         case .function("cycler"):
+            guard !positional.isEmpty else { throw .value("cycler(): at least one item has to be provided") }
             return .helper(Helper(.cycler(positional)))
         case .function("lipsum"):
             throw .unknownName(
