@@ -7,7 +7,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 SWIFT_FORMAT_PATHS := Package.swift Sources Tests Benchmarks/Package.swift Benchmarks/Sources Fuzz/Package.swift Fuzz/Sources
 
-.PHONY: demo test deps venv build release lint swift-test protocol-test client-test neovim-test emacs-test client-library-test litellm-test bench thresholds fault-campaign crash-campaign shared-campaign soak fuzz clean
+.PHONY: demo test deps venv build release install lint swift-test protocol-test client-test neovim-test emacs-test client-library-test litellm-test bench thresholds fault-campaign crash-campaign shared-campaign soak fuzz clean
 
 demo: deps release
 	@python3 scripts/demo.py .build/release/stagerunner
@@ -64,6 +64,12 @@ RELEASE_FLAGS := -c release --static-swift-stdlib -Xswiftc -use-ld=lld -Xlinker 
 
 release: deps
 	swift build $(RELEASE_FLAGS)
+
+# Puts the release binary on PATH: $(PREFIX)/bin/stagerunner.
+PREFIX ?= $(HOME)/.local
+install: release
+	install -D -m 755 .build/release/stagerunner $(DESTDIR)$(PREFIX)/bin/stagerunner
+	@echo "installed $(DESTDIR)$(PREFIX)/bin/stagerunner"
 
 lint:
 	swift format lint --strict --recursive $(SWIFT_FORMAT_PATHS)

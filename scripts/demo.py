@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Runs the examples through a live `stagerunner serve` and prints what happened.
 
-1. examples/daydream: every generation of its membership (drafts, essays, evaluations) is
-   requested at once with `runStage`; the server orders the dependent ones itself.
+1. examples/daydream from the terminal: `stagerunner validate`, `templates`, a dry run, then
+   `stagerunner generate --cohort demo` (drafts, essays, evaluations), `gens` and `export`.
 2. examples/research-task: one `runTask` of the task runner's eleven stages, whose first answer
    fails its JSON Schema and is critiqued and refined until it passes.
 3. examples/research-task's pipeline as a job with `stagerunner run`: live on a terminal (a bar
@@ -11,7 +11,6 @@
 Each example is copied to a temporary directory first. Standard library only.
 """
 
-import csv
 import json
 import shutil
 import subprocess
@@ -130,62 +129,35 @@ def pipeline_run(base: Path) -> None:
     print(f"artifacts: {folder}/ ({', '.join(files)})")
 
 
-def main() -> None:
-    base = Path(tempfile.mkdtemp(prefix="stagerunner-demo-"))
+def command(workspace: Path, *arguments: str) -> int:
+    """Runs `stagerunner <arguments>` in `workspace`, its output straight to the terminal."""
+    print(shade(f"\n$ stagerunner {' '.join(arguments)}", "1"))
+    sys.stdout.flush()
+    return subprocess.run([str(BINARY), *arguments], cwd=workspace).returncode
+
+
+def cohort(base: Path) -> None:
     workspace = base / "daydream"
     shutil.copytree(ROOT / "examples/daydream", workspace)
-    server = Server(workspace)
-
-    hello = server.call("initialize", {"clientInfo": {"name": "make demo"}, "protocolVersion": "1.0"})
-    print(f"stagerunner {hello['serverInfo']['version']} (protocol {hello['protocolVersion']}), "
-          f"framing {hello['capabilities']['framing']}, workspace {workspace}")
-    report = server.call("validateWorkspace")
-    print(f"validateWorkspace: {report['templates']} templates, {report['generations']} generations, "
-          f"{report['errors']} errors, {report['warnings']} warnings")
-    templates = server.call("listTemplates")["templates"]
-    for stage in ("draft", "essay", "evaluation"):
-        names = ", ".join(t["id"] + (" (copy)" if t["generator"] == "copy" else "") for t in templates if t["stage"] == stage)
-        print(f"  {stage:<10} {names}")
-
-    rows = list(csv.DictReader(open(workspace / "data/cohorts/demo/membership.csv", encoding="utf-8")))
-    print(f"\nrunStage × {len(rows)}, all sent at once:\n")
-    pending = {}
-    for row in reversed(rows):  # evaluations first: their missing parents are generated on demand
-        request_id = server.send("runStage", {"stage": row["stage"], "genId": row["gen_id"]})
-        pending[request_id] = row
-    results = {}
-    while pending:
-        response = server.receive()
-        row = pending.pop(response["id"])
-        results[row["gen_id"]] = response
-
-    header = f"{'gen id':<26} {'stage':<11} {'template':<22} {'model':<11} {'status':<9} {'score':>5}"
-    print(shade(header, "1"))
-    for row in rows:
-        response = results[row["gen_id"]]
-        if "error" in response:
-            status, score = shade("error", "31"), ""
-            print(f"{row['gen_id']:<26} {row['stage']:<11} {row['template_id']:<22} "
-                  f"{row['llm_model_id'] or '-':<11} {status} {response['error']['message']}")
-            continue
-        result = response["result"]
-        score = f"{result['score']:.1f}" if "score" in result else ""
-        status = result["status"]
-        colored = shade(f"{status:<9}", "32" if status == "success" else "33")
-        print(f"{row['gen_id']:<26} {row['stage']:<11} {row['template_id']:<22} "
-              f"{row['llm_model_id'] or '-':<11} {colored} {score:>5}")
-
-    providers = sorted({r["result"]["metadata"].get("provider") for r in results.values()
-                        if "result" in r and r["result"]["metadata"].get("provider")})
-    note = " (no network, no key)" if providers == ["embedded"] else ""
-    print(f"\nmodel provider: {', '.join(providers)}{note}")
-    again = server.call("runStage", {"stage": "evaluation", "genId": rows[-1]["gen_id"]})
-    print(f"asked again for {rows[-1]['gen_id']}: reused={str(again['reused']).lower()} (no model call)")
-    status = server.close()
-    print(f"server exited with status {status}")
-    print(f"artifacts: {workspace}/data/gens/<stage>/<gen_id>/"
+    print(shade(f"examples/daydream copied to {workspace}", "1"))
+    for arguments in (("validate",), ("templates",), ("generate", "--cohort", "demo", "--dry-run")):
+        if command(workspace, *arguments) != 0:
+            raise SystemExit(f"stagerunner {' '.join(arguments)} failed")
+    # Drafts, then essays (one copied from its draft without a model call), then evaluations.
+    if command(workspace, "generate", "--cohort", "demo") != 0:
+        raise SystemExit("stagerunner generate failed")
+    command(workspace, "gens", "--cohort", "demo")
+    # Asked again, every generation is reused: no model call.
+    command(workspace, "generate", "--cohort", "demo", "--stage", "evaluation")
+    command(workspace, "export", "--cohort", "demo", "--by", "essay")
+    print(f"\nartifacts: {workspace}/data/gens/<stage>/<gen_id>/"
           "{prompt.txt, raw.txt, parsed.txt, metadata.json}")
-    print(f"call log:  {workspace}/.stagerunner/calls.sqlite")
+    print(f"call log:  {workspace}/.stagerunner/calls.sqlite (stagerunner costs)")
+
+
+def main() -> None:
+    base = Path(tempfile.mkdtemp(prefix="stagerunner-demo-"))
+    cohort(base)
     research_task(base)
     pipeline_run(base)
 

@@ -110,13 +110,22 @@ public struct ModelRouter: Sendable {
         Set((Array(Self.builtIn.values) + Array(settings.values)).compactMap(\.apiKeyEnv))
     }
 
-    /// The client for `model`, and the model name to send it. With `progress`, network providers
-    /// stream their answer into it (whatever their `streaming` setting), and each retry is
-    /// announced with ``ProgressSink/Event/restart``.
-    public func route(
-        _ model: String,
-        progress: ProgressSink? = nil
-    ) throws(ModelError) -> (client: any ModelClient, model: String) {
+    /// Where `model` goes, checked as a call would check it (the provider configured, its key
+    /// set, its base URL known) without making a client: for dry runs.
+    public func check(_ model: String) throws(ModelError) -> (provider: String, model: String) {
+        let resolved = try resolve(model)
+        return (resolved.provider, resolved.name)
+    }
+
+    /// A model id resolved: its provider, the name to send, and the endpoint of a network provider.
+    struct Resolution {
+        var provider: String
+        var name: String
+        var settings: ProviderSettings?
+        var endpoint: ProviderEndpoint?
+    }
+
+    func resolve(_ model: String) throws(ModelError) -> Resolution {
         let resolved = aliases[model] ?? model
         var provider = defaultProvider
         var name = resolved
@@ -124,7 +133,7 @@ public struct ModelRouter: Sendable {
             provider = String(resolved[..<colon])
             name = String(resolved[resolved.index(after: colon)...])
         }
-        if provider == embedded.provider { return (embedded, name) }
+        if provider == embedded.provider { return Resolution(provider: provider, name: name) }
         func unavailable(_ message: String) -> ModelError {
             var error = ModelError(.unavailable, message)
             error.provider = provider
@@ -154,6 +163,22 @@ public struct ModelRouter: Sendable {
             apiKeyVariable: settings.apiKeyEnv
         )
         if let timeout = settings.timeout { endpoint.timeout = .milliseconds(Int(timeout * 1000)) }
+        return Resolution(provider: provider, name: name, settings: settings, endpoint: endpoint)
+    }
+
+    /// The client for `model`, and the model name to send it. With `progress`, network providers
+    /// stream their answer into it (whatever their `streaming` setting), and each retry is
+    /// announced with ``ProgressSink/Event/restart``.
+    public func route(
+        _ model: String,
+        progress: ProgressSink? = nil
+    ) throws(ModelError) -> (client: any ModelClient, model: String) {
+        let resolution = try resolve(model)
+        guard let settings = resolution.settings, let endpoint = resolution.endpoint else {
+            return (embedded, resolution.name)
+        }
+        let provider = resolution.provider
+        let name = resolution.name
         let streaming = progress != nil || (settings.streaming ?? false)
         var onText: (@Sendable (String) -> Void)?
         if let handler = progress?.handler { onText = { handler(.text($0)) } }

@@ -240,7 +240,12 @@ public final class WorkspaceEngine: Sendable {
         var budgetScope: String?
     }
 
-    func plan(_ spec: StageRunSpec, _ snapshot: WorkspaceState.Snapshot) throws(StageError) -> Plan {
+    /// `requireModel` is false for rendering, which calls no model.
+    func plan(
+        _ spec: StageRunSpec,
+        _ snapshot: WorkspaceState.Snapshot,
+        requireModel: Bool = true
+    ) throws(StageError) -> Plan {
         var spec = spec
         var comboValues: [String: TemplateValue] = [:]
         if let genId = spec.genId, let reason = Identifier.problem(genId, kind: "genId") {
@@ -294,7 +299,7 @@ public final class WorkspaceEngine: Sendable {
                 field: "mode"
             )
         }
-        if mode == .llm && spec.model == nil {
+        if mode == .llm && spec.model == nil && requireModel {
             throw StageError(.invalidSpec, "model is required to generate \(spec.stage.withArticle)", field: "model")
         }
         var parser: String?
@@ -407,7 +412,7 @@ public final class WorkspaceEngine: Sendable {
         prompt: String, variables: [String: TemplateValue], template: TemplateEntry
     ) {
         let snapshot = await state.current()
-        var plan = try plan(spec, snapshot)
+        var plan = try plan(spec, snapshot, requireModel: false)
         // A copy essay has no prompt whatever its parent's state: say so first.
         guard plan.mode == .llm || spec.promptText != nil else {
             throw StageError(.invalidSpec, "copy essays have no prompt", field: "mode")
@@ -443,7 +448,22 @@ public final class WorkspaceEngine: Sendable {
     public func run(_ spec: StageRunSpec) async throws(StageError) -> StageResult {
         let snapshot = await state.current()
         let plan = try plan(spec, snapshot)
-        if !spec.force, let existing = try reused(plan) { return existing }
+        var warnings: [String] = []
+        if !plan.template.active {
+            // Run all the same, as asked; but a template switched off is usually not meant to run.
+            warnings.append(
+                "\(plan.stage.rawValue) template '\(plan.template.id)' is not active in "
+                    + TemplateCatalog.catalogFile(plan.stage)
+            )
+            logger.warning(
+                "running an inactive template",
+                metadata: ["genId": "\(plan.genId)", "template": "\(plan.template.id)"]
+            )
+        }
+        if !spec.force, var existing = try reused(plan) {
+            existing.warnings = warnings
+            return existing
+        }
         try requireWritable("runStage")
         let key = "\(plan.stage.rawValue)/\(plan.genId)"
         let outcome = await inFlight.run(key) { () async -> Result<StageResult, StageError> in
@@ -459,7 +479,8 @@ public final class WorkspaceEngine: Sendable {
                 return .failure(error)
             }
         }
-        let result = try outcome.get()
+        var result = try outcome.get()
+        result.warnings = warnings
         if spec.failOnTruncation && result.metadata.truncated {
             let why =
                 result.metadata.finishReason == FinishReason.length.rawValue || result.metadata.finishReason == nil

@@ -21,7 +21,8 @@ struct RunCommand: AsyncParsableCommand {
         abstract: "Run a pipeline as a job and show its progress live.",
         discussion: """
             The pipeline file's path is relative to the workspace (a path from the current \
-            directory into the workspace works too). The job gets a folder jobs/<jobId>/ in the \
+            directory into the workspace works too); without --workspace, the nearest folder above \
+            the file that holds a stagerunner.yaml is the workspace. The job gets a folder jobs/<jobId>/ in the \
             workspace with its tasks-status.json, its input and each task's artifacts, exactly as \
             'runPipeline' makes it.
 
@@ -33,6 +34,10 @@ struct RunCommand: AsyncParsableCommand {
             Exit status: 0 when the job is done, 1 when it failed or was cancelled, 2 when the \
             pipeline file, a task file or the input is wrong, 130 when interrupted (Ctrl-C cancels \
             the job; its document says cancelled, and 'resumeJob' continues it).
+
+            --dry-run starts no job: it reads the pipeline and every task file, and checks each \
+            stage's program, model and client handler; a line per task, 'ok' or its problems \
+            (exit 1 when there is one).
 
             Example:
               cd examples/research-task
@@ -62,6 +67,9 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "One line per transition even on a terminal.")
     var plain = false
 
+    @Flag(help: "Check the pipeline and every task of it, start no job.")
+    var dryRun = false
+
     @OptionGroup var logging: LogLevelOption
 
     /// Prints `error: …` and exits 2 (a bad pipeline, task file or input).
@@ -76,7 +84,7 @@ struct RunCommand: AsyncParsableCommand {
         let seed = try readInput()
         let root: Workspace
         do {
-            root = try workspaceOption.open()
+            root = try workspaceOption.open(forFile: pipeline)
         } catch {
             throw Self.usageFailure("--workspace \(error)")
         }
@@ -90,12 +98,27 @@ struct RunCommand: AsyncParsableCommand {
         let definition: PipelineDefinition
         do {
             definition = try PipelineDefinition.load(Self.relativePath(pipeline, in: root), workspace: root)
-            // Every task file is read now, so that a mistake in one stops the run before it starts.
-            var checked: Set<String> = []
-            for step in definition.steps where checked.insert(step.file).inserted {
-                _ = try await runner.loadTask(step.file)
-            }
         } catch {
+            throw Self.usageFailure("\(error)")
+        }
+        let checked = await runner.dryRun(definition, options: TaskRunOptions(input: seed))
+        if dryRun {
+            for step in checked.steps {
+                let problems =
+                    step.error.map { ["\($0)"] } ?? step.task?.stages.flatMap { stage in
+                        stage.problems.map { "\(stage.stage.rawValue) (\(stage.handler)): \($0)" }
+                    } ?? []
+                Output.line(
+                    "\(step.name) (\(step.file)): " + (problems.isEmpty ? "ok" : "\(problems.count) problem(s)")
+                )
+                for problem in problems { Output.line("  error: \(problem)") }
+            }
+            Output.line("dry run: \(checked.steps.count) tasks, " + (checked.ok ? "no problems" : "problems found"))
+            if !checked.ok { throw ExitCode(1) }
+            return
+        }
+        // A task file that cannot be read stops the run before it starts.
+        if let broken = checked.steps.first(where: { $0.error != nil }), let error = broken.error {
             throw Self.usageFailure("\(error)")
         }
 

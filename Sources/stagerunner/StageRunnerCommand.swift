@@ -11,7 +11,11 @@ struct StageRunnerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stagerunner",
         abstract: "Run LLM generation pipelines, or serve them over JSON-RPC 2.0 on stdio.",
-        subcommands: [ServeCommand.self, TaskCommand.self, RunCommand.self, StatusCommand.self]
+        subcommands: [
+            ServeCommand.self, GenerateCommand.self, GensCommand.self, RenderCommand.self, ValidateCommand.self,
+            TemplatesCommand.self, CostsCommand.self, ExportCommand.self, TaskCommand.self, RunCommand.self,
+            StatusCommand.self,
+        ]
     )
 
     @Flag(help: "Show the version, the protocol version and the libcurl in use, and exit.")

@@ -11,11 +11,16 @@ struct TaskCommand: AsyncParsableCommand {
         commandName: "task",
         abstract: "Run a task file (its eleven stages, ingestion to integration) and print its result as JSON.",
         discussion: """
-            The task file's path is relative to the workspace. The result is the payload that \
+            The task file's path is relative to the workspace, or a path from the current directory \
+            into it; without --workspace, the nearest folder above the file that holds a \
+            stagerunner.yaml is the workspace. The result is the payload that \
             'runTask' returns: {ok, logs, context, refinementAttempts, llmMetrics}, with failedStage \
             and error when ok is false. The exit status is 0 when the task succeeded, 1 when it \
             failed, 2 when the task file or an option's value is wrong (64 for an option it does not \
-            know). Stages handled by a client \
+            know). With --dry-run nothing runs: the task file, its templates, schemas and parsers are \
+            read and checked, each stage's program, model and client handler looked for, and the \
+            answer is {dryRun, ok, task, stages: [{stage, handler, problems}]} (exit 1 when a \
+            stage has a problem). Stages handled by a client \
             ('client' handlers) need a client: run those through 'stagerunner serve'.
 
             Example:
@@ -44,6 +49,9 @@ struct TaskCommand: AsyncParsableCommand {
     @Flag(help: "Print the payload on one line instead of indented.")
     var compact = false
 
+    @Flag(help: "Check the task (its files, programs, models and client handlers), run no stage.")
+    var dryRun = false
+
     @OptionGroup var logging: LogLevelOption
 
     func run() async throws {
@@ -59,7 +67,7 @@ struct TaskCommand: AsyncParsableCommand {
         }
         let root: Workspace
         do {
-            root = try workspaceOption.open()
+            root = try workspaceOption.open(forFile: file)
         } catch {
             FileHandle.standardError.write(Data("error: --workspace: \(error)\n".utf8))
             throw ExitCode(2)
@@ -67,20 +75,24 @@ struct TaskCommand: AsyncParsableCommand {
         let runner = try WorkspaceEngine(workspace: root, logger: Logger(label: "stagerunner"))
         let task: TaskDefinition
         do {
-            task = try await runner.loadTask(file)
+            task = try await runner.loadTask(RunCommand.relativePath(file, in: root))
         } catch {
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))
             throw ExitCode(2)
         }
-        let result = try await runner.runTask(
-            task,
-            options: TaskRunOptions(
-                input: seed,
-                modelConfig: ModelConfig(defaultModel: model),
-                maxRefinements: maxRefinements,
-                timeout: timeout.map { .milliseconds(Int64($0 * 1000)) }
-            )
+        let options = TaskRunOptions(
+            input: seed,
+            modelConfig: ModelConfig(defaultModel: model),
+            maxRefinements: maxRefinements,
+            timeout: timeout.map { .milliseconds(Int64($0 * 1000)) }
         )
+        if dryRun {
+            let checked = await runner.dryRun(task, options: options)
+            print(compact ? checked.json.description : checked.json.prettyDescription)
+            if !checked.ok { throw ExitCode(1) }
+            return
+        }
+        let result = try await runner.runTask(task, options: options)
         print(compact ? result.json.description : result.json.prettyDescription)
         if !result.ok { throw ExitCode(1) }
     }

@@ -225,3 +225,127 @@ struct TaskMethodTests {
         #expect(badWorkspace.standardError.hasPrefix("error: --workspace: "), "\(badWorkspace.standardError)")
     }
 }
+
+/// Dry runs: `runTask`/`runPipeline` with `dryRun: true` and `stagerunner task|run --dry-run`
+/// check everything a run would meet and run nothing.
+@Suite("Task and pipeline dry runs")
+struct TaskDryRunTests {
+    /// The research example plus a task whose stages would each fail: a program that is not
+    /// there, a provider without its key, a filter that does not exist, a client handler with
+    /// no client.
+    static func example() throws -> ExampleCopy {
+        try ExampleCopy(
+            "research-task",
+            files: [
+                "tasks/broken.task.yaml": """
+                name: broken
+                stages:
+                  ingestion: { command: [no-such-program-here, x] }
+                  preProcessing: { command: [./missing.py] }
+                  promptTemplating: { template: { text: "{{ input | nosuchfilter }}" } }
+                  inference: { llm: { model: "anthropic:claude-sonnet-4" } }
+                  validateQuality: { client: reviewer }
+
+                """,
+                "pipelines/mixed.yaml": """
+                name: mixed
+                tasks:
+                  - { name: summary, task: ../tasks/summary.task.yaml }
+                  - { name: broken, task: ../tasks/broken.task.yaml }
+                  - { name: gone, task: ../tasks/none.task.yaml }
+
+                """,
+            ]
+        )
+    }
+
+    static let brokenProblems: [String: [String]] = [
+        "ingestion": ["the command 'no-such-program-here' is not found on PATH"],
+        "preProcessing": ["the program ./missing.py is not an executable file in tasks/"],
+        "promptTemplating": [
+            "tasks/broken.task.yaml#stages.promptTemplating.template:1: no filter named 'nosuchfilter'"
+        ],
+        "inference": ["provider 'anthropic' needs an API key: set ANTHROPIC_API_KEY"],
+        "validateQuality": [
+            "stage validateQuality is handled by the client ('reviewer'), but no client is connected: "
+                + "run the task through `stagerunner serve` from a client that declares the handler"
+        ],
+    ]
+
+    static func problems(_ stages: JSONValue?) -> [String: [String]] {
+        guard case .array(let items)? = stages else { return [:] }
+        var found: [String: [String]] = [:]
+        for item in items {
+            guard case .string(let stage)? = item["stage"], case .array(let list)? = item["problems"] else { continue }
+            let texts = list.compactMap(\.stringValue)
+            if !texts.isEmpty { found[stage] = texts }
+        }
+        return found
+    }
+
+    @Test("runTask with dryRun: every stage's problem, exactly; nothing runs or is written")
+    func runTaskDryRun() async throws {
+        let example = try Self.example()
+        defer { example.remove() }
+        let server = try ServerProcess(
+            ["serve", "--workspace", example.root, "--log-level", "error"],
+            environment: ["ANTHROPIC_API_KEY": ""]
+        )
+        let ok = try await server.call(1, "runTask", #"{"task":"tasks/summary.task.yaml","dryRun":true}"#)
+        #expect(ok["result"]?["dryRun"] == true && ok["result"]?["ok"] == true, "\(ok)")
+        #expect(ok["result"]?["task"] == "research-summary")
+        let broken = try await server.call(2, "runTask", #"{"task":"tasks/broken.task.yaml","dryRun":true}"#)
+        #expect(broken["result"]?["ok"] == false)
+        // Over the protocol there is a client: one that did not declare the handler.
+        var expected = Self.brokenProblems
+        expected["validateQuality"] = [
+            "stage validateQuality needs the client handler 'reviewer', which the client did not declare "
+                + "in initialize's capabilities.stageHandlers (it declared none)"
+        ]
+        #expect(Self.problems(broken["result"]?["stages"]) == expected, "\(broken)")
+        let pipeline = try await server.call(3, "runPipeline", #"{"pipeline":"pipelines/mixed.yaml","dryRun":true}"#)
+        let result = try #require(pipeline["result"], "\(pipeline)")
+        #expect(result["ok"] == false && result["pipeline"] == "mixed")
+        guard case .array(let tasks)? = result["tasks"], tasks.count == 3 else {
+            Issue.record("three tasks: \(result)")
+            return
+        }
+        #expect(tasks[0]["ok"] == true && tasks[1]["ok"] == false)
+        #expect(
+            tasks[2]["error"]?.stringValue?.hasPrefix("tasks/none.task.yaml: no such task file") == true,
+            "\(tasks[2])"
+        )
+        server.closeInput()
+        #expect(try await server.exitStatus() == 0)
+        #expect(!FileManager.default.fileExists(atPath: example.root + "/data/tasks"), "no task ran")
+        #expect(!FileManager.default.fileExists(atPath: example.root + "/jobs"), "no job started")
+    }
+
+    @Test("task --dry-run and run --dry-run from outside the workspace: it is found from the file's path")
+    func commands() async throws {
+        let example = try Self.example()
+        defer { example.remove() }
+        let parent = (example.root as NSString).deletingLastPathComponent
+        let folder = (example.root as NSString).lastPathComponent
+        let (status, output, _) = try await TerminalCommandTests.shell(
+            "ANTHROPIC_API_KEY= stagerunner task \(folder)/tasks/broken.task.yaml --dry-run --compact",
+            in: parent
+        )
+        #expect(status == 1, "\(output)")
+        let checked = try JSONParser.parse(Array(output.utf8))
+        #expect(Self.problems(checked["stages"]) == Self.brokenProblems)
+
+        let (ran, lines, errors) = try await TerminalCommandTests.shell(
+            "stagerunner run \(folder)/pipelines/research.pipeline.yaml --dry-run",
+            in: parent
+        )
+        #expect(ran == 0, "\(errors)")
+        #expect(
+            lines
+                == "summary (tasks/summary.task.yaml): ok\nreview (tasks/review.task.yaml): ok\n"
+                + "dry run: 2 tasks, no problems\n"
+        )
+        #expect(!FileManager.default.fileExists(atPath: parent + "/jobs"), "the parent is not the workspace")
+        #expect(!FileManager.default.fileExists(atPath: example.root + "/jobs"), "no job started")
+    }
+}

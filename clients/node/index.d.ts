@@ -163,6 +163,8 @@ export interface StageResult {
   score?: number;
   debug: StageDebug;
   metadata: GenerationMetadata;
+  /** What to know though the run went ahead: the template is not active in its catalog. */
+  warnings?: string[];
 }
 export type RunStageResult = StageResult;
 
@@ -324,6 +326,8 @@ export interface RunTaskParams {
   /** Seconds the whole task may take (server side). */
   timeout?: number | null;
   runId?: string | null;
+  /** Check the task and run no stage, write nothing: the result is a TaskDryRun. */
+  dryRun?: boolean | null;
 }
 
 /** schema/runTask.params.json#/properties/modelConfig/oneOf/0 */
@@ -333,7 +337,7 @@ export interface ModelConfig {
   models?: string[] | null;
 }
 
-/** schema/runTask.result.json: a failed task has ok false, failedStage and error. */
+/** schema/runTask.result.json: a failed task has ok false, failedStage and error. (With dryRun: a TaskDryRun.) */
 export interface TaskResult {
   ok: boolean;
   logs: TaskLogEntry[];
@@ -343,6 +347,52 @@ export interface TaskResult {
   failedStage?: TaskStage | "final-validation";
   error?: TaskErrorInfo;
 }
+
+/** schema/dryRun.result.json#/$defs/stage: one stage of a dry run. */
+export interface DryRunStage {
+  /** The task stage (ingestion … integration). */
+  stage: string;
+  /** The handler as logs name it: "command python3 stages/ingest.py", "llm", … */
+  handler: string;
+  /** What would stop the stage; empty when nothing would. */
+  problems: string[];
+}
+
+/** schema/dryRun.result.json#/$defs/task: runTask's answer with dryRun true; nothing ran. */
+export interface TaskDryRun {
+  dryRun: true;
+  /** No stage has a problem. */
+  ok: boolean;
+  /** The task's name. */
+  task: string;
+  /** The stages that have a handler, in run order. */
+  stages: DryRunStage[];
+}
+
+/** schema/dryRun.result.json#/$defs/pipeline: runPipeline's answer with dryRun true; no job started. */
+export interface PipelineDryRun {
+  dryRun: true;
+  /** Every task file loads and no stage has a problem. */
+  ok: boolean;
+  /** The pipeline's name. */
+  pipeline: string;
+  tasks: PipelineDryRunTask[];
+}
+
+/** schema/dryRun.result.json#/$defs/pipeline/properties/tasks/items: one task of a pipeline's dry run. */
+export interface PipelineDryRunTask {
+  name: string;
+  /** The task file, relative to the workspace. */
+  file: string;
+  ok: boolean;
+  /** The task's stages, when its file loads. */
+  stages?: DryRunStage[];
+  /** Why the task file cannot be used (file:line: path: message). */
+  error?: string;
+}
+
+/** schema/dryRun.result.json: the answer of runTask or runPipeline with dryRun true. */
+export type DryRunResult = TaskDryRun | PipelineDryRun;
 
 /** schema/runTask.result.json#/$defs/context: what every stage handler sees. */
 export interface TaskContext {
@@ -538,6 +588,8 @@ export interface RunPipelineParams {
   input?: unknown;
   name?: string | null;
   options?: RunPipelineOptions | null;
+  /** Check the pipeline and every task of it, start no job, write nothing: the result is a PipelineDryRun. */
+  dryRun?: boolean | null;
 }
 
 /** schema/runPipeline.params.json#/properties/options/oneOf/0 */
@@ -545,7 +597,7 @@ export interface RunPipelineOptions {
   wait?: boolean | null;
 }
 
-/** schema/runPipeline.result.json */
+/** schema/runPipeline.result.json (with dryRun: a PipelineDryRun). */
 export interface RunPipelineResult {
   jobId: string;
   status?: JobStatus;
@@ -975,8 +1027,14 @@ export declare class Client extends EventEmitter {
   listTemplates(params?: ListTemplatesParams, options?: CallOptions): Promise<ListTemplatesResult>;
   validateWorkspace(options?: CallOptions): Promise<ValidateWorkspaceResult>;
   shutdown(options?: CallOptions): Promise<ShutdownResult>;
-  runTask(params: RunTaskParams, options?: CallOptions): Promise<TaskResult>;
-  runPipeline(params: RunPipelineParams, options?: CallOptions): Promise<RunPipelineResult>;
+  /** runTask; with `dryRun: true` nothing runs and the answer is a TaskDryRun. */
+  runTask(params: RunTaskParams & { dryRun: true }, options?: CallOptions): Promise<TaskDryRun>;
+  runTask(params: RunTaskParams & { dryRun?: false | null }, options?: CallOptions): Promise<TaskResult>;
+  runTask(params: RunTaskParams, options?: CallOptions): Promise<TaskResult | TaskDryRun>;
+  /** runPipeline; with `dryRun: true` no job starts and the answer is a PipelineDryRun. */
+  runPipeline(params: RunPipelineParams & { dryRun: true }, options?: CallOptions): Promise<PipelineDryRun>;
+  runPipeline(params: RunPipelineParams & { dryRun?: false | null }, options?: CallOptions): Promise<RunPipelineResult>;
+  runPipeline(params: RunPipelineParams, options?: CallOptions): Promise<RunPipelineResult | PipelineDryRun>;
   getStatus(params: JobIdParams, options?: CallOptions): Promise<GetStatusResult>;
   listJobs(params?: ListJobsParams, options?: CallOptions): Promise<ListJobsResult>;
   cancelJob(params: JobIdParams, options?: CallOptions): Promise<CancelJobResult>;

@@ -438,3 +438,57 @@ public final class CallLog: Sendable {
         return totals.values.sorted { ($0.model, $0.status) < ($1.model, $1.status) }
     }
 }
+
+/// Calls of the log summed for one generation (or task), model, provider, stage, UTC day, status
+/// and cache use: the rows a ``CostReport`` groups further.
+public struct CallGroup: Sendable, Hashable, Codable, FetchableRecord {
+    public var genId: String
+    public var stage: String
+    public var model: String
+    public var provider: String
+    /// `YYYY-MM-DD` (UTC).
+    public var day: String
+    public var status: String
+    public var cached: Bool
+    public var calls: Int
+    /// Failed attempts retried within these calls.
+    public var retries: Int
+    public var promptTokens: Int
+    public var completionTokens: Int
+    public var cost: Double
+    /// Calls that answered but whose cost is unknown (no price, or no usage reported): their
+    /// cost is not in `cost`.
+    public var unpricedCalls: Int
+}
+
+extension CallLog {
+    /// The calls of one generation (or of one task, by its name) at `stage`, oldest first, over
+    /// every host's log.
+    public func calls(genId: String, stage: String) async throws -> [CallRecord] {
+        let logs = try await readAll { db in
+            try CallRecord.filter(Column("genId") == genId && Column("stage") == stage).order(Column("id")).fetchAll(db)
+        }
+        return logs.joined().sorted { $0.createdAt < $1.createdAt }
+    }
+
+    /// The whole log in ``CallGroup``s, over every host's log.
+    public func callGroups() async throws -> [CallGroup] {
+        let logs = try await readAll { db in
+            try CallGroup.fetchAll(
+                db,
+                sql: """
+                    SELECT genId, stage, model, provider, substr(createdAt, 1, 10) AS day, status, cached,
+                           COUNT(*) AS calls, COALESCE(SUM(retries), 0) AS retries,
+                           COALESCE(SUM(promptTokens), 0) AS promptTokens,
+                           COALESCE(SUM(completionTokens), 0) AS completionTokens,
+                           COALESCE(SUM(costUsd), 0) AS cost,
+                           SUM(costUsd IS NULL AND status != 'error'
+                               AND NOT (status = 'cancelled' AND promptTokens IS NULL AND completionTokens IS NULL))
+                               AS unpricedCalls
+                    FROM llm_calls GROUP BY genId, stage, model, provider, day, status, cached
+                    """
+            )
+        }
+        return Array(logs.joined())
+    }
+}

@@ -70,6 +70,8 @@ public struct StageResult: Sendable, Hashable {
     public var llmCleanedJSON: String?
     public var llmError: String?
     public var metadata: GenerationMetadata
+    /// What the caller should know though the run went ahead (an inactive template).
+    public var warnings: [String] = []
 }
 
 /// Why a stage could not run. Each case says what to fix.

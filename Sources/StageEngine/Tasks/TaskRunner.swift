@@ -56,18 +56,15 @@ extension WorkspaceEngine {
         try await state.task(file, parsers: parsers)
     }
 
-    /// Runs `task` by the task runner's rules (protocol/README.md §8.7): the eleven stages in order, missing handlers
-    /// skipped, the `{output, flags}` contract and flag types checked, outputs chained (validation
-    /// stages excluded), and validation failures starting critique-and-refine cycles.
-    ///
-    /// Stage failures are results (`ok: false`), not thrown errors; only cancellation throws.
-    public func runTask(
+    /// What the handlers of a run of `task` may use: the workspace, models (through the cache
+    /// and budgets), parsers, the client, and the call log for their calls.
+    func taskEnvironment(
         _ task: TaskDefinition,
-        options: TaskRunOptions = .init()
-    ) async throws(CancellationError) -> TaskResult {
-        let snapshot = await state.current()
-        let runId = options.runId ?? Self.newRunId()
-        let environment = TaskEnvironment(
+        options: TaskRunOptions,
+        runId: String,
+        _ snapshot: WorkspaceState.Snapshot
+    ) -> TaskEnvironment {
+        TaskEnvironment(
             workspace: workspace,
             taskDirectory: task.directory,
             router: snapshot.router,
@@ -89,6 +86,20 @@ extension WorkspaceEngine {
             },
             logger: logger
         )
+    }
+
+    /// Runs `task` by the task runner's rules (protocol/README.md §8.7): the eleven stages in order, missing handlers
+    /// skipped, the `{output, flags}` contract and flag types checked, outputs chained (validation
+    /// stages excluded), and validation failures starting critique-and-refine cycles.
+    ///
+    /// Stage failures are results (`ok: false`), not thrown errors; only cancellation throws.
+    public func runTask(
+        _ task: TaskDefinition,
+        options: TaskRunOptions = .init()
+    ) async throws(CancellationError) -> TaskResult {
+        let snapshot = await state.current()
+        let runId = options.runId ?? Self.newRunId()
+        let environment = taskEnvironment(task, options: options, runId: runId, snapshot)
         let workDir = options.workDir ?? "data/tasks/\(task.name)/\(runId)"
         // Recorded while it lasts, so that what a crash leaves in the run's folder is found.
         let record =

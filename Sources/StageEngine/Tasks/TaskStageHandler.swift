@@ -10,6 +10,16 @@ public protocol TaskStageHandler: Sendable {
 
     /// Runs the stage. Cancellation (a stage timeout, a cancelled task) must end it promptly.
     func run(_ invocation: StageInvocation) async throws -> StageOutput
+
+    /// What would stop the stage, found without running it (a dry run): a program that is not
+    /// there, a model whose provider cannot be used, a client handler nobody declared.
+    /// `invocation` holds the run's first context (the input, no outputs yet).
+    func problems(_ invocation: StageInvocation) -> [String]
+}
+
+extension TaskStageHandler {
+    /// Handlers that need nothing beyond what loading the task checked have no problems to find.
+    public func problems(_ invocation: StageInvocation) -> [String] { [] }
 }
 
 /// A handler written in Swift: how a Swift program implements a stage without a task file.

@@ -16,6 +16,8 @@ struct RunPipelineParams: Decodable, Sendable {
     var input: JSONValue?
     var name: String?
     var options: Options?
+    /// Check the pipeline and its tasks, start no job.
+    var dryRun: Bool?
 }
 
 struct JobIdParams: Decodable, Sendable {
@@ -116,13 +118,13 @@ extension RPCServer {
         if let name = params.name, name.isEmpty || name.count > 200 {
             throw ResponseError.invalidParams(field: "params.name", problem: "must be 1 to 200 characters")
         }
-        try await requireWritable("runPipeline")
-        let jobs = try await engine.jobs()
+        if params.dryRun != true { try await requireWritable("runPipeline") }
+        let runner = try await engine.runner()
         let pipeline: PipelineDefinition
         do {
             switch params.pipeline {
             case .string(let file) where !file.isEmpty:
-                pipeline = try PipelineDefinition.load(file, workspace: jobs.runner.workspace)
+                pipeline = try PipelineDefinition.load(file, workspace: runner.workspace)
             case .object:
                 pipeline = try PipelineDefinition.inline(params.pipeline)
             default:
@@ -134,6 +136,11 @@ extension RPCServer {
         } catch let error as TaskDefinitionError {
             throw ResponseError(definition: error, kind: "pipeline")
         }
+        if params.dryRun == true {
+            let options = TaskRunOptions(input: params.input ?? [:], clientStages: stageExecutor(context))
+            return RawJSON(await runner.dryRun(pipeline, options: options).json)
+        }
+        let jobs = try await engine.jobs()
         let id: String
         do {
             id = try await jobs.start(

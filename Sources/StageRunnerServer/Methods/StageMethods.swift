@@ -232,6 +232,7 @@ extension RPCServer {
             "metadata": try RawJSON(validated: Array(result.metadata.encoded())).value(),
         ]
         if let score = result.score { members["score"] = .double(score) }
+        if !result.warnings.isEmpty { members["warnings"] = .array(result.warnings.map(JSONValue.string)) }
         var debug: [String: JSONValue] = [:]
         if let cleaned = result.llmCleanedJSON { debug["llm_cleaned_json"] = .string(cleaned) }
         if let error = result.llmError { debug["llm_error"] = .string(error) }
@@ -244,13 +245,7 @@ extension RPCServer {
         let spec = try context.decodeParams(StageRunParams.self).spec(orderedValues: values)
         let runner = try await engine.runner()
         do {
-            let rendered = try await runner.renderPrompt(spec)
-            return RawJSON([
-                "prompt": .string(rendered.prompt),
-                "variables": .object(rendered.variables.mapValues(\.json)),
-                "templateId": .string(rendered.template.id),
-                "templateFile": .string(rendered.template.file),
-            ])
+            return RawJSON(WorkspaceEngine.renderedPromptJSON(try await runner.renderPrompt(spec)))
         } catch {
             throw ResponseError(error)
         }

@@ -18,6 +18,8 @@ struct RunTaskParams: Decodable, Sendable {
     /// Seconds the whole task may take.
     var timeout: Double?
     var runId: String?
+    /// Check the task, run no stage.
+    var dryRun: Bool?
 }
 
 /// Runs `executeStage` on the connected client for `client` stages.
@@ -66,7 +68,7 @@ struct ConnectionStageExecutor: ClientStageExecutor {
 extension RPCServer {
     func runTask(_ context: RequestContext) async throws -> RawJSON {
         let params = try context.decodeParams(RunTaskParams.self)
-        try await requireWritable("runTask")
+        if params.dryRun != true { try await requireWritable("runTask") }
         if let maxRefinements = params.maxRefinements, !(0...100).contains(maxRefinements) {
             throw ResponseError.invalidParams(field: "params.maxRefinements", problem: "must be from 0 to 100")
         }
@@ -117,6 +119,7 @@ extension RPCServer {
             runId: params.runId,
             clientStages: ConnectionStageExecutor(connection: context.connection, handlerNames: lifecycle.stageHandlers)
         )
+        if params.dryRun == true { return RawJSON(await runner.dryRun(task, options: options).json) }
         do {
             return RawJSON(try await runner.runTask(task, options: options).json)
         } catch {

@@ -21,27 +21,11 @@ extension RPCServer {
             }
             stage = known
         }
-        let (catalog, _) = await (try engine.runner()).validate()
-        let templates = catalog.templates.all.filter { entry in
-            (stage == nil || entry.stage == stage) && (params.includeInactive ?? true || entry.active)
-        }
-        return RawJSON([
-            "templates": .array(
-                templates.map { entry in
-                    var members: [String: JSONValue] = [
-                        "stage": .string(entry.stage.rawValue),
-                        "id": .string(entry.id),
-                        "name": .string(entry.name),
-                        "description": .string(entry.description),
-                        "generator": .string(entry.generator.rawValue),
-                        "active": .bool(entry.active),
-                        "file": .string(entry.file),
-                    ]
-                    if let parser = entry.parser { members["parser"] = .string(parser) }
-                    return .object(members)
-                }
-            )
-        ])
+        let templates = await (try engine.runner()).templates(
+            stage: stage,
+            activeOnly: !(params.includeInactive ?? true)
+        )
+        return RawJSON(["templates": .array(templates.map(\.json))])
     }
 
     /// The most diagnostics `validateWorkspace` lists; `errors` and `warnings` count them all.
@@ -50,30 +34,7 @@ extension RPCServer {
 
     func validateWorkspace(_ context: RequestContext) async throws -> RawJSON {
         _ = try context.decodeParams(EmptyParams.self)
-        let runner = try await engine.runner()
-        let (catalog, diagnostics) = await runner.validate()
-        let errors = diagnostics.filter { $0.severity == .error }.count
-        return RawJSON([
-            "root": .string(runner.workspace.root),
-            "valid": .bool(errors == 0),
-            "errors": .integer(Int64(errors)),
-            "warnings": .integer(Int64(diagnostics.filter { $0.severity == .warning }.count)),
-            "templates": .integer(Int64(catalog.templates.all.count)),
-            "generations": .integer(Int64(catalog.membership.rows.count)),
-            "diagnosticsOmitted": .integer(Int64(max(0, diagnostics.count - Self.listedDiagnostics))),
-            "diagnostics": .array(
-                diagnostics.prefix(Self.listedDiagnostics).map { diagnostic in
-                    [
-                        "file": .string(diagnostic.file),
-                        "line": .integer(Int64(diagnostic.line)),
-                        "column": .integer(Int64(diagnostic.column)),
-                        "severity": .string(diagnostic.severity.rawValue),
-                        "code": .string(diagnostic.code),
-                        "message": .string(diagnostic.message),
-                    ]
-                }
-            ),
-        ])
+        return RawJSON(await (try engine.runner()).validationReport().json(listing: Self.listedDiagnostics))
     }
 }
 

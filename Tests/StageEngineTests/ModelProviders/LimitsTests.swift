@@ -129,8 +129,10 @@ struct LimitsTests {
         let limiter = ProviderLimiter(provider: "counting", limits: .init(concurrency: 1))
         let client = LimitedClient(base, limiter: limiter)
         let holder = Task { try await client.complete(request()) }
+        // The holder has the slot before the waiter asks (started together, either could win).
+        while base.counts.withLock({ $0.calls }) == 0 { try await Task.sleep(for: .milliseconds(5)) }
         let waiter = Task { try await client.complete(request()) }
-        try await Task.sleep(for: .milliseconds(200))
+        while await limiter.waiting == 0 { try await Task.sleep(for: .milliseconds(5)) }
         #expect(await limiter.waiting == 1)
         let started = ContinuousClock.now
         waiter.cancel()

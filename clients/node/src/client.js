@@ -402,18 +402,22 @@ export class Client extends EventEmitter {
   validateWorkspace(options) { return this.request("validateWorkspace", {}, options); }
   shutdown(options) { return this.request("shutdown", undefined, options); }
   /**
-   * Run a task: `{task, input?, modelConfig?, maxRefinements?, timeout?, runId?}`; `task` is a task
-   * file's path relative to the workspace, or the task object. A failed task resolves with
-   * `ok: false`; a task that cannot be loaded rejects with TaskError (-32015).
+   * Run a task: `{task, input?, modelConfig?, maxRefinements?, timeout?, runId?, dryRun?}`; `task` is
+   * a task file's path relative to the workspace, or the task object. A failed task resolves with
+   * `ok: false`; a task that cannot be loaded rejects with TaskError (-32015). With `dryRun: true`
+   * nothing runs or is written: it resolves with `{dryRun: true, ok, task, stages: [{stage, handler,
+   * problems}]}`.
    */
   runTask(params, options) { return this.request("runTask", params, options); }
 
   // ---- jobs (protocol/README.md sections 8.9 to 8.11) --------------------------------------
 
   /**
-   * Start a pipeline as a job: `{pipeline, input?, name?, options?: {wait?}}`; `pipeline` is a
-   * pipeline file's path relative to the workspace, or the pipeline object. Resolves with {jobId}
-   * at once, or with `options.wait` once the job has ended, with its final `status` too.
+   * Start a pipeline as a job: `{pipeline, input?, name?, options?: {wait?}, dryRun?}`; `pipeline` is
+   * a pipeline file's path relative to the workspace, or the pipeline object. Resolves with {jobId}
+   * at once, or with `options.wait` once the job has ended, with its final `status` too. With
+   * `dryRun: true` no job starts: it resolves with `{dryRun: true, ok, pipeline, tasks: [{name, file,
+   * ok, stages?, error?}]}`.
    */
   runPipeline(params, options) { return this.request("runPipeline", params, options); }
   /** `{jobId}` → {status, taskStages}. */

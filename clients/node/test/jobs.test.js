@@ -158,6 +158,38 @@ describe("jobs", { skip: SKIP_NO_BIN }, () => {
     });
   });
 
+  test("a pipeline dry run checks every task and starts no job", async () => {
+    const ws = researchCopy();
+    const gaps = { name: "gaps", tasks: [{ task: "tasks/flaky.task.yaml" }, { name: "gone", task: "tasks/missing.task.yaml" }] };
+    await withClient(ws, async (client) => {
+      const every = client.subscribeStatus();
+      await every.start();
+      const dry = await client.runPipeline({ pipeline: RESEARCH, input: { topic: "Kelp" }, dryRun: true });
+      const partial = await client.runPipeline({ pipeline: gaps, dryRun: true });
+      assert.deepEqual((await client.listJobs()).jobs, []);
+      await every.close();
+      for (const result of [dry, partial]) {
+        assertSchema(result, "runPipeline.result");
+        assertSchema(result, "dryRun.result");
+        assert.ok(!("jobId" in result));
+      }
+      assert.deepEqual([dry.dryRun, dry.ok, dry.pipeline], [true, true, "research"]);
+      assert.deepEqual(dry.tasks.map((t) => [t.name, t.file, t.ok]), [
+        ["summary", "tasks/summary.task.yaml", true], ["review", "tasks/review.task.yaml", true],
+      ]);
+      assert.deepEqual(dry.tasks[1].stages.map((s) => s.stage), ["promptTemplating", "inference", "integration"]);
+      assert.ok(dry.tasks.every((t) => t.stages.every((s) => s.problems.length === 0)));
+      assert.deepEqual([partial.ok, partial.pipeline], [false, "gaps"]);
+      const [flaky, gone] = partial.tasks;
+      assert.deepEqual([flaky.name, flaky.ok, flaky.stages.map((s) => s.stage)], ["flaky", true, ["ingestion"]]);
+      assert.deepEqual([gone.name, gone.file, gone.ok, "stages" in gone], ["gone", "tasks/missing.task.yaml", false, false]);
+      assert.match(gone.error, /tasks\/missing\.task\.yaml/);
+      assert.equal(traffic(client).received.statusChanged ?? 0, 0, "no job, no status change");
+    });
+    assert.equal(fs.existsSync(path.join(ws, "jobs")), false);
+    assert.equal(fs.existsSync(path.join(ws, "data", "tasks")), false);
+  });
+
   test("retry after a failure", async () => {
     const ws = researchCopy();
     await withClient(ws, async (client) => {

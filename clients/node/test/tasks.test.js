@@ -30,6 +30,35 @@ const GRADED = {
   },
 };
 
+/** The stages of examples/research-task/tasks/summary.task.yaml, with their handlers as logs name them. */
+const SUMMARY_STAGES = [
+  ["ingestion", "command python3 stages/ingest.py"],
+  ["promptTemplating", "template tasks/prompts/draft.j2"],
+  ["inference", "llm"],
+  ["parsing", "parse json"],
+  ["validateStructure", "schema tasks/schemas/summary.schema.json"],
+  ["critique", "prompt tasks/prompts/critique.j2"],
+  ["refine", "prompt tasks/prompts/refine.j2"],
+  ["integration", "write summary.json"],
+];
+/** A task file with three stages a dry run finds problems in, and one it finds none in. */
+const BROKEN_TASK = `name: broken
+stages:
+  ingestion:
+    command: [no-such-program-for-stagerunner-tests]
+  inference:
+    llm: openai:gpt-4o-mini
+  validateQuality:
+    client: quality
+  integration:
+    write: out.txt
+`;
+
+/** Every file and folder under `root`, relative to it, but the server's own .stagerunner/. */
+function tree(root) {
+  return fs.readdirSync(root, { recursive: true }).map(String).filter((p) => p.split(path.sep)[0] !== ".stagerunner").sort();
+}
+
 async function withClient(options, fn) {
   const client = await Client.spawn({ executable: BIN, ...options });
   try {
@@ -57,6 +86,43 @@ describe("tasks", { skip: SKIP_NO_BIN }, () => {
       const summary = JSON.parse(fs.readFileSync(path.join(ws, "data/tasks/research-summary/node/summary.json"), "utf8"));
       assert.equal(summary.confidence, 0.72);
     });
+  });
+
+  test("a dry run checks the research task and runs nothing", async () => {
+    const ws = researchCopy();
+    await withClient({ workspace: ws }, async (client) => {
+      const before = tree(ws);
+      const dry = await client.runTask({ task: "tasks/summary.task.yaml", input: { topic: "Tide pools" }, runId: "dry", dryRun: true });
+      assert.deepEqual(tree(ws), before, "a dry run writes nothing");
+      assertSchema(dry, "runTask.result");
+      assertSchema(dry, "dryRun.result");
+      assert.deepEqual([dry.dryRun, dry.ok, dry.task], [true, true, "research-summary"]);
+      assert.deepEqual(dry.stages.map((s) => [s.stage, s.handler]), SUMMARY_STAGES);
+      assert.deepEqual(dry.stages.map((s) => s.problems), SUMMARY_STAGES.map(() => []));
+      assert.ok(!("logs" in dry) && !("context" in dry), "nothing ran");
+      assert.equal(traffic(client).sent.runTask, 1);
+    });
+    assert.equal(fs.existsSync(path.join(ws, "data", "tasks")), false);
+  });
+
+  test("a dry run finds what would stop each stage; without dryRun the task runs", async () => {
+    const ws = researchCopy();
+    fs.writeFileSync(path.join(ws, "tasks", "broken.task.yaml"), BROKEN_TASK);
+    await withClient({ workspace: ws, env: { OPENAI_API_KEY: undefined } }, async (client) => {
+      const dry = await client.runTask({ task: "tasks/broken.task.yaml", dryRun: true });
+      assertSchema(dry, "runTask.result");
+      assert.deepEqual([dry.dryRun, dry.ok, dry.task], [true, false, "broken"]);
+      const stages = Object.fromEntries(dry.stages.map((s) => [s.stage, s]));
+      assert.deepEqual(Object.keys(stages), ["ingestion", "inference", "validateQuality", "integration"]);
+      assert.ok(stages.ingestion.problems.some((p) => p.includes("no-such-program-for-stagerunner-tests")), stages.ingestion.problems);
+      assert.ok(stages.inference.problems.some((p) => p.includes("OPENAI_API_KEY")), stages.inference.problems);
+      assert.ok(stages.validateQuality.problems.some((p) => p.includes("quality")), stages.validateQuality.problems);
+      assert.deepEqual(stages.integration, { stage: "integration", handler: "write out.txt", problems: [] });
+      assert.equal(fs.existsSync(path.join(ws, "data", "tasks")), false);
+      const ran = await client.runTask({ task: "tasks/broken.task.yaml", runId: "real", dryRun: false });
+      assert.deepEqual([ran.ok, ran.failedStage], [false, "ingestion"]);
+    });
+    assert.ok(fs.existsSync(path.join(ws, "data", "tasks", "broken", "real")));
   });
 
   test("a client stage is served by a handler given to spawn", async () => {

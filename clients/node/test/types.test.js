@@ -74,6 +74,17 @@ const MAP = {
   UnsubscribeStatusResult: ["unsubscribeStatus.result.json", ""],
   StatusChangedParams: ["statusChanged.params.json", ""],
   PatchOperation: ["statusChanged.params.json", "/$defs/operation"],
+  DryRunStage: ["dryRun.result.json", "/$defs/stage"],
+  TaskDryRun: ["dryRun.result.json", "/$defs/task"],
+  PipelineDryRun: ["dryRun.result.json", "/$defs/pipeline"],
+  PipelineDryRunTask: ["dryRun.result.json", "/$defs/pipeline/properties/tasks/items"],
+};
+
+// Results that are a run's answer, or with dryRun the dry run's: their required members are those
+// of the run's branch of the schema (the JSON pointer of the subschema that lists them).
+const REQUIRED_AT = {
+  TaskResult: "/oneOf/0",
+  RunPipelineResult: "/else",
 };
 
 // The params of cancelJob and resumeJob are getStatus's: {jobId}.
@@ -112,7 +123,7 @@ for (const [iface, [file, pointer]] of Object.entries(MAP)) {
     const members = interfaceMembers(iface);
     const props = Object.keys(schema.properties ?? {});
     assert.deepEqual(members.map((m) => m.name).sort(), [...props].sort(), `${iface} members vs schema properties`);
-    const required = new Set(schema.required ?? []);
+    const required = new Set((iface in REQUIRED_AT ? schemaAt(file, REQUIRED_AT[iface]) : schema).required ?? []);
     for (const m of members) {
       assert.equal(!m.optional, required.has(m.name), `${iface}.${m.name}: optional in .d.ts must mean not required in the schema`);
     }
@@ -134,8 +145,24 @@ test("index.d.ts ProgressValue is the union of progress.params.json's value kind
   assert.deepEqual(variants, schema);
 });
 
+test("runTask and runPipeline answer a run, or with dryRun the dry run: TaskDryRun, PipelineDryRun", () => {
+  assert.deepEqual(schemaAt("runTask.result.json", "/oneOf").map((branch) => branch.$ref), [undefined, "dryRun.result.json#/$defs/task"]);
+  assert.deepEqual(schemaAt("runPipeline.result.json", "/if/properties"), { dryRun: { const: true } });
+  assert.deepEqual(schemaAt("runPipeline.result.json", "/then"), { $ref: "dryRun.result.json#/$defs/pipeline" });
+  assert.deepEqual(schemaAt("dryRun.result.json", "/oneOf").map((branch) => branch.$ref), ["#/$defs/task", "#/$defs/pipeline"]);
+  assert.match(dts, /export type DryRunResult = TaskDryRun \| PipelineDryRun;/);
+  for (const iface of ["TaskDryRun", "PipelineDryRun"]) {
+    assert.match(dts, new RegExp(`export interface ${iface} \\{\\n  dryRun: true;`), `${iface}.dryRun is the literal true`);
+  }
+  // The overloads: dryRun true answers the dry run, anything else the run.
+  assert.match(dts, /runTask\(params: RunTaskParams & \{ dryRun: true \}, options\?: CallOptions\): Promise<TaskDryRun>;/);
+  assert.match(dts, /runPipeline\(params: RunPipelineParams & \{ dryRun: true \}, options\?: CallOptions\): Promise<PipelineDryRun>;/);
+});
+
 test("every result schema is mapped to an interface (or is null)", () => {
   const mapped = new Set(Object.values(MAP).filter(([, p]) => p === "").map(([f]) => f));
+  // dryRun.result.json is a oneOf of its two $defs: DryRunResult = TaskDryRun | PipelineDryRun.
+  if (MAP.TaskDryRun && MAP.PipelineDryRun) mapped.add("dryRun.result.json");
   for (const f of fs.readdirSync(SCHEMA_DIR).filter((f) => f.endsWith(".result.json"))) {
     const schema = JSON.parse(fs.readFileSync(path.join(SCHEMA_DIR, f), "utf8"));
     if (schema.type === "null") continue; // shutdown: ShutdownResult = null

@@ -114,6 +114,7 @@ class ValidatingClient(Client):
         self.validated_notifications: dict[str, int] = {}
         self.sent: dict[str, int] = {}  # requests and notifications sent, by method
         self.received: dict[str, int] = {}  # server requests and notifications received, by method
+        self.requests: list[tuple[str, Any]] = []  # (method, params) of every request sent, in order
         self._sent_methods: dict[Any, str] = {}
         self._received_requests: dict[Any, str] = {}  # server request id -> method, until answered
         self.check_params = True  # tests that send bad params on purpose turn this off
@@ -129,6 +130,7 @@ class ValidatingClient(Client):
                 self.schema_failures += errors_for(params_schema, message["params"])
             if "id" in message:
                 self._sent_methods[message["id"]] = method
+                self.requests.append((method, message.get("params")))
         else:
             self.schema_failures += errors_for("response.json", dict(message))
             answered = self._received_requests.pop(message.get("id"), None)

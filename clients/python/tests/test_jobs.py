@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,51 @@ async def test_wait_answers_with_the_final_status(spawn: Spawner, research: Path
         )
         assert compute_task_stage(status, "flaky") == "ingestion" and compute_task_stage(status, "review") is None
         assert (await c.get_status(result["jobId"]))["taskStages"] == {"flaky": "ingestion", "review": None}
+
+
+async def test_a_pipeline_dry_run_checks_every_task_and_starts_no_job(spawn: Spawner, research: Path) -> None:
+    gaps = {"name": "gaps", "tasks": [{"task": "tasks/flaky.task.yaml"}, {"name": "gone", "task": "tasks/missing.task.yaml"}]}
+    async with spawn(workspace=research) as c:
+        async with c.subscribe_status() as every:
+            dry = await c.run_pipeline("pipelines/research.pipeline.yaml", {"topic": "Kelp"}, dry_run=True)
+            partial = await c.run_pipeline(gaps, dry_run=True)
+            assert (await c.list_jobs())["jobs"] == []
+        assert every.documents == {} and c.received.get("statusChanged", 0) == 0
+    for result in (dry, partial):
+        validate_result("runPipeline", result)
+        assert errors_for("dryRun.result.json", result) == []
+        assert "jobId" not in result
+    assert (dry["dryRun"], dry["ok"], dry["pipeline"]) == (True, True, "research")
+    assert [(task["name"], task["file"], task["ok"]) for task in dry["tasks"]] == [
+        ("summary", "tasks/summary.task.yaml", True), ("review", "tasks/review.task.yaml", True),
+    ]
+    assert [stage["stage"] for stage in dry["tasks"][1]["stages"]] == ["promptTemplating", "inference", "integration"]
+    assert all(stage["problems"] == [] for task in dry["tasks"] for stage in task["stages"])
+    assert (partial["ok"], partial["pipeline"]) == (False, "gaps")
+    flaky, gone = partial["tasks"]
+    assert (flaky["name"], flaky["ok"], [stage["stage"] for stage in flaky["stages"]]) == ("flaky", True, ["ingestion"])
+    assert (gone["name"], gone["file"], gone["ok"]) == ("gone", "tasks/missing.task.yaml", False)
+    assert "stages" not in gone and "tasks/missing.task.yaml" in gone["error"]
+    assert not (research / "jobs").exists() and not (research / "data" / "tasks").exists()
+    assert [params for method, params in c.requests if method == "runPipeline"] == [
+        {"pipeline": "pipelines/research.pipeline.yaml", "input": {"topic": "Kelp"}, "dryRun": True},
+        {"pipeline": gaps, "dryRun": True},
+    ]
+
+
+async def test_a_pipeline_dry_run_checks_the_tasks_as_the_job_would_run_them(spawn: Spawner, research: Path) -> None:
+    (research / "tasks" / "plain.task.yaml").write_text("name: plain\nstages:\n  inference:\n    llm: null\n")
+    openai = {"defaultProvider": "openai", "defaultModel": "gpt-4o-mini"}
+    pipeline = {"name": "plain", "tasks": [{"task": "tasks/plain.task.yaml"}], "defaults": {"modelConfig": openai}}
+    env = {name: value for name, value in os.environ.items() if name != "OPENAI_API_KEY"}
+    async with spawn(workspace=research, env=env) as c:
+        task = await c.run_task("tasks/plain.task.yaml", model_config=openai, dry_run=True)
+        assert task["ok"] is False and "OPENAI_API_KEY" in task["stages"][0]["problems"][0]
+        job = await c.run_pipeline(pipeline, wait=True)
+        assert job["status"]["state"] == "failed"  # the job does use openai, and has no key
+        dry = await c.run_pipeline(pipeline, dry_run=True)
+    assert dry["ok"] is False, dry
+    assert dry["tasks"][0]["stages"][0]["problems"] == task["stages"][0]["problems"]
 
 
 async def test_retry_after_a_failure(spawn: Spawner, research: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from stagerunner import Client, RequestFailed, SyncClient, TaskContext, TaskError
-from stagerunner_testkit import REPO_ROOT, Spawner, validate_result
+from stagerunner_testkit import REPO_ROOT, Spawner, errors_for, validate_result
 
 RESEARCH = REPO_ROOT / "examples" / "research-task"
 
@@ -24,6 +25,39 @@ GRADED = {
         "integration": {"write": "graded.txt"},
     },
 }
+
+
+#: The stages of examples/research-task/tasks/summary.task.yaml, with their handlers as logs name them.
+SUMMARY_STAGES = [
+    ("ingestion", "command python3 stages/ingest.py"),
+    ("promptTemplating", "template tasks/prompts/draft.j2"),
+    ("inference", "llm"),
+    ("parsing", "parse json"),
+    ("validateStructure", "schema tasks/schemas/summary.schema.json"),
+    ("critique", "prompt tasks/prompts/critique.j2"),
+    ("refine", "prompt tasks/prompts/refine.j2"),
+    ("integration", "write summary.json"),
+]
+#: A task file with three stages a dry run finds problems in, and one it finds none in.
+BROKEN_TASK = """name: broken
+stages:
+  ingestion:
+    command: [no-such-program-for-stagerunner-tests]
+  inference:
+    llm: openai:gpt-4o-mini
+  validateQuality:
+    client: quality
+  integration:
+    write: out.txt
+"""
+
+
+def tree(root: Path) -> list[str]:
+    """Every file and folder under ``root``, relative to it, but the server's own ``.stagerunner/``
+    (its cache and call log, which the server opens on the first task method, dry runs included)."""
+    return sorted(
+        str(path.relative_to(root)) for path in root.rglob("*") if path.relative_to(root).parts[0] != ".stagerunner"
+    )
 
 
 @pytest.fixture
@@ -48,6 +82,47 @@ async def test_research_example_runs_through_run_task(spawn: Spawner, research: 
         summary = json.loads((research / "data/tasks/research-summary/py/summary.json").read_text())
         assert summary["confidence"] == 0.72
         assert c.validated_results["runTask"] == 1
+
+
+async def test_a_dry_run_checks_the_research_task_and_runs_nothing(spawn: Spawner, research: Path) -> None:
+    async with spawn(workspace=research) as c:
+        before = tree(research)
+        dry = await c.run_task("tasks/summary.task.yaml", {"topic": "Tide pools"}, run_id="dry", dry_run=True)
+        assert tree(research) == before, "a dry run writes nothing"
+    validate_result("runTask", dry)
+    assert errors_for("dryRun.result.json", dry) == []
+    assert (dry["dryRun"], dry["ok"], dry["task"]) == (True, True, "research-summary")
+    assert [(stage["stage"], stage["handler"]) for stage in dry["stages"]] == SUMMARY_STAGES
+    assert [stage["problems"] for stage in dry["stages"]] == [[]] * len(SUMMARY_STAGES)
+    assert not {"logs", "context", "llmMetrics"} & set(dry), "nothing ran"
+    assert not (research / "data" / "tasks").exists()
+    assert [params for method, params in c.requests if method == "runTask"] == [
+        {"task": "tasks/summary.task.yaml", "input": {"topic": "Tide pools"}, "runId": "dry", "dryRun": True}
+    ]
+
+
+async def test_a_dry_run_finds_what_would_stop_each_stage(spawn: Spawner, research: Path) -> None:
+    (research / "tasks" / "broken.task.yaml").write_text(BROKEN_TASK)
+    env = {name: value for name, value in os.environ.items() if name != "OPENAI_API_KEY"}
+    async with spawn(workspace=research, env=env) as c:
+        dry = await c.run_task("tasks/broken.task.yaml", dry_run=True)
+        assert not (research / "data" / "tasks").exists()
+        ran = await c.run_task("tasks/broken.task.yaml", run_id="real")  # dry_run left out: the task runs
+    validate_result("runTask", dry)
+    assert (dry["dryRun"], dry["ok"], dry["task"]) == (True, False, "broken")
+    stages = {stage["stage"]: stage for stage in dry["stages"]}
+    assert list(stages) == ["ingestion", "inference", "validateQuality", "integration"]
+    assert stages["ingestion"]["handler"] == "command no-such-program-for-stagerunner-tests"
+    assert any("no-such-program-for-stagerunner-tests" in problem for problem in stages["ingestion"]["problems"])
+    assert any("OPENAI_API_KEY" in problem for problem in stages["inference"]["problems"])
+    assert any("quality" in problem for problem in stages["validateQuality"]["problems"])
+    assert stages["integration"] == {"stage": "integration", "handler": "write out.txt", "problems": []}
+    assert (ran["ok"], ran["failedStage"]) == (False, "ingestion")
+    assert (research / "data" / "tasks" / "broken" / "real").is_dir()
+    assert [params for method, params in c.requests if method == "runTask"] == [
+        {"task": "tasks/broken.task.yaml", "dryRun": True},
+        {"task": "tasks/broken.task.yaml", "runId": "real"},
+    ]
 
 
 async def test_run_task_options_reach_the_context(spawn: Spawner, research: Path) -> None:
@@ -207,6 +282,15 @@ def test_sync_client_runs_tasks_with_handlers(bin_path: str, research: Path) -> 
         assert result["context"]["data"]["validateQuality"] == "A DRAFT ABOUT KELP."
         research_result = c.run_task("tasks/summary.task.yaml", {"topic": "Kelp forests"})
         assert research_result["ok"] is True
+
+
+def test_sync_client_dry_runs(bin_path: str, research: Path) -> None:
+    with SyncClient.spawn(bin_path, workspace=research) as c:
+        task = c.run_task("tasks/summary.task.yaml", dry_run=True)
+        pipeline = c.run_pipeline("pipelines/research.pipeline.yaml", dry_run=True)
+    assert (task["dryRun"], task["ok"], len(task["stages"])) == (True, True, len(SUMMARY_STAGES))
+    assert (pipeline["dryRun"], pipeline["ok"], [t["name"] for t in pipeline["tasks"]]) == (True, True, ["summary", "review"])
+    assert not (research / "data" / "tasks").exists() and not (research / "jobs").exists()
 
 
 def test_stage_handler_names_must_be_non_empty() -> None:

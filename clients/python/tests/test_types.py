@@ -61,6 +61,17 @@ MAPPING: dict[str, tuple[str, str]] = {
     "UnsubscribeStatusResult": ("unsubscribeStatus.result.json", ""),
     "StatusChangedParams": ("statusChanged.params.json", ""),
     "PatchOperation": ("statusChanged.params.json", "/$defs/operation"),
+    "DryRunStage": ("dryRun.result.json", "/$defs/stage"),
+    "TaskDryRun": ("dryRun.result.json", "/$defs/task"),
+    "PipelineDryRun": ("dryRun.result.json", "/$defs/pipeline"),
+    "PipelineDryRunTask": ("dryRun.result.json", "/$defs/pipeline/properties/tasks/items"),
+}
+
+# Results that are a run's answer, or with dryRun the dry run's: their required members are those
+# of the run's branch of the schema (JSON pointer of the subschema that lists them).
+REQUIRED_AT: dict[str, str] = {
+    "TaskResult": "/oneOf/0",
+    "RunPipelineResult": "/else",
 }
 
 
@@ -81,7 +92,22 @@ def test_typeddict_matches_schema(name: str) -> None:
     td_keys = set(td.__annotations__)
     assert schema_keys - td_keys == set(), f"{name}: schema members without a field"
     assert td_keys - schema_keys == set(), f"{name}: fields the schema does not have"
-    assert set(td.__required_keys__) == set(obj.get("required", [])), f"{name}: required members differ"
+    required = resolve(load_schema(file), REQUIRED_AT[name]) if name in REQUIRED_AT else obj
+    assert set(td.__required_keys__) == set(required.get("required", [])), f"{name}: required members differ"
+
+
+def test_a_run_or_its_dry_run() -> None:
+    """runTask's and runPipeline's results are the run's answer, or with dryRun the dry run's."""
+    task = load_schema("runTask.result.json")
+    assert [branch.get("$ref") for branch in task["oneOf"]] == [None, "dryRun.result.json#/$defs/task"]
+    pipeline = load_schema("runPipeline.result.json")
+    assert pipeline["if"]["properties"] == {"dryRun": {"const": True}}
+    assert pipeline["then"] == {"$ref": "dryRun.result.json#/$defs/pipeline"}
+    union = load_schema("dryRun.result.json")["oneOf"]
+    assert [branch["$ref"] for branch in union] == ["#/$defs/task", "#/$defs/pipeline"]
+    assert types.DryRunResult == types.TaskDryRun | types.PipelineDryRun
+    for td in (types.TaskDryRun, types.PipelineDryRun):
+        assert td.__annotations__["dryRun"].__args__ == (True,)
 
 
 def test_progress_value_is_the_union_of_the_schema_kinds() -> None:
@@ -98,6 +124,8 @@ def test_every_result_schema_is_covered() -> None:
     from stagerunner_testkit import SCHEMA_IDS
 
     covered = {file for file, pointer in MAPPING.values() if pointer == ""}
+    # dryRun.result.json is a oneOf of its two $defs (TaskDryRun, PipelineDryRun): DryRunResult.
+    covered |= {"dryRun.result.json"} if {"TaskDryRun", "PipelineDryRun"} <= set(MAPPING) else set()
     results = {f for f in SCHEMA_IDS if f.endswith(".result.json")}
     # shutdown's result is null and test/print's is {}: no TypedDict for those.
     assert results - covered == {"shutdown.result.json", "test-print.result.json"}

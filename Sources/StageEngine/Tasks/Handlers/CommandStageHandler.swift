@@ -27,6 +27,23 @@ struct CommandStageHandler: TaskStageHandler {
 
     var summary: String { "command " + argv.joined(separator: " ") }
 
+    /// The program must be there: a path (relative to the task file's folder) to an executable
+    /// file, or a name found on `PATH`.
+    func problems(_ invocation: StageInvocation) -> [String] {
+        let program = argv[0]
+        if program.contains("/") {
+            let path =
+                program.hasPrefix("/") ? program : invocation.environment.workspace.path("\(directory)/\(program)")
+            guard access(path, X_OK) != 0 else { return [] }
+            return [
+                "the program \(program) is not an executable file" + (program.hasPrefix("/") ? "" : " in \(directory)/")
+            ]
+        }
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+        if path.split(separator: ":").contains(where: { access("\($0)/\(program)", X_OK) == 0 }) { return [] }
+        return ["the command '\(program)' is not found on PATH"]
+    }
+
     func run(_ invocation: StageInvocation) async throws -> StageOutput {
         let workspace = invocation.environment.workspace
         let folder = workspace.path(directory)

@@ -19,6 +19,19 @@ struct ModelStageHandler: TaskStageHandler {
 
     var summary: String { template.map { "prompt \($0.name)" } ?? "llm" }
 
+    /// The model's provider must be usable (configured, its key set), and the template must use
+    /// only filters and tests that exist.
+    func problems(_ invocation: StageInvocation) -> [String] {
+        let environment = invocation.environment
+        var problems = (template?.unknownNames ?? []).map { "\(template?.name ?? ""):\($0.line): \($0.message)" }
+        do {
+            _ = try environment.router.check(environment.model(stageModel: model, context: invocation.context))
+        } catch {
+            problems.append(error.message)
+        }
+        return problems
+    }
+
     func run(_ invocation: StageInvocation) async throws -> StageOutput {
         let environment = invocation.environment
         let context = invocation.context

@@ -9,6 +9,11 @@ struct TemplateStageHandler: TaskStageHandler {
 
     var summary: String { "template \(templateName)" }
 
+    /// Only filters and tests that exist.
+    func problems(_ invocation: StageInvocation) -> [String] {
+        template.unknownNames.map { "\(templateName):\($0.line): \($0.message)" }
+    }
+
     func run(_ invocation: StageInvocation) async throws -> StageOutput {
         StageOutput(output: .string(try render(template, invocation)))
     }

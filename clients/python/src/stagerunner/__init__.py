@@ -58,6 +58,8 @@ from .jobs import (
 from .sync import SyncClient
 from .types import (
     Diagnostic,
+    DryRunResult,
+    DryRunStage,
     ExecuteStageParams,
     GenerationMetadata,
     InitializeResult,
@@ -88,9 +90,12 @@ from .types import (
     JobSummary,
     JobTask,
     ListJobsResult,
+    PipelineDryRun,
+    PipelineDryRunTask,
     RunPipelineResult,
     StatusChangedParams,
     SubscribeStatusResult,
+    TaskDryRun,
 )
 
 __all__ = [
@@ -148,6 +153,11 @@ __all__ = [
     "TaskLogEntry",
     "TaskResult",
     "TaskStage",
+    "DryRunResult",
+    "DryRunStage",
+    "TaskDryRun",
+    "PipelineDryRun",
+    "PipelineDryRunTask",
     "TERMINAL_JOB_STATES",
     "PatchError",
     "StatusChange",

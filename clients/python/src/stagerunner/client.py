@@ -25,7 +25,7 @@ import shutil
 import signal
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, Literal, Self, cast, overload
 
 from ._common import MISSING, F, drop_none, stage_params
 from .errors import (
@@ -52,6 +52,7 @@ from .types import (
     ModelConfig,
     Notification,
     PingResult,
+    PipelineDryRun,
     ProgressToken,
     ProgressValue,
     RenderPromptResult,
@@ -63,6 +64,7 @@ from .types import (
     StageOutput,
     StageResult,
     TaskContext,
+    TaskDryRun,
     TaskResult,
     TaskStage,
     ValidateWorkspaceResult,
@@ -941,6 +943,7 @@ class Client:
         """``validateWorkspace``: every problem of the workspace, as diagnostics."""
         return cast(ValidateWorkspaceResult, await self.request("validateWorkspace", {}, timeout=timeout))
 
+    @overload
     async def run_task(
         self,
         task: str | Mapping[str, Any],
@@ -950,8 +953,50 @@ class Client:
         max_refinements: int | None = None,
         task_timeout: float | None = None,
         run_id: str | None = None,
+        dry_run: Literal[False] | None = None,
         timeout: float | None = None,
-    ) -> TaskResult:
+    ) -> TaskResult: ...
+
+    @overload
+    async def run_task(
+        self,
+        task: str | Mapping[str, Any],
+        input: Any = None,
+        *,
+        model_config: ModelConfig | None = None,
+        max_refinements: int | None = None,
+        task_timeout: float | None = None,
+        run_id: str | None = None,
+        dry_run: Literal[True],
+        timeout: float | None = None,
+    ) -> TaskDryRun: ...
+
+    @overload
+    async def run_task(
+        self,
+        task: str | Mapping[str, Any],
+        input: Any = None,
+        *,
+        model_config: ModelConfig | None = None,
+        max_refinements: int | None = None,
+        task_timeout: float | None = None,
+        run_id: str | None = None,
+        dry_run: bool | None = None,
+        timeout: float | None = None,
+    ) -> TaskResult | TaskDryRun: ...
+
+    async def run_task(
+        self,
+        task: str | Mapping[str, Any],
+        input: Any = None,
+        *,
+        model_config: ModelConfig | None = None,
+        max_refinements: int | None = None,
+        task_timeout: float | None = None,
+        run_id: str | None = None,
+        dry_run: bool | None = None,
+        timeout: float | None = None,
+    ) -> TaskResult | TaskDryRun:
         """``runTask``: run a task (a task file's path relative to the workspace, or the task itself).
 
         ``input`` is the seed (default ``{}``). ``task_timeout`` is the server-side limit of
@@ -960,6 +1005,10 @@ class Client:
         with ``ok`` false (``failedStage`` and ``error`` say why); a task that cannot be
         loaded raises :class:`~stagerunner.errors.TaskError` (-32015). Stages whose handler
         is ``client`` are run by the handlers registered with :meth:`stage_handler`.
+
+        With ``dry_run=True`` nothing runs and nothing is written: the server checks the task
+        and each stage's handler and answers a :class:`~stagerunner.types.TaskDryRun`
+        (``{"dryRun": True, "ok", "task", "stages": [{"stage", "handler", "problems"}]}``).
         """
         params = drop_none(
             {
@@ -969,11 +1018,48 @@ class Client:
                 "maxRefinements": max_refinements,
                 "timeout": task_timeout,
                 "runId": run_id,
+                "dryRun": dry_run,
             }
         )
-        return cast(TaskResult, await self.request("runTask", params, timeout=timeout))
+        return cast(TaskResult | TaskDryRun, await self.request("runTask", params, timeout=timeout))
 
     # ------------------------------------------------------------------ jobs
+
+    @overload
+    async def run_pipeline(
+        self,
+        pipeline: str | Mapping[str, Any],
+        input: Any = None,
+        *,
+        name: str | None = None,
+        wait: bool = False,
+        dry_run: Literal[False] | None = None,
+        timeout: float | None = None,
+    ) -> RunPipelineResult: ...
+
+    @overload
+    async def run_pipeline(
+        self,
+        pipeline: str | Mapping[str, Any],
+        input: Any = None,
+        *,
+        name: str | None = None,
+        wait: bool = False,
+        dry_run: Literal[True],
+        timeout: float | None = None,
+    ) -> PipelineDryRun: ...
+
+    @overload
+    async def run_pipeline(
+        self,
+        pipeline: str | Mapping[str, Any],
+        input: Any = None,
+        *,
+        name: str | None = None,
+        wait: bool = False,
+        dry_run: bool | None = None,
+        timeout: float | None = None,
+    ) -> RunPipelineResult | PipelineDryRun: ...
 
     async def run_pipeline(
         self,
@@ -982,14 +1068,19 @@ class Client:
         *,
         name: str | None = None,
         wait: bool = False,
+        dry_run: bool | None = None,
         timeout: float | None = None,
-    ) -> RunPipelineResult:
+    ) -> RunPipelineResult | PipelineDryRun:
         """``runPipeline``: start a pipeline (a pipeline file's path relative to the workspace, or the pipeline itself) as a job.
 
         Returns ``{"jobId"}`` at once; with ``wait=True``, once the job has ended, with its
         final ``status`` too (cancelling the call then cancels the job). ``input`` is the job's
         input (default ``{}``). A pipeline that cannot be used raises
         :class:`~stagerunner.errors.TaskError` (-32015, ``kind`` ``"pipeline"``).
+
+        With ``dry_run=True`` no job starts and nothing is written: the server checks the
+        pipeline and every task of it and answers a :class:`~stagerunner.types.PipelineDryRun`
+        (``{"dryRun": True, "ok", "pipeline", "tasks": [{"name", "file", "ok", "stages"?, "error"?}]}``).
         """
         params = drop_none(
             {
@@ -997,9 +1088,10 @@ class Client:
                 "input": input,
                 "name": name,
                 "options": {"wait": True} if wait else None,
+                "dryRun": dry_run,
             }
         )
-        return cast(RunPipelineResult, await self.request("runPipeline", params, timeout=timeout))
+        return cast(RunPipelineResult | PipelineDryRun, await self.request("runPipeline", params, timeout=timeout))
 
     async def get_status(self, job_id: str, *, timeout: float | None = None) -> GetStatusResult:
         """``getStatus``: the job's status document and ``taskStages`` (computeTaskStage per task)."""

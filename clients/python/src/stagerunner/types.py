@@ -50,6 +50,11 @@ __all__ = [
     "TaskContext",
     "LLMMetric",
     "TaskResult",
+    "DryRunStage",
+    "TaskDryRun",
+    "PipelineDryRunTask",
+    "PipelineDryRun",
+    "DryRunResult",
     "ExecuteStageParams",
     "StageOutput",
     "JobState",
@@ -242,6 +247,7 @@ class StageResult(TypedDict):
     score: NotRequired[float]
     debug: StageDebug
     metadata: GenerationMetadata
+    warnings: NotRequired[list[str]]
 
 
 class RenderPromptResult(TypedDict):
@@ -359,6 +365,7 @@ class RunTaskParams(TypedDict):
     maxRefinements: NotRequired[int | None]
     timeout: NotRequired[float | None]
     runId: NotRequired[str | None]
+    dryRun: NotRequired[bool | None]
 
 
 class TaskModelConfig(TypedDict):
@@ -436,7 +443,10 @@ class LLMMetric(TypedDict):
 
 
 class TaskResult(TypedDict):
-    """Result of ``runTask`` (schema/runTask.result.json); ``failedStage`` and ``error`` when ``ok`` is false."""
+    """Result of ``runTask`` (schema/runTask.result.json); ``failedStage`` and ``error`` when ``ok`` is false.
+
+    With ``dryRun`` the answer is a :class:`TaskDryRun` instead.
+    """
 
     ok: bool
     logs: list[TaskLogEntry]
@@ -445,6 +455,58 @@ class TaskResult(TypedDict):
     llmMetrics: list[LLMMetric]
     failedStage: NotRequired[str]
     error: NotRequired[TaskErrorInfo]
+
+
+class DryRunStage(TypedDict):
+    """One stage of a dry run (schema/dryRun.result.json#/$defs/stage)."""
+
+    #: The task stage (``ingestion`` … ``integration``).
+    stage: str
+    #: The handler as the logs name it: ``"command python3 stages/ingest.py"``, ``"llm"``, …
+    handler: str
+    #: What would stop the stage; empty when nothing would.
+    problems: list[str]
+
+
+class TaskDryRun(TypedDict):
+    """Result of ``runTask`` with ``dryRun`` (schema/dryRun.result.json#/$defs/task): nothing ran.
+
+    ``ok`` is true when no stage has a problem; ``stages`` are the stages that have a handler, in
+    run order.
+    """
+
+    dryRun: Literal[True]
+    ok: bool
+    task: str
+    stages: list[DryRunStage]
+
+
+class PipelineDryRunTask(TypedDict):
+    """One task of a pipeline's dry run: its ``stages``, or the ``error`` that stops its task file loading."""
+
+    name: str
+    #: The task file, relative to the workspace.
+    file: str
+    ok: bool
+    stages: NotRequired[list[DryRunStage]]
+    #: Why the task file cannot be used (``file:line: path: message``).
+    error: NotRequired[str]
+
+
+class PipelineDryRun(TypedDict):
+    """Result of ``runPipeline`` with ``dryRun`` (schema/dryRun.result.json#/$defs/pipeline): no job started.
+
+    ``ok`` is true when every task file loads and no stage has a problem.
+    """
+
+    dryRun: Literal[True]
+    ok: bool
+    pipeline: str
+    tasks: list[PipelineDryRunTask]
+
+
+DryRunResult = TaskDryRun | PipelineDryRun
+"""schema/dryRun.result.json: the answer of ``runTask`` or ``runPipeline`` with ``dryRun``."""
 
 
 class ExecuteStageParams(TypedDict):
@@ -576,10 +638,14 @@ class RunPipelineParams(TypedDict):
     input: NotRequired[Any]
     name: NotRequired[str | None]
     options: NotRequired[RunPipelineOptions | None]
+    dryRun: NotRequired[bool | None]
 
 
 class RunPipelineResult(TypedDict):
-    """Result of ``runPipeline``: the job's id, and with ``wait`` its final status."""
+    """Result of ``runPipeline``: the job's id, and with ``wait`` its final status.
+
+    With ``dryRun`` the answer is a :class:`PipelineDryRun` instead.
+    """
 
     jobId: str
     status: NotRequired[JobStatus]
