@@ -212,7 +212,7 @@ public struct JSONParser: ~Copyable {
             try enterContainer()
             defer { depth -= 1 }
             index += 1
-            var members: [String: JSONValue] = [:]
+            var members = JSONObject()
             skipWhitespace()
             if !isAtEnd && current == UInt8(ascii: "}") {
                 index += 1

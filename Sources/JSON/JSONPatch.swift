@@ -147,10 +147,12 @@ extension JSONValue {
             self = value
             return
         }
-        var members: [String: JSONValue]
-        if case .object(let existing) = self { members = existing } else { members = [:] }
+        var members: JSONObject
+        if case .object(let existing) = self { members = existing } else { members = JSONObject() }
         self = .null  // leaves `members` the only reference, so it is changed in place
-        var child = members.removeValue(forKey: name)
+        var child = members[name]
+        // The member keeps its place; null meanwhile leaves `child` the only reference.
+        if child != nil { members[name] = .null }
         if child == nil, missingFrom == nil { missingFrom = depth }
         var updated = child ?? .null
         child = nil

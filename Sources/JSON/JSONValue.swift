@@ -1,7 +1,8 @@
 /// A JSON document held in memory.
 ///
 /// Integers that fit in 64 bits stay integers, so an `id` of `7` is echoed as `7`, never `7.0`.
-/// Objects are unordered; ``JSONWriter`` writes their keys sorted so that output is reproducible.
+/// Objects keep their members in the order read or added (``JSONObject``), which templates see;
+/// equality ignores the order, and ``JSONWriter`` writes keys sorted so output is reproducible.
 public enum JSONValue: Sendable, Hashable {
     case null
     case bool(Bool)
@@ -9,7 +10,10 @@ public enum JSONValue: Sendable, Hashable {
     case double(Double)
     case string(String)
     case array([JSONValue])
-    case object([String: JSONValue])
+    case object(JSONObject)
+
+    /// An object of `members`, in sorted key order.
+    public static func object(_ members: [String: JSONValue]) -> JSONValue { .object(JSONObject(members)) }
 
     /// The member named `key` when this is an object.
     public subscript(key: String) -> JSONValue? {
@@ -65,7 +69,7 @@ extension JSONValue: ExpressibleByNilLiteral, ExpressibleByBooleanLiteral, Expre
     public init(stringLiteral value: String) { self = .string(value) }
     public init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
     public init(dictionaryLiteral elements: (String, JSONValue)...) {
-        self = .object(Dictionary(elements, uniquingKeysWith: { _, last in last }))
+        self = .object(JSONObject(elements))
     }
 }
 
@@ -101,8 +105,19 @@ extension JSONValue: Codable {
         } else if let value = try? container.decode([JSONValue].self) {
             self = .array(value)
         } else {
-            self = .object(try container.decode([String: JSONValue].self))
+            // A keyed container lists its keys in the document's order (YAML and JSON decoders).
+            let members = try decoder.container(keyedBy: MemberKey.self)
+            var object = JSONObject()
+            for key in members.allKeys { object[key.stringValue] = try members.decode(JSONValue.self, forKey: key) }
+            self = .object(object)
         }
+    }
+
+    private struct MemberKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -114,7 +129,7 @@ extension JSONValue: Codable {
         case .double(let value): try container.encode(value)
         case .string(let value): try container.encode(value)
         case .array(let value): try container.encode(value)
-        case .object(let value): try container.encode(value)
+        case .object(let value): try container.encode(value.dictionary)
         }
     }
 }

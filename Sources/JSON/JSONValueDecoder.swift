@@ -98,7 +98,7 @@ private struct ValueDecoder: Decoder {
             return KeyedDecodingContainer(KeyedContainer(members: members, decoder: self))
         case .array(let elements) where elements.isEmpty:
             // Lua cannot tell an empty table from an empty list: `values = {}` arrives as `[]`.
-            return KeyedDecodingContainer(KeyedContainer(members: [:], decoder: self))
+            return KeyedDecodingContainer(KeyedContainer(members: JSONObject(), decoder: self))
         default:
             throw fail("must be an object, not \(describe(value))")
         }
@@ -156,7 +156,7 @@ private struct ValueDecoder: Decoder {
 }
 
 private struct KeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
-    let members: [String: JSONValue]
+    let members: JSONObject
     let decoder: ValueDecoder
     var codingPath: [any CodingKey] { decoder.path }
     var allKeys: [Key] { members.keys.compactMap(Key.init(stringValue:)) }

@@ -6,7 +6,7 @@ import JSON
 
 extension SchemaCompiler {
     func compileApplicatorKeywords(
-        _ members: [String: JSONValue],
+        _ members: JSONObject,
         _ context: NodeContext,
         into keywords: inout [Keyword]
     ) throws(SchemaError) {

@@ -5,7 +5,7 @@ import JSON
 
 extension SchemaCompiler {
     func compileCoreKeywords(
-        _ members: [String: JSONValue],
+        _ members: JSONObject,
         _ context: NodeContext,
         into keywords: inout [Keyword]
     ) throws(SchemaError) {

@@ -356,7 +356,7 @@ final class SchemaCompiler {
     }
 
     private func compileKeywords(
-        _ members: [String: JSONValue],
+        _ members: JSONObject,
         _ context: NodeContext
     ) throws(SchemaError) -> [Keyword] {
         var keywords: [Keyword] = []

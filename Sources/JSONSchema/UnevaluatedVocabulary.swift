@@ -6,7 +6,7 @@ import JSON
 
 extension SchemaCompiler {
     func compileUnevaluatedKeywords(
-        _ members: [String: JSONValue],
+        _ members: JSONObject,
         _ context: NodeContext,
         into keywords: inout [Keyword]
     ) throws(SchemaError) {

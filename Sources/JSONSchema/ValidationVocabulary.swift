@@ -6,7 +6,7 @@ import JSON
 
 extension SchemaCompiler {
     func compileValidationKeywords(
-        _ members: [String: JSONValue],
+        _ members: JSONObject,
         _ context: NodeContext,
         into keywords: inout [Keyword]
     ) throws(SchemaError) {
@@ -93,7 +93,7 @@ extension SchemaCompiler {
     /// The value of keyword `name` when present: a non-negative integer (`2.0` counts).
     func nonNegativeInteger(
         _ name: String,
-        _ members: [String: JSONValue],
+        _ members: JSONObject,
         _ context: NodeContext
     ) throws(SchemaError) -> Int? {
         guard let value = members[name] else { return nil }

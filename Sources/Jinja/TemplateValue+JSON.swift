@@ -1,7 +1,7 @@
 import JSON
 
 extension TemplateValue {
-    /// A JSON value as a template value (JSON objects arrive unordered; their keys are sorted).
+    /// A JSON value as a template value; objects keep their members' order.
     public init(json: JSONValue) {
         switch json {
         case .null: self = .null
@@ -11,7 +11,7 @@ extension TemplateValue {
         case .string(let value): self = .string(value)
         case .array(let values): self = .array(values.map(TemplateValue.init(json:)))
         case .object(let members):
-            self = .object(TemplateObject(members.keys.sorted().map { ($0, TemplateValue(json: members[$0]!)) }))
+            self = .object(TemplateObject(members.entries.map { ($0.key, TemplateValue(json: $0.value)) }))
         }
     }
 
@@ -25,7 +25,7 @@ extension TemplateValue {
         case .string(let value): return .string(value)
         case .array(let values): return .array(values.map(\.json))
         case .object(let object):
-            return .object(Dictionary(uniqueKeysWithValues: object.entries.map { ($0.key, $0.value.json) }))
+            return .object(JSONObject(object.entries.map { ($0.key, $0.value.json) }))
         }
     }
 }

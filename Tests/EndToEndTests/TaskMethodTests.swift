@@ -349,3 +349,53 @@ struct TaskDryRunTests {
         #expect(!FileManager.default.fileExists(atPath: example.root + "/jobs"), "no job started")
     }
 }
+
+/// Mappings from JSON — a request's input, a command's output — reach templates in the order
+/// written, as Jinja2 iterates a Python dict.
+@Suite("Mapping order in tasks")
+struct TaskMappingOrderTests {
+    @Test("a runTask input and a command's JSON output are iterated in the order written")
+    func order() async throws {
+        let workspace = try ExampleCopy(
+            nil,
+            files: [
+                "stagerunner.yaml": "",
+                "seed.task.yaml": """
+                name: seed
+                stages:
+                  ingestion: { template: { text: "{% for k, v in input.items() %}{{ k }}={{ v }} {% endfor %}" } }
+
+                """,
+                "emitted.task.yaml": """
+                name: emitted
+                stages:
+                  ingestion: { command: [python3, emit.py] }
+                  promptTemplating: { template: { text: "{{ input|list }} {{ input.mid.keys()|list }} {{ input|tojson }}" } }
+
+                """,
+                "emit.py": """
+                import json, sys
+                json.load(sys.stdin)
+                json.dump({"output": {"zeta": 1, "alpha": 2, "mid": {"b": 1, "a": 2}}, "flags": {}}, sys.stdout)
+
+                """,
+            ]
+        )
+        defer { workspace.remove() }
+        let server = try ServerProcess(["serve", "--workspace", workspace.root, "--log-level", "error"])
+        let seeded = try await server.call(
+            1,
+            "runTask",
+            #"{"task":"seed.task.yaml","input":{"zz":1,"aa":{"y":1,"x":2},"mm":3}}"#
+        )
+        #expect(seeded["result"]?["context"]?["output"] == "zz=1 aa={'y': 1, 'x': 2} mm=3 ", "\(seeded)")
+        let emitted = try await server.call(2, "runTask", #"{"task":"emitted.task.yaml"}"#)
+        #expect(
+            emitted["result"]?["context"]?["output"]
+                == #"['zeta', 'alpha', 'mid'] ['b', 'a'] {"alpha": 2, "mid": {"a": 2, "b": 1}, "zeta": 1}"#,
+            "\(emitted)"
+        )
+        server.closeInput()
+        _ = try await server.exitStatus()
+    }
+}

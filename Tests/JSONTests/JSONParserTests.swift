@@ -243,3 +243,44 @@ struct JSONParserLocationTests {
         }
     }
 }
+
+/// Objects keep their members in the order read or added; equality and hashing ignore it.
+@Suite("JSON object order")
+struct JSONObjectOrderTests {
+    @Test("members are kept as written; equal and hashed the same whatever the order; written sorted")
+    func order() throws {
+        let parsed = try JSONParser.parse(Array(#"{"b":1,"a":{"z":1,"y":2},"c":3}"#.utf8))
+        guard case .object(let members) = parsed, case .object(let inner)? = members["a"] else {
+            Issue.record("not an object: \(parsed)")
+            return
+        }
+        #expect(members.keys == ["b", "a", "c"])
+        #expect(inner.keys == ["z", "y"])
+        let reordered: JSONValue = ["c": 3, "a": ["y": 2, "z": 1], "b": 1]
+        #expect(parsed == reordered)
+        #expect(parsed.hashValue == reordered.hashValue)
+        #expect(parsed.description == #"{"a":{"y":2,"z":1},"b":1,"c":3}"#)
+    }
+
+    @Test("a repeated key keeps its first place and its last value; removal and large objects keep order")
+    func edits() throws {
+        let parsed = try JSONParser.parse(Array(#"{"x":1,"y":2,"x":3}"#.utf8))
+        guard case .object(var members) = parsed else {
+            Issue.record("not an object")
+            return
+        }
+        #expect(members.keys == ["x", "y"] && members["x"] == 3)
+        members.removeValue(forKey: "x")
+        members["w"] = 4
+        #expect(members.keys == ["y", "w"])
+        // Past a dozen members lookups go through an index; the order is the same.
+        var large = JSONObject()
+        let names = (0..<100).map { "k\((($0 * 37) % 100))" }
+        for (position, name) in names.enumerated() { large[name] = .integer(Int64(position)) }
+        #expect(large.keys == names)
+        #expect(large["k37"] == 1 && large["k0"] == 0 && large["nope"] == nil)
+        large.removeValue(forKey: names[10])
+        #expect(large.keys == Array(names[..<10] + names[11...]))
+        #expect(large[names[11]] == 11)
+    }
+}

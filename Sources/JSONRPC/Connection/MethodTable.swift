@@ -53,12 +53,6 @@ public struct RequestContext: Sendable {
         return decoded
     }
 
-    /// The text of one member of the params, as sent (nil when absent or once the params are
-    /// released): for a member whose key order matters, which a decoded object does not keep.
-    public func paramsMember(_ name: String) -> RawJSON? {
-        params?.member(name)
-    }
-
     /// The params as an object, for methods that take their params by name.
     ///
     /// Client libraries spell "no params" in four ways: absent, `null` (Emacs Lisp's nil),

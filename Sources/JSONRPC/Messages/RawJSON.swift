@@ -59,38 +59,6 @@ public struct RawJSON: Sendable, Hashable {
     /// The JSON text.
     public var text: String { String(decoding: bytes, as: UTF8.self) }
 
-    /// The text of member `name` when this is an object that has it (the last one, as a parse
-    /// keeps it): for a reader that needs the member as written, its key order included.
-    public func member(_ name: String) -> RawJSON? {
-        bytes.withUnsafeBufferPointer { buffer -> RawJSON? in
-            var parser = JSONParser(bytes: buffer)
-            var found: Range<Int>?
-            do {
-                parser.skipWhitespace()
-                guard !parser.isAtEnd, parser.current == UInt8(ascii: "{") else { return nil }
-                try parser.enterContainer()
-                parser.index += 1
-                parser.skipWhitespace()
-                if !parser.isAtEnd && parser.current == UInt8(ascii: "}") { return nil }
-                while true {
-                    parser.skipWhitespace()
-                    let key = try parser.parseString()
-                    parser.skipWhitespace()
-                    try parser.consume(UInt8(ascii: ":"), "':' after an object key")
-                    parser.skipWhitespace()
-                    let start = parser.index
-                    try parser.skipValue()
-                    if key == name { found = start..<parser.index }
-                    parser.skipWhitespace()
-                    if try parser.endOfContainer(UInt8(ascii: "}"), "',' or '}' in an object") { break }
-                }
-            } catch {
-                return nil
-            }
-            return found.map { RawJSON(validated: Array(UnsafeBufferPointer(rebasing: buffer[$0]))) }
-        }
-    }
-
     /// Decodes the value as `T`; a mismatch is an `invalidParams` error that names the field
     /// (`params.clientInfo.name`) and the problem.
     /// A number too large for a `Double` (`1e400`) is refused rather than silently turned into

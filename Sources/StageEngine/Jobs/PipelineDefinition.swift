@@ -273,7 +273,7 @@ struct PipelineLoader {
         return policy
     }
 
-    func checkKeys(_ members: [String: JSONValue], _ path: String, _ allowed: [String]) throws(TaskDefinitionError) {
+    func checkKeys(_ members: JSONObject, _ path: String, _ allowed: [String]) throws(TaskDefinitionError) {
         for key in members.keys.sorted() where !allowed.contains(key) {
             throw problem(
                 path.isEmpty ? key : "\(path).\(key)",

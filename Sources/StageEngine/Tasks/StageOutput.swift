@@ -35,7 +35,7 @@ public struct StageOutput: Sendable, Hashable {
                 "stage \(stage.rawValue) flags must be an object, not \(flags.typeName)"
             )
         }
-        self.init(output: output, flags: flagMembers)
+        self.init(output: output, flags: flagMembers.dictionary)
     }
 
     /// The contract as JSON.

@@ -208,7 +208,7 @@ struct TaskFileLoader {
         withTemplate: Bool
     ) throws(TaskDefinitionError) -> any TaskStageHandler {
         var handler = ModelStageHandler()
-        var options: [String: JSONValue] = [:]
+        var options = JSONObject()
         switch config {
         case .string(let text):
             if withTemplate { options["template"] = .string(text) } else { options["model"] = .string(text) }
@@ -318,7 +318,7 @@ struct TaskFileLoader {
 
     // MARK: - Values
 
-    func object(_ value: JSONValue, _ path: String) throws(TaskDefinitionError) -> [String: JSONValue] {
+    func object(_ value: JSONValue, _ path: String) throws(TaskDefinitionError) -> JSONObject {
         guard case .object(let members) = value else {
             throw problem(path, "must be an object, not \(value.typeName)")
         }
@@ -339,7 +339,7 @@ struct TaskFileLoader {
         return .milliseconds(Int64((seconds * 1000).rounded()))
     }
 
-    func checkKeys(_ members: [String: JSONValue], _ path: String, allowed: [String]) throws(TaskDefinitionError) {
+    func checkKeys(_ members: JSONObject, _ path: String, allowed: [String]) throws(TaskDefinitionError) {
         for key in members.keys.sorted() where !allowed.contains(key) {
             throw problem(
                 path.isEmpty ? key : "\(path).\(key)",

@@ -30,9 +30,8 @@ struct StageRunParams: Decodable, Sendable {
     /// Longest `raw`/`parsed` text returned inline; the files hold everything.
     var maxTextLength: Int?
 
-    /// The spec; `orderedValues` is the text of `values` as sent, so that its objects keep the
-    /// order they were written in (the decoded `values` does not).
-    func spec(orderedValues: RawJSON? = nil) throws(ResponseError) -> StageRunSpec {
+    /// The spec; the objects in `values` keep the order they were written in.
+    func spec() throws(ResponseError) -> StageRunSpec {
         guard let stage = GenerationStage(rawValue: stage) else {
             throw .invalidParams(
                 field: "params.stage",
@@ -44,11 +43,10 @@ struct StageRunParams: Decodable, Sendable {
             guard case .object(let members) = values else {
                 throw .invalidParams(field: "params.values", problem: "must be an object of template variables")
             }
-            if let orderedValues, case .object(let object)? = try? TemplateValue(json: orderedValues.text) {
-                spec.values = Dictionary(object.entries.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
-            } else {
-                spec.values = members.mapValues(TemplateValue.init(json:))
-            }
+            spec.values = Dictionary(
+                members.entries.map { ($0.key, TemplateValue(json: $0.value)) },
+                uniquingKeysWith: { $1 }
+            )
         }
         if let mode {
             guard let generator = Generator(rawValue: mode) else {
@@ -181,9 +179,8 @@ extension ResponseError {
 
 extension RPCServer {
     func runStage(_ context: RequestContext) async throws -> RawJSON {
-        let values = context.paramsMember("values")
         let params = try context.decodeParams(StageRunParams.self)
-        var spec = try params.spec(orderedValues: values)
+        var spec = try params.spec()
         let runner = try await engine.runner()
         var notifier: ProgressNotifier?
         if let token = params.progressToken, token != .null {
@@ -241,8 +238,7 @@ extension RPCServer {
     }
 
     func renderPrompt(_ context: RequestContext) async throws -> RawJSON {
-        let values = context.paramsMember("values")
-        let spec = try context.decodeParams(StageRunParams.self).spec(orderedValues: values)
+        let spec = try context.decodeParams(StageRunParams.self).spec()
         let runner = try await engine.runner()
         do {
             return RawJSON(WorkspaceEngine.renderedPromptJSON(try await runner.renderPrompt(spec)))

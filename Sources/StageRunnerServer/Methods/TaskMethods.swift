@@ -50,10 +50,10 @@ struct ConnectionStageExecutor: ClientStageExecutor {
     /// sends an empty table as `[]` and leaves out a nil `output`, so `flags` of `null` or `[]`
     /// is `{}`, a missing `output` is `null`, and an answer of `[]` is `{output: null, flags: {}}`.
     static func contract(_ answer: JSONValue) -> JSONValue {
-        var members: [String: JSONValue]
+        var members: JSONObject
         switch answer {
         case .object(let object): members = object
-        case .array(let values) where values.isEmpty: members = [:]
+        case .array(let values) where values.isEmpty: members = JSONObject()
         default: return answer
         }
         if members["output"] == nil { members["output"] = .null }
