@@ -15,9 +15,10 @@ demo: deps release
 test: deps venv lint swift-test protocol-test client-test client-library-test litellm-test dagster-test thresholds
 
 # The system packages the build needs (libcurl's and SQLite's headers), and Node for its client.
-# Neovim (Debian's, 0.7 on bookworm) and Emacs (28, whose jsonrpc.el Eglot uses) for the editor
-# clients' tests and the conformance tests against their JSON-RPC libraries. Valgrind for the
-# per-request allocation and instruction thresholds (make thresholds).
+# Neovim (Debian's, 0.7 on bookworm) and Emacs (28, whose jsonrpc.el Eglot uses; the Emacs tests
+# install Debian's elpa-eglot when Emacs has no Eglot) for the editor clients' tests and the
+# conformance tests against their JSON-RPC libraries. Valgrind for the per-request allocation and
+# instruction thresholds (make thresholds).
 deps:
 	@if ! pkg-config --exists libcurl sqlite3 2>/dev/null; then \
 		echo "Installing libcurl4-openssl-dev, libsqlite3-dev and pkg-config (apt)..."; \

@@ -19,6 +19,12 @@ final class Lifecycle: Sendable {
         var shutdownReceived = false
         /// The `executeStage` handlers the client declared in `initialize`.
         var stageHandlers: Set<String> = []
+        /// The client opens documents asked for (`window.showDocument.support`).
+        var showsDocuments = false
+        /// The client sent LSP capabilities: the standard language features are its.
+        var languageClient = false
+        /// Hover text goes as Markdown (the client's `hover.contentFormat` prefers it, or says nothing).
+        var hoverMarkdown = true
     }
 
     let state: Mutex<State>

@@ -18,6 +18,8 @@ public final class RPCServer: Sendable {
     let logger: Logger
     let engine: SessionEngine
     let subscriptions = SubscriptionRegistry()
+    /// What an editor has open (the standard LSP document methods).
+    let documents = OpenDocuments()
     public init(options: ServerOptions, logger: Logger = Logger(label: "stagerunner")) {
         self.options = options
         self.logger = logger
@@ -100,6 +102,7 @@ public final class RPCServer: Sendable {
         table.register("subscribeStatus") { [self] context in try await subscribeStatus(context) }
         table.register("unsubscribeStatus") { [self] context in try await unsubscribeStatus(context) }
         table.register("validateWorkspace") { [self] context in try await validateWorkspace(context) }
+        registerLanguageMethods(in: &table)
         if options.enableTestMethods { TestMethods.register(in: &table) }
         return table
     }

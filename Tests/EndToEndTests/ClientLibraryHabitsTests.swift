@@ -89,7 +89,8 @@ struct ClientLibraryHabitsTests {
         #expect(messages.count == 3, "\(messages)")
         #expect(messages.dropFirst().first?["id"] == .null)
         #expect(messages.dropFirst().first?["error"]?["code"] == -32600)
-        // An unknown request is still answered.
+        // An unknown request is still answered; the language features are only for a client that
+        // sent LSP capabilities, which this one did not.
         let hover = try await peer.call(3, "textDocument/hover", #"{"position":{"line":0,"character":0}}"#)
         #expect(hover["error"]?["code"] == -32601)
         #expect(hover["error"]?["message"] == "Method not found: 'textDocument/hover'")
@@ -315,6 +316,16 @@ struct ClientLibraryHabitsTests {
             return
         }
         top["experimental"] = nil
+        // An LSP client also gets the standard capabilities of the language features.
+        #expect(top["hoverProvider"] == true && top["definitionProvider"] == true)
+        #expect(top["textDocumentSync"]?["change"] == 1)
+        #expect(top["positionEncoding"] == "utf-16")
+        for standard in [
+            "positionEncoding", "textDocumentSync", "hoverProvider", "completionProvider", "definitionProvider",
+            "referencesProvider", "documentSymbolProvider", "codeLensProvider", "executeCommandProvider",
+        ] {
+            top[standard] = nil
+        }
         #expect(JSONValue.object(top) == nested)
         guard case .array(let methods)? = nested["methods"] else {
             Issue.record("no methods: \(nested)")

@@ -70,7 +70,11 @@ export interface ServerCapabilities {
   framing: Framing;
   maxMessageSize: number;
   /** The six members above again, where typed LSP clients look for them. */
-  experimental: { stagerunner: Omit<ServerCapabilities, "experimental"> };
+  experimental: { stagerunner: Omit<ServerCapabilities, "experimental" | "hoverProvider" | "executeCommandProvider"> };
+  /** To a client that sent LSP capabilities: the language features are served. */
+  hoverProvider?: boolean;
+  /** To a client that sent LSP capabilities: the commands of workspace/executeCommand. */
+  executeCommandProvider?: { commands: string[] };
 }
 
 /** schema/initialize.result.json#/properties/workspace */

@@ -109,6 +109,9 @@ public struct MethodTable: Sendable {
 
     var requests: [String: Entry] = [:]
     var notifications: [String: @Sendable (NotificationContext) -> Void] = [:]
+    /// Methods served but left out of ``requestMethods`` and ``notificationMethods``: those a
+    /// client discovers otherwise (the standard LSP methods, through LSP capabilities).
+    var unlisted: Set<String> = []
 
     public init() {}
 
@@ -125,24 +128,30 @@ public struct MethodTable: Sendable {
     public mutating func register(
         _ method: String,
         execution: Execution = .concurrent,
+        listed: Bool = true,
         _ handler: @escaping @Sendable (RequestContext) async throws -> RawJSON
     ) {
         precondition(execution != .immediate, "immediate handlers are synchronous: use register(immediate:)")
         requests[method] = Entry(execution: execution, body: .asynchronous(handler))
+        if !listed { unlisted.insert(method) }
     }
 
     /// Registers a notification handler. It runs on the intake, in order, and must not block;
     /// start a task from it for longer work.
-    public mutating func onNotification(_ method: String, _ handler: @escaping @Sendable (NotificationContext) -> Void)
-    {
+    public mutating func onNotification(
+        _ method: String,
+        listed: Bool = true,
+        _ handler: @escaping @Sendable (NotificationContext) -> Void
+    ) {
         notifications[method] = handler
+        if !listed { unlisted.insert(method) }
     }
 
-    /// The request methods, sorted.
-    public var requestMethods: [String] { requests.keys.sorted() }
+    /// The request methods, sorted (the unlisted ones left out).
+    public var requestMethods: [String] { requests.keys.filter { !unlisted.contains($0) }.sorted() }
 
-    /// The notification methods handled, sorted.
-    public var notificationMethods: [String] { notifications.keys.sorted() }
+    /// The notification methods handled, sorted (the unlisted ones left out).
+    public var notificationMethods: [String] { notifications.keys.filter { !unlisted.contains($0) }.sorted() }
 }
 
 /// The actions a handler asked to run after its response.

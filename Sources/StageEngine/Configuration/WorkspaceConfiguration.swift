@@ -102,6 +102,11 @@ public struct WorkspaceConfiguration: Sendable, Hashable, Decodable {
         case .notUTF8: return (WorkspaceConfiguration(), [Workspace.notUTF8(fileName)])
         case .text(let contents): text = contents
         }
+        return parse(text, workspace: workspace)
+    }
+
+    /// The configuration in `text` (the contents of `stagerunner.yaml`, saved or not), and its problems.
+    static func parse(_ text: String, workspace: Workspace) -> (WorkspaceConfiguration, [Diagnostic]) {
         do {
             let configuration = try YAMLDecoder().decode(WorkspaceConfiguration.self, from: text)
             return (configuration, configuration.embedded?.check(workspace) ?? [])

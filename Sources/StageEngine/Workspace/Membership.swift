@@ -56,6 +56,14 @@ public struct Membership: Sendable {
         return (membership, diagnostics)
     }
 
+    /// The problems of one membership file's text (saved or not), checked against `templates`;
+    /// a gen id listed again in another file is not seen here.
+    static func diagnostics(_ text: String, file: String, templates: TemplateCatalog) -> [Diagnostic] {
+        var membership = Membership()
+        let table = CSVTable(text: text, file: file)
+        return table.diagnostics + membership.read(table) + membership.check(templates: templates)
+    }
+
     private mutating func read(_ table: CSVTable) -> [Diagnostic] {
         let file = table.file
         let (found, missing) = MembershipColumns.find(in: table.header, file: file)

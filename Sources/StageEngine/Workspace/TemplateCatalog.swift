@@ -81,6 +81,18 @@ public struct TemplateCatalog: Sendable {
         return (catalog, diagnostics)
     }
 
+    /// The problems of a catalog's text (saved or not) as loading it would find them.
+    static func diagnostics(
+        _ text: String,
+        stage: GenerationStage,
+        workspace: Workspace,
+        knownParsers: Set<String>?
+    ) -> [Diagnostic] {
+        let table = CSVTable(text: text, file: catalogFile(stage))
+        let (entries, problems) = readEntries(table, stage: stage, workspace: workspace, knownParsers: knownParsers)
+        return table.diagnostics + problems + unlistedTemplateFiles(stage, listed: entries, workspace: workspace)
+    }
+
     private static func readEntries(
         _ table: CSVTable,
         stage: GenerationStage,

@@ -49,15 +49,23 @@ struct InitializeResult: Encodable, Sendable {
 
     /// The StageRunner capabilities at the top, where StageRunner's own clients read them, and
     /// again under `experimental.stagerunner`, where typed LSP clients keep what they do not know.
+    /// For an LSP client, the standard capabilities too (`hoverProvider`, …).
     struct Capabilities: Encodable, Sendable {
         var stagerunner: StageRunnerCapabilities
+        var standard: [String: JSONValue] = [:]
 
-        enum CodingKeys: String, CodingKey { case experimental }
+        struct Key: CodingKey {
+            var stringValue: String
+            var intValue: Int? { nil }
+            init(stringValue: String) { self.stringValue = stringValue }
+            init?(intValue: Int) { nil }
+        }
 
         func encode(to encoder: any Encoder) throws {
             try stagerunner.encode(to: encoder)
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(["stagerunner": stagerunner], forKey: .experimental)
+            var container = encoder.container(keyedBy: Key.self)
+            try container.encode(["stagerunner": stagerunner], forKey: Key(stringValue: "experimental"))
+            for (name, value) in standard { try container.encode(value, forKey: Key(stringValue: name)) }
         }
     }
 
@@ -99,6 +107,11 @@ extension RPCServer {
             state.phase = .initialized
             state.workspace = workspace
             state.stageHandlers = stageHandlers
+            state.showsDocuments = params.capabilities?["window"]?["showDocument"]?["support"] == .bool(true)
+            state.languageClient = Self.isLanguageClient(params.capabilities)
+            if case .array(let formats)? = params.capabilities?["textDocument"]?["hover"]?["contentFormat"] {
+                state.hoverMarkdown = formats.first == "markdown"
+            }
             return nil
         }
         if let problem { throw problem }
@@ -117,7 +130,8 @@ extension RPCServer {
                     cancellation: true,
                     framing: (context.connection.framing ?? .lsp).rawValue,
                     maxMessageSize: options.maximumMessageSize
-                )
+                ),
+                standard: Self.isLanguageClient(params.capabilities) ? Self.languageCapabilities : [:]
             ),
             workspace: .init(root: workspace.root)
         )

@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Conformance tests of `stagerunner serve` driven by Neovim's own JSON-RPC clients, without the
-# plugin: vim.lsp.rpc.start and vim.lsp.start_client, against the real server binary.
+# plugin: vim.lsp.rpc.start and vim.lsp.start_client, against the real server binary. The runner
+# runs every test_*.lua of this folder, in name order:
+#   test_language_features.lua  the LSP features with Neovim's LSP client (buf_attach_client,
+#                               vim.diagnostic, hover and completion by client.request_sync)
+#   test_rpc.lua                vim.lsp.rpc.start
+#   test_start_client.lua       vim.lsp.start_client
 #   Tests/ClientLibraries/neovim/run.sh                 (from anywhere)
 #   STAGERUNNER_BIN=/path/to/stagerunner NVIM=nvim STAGERUNNER_TEST_FILTER='rpc: ping' run.sh
 # Exits 0 when every test passed, 1 when one failed (or none ran), 124 on the overall timeout.

@@ -2,7 +2,9 @@
 # Checks the Emacs package and runs its ERT tests against the real server.
 #   clients/emacs/tests/run.sh        (from anywhere; STAGERUNNER_BIN, EMACS override)
 #   STAGERUNNER_TEST_SELECTOR=conformance clients/emacs/tests/run.sh   (an ERT regexp)
-# Installs nothing: emacs (emacs-nox) and the server binary must be there.
+# emacs (emacs-nox) and the server binary must be there. The one thing it installs is Eglot,
+# for stagerunner-eglot-test.el, when Emacs has none (it is built in from Emacs 29): Debian's
+# elpa-eglot package, with apt, as `make deps` installs emacs-nox.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 package="$(cd "$here/.." && pwd)"
@@ -28,6 +30,25 @@ mkdir -p "$scratch/home" "$scratch/tmp" "$scratch/lisp"
 export HOME="$scratch/home" TMPDIR="$scratch/tmp"
 export STAGERUNNER_REPO="$repo"
 
+# Eglot, for the test that drives the server as Eglot users do. The check loads that test
+# file, which finds Eglot as the test run will (built in, or Debian's package).
+eglot_check=("$emacs" --batch -Q -L "$here" --eval "(require 'stagerunner-eglot-test)")
+if ! "${eglot_check[@]}" >/dev/null 2>&1; then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "Emacs has no Eglot: use Emacs 29 or later, or install Eglot 1.9+ (Debian: elpa-eglot)" >&2
+    exit 1
+  fi
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  echo "Installing elpa-eglot (apt), for the Eglot test..."
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq elpa-eglot
+  if ! "${eglot_check[@]}" >/dev/null; then
+    echo "Eglot still does not load after installing elpa-eglot" >&2
+    exit 1
+  fi
+fi
+
 # The package is compiled in the scratch directory, so that the tests load the
 # byte-compiled file and no .elc is left in the tree.
 cp "$package/stagerunner.el" "$scratch/lisp/"
@@ -40,4 +61,10 @@ timeout "${STAGERUNNER_TEST_TIMEOUT:-900}" "$emacs" --batch -Q \
   -l stagerunner-conformance-test \
   -l stagerunner-package-test \
   -l stagerunner-readme-test \
+  --eval "(ert-run-tests-batch-and-exit (or (getenv \"STAGERUNNER_TEST_SELECTOR\") t))"
+
+# Eglot in an Emacs of its own, without the package: Eglot users need nothing of it.
+timeout "${STAGERUNNER_TEST_TIMEOUT:-900}" "$emacs" --batch -Q \
+  -L "$here" \
+  -l stagerunner-eglot-test \
   --eval "(ert-run-tests-batch-and-exit (or (getenv \"STAGERUNNER_TEST_SELECTOR\") t))"

@@ -109,6 +109,10 @@ class ServerCapabilities(TypedDict):
     maxMessageSize: int
     #: The six members above again, under ``stagerunner``: where typed LSP clients look.
     experimental: dict[str, Any]
+    #: To a client that sent LSP capabilities: the language features are served.
+    hoverProvider: NotRequired[bool]
+    #: To a client that sent LSP capabilities: ``{"commands": [...]}`` of workspace/executeCommand.
+    executeCommandProvider: NotRequired[dict[str, Any]]
 
 
 class WorkspaceInfo(TypedDict):
