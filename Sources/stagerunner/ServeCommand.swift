@@ -1,4 +1,5 @@
 import ArgumentParser
+import CHeap
 import Dispatch
 import JSONRPC
 import Logging
@@ -89,6 +90,8 @@ struct ServeCommand: AsyncParsableCommand {
             "serving on stdio",
             metadata: ["version": "\(StageRunnerVersion.current)", "workspace": "\(workspace.root)"]
         )
+        // From here on only the code serving runs is resident (see sr_drop_startup_code_pages).
+        sr_drop_startup_code_pages()
         connection.start()
         let reason = try await connection.waitUntilClosed()
         withExtendedLifetime(signals) {}
