@@ -157,8 +157,8 @@ async def test_a_pipeline_dry_run_checks_every_task_and_starts_no_job(spawn: Spa
     gaps = {"name": "gaps", "tasks": [{"task": "tasks/flaky.task.yaml"}, {"name": "gone", "task": "tasks/missing.task.yaml"}]}
     async with spawn(workspace=research) as c:
         async with c.subscribe_status() as every:
-            dry = await c.run_pipeline("pipelines/research.pipeline.yaml", {"topic": "Kelp"}, dry_run=True)
-            partial = await c.run_pipeline(gaps, dry_run=True)
+            dry = await c.dry_run_pipeline("pipelines/research.pipeline.yaml", {"topic": "Kelp"})
+            partial = await c.dry_run_pipeline(gaps)
             assert (await c.list_jobs())["jobs"] == []
         assert every.documents == {} and c.received.get("statusChanged", 0) == 0
     for result in (dry, partial):
@@ -189,11 +189,11 @@ async def test_a_pipeline_dry_run_checks_the_tasks_as_the_job_would_run_them(spa
     pipeline = {"name": "plain", "tasks": [{"task": "tasks/plain.task.yaml"}], "defaults": {"modelConfig": openai}}
     env = {name: value for name, value in os.environ.items() if name != "OPENAI_API_KEY"}
     async with spawn(workspace=research, env=env) as c:
-        task = await c.run_task("tasks/plain.task.yaml", model_config=openai, dry_run=True)
+        task = await c.dry_run_task("tasks/plain.task.yaml", model_config=openai)
         assert task["ok"] is False and "OPENAI_API_KEY" in task["stages"][0]["problems"][0]
         job = await c.run_pipeline(pipeline, wait=True)
         assert job["status"]["state"] == "failed"  # the job does use openai, and has no key
-        dry = await c.run_pipeline(pipeline, dry_run=True)
+        dry = await c.dry_run_pipeline(pipeline)
     assert dry["ok"] is False, dry
     assert dry["tasks"][0]["stages"][0]["problems"] == task["stages"][0]["problems"]
 

@@ -204,22 +204,3 @@ def test_sync_client_results() -> None:
     assert typing.get_type_hints(SyncClient.spawn)["return"] is SyncClient
     assert inspect.signature(SyncClient.subscribe_status).return_annotation == "SyncStatusSubscription"
 
-
-def overloads_in(module: str, name: str) -> list[str]:
-    """The ``@overload`` definitions of method ``name`` in ``module``'s source: parameters and result, as text."""
-    tree = ast.parse(source_of(module).read_text(encoding="utf-8"))
-    return [
-        ast.unparse(node.args) + " -> " + ast.unparse(node.returns or ast.Constant(None))
-        for node in ast.walk(tree)
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
-        and node.name == name
-        and any(ast.unparse(decorator) == "overload" for decorator in node.decorator_list)
-    ]
-
-
-@pytest.mark.parametrize("name", ["run_task", "run_pipeline"])
-def test_sync_client_declares_the_overloads_of_client(name: str) -> None:
-    """A ParamSpec keeps only a method's first overload: SyncClient repeats those of dry_run for type checkers."""
-    overloads = overloads_in("stagerunner.client", name)
-    assert len(overloads) == 3 and len(typing.get_overloads(getattr(Client, name))) == 3
-    assert overloads_in("stagerunner.sync", name) == overloads

@@ -87,7 +87,7 @@ async def test_research_example_runs_through_run_task(spawn: Spawner, research: 
 async def test_a_dry_run_checks_the_research_task_and_runs_nothing(spawn: Spawner, research: Path) -> None:
     async with spawn(workspace=research) as c:
         before = tree(research)
-        dry = await c.run_task("tasks/summary.task.yaml", {"topic": "Tide pools"}, run_id="dry", dry_run=True)
+        dry = await c.dry_run_task("tasks/summary.task.yaml", {"topic": "Tide pools"})
         assert tree(research) == before, "a dry run writes nothing"
     validate_result("runTask", dry)
     assert errors_for("dryRun.result.json", dry) == []
@@ -97,7 +97,7 @@ async def test_a_dry_run_checks_the_research_task_and_runs_nothing(spawn: Spawne
     assert not {"logs", "context", "llmMetrics"} & set(dry), "nothing ran"
     assert not (research / "data" / "tasks").exists()
     assert [params for method, params in c.requests if method == "runTask"] == [
-        {"task": "tasks/summary.task.yaml", "input": {"topic": "Tide pools"}, "runId": "dry", "dryRun": True}
+        {"task": "tasks/summary.task.yaml", "input": {"topic": "Tide pools"}, "dryRun": True}
     ]
 
 
@@ -105,9 +105,9 @@ async def test_a_dry_run_finds_what_would_stop_each_stage(spawn: Spawner, resear
     (research / "tasks" / "broken.task.yaml").write_text(BROKEN_TASK)
     env = {name: value for name, value in os.environ.items() if name != "OPENAI_API_KEY"}
     async with spawn(workspace=research, env=env) as c:
-        dry = await c.run_task("tasks/broken.task.yaml", dry_run=True)
+        dry = await c.dry_run_task("tasks/broken.task.yaml")
         assert not (research / "data" / "tasks").exists()
-        ran = await c.run_task("tasks/broken.task.yaml", run_id="real")  # dry_run left out: the task runs
+        ran = await c.run_task("tasks/broken.task.yaml", run_id="real")  # a run, not a dry run: the task runs
     validate_result("runTask", dry)
     assert (dry["dryRun"], dry["ok"], dry["task"]) == (True, False, "broken")
     stages = {stage["stage"]: stage for stage in dry["stages"]}
@@ -286,8 +286,8 @@ def test_sync_client_runs_tasks_with_handlers(bin_path: str, research: Path) -> 
 
 def test_sync_client_dry_runs(bin_path: str, research: Path) -> None:
     with SyncClient.spawn(bin_path, workspace=research) as c:
-        task = c.run_task("tasks/summary.task.yaml", dry_run=True)
-        pipeline = c.run_pipeline("pipelines/research.pipeline.yaml", dry_run=True)
+        task = c.dry_run_task("tasks/summary.task.yaml")
+        pipeline = c.dry_run_pipeline("pipelines/research.pipeline.yaml")
     assert (task["dryRun"], task["ok"], len(task["stages"])) == (True, True, len(SUMMARY_STAGES))
     assert (pipeline["dryRun"], pipeline["ok"], [t["name"] for t in pipeline["tasks"]]) == (True, True, ["summary", "review"])
     assert not (research / "data" / "tasks").exists() and not (research / "jobs").exists()

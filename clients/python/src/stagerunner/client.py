@@ -25,7 +25,7 @@ import shutil
 import signal
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal, Self, cast, overload
+from typing import Any, Self, cast
 
 from ._common import MISSING, F, drop_none, stage_params
 from .errors import (
@@ -943,7 +943,6 @@ class Client:
         """``validateWorkspace``: every problem of the workspace, as diagnostics."""
         return cast(ValidateWorkspaceResult, await self.request("validateWorkspace", {}, timeout=timeout))
 
-    @overload
     async def run_task(
         self,
         task: str | Mapping[str, Any],
@@ -953,50 +952,8 @@ class Client:
         max_refinements: int | None = None,
         task_timeout: float | None = None,
         run_id: str | None = None,
-        dry_run: Literal[False] | None = None,
         timeout: float | None = None,
-    ) -> TaskResult: ...
-
-    @overload
-    async def run_task(
-        self,
-        task: str | Mapping[str, Any],
-        input: Any = None,
-        *,
-        model_config: ModelConfig | None = None,
-        max_refinements: int | None = None,
-        task_timeout: float | None = None,
-        run_id: str | None = None,
-        dry_run: Literal[True],
-        timeout: float | None = None,
-    ) -> TaskDryRun: ...
-
-    @overload
-    async def run_task(
-        self,
-        task: str | Mapping[str, Any],
-        input: Any = None,
-        *,
-        model_config: ModelConfig | None = None,
-        max_refinements: int | None = None,
-        task_timeout: float | None = None,
-        run_id: str | None = None,
-        dry_run: bool | None = None,
-        timeout: float | None = None,
-    ) -> TaskResult | TaskDryRun: ...
-
-    async def run_task(
-        self,
-        task: str | Mapping[str, Any],
-        input: Any = None,
-        *,
-        model_config: ModelConfig | None = None,
-        max_refinements: int | None = None,
-        task_timeout: float | None = None,
-        run_id: str | None = None,
-        dry_run: bool | None = None,
-        timeout: float | None = None,
-    ) -> TaskResult | TaskDryRun:
+    ) -> TaskResult:
         """``runTask``: run a task (a task file's path relative to the workspace, or the task itself).
 
         ``input`` is the seed (default ``{}``). ``task_timeout`` is the server-side limit of
@@ -1005,10 +962,6 @@ class Client:
         with ``ok`` false (``failedStage`` and ``error`` say why); a task that cannot be
         loaded raises :class:`~stagerunner.errors.TaskError` (-32015). Stages whose handler
         is ``client`` are run by the handlers registered with :meth:`stage_handler`.
-
-        With ``dry_run=True`` nothing runs and nothing is written: the server checks the task
-        and each stage's handler and answers a :class:`~stagerunner.types.TaskDryRun`
-        (``{"dryRun": True, "ok", "task", "stages": [{"stage", "handler", "problems"}]}``).
         """
         params = drop_none(
             {
@@ -1018,14 +971,36 @@ class Client:
                 "maxRefinements": max_refinements,
                 "timeout": task_timeout,
                 "runId": run_id,
-                "dryRun": dry_run,
             }
         )
-        return cast(TaskResult | TaskDryRun, await self.request("runTask", params, timeout=timeout))
+        return cast(TaskResult, await self.request("runTask", params, timeout=timeout))
+
+    async def dry_run_task(
+        self,
+        task: str | Mapping[str, Any],
+        input: Any = None,
+        *,
+        model_config: ModelConfig | None = None,
+        timeout: float | None = None,
+    ) -> TaskDryRun:
+        """``runTask`` with ``dryRun``: check a task as :meth:`run_task` would run it, running nothing.
+
+        The server loads the task (a task that cannot be loaded raises
+        :class:`~stagerunner.errors.TaskError`, as for a run) and asks each stage's handler what
+        would stop it: ``{"dryRun": True, "ok", "task", "stages": [{"stage", "handler", "problems"}]}``.
+        """
+        params = drop_none(
+            {
+                "task": dict(task) if isinstance(task, Mapping) else task,
+                "input": input,
+                "modelConfig": dict(model_config) if model_config is not None else None,
+                "dryRun": True,
+            }
+        )
+        return cast(TaskDryRun, await self.request("runTask", params, timeout=timeout))
 
     # ------------------------------------------------------------------ jobs
 
-    @overload
     async def run_pipeline(
         self,
         pipeline: str | Mapping[str, Any],
@@ -1033,54 +1008,14 @@ class Client:
         *,
         name: str | None = None,
         wait: bool = False,
-        dry_run: Literal[False] | None = None,
         timeout: float | None = None,
-    ) -> RunPipelineResult: ...
-
-    @overload
-    async def run_pipeline(
-        self,
-        pipeline: str | Mapping[str, Any],
-        input: Any = None,
-        *,
-        name: str | None = None,
-        wait: bool = False,
-        dry_run: Literal[True],
-        timeout: float | None = None,
-    ) -> PipelineDryRun: ...
-
-    @overload
-    async def run_pipeline(
-        self,
-        pipeline: str | Mapping[str, Any],
-        input: Any = None,
-        *,
-        name: str | None = None,
-        wait: bool = False,
-        dry_run: bool | None = None,
-        timeout: float | None = None,
-    ) -> RunPipelineResult | PipelineDryRun: ...
-
-    async def run_pipeline(
-        self,
-        pipeline: str | Mapping[str, Any],
-        input: Any = None,
-        *,
-        name: str | None = None,
-        wait: bool = False,
-        dry_run: bool | None = None,
-        timeout: float | None = None,
-    ) -> RunPipelineResult | PipelineDryRun:
+    ) -> RunPipelineResult:
         """``runPipeline``: start a pipeline (a pipeline file's path relative to the workspace, or the pipeline itself) as a job.
 
         Returns ``{"jobId"}`` at once; with ``wait=True``, once the job has ended, with its
         final ``status`` too (cancelling the call then cancels the job). ``input`` is the job's
         input (default ``{}``). A pipeline that cannot be used raises
         :class:`~stagerunner.errors.TaskError` (-32015, ``kind`` ``"pipeline"``).
-
-        With ``dry_run=True`` no job starts and nothing is written: the server checks the
-        pipeline and every task of it and answers a :class:`~stagerunner.types.PipelineDryRun`
-        (``{"dryRun": True, "ok", "pipeline", "tasks": [{"name", "file", "ok", "stages"?, "error"?}]}``).
         """
         params = drop_none(
             {
@@ -1088,10 +1023,25 @@ class Client:
                 "input": input,
                 "name": name,
                 "options": {"wait": True} if wait else None,
-                "dryRun": dry_run,
             }
         )
-        return cast(RunPipelineResult | PipelineDryRun, await self.request("runPipeline", params, timeout=timeout))
+        return cast(RunPipelineResult, await self.request("runPipeline", params, timeout=timeout))
+
+    async def dry_run_pipeline(
+        self, pipeline: str | Mapping[str, Any], input: Any = None, *, timeout: float | None = None
+    ) -> PipelineDryRun:
+        """``runPipeline`` with ``dryRun``: check a pipeline and every task of it as its job would
+        run them, starting no job: ``{"dryRun": True, "ok", "pipeline", "tasks": [{"name", "file",
+        "ok", "stages"?, "error"?}]}`` (a task file that cannot be loaded is a task with its ``error``).
+        """
+        params = drop_none(
+            {
+                "pipeline": dict(pipeline) if isinstance(pipeline, Mapping) else pipeline,
+                "input": input,
+                "dryRun": True,
+            }
+        )
+        return cast(PipelineDryRun, await self.request("runPipeline", params, timeout=timeout))
 
     async def get_status(self, job_id: str, *, timeout: float | None = None) -> GetStatusResult:
         """``getStatus``: the job's status document and ``taskStages`` (computeTaskStage per task)."""

@@ -11,14 +11,14 @@ import asyncio
 import inspect
 import threading
 import typing
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Concatenate, Literal, cast, overload
+from typing import Any, Concatenate, cast
 
 from ._common import F, P, R, T
 from .client import Client
 from .jobs import StatusSubscription, SyncStatusSubscription
-from .types import InitializeResult, ModelConfig, PipelineDryRun, RunPipelineResult, TaskDryRun, TaskResult
+from .types import InitializeResult
 
 __all__ = ["SyncClient"]
 
@@ -230,96 +230,10 @@ class SyncClient:
     render_prompt = _blocking(Client.render_prompt)
     list_templates = _blocking(Client.list_templates)
     validate_workspace = _blocking(Client.validate_workspace)
-    if TYPE_CHECKING:
-        # Client.run_task and run_pipeline are overloaded on dry_run, and a ParamSpec keeps only the
-        # first overload: type checkers get the blocking overloads here. At run time they are the
-        # lines below, and tests/test_structure.py holds them to Client's parameters.
-
-        @overload
-        def run_task(
-            self,
-            task: str | Mapping[str, Any],
-            input: Any = None,
-            *,
-            model_config: ModelConfig | None = None,
-            max_refinements: int | None = None,
-            task_timeout: float | None = None,
-            run_id: str | None = None,
-            dry_run: Literal[False] | None = None,
-            timeout: float | None = None,
-        ) -> TaskResult: ...
-
-        @overload
-        def run_task(
-            self,
-            task: str | Mapping[str, Any],
-            input: Any = None,
-            *,
-            model_config: ModelConfig | None = None,
-            max_refinements: int | None = None,
-            task_timeout: float | None = None,
-            run_id: str | None = None,
-            dry_run: Literal[True],
-            timeout: float | None = None,
-        ) -> TaskDryRun: ...
-
-        @overload
-        def run_task(
-            self,
-            task: str | Mapping[str, Any],
-            input: Any = None,
-            *,
-            model_config: ModelConfig | None = None,
-            max_refinements: int | None = None,
-            task_timeout: float | None = None,
-            run_id: str | None = None,
-            dry_run: bool | None = None,
-            timeout: float | None = None,
-        ) -> TaskResult | TaskDryRun: ...
-
-        def run_task(self, *args: Any, **kwargs: Any) -> TaskResult | TaskDryRun: ...
-
-        @overload
-        def run_pipeline(
-            self,
-            pipeline: str | Mapping[str, Any],
-            input: Any = None,
-            *,
-            name: str | None = None,
-            wait: bool = False,
-            dry_run: Literal[False] | None = None,
-            timeout: float | None = None,
-        ) -> RunPipelineResult: ...
-
-        @overload
-        def run_pipeline(
-            self,
-            pipeline: str | Mapping[str, Any],
-            input: Any = None,
-            *,
-            name: str | None = None,
-            wait: bool = False,
-            dry_run: Literal[True],
-            timeout: float | None = None,
-        ) -> PipelineDryRun: ...
-
-        @overload
-        def run_pipeline(
-            self,
-            pipeline: str | Mapping[str, Any],
-            input: Any = None,
-            *,
-            name: str | None = None,
-            wait: bool = False,
-            dry_run: bool | None = None,
-            timeout: float | None = None,
-        ) -> RunPipelineResult | PipelineDryRun: ...
-
-        def run_pipeline(self, *args: Any, **kwargs: Any) -> RunPipelineResult | PipelineDryRun: ...
-
-    else:
-        run_task = _blocking(Client.run_task)
-        run_pipeline = _blocking(Client.run_pipeline)
+    run_task = _blocking(Client.run_task)
+    dry_run_task = _blocking(Client.dry_run_task)
+    run_pipeline = _blocking(Client.run_pipeline)
+    dry_run_pipeline = _blocking(Client.dry_run_pipeline)
     get_status = _blocking(Client.get_status)
     list_jobs = _blocking(Client.list_jobs)
     cancel_job = _blocking(Client.cancel_job)
