@@ -426,12 +426,10 @@ public final class WorkspaceEngine: Sendable {
 
     /// Evaluations see the essay under `response`; llm essays see the draft under `draft`.
     func addParentValues(_ plan: inout Plan, generateMissing: Bool = true) async throws(StageError) {
-        guard let text = try await parentText(plan, generateMissing: generateMissing) else { return }
-        switch plan.stage {
-        case .evaluation where plan.values["response"] == nil: plan.values["response"] = .string(text)
-        case .essay where plan.values["draft"] == nil: plan.values["draft"] = .string(text)
-        default: break
-        }
+        guard let text = try await parentText(plan, generateMissing: generateMissing),
+            let name = plan.stage.parentVariable, plan.values[name] == nil
+        else { return }
+        plan.values[name] = .string(text)
     }
 
     func render(_ template: Template, _ plan: Plan) throws(StageError) -> String {
@@ -1066,4 +1064,16 @@ actor InFlightGenerations {
     }
 
     static let cancelled = StageError(.cancelled, "the request was cancelled")
+}
+
+extension GenerationStage {
+    /// The template variable that holds the parent's parsed text: `draft` for essays, `response`
+    /// for evaluations.
+    var parentVariable: String? {
+        switch self {
+        case .draft: return nil
+        case .essay: return "draft"
+        case .evaluation: return "response"
+        }
+    }
 }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// `file:` URIs as LSP clients send them (`rootUri`, `workspaceFolders[].uri`), read as local paths.
 enum FileURI {
     /// Why a URI names no local path; `problem` reads after the member's name.
@@ -77,15 +79,9 @@ extension FileURI {
                 UInt8(ascii: "~"), UInt8(ascii: "/"):
                 text.unicodeScalars.append(Unicode.Scalar(byte))
             default:
-                text += "%" + String(byte, radix: 16, uppercase: true).leftPadded(to: 2)
+                text += String(format: "%%%02X", byte)
             }
         }
         return text
-    }
-}
-
-extension String {
-    fileprivate func leftPadded(to width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }

@@ -49,12 +49,13 @@ struct LogLevelOption: ParsableArguments {
 }
 
 extension CommandSupport {
-    /// The engine of the `--workspace` workspace; a workspace that cannot be opened is a wrong
-    /// invocation: `error: …` and status 2.
-    static func engine(_ option: WorkspaceOption) throws -> WorkspaceEngine {
+    /// The engine of the `--workspace` workspace (for a command naming `file`, the workspace
+    /// that file leads to: ``WorkspaceOption/open(forFile:)``); a workspace that is not a folder is a
+    /// wrong invocation (`error: …`, status 2), one whose databases cannot be opened status 1.
+    static func engine(_ option: WorkspaceOption, forFile file: String? = nil) throws -> WorkspaceEngine {
         let root: Workspace
         do {
-            root = try option.open()
+            root = try file.map { file throws(Workspace.Problem) in try option.open(forFile: file) } ?? option.open()
         } catch {
             throw usageFailure("--workspace: \(error)")
         }

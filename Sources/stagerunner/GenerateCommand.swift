@@ -192,7 +192,7 @@ final class CohortProgress: Sendable {
             case .finished(let row, let result):
                 state.finished += 1
                 let tokens =
-                    result.reused ? 0 : result.metadata.usage?.totalTokens ?? result.metadata.usageEstimate ?? 0
+                    result.reused ? 0 : result.metadata.tokens ?? 0
                 let cost = result.reused ? 0 : result.metadata.costUsd ?? 0
                 state.tokens += tokens
                 state.cost += cost
@@ -300,7 +300,7 @@ final class CohortProgress: Sendable {
         if let score = result.score { members["score"] = .double(score) }
         if !result.warnings.isEmpty { members["warnings"] = .array(result.warnings.map(JSONValue.string)) }
         if !result.reused {
-            if let tokens = result.metadata.usage?.totalTokens ?? result.metadata.usageEstimate {
+            if let tokens = result.metadata.tokens {
                 members["tokens"] = .integer(Int64(tokens))
             }
             if let cost = result.metadata.costUsd { members["costUsd"] = .double(cost) }

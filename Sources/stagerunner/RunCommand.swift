@@ -72,37 +72,20 @@ struct RunCommand: AsyncParsableCommand {
 
     @OptionGroup var logging: LogLevelOption
 
-    /// Prints `error: …` and exits 2 (a bad pipeline, task file or input).
-    static func usageFailure(_ message: String) -> ExitCode {
-        Output.error("error: \(message)")
-        return ExitCode(2)
-    }
-
     func run() async throws {
         let level = logging.logLevel ?? .error
         CommandSupport.startProcess(logLevel: level)
         let seed = try readInput()
-        let root: Workspace
-        do {
-            root = try workspaceOption.open(forFile: pipeline)
-        } catch {
-            throw Self.usageFailure("--workspace \(error)")
-        }
-        let runner: WorkspaceEngine
-        do {
-            runner = try WorkspaceEngine(workspace: root, logger: Logger(label: "stagerunner"))
-        } catch {
-            Output.error("error: cannot open the workspace \(root.root): \(error)")
-            throw ExitCode(1)
-        }
+        let runner = try CommandSupport.engine(workspaceOption, forFile: pipeline)
+        let root = runner.workspace
         let definition: PipelineDefinition
         do {
             definition = try PipelineDefinition.load(Self.relativePath(pipeline, in: root), workspace: root)
         } catch {
-            throw Self.usageFailure("\(error)")
+            throw CommandSupport.usageFailure("\(error)")
         }
-        let checked = await runner.dryRun(definition, options: TaskRunOptions(input: seed))
         if dryRun {
+            let checked = await runner.dryRun(definition, options: TaskRunOptions(input: seed))
             for step in checked.steps {
                 let problems =
                     step.error.map { ["\($0)"] } ?? step.task?.stages.flatMap { stage in
@@ -117,9 +100,14 @@ struct RunCommand: AsyncParsableCommand {
             if !checked.ok { throw ExitCode(1) }
             return
         }
-        // A task file that cannot be read stops the run before it starts.
-        if let broken = checked.steps.first(where: { $0.error != nil }), let error = broken.error {
-            throw Self.usageFailure("\(error)")
+        // Every task file is read now, so that a mistake in one stops the run before it starts.
+        do {
+            var checked: Set<String> = []
+            for step in definition.steps where checked.insert(step.file).inserted {
+                _ = try await runner.loadTask(step.file)
+            }
+        } catch {
+            throw CommandSupport.usageFailure("\(error)")
         }
 
         let jobs = JobManager(runner: runner, maxRunningJobs: 1, logger: Logger(label: "stagerunner"))
@@ -182,7 +170,7 @@ struct RunCommand: AsyncParsableCommand {
     /// The job's input from `--input` or `--input-json`.
     func readInput() throws -> JSONValue {
         if input != nil && inputJson != nil {
-            throw Self.usageFailure("give the input with --input or with --input-json, not both")
+            throw CommandSupport.usageFailure("give the input with --input or with --input-json, not both")
         }
         var text = inputJson ?? "{}"
         var origin = "--input-json"
@@ -196,7 +184,7 @@ struct RunCommand: AsyncParsableCommand {
                 origin = "the input read from standard input"
             } else {
                 guard let data = FileManager.default.contents(atPath: input) else {
-                    throw Self.usageFailure("--input: cannot read the file '\(input)'")
+                    throw CommandSupport.usageFailure("--input: cannot read the file '\(input)'")
                 }
                 text = String(decoding: data, as: UTF8.self)
                 origin = "the input file '\(input)'"
@@ -205,7 +193,7 @@ struct RunCommand: AsyncParsableCommand {
         do {
             return try JSONParser.parse(Array(text.utf8))
         } catch {
-            throw Self.usageFailure("\(origin) is not JSON: \(error)")
+            throw CommandSupport.usageFailure("\(origin) is not JSON: \(error)")
         }
     }
 

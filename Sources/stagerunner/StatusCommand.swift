@@ -49,18 +49,18 @@ struct StatusCommand: AsyncParsableCommand {
         do {
             root = try workspaceOption.open()
         } catch {
-            throw RunCommand.usageFailure("--workspace \(error)")
+            throw CommandSupport.usageFailure("--workspace \(error)")
         }
         guard let jobId else {
             list(root)
             return
         }
         guard let folder = try? JobFolder(jobId, in: root) else {
-            throw RunCommand.usageFailure("'\(jobId)' is not a job id (job ids look like 20261122T014501Z-3fa9)")
+            throw CommandSupport.usageFailure("'\(jobId)' is not a job id (job ids look like 20261122T014501Z-3fa9)")
         }
         let directory = folder.path
         guard var current = try? folder.readStatus() else {
-            throw RunCommand.usageFailure("no job '\(jobId)' in \(root.root)/jobs (no readable tasks-status.json)")
+            throw CommandSupport.usageFailure("no job '\(jobId)' in \(root.root)/jobs (no readable tasks-status.json)")
         }
         guard watch else {
             if json {

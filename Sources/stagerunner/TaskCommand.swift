@@ -62,23 +62,14 @@ struct TaskCommand: AsyncParsableCommand {
         do {
             seed = try JSONParser.parse(Array(input.utf8))
         } catch {
-            FileHandle.standardError.write(Data("error: --input is not JSON: \(error)\n".utf8))
-            throw ExitCode(2)
+            throw CommandSupport.usageFailure("--input is not JSON: \(error)")
         }
-        let root: Workspace
-        do {
-            root = try workspaceOption.open(forFile: file)
-        } catch {
-            FileHandle.standardError.write(Data("error: --workspace: \(error)\n".utf8))
-            throw ExitCode(2)
-        }
-        let runner = try WorkspaceEngine(workspace: root, logger: Logger(label: "stagerunner"))
+        let runner = try CommandSupport.engine(workspaceOption, forFile: file)
         let task: TaskDefinition
         do {
-            task = try await runner.loadTask(RunCommand.relativePath(file, in: root))
+            task = try await runner.loadTask(RunCommand.relativePath(file, in: runner.workspace))
         } catch {
-            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
-            throw ExitCode(2)
+            throw CommandSupport.usageFailure("\(error)")
         }
         let options = TaskRunOptions(
             input: seed,

@@ -65,7 +65,7 @@ struct RenderCommand: AsyncParsableCommand {
         let engine = try CommandSupport.engine(workspaceOption)
         if let genId {
             // The stage comes from the membership.
-            guard let row = try? await engine.rows(GenerationSelection(genIds: [genId])).first else {
+            guard let row = await engine.membershipRow(genId) else {
                 throw CommandSupport.usageFailure("no generation '\(genId)' in the membership")
             }
             spec.stage = row.stage

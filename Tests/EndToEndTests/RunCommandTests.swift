@@ -130,23 +130,11 @@ struct RunCommandTests {
         let command = [
             ServerProcess.binaryPath, "run", "pipelines/research.pipeline.yaml", "--workspace", example.root,
             "--input-json", #"{"topic": "kelp"}"#,
-        ].map { "'" + $0.replacingOccurrences(of: "'", with: #"'\''"#) + "'" }.joined(separator: " ")
-        let (status, data) = try await onOwnThread {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: script)
-            process.arguments = ["-qec", command, "/dev/null"]
-            process.environment = ProcessInfo.processInfo.environment.merging(["TERM": "xterm", "COLUMNS": "120"]) {
-                $1
-            }
-            let output = Pipe()
-            process.standardOutput = output
-            process.standardInput = FileHandle.nullDevice
-            try process.run()
-            let data = output.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return (process.terminationStatus, data)
-        }
-        let screen = String(decoding: data, as: UTF8.self)
+        ].map(TerminalCommandTests.shellQuoted).joined(separator: " ")
+        let (status, screen, _) = try await TerminalCommandTests.shell(
+            "TERM=xterm COLUMNS=120 \(script) -qec \(TerminalCommandTests.shellQuoted(command)) /dev/null",
+            in: example.root
+        )
         #expect(status == 0, "\(screen)")
         #expect(screen.contains("\u{1B}[2K"), "each line is cleared before it is drawn")
         #expect(screen.contains("✔ \u{1B}[0msummary") || screen.contains("✔ summary"), "\(screen)")

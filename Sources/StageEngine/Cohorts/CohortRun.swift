@@ -161,7 +161,7 @@ extension WorkspaceEngine {
                         if result.reused {
                             summary.reused += 1
                         } else if result.metadata.mode == .llm {
-                            summary.tokens += result.metadata.usage?.totalTokens ?? result.metadata.usageEstimate ?? 0
+                            summary.tokens += result.metadata.tokens ?? 0
                             if let cost = result.metadata.costUsd {
                                 summary.cost += cost
                             } else {
@@ -179,12 +179,8 @@ extension WorkspaceEngine {
                     }
                 }
             }
+            // Cancelled: what this stage did not start (every row of the stages after it) never ran.
             if Task.isCancelled { summary.cancelled += wave.endIndex - next }
-        }
-        if Task.isCancelled {
-            // The stages after the one cancelled were never started.
-            let counted = summary.succeeded + summary.failed + summary.skipped + summary.cancelled
-            summary.cancelled += max(0, rows.count - counted)
         }
         return summary
     }
@@ -218,19 +214,28 @@ extension WorkspaceEngine {
                 items.append(item)
                 continue
             }
-            // The parent's text when it is committed; else the prompt is counted without it and
-            // its longest answer is added to the high estimate.
+            // The parent's parsed text when it is committed; else the prompt is counted with an
+            // empty one and the parent's longest answer is added to the high estimate.
+            var parentText: String?
             var parentPending = 0
             if let parent = plan.parentGenId, let parentStage = row.stage.parentStage {
-                let generation = try? readGeneration(parentStage, parent)
-                if generation == nil {
+                if let generation = try? readGeneration(parentStage, parent) {
+                    parentText = generation.parsed ?? ""
+                    if generation.parsed == nil {
+                        item.problems.append(
+                            "parent \(parentStage.rawValue) '\(parent)' has no parsed output "
+                                + "(status \(generation.metadata.status.rawValue))"
+                        )
+                    }
+                } else {
                     if !selected.contains(parent) && !plan.parentInMembership {
                         item.problems.append(
                             "parent \(parentStage.rawValue) '\(parent)' has not been generated and the membership does not list it"
                         )
-                    } else if !selected.contains(parent) && !store.exists(parentStage, parent) {
+                    } else if !selected.contains(parent) {
                         item.warnings.append("its parent \(parent) is not selected: it is generated first")
                     }
+                    parentText = ""
                     parentPending = answerTokens[parent] ?? CohortDryRun.assumedAnswerTokens
                 }
             }
@@ -240,18 +245,8 @@ extension WorkspaceEngine {
                 continue
             }
             var values = plan.values
-            if parentPending > 0 || plan.parentGenId == nil {
-                switch row.stage {
-                case .evaluation where values["response"] == nil: values["response"] = .string("")
-                case .essay where values["draft"] == nil && plan.parentGenId != nil: values["draft"] = .string("")
-                default: break
-                }
-            } else if let text = try? await parentText(plan, generateMissing: false) {
-                switch row.stage {
-                case .evaluation where values["response"] == nil: values["response"] = .string(text)
-                case .essay where values["draft"] == nil: values["draft"] = .string(text)
-                default: break
-                }
+            if let parentText, let name = row.stage.parentVariable, values[name] == nil {
+                values[name] = .string(parentText)
             }
             do throws(StageError) {
                 let compiled = try await state.template(plan.template.file)

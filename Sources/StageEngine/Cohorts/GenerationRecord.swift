@@ -26,7 +26,7 @@ public struct GenerationRecord: Sendable, Hashable {
     public var state: String { metadata?.status.rawValue ?? "pending" }
 
     /// Tokens of the call, counted by the provider or, when it reported none, estimated.
-    public var tokens: Int? { metadata.flatMap { $0.usage?.totalTokens ?? $0.usageEstimate } }
+    public var tokens: Int? { metadata?.tokens }
 
     /// The generation's folder, relative to the workspace.
     public var directory: String { GensStore.directory(stage, genId) }
@@ -71,22 +71,7 @@ extension WorkspaceEngine {
 
     /// One generation by gen id: in the membership, or committed outside it.
     public func generation(_ genId: String) async throws(StageError) -> GenerationDetail {
-        if let reason = Identifier.problem(genId, kind: "genId") {
-            throw StageError(.invalidSpec, reason, field: "genId")
-        }
-        let membership = await state.catalog().membership
-        var found: GenerationRecord?
-        if let row = membership.row(genId) {
-            found = try record(row)
-        } else {
-            for stage in GenerationStage.allCases {
-                if let record = try unlisted(stage, genId) {
-                    found = record
-                    break
-                }
-            }
-        }
-        guard let record = found else {
+        guard let record = try await record(of: genId) else {
             throw StageError(
                 .invalidSpec,
                 "no generation '\(genId)': it is neither in the membership nor in data/gens",
@@ -95,14 +80,9 @@ extension WorkspaceEngine {
         }
         let generation = try readGeneration(record.stage, genId)
         var parent: GenerationRecord?
-        if let parentId = record.parentGenId, let parentStage = record.stage.parentStage {
-            if let row = membership.row(parentId) {
-                parent = try self.record(row)
-            } else {
-                parent = try unlisted(parentStage, parentId)
-            }
-        }
-        let children = try membership.rows.values
+        if let parentId = record.parentGenId { parent = try await self.record(of: parentId) }
+        // Who names it as parent: only the whole membership says.
+        let children = try await state.catalog().membership.rows.values
             .filter { $0.parentGenId == genId }
             .sorted { ($0.stage, $0.file, $0.line) < ($1.stage, $1.file, $1.line) }
             .map { row throws(StageError) in try self.record(row) }
@@ -121,6 +101,19 @@ extension WorkspaceEngine {
             parent: parent,
             children: children
         )
+    }
+
+    /// The record of `genId`, found through the membership's index (no scan of the whole
+    /// membership), else among the generations committed outside it; nil when neither has it.
+    func record(of genId: String) async throws(StageError) -> GenerationRecord? {
+        if let reason = Identifier.problem(genId, kind: "genId") {
+            throw StageError(.invalidSpec, reason, field: "genId")
+        }
+        if let row = await state.current().membership.row(genId) { return try record(row) }
+        for stage in GenerationStage.allCases {
+            if let record = try unlisted(stage, genId) { return record }
+        }
+        return nil
     }
 
     func record(_ row: MembershipRow) throws(StageError) -> GenerationRecord {

@@ -53,6 +53,11 @@ public struct GenerationSelection: Sendable, Hashable {
 }
 
 extension WorkspaceEngine {
+    /// The membership row of `genId`, found through the membership files' indexes.
+    public func membershipRow(_ genId: String) async -> MembershipRow? {
+        await state.current().membership.row(genId)
+    }
+
     /// The membership rows `selection` selects, as ``GenerationSelection/rows(in:)`` orders them.
     public func rows(_ selection: GenerationSelection) async throws(StageError) -> [MembershipRow] {
         try selection.rows(in: await state.catalog().membership)

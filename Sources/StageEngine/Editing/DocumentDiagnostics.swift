@@ -88,10 +88,8 @@ extension WorkspaceEngine {
                 provided[name] = ("combo '\(combo)' in \(WorkspaceConfiguration.fileName)", value)
             }
         }
-        switch stage {
-        case .essay: provided["draft"] = ("the parent draft's parsed text", .string("…the draft…"))
-        case .evaluation: provided["response"] = ("the parent essay's parsed text", .string("…the essay…"))
-        case .draft: break
+        if let name = stage.parentVariable, let parent = stage.parentStage {
+            provided[name] = ("the parent \(parent.rawValue)'s parsed text", .string("…the \(parent.rawValue)…"))
         }
         return provided
     }
@@ -135,9 +133,10 @@ extension WorkspaceEngine {
             )
         }
         let provided = providedVariables(stage: stage, snapshot)
-        let parent =
-            stage == .essay
-            ? " or the parent draft (draft)" : stage == .evaluation ? " or the parent essay (response)" : ""
+        var parent = ""
+        if let name = stage.parentVariable, let parentStage = stage.parentStage {
+            parent = " or the parent \(parentStage.rawValue) (\(name))"
+        }
         for free in template.freeNames where provided[free.name] == nil {
             found.append(
                 EditorDiagnostic(
@@ -185,20 +184,16 @@ extension WorkspaceEngine {
         case .failure(let error): return [editorDiagnostic(error, in: document)]
         case .success(let value): parsed = value
         }
-        let directory = (document.path as NSString).deletingLastPathComponent
+        let (directory, stem) = TaskDefinition.folderAndStem(document.path)
         let task: TaskDefinition
         do {
             var loader = TaskFileLoader(
                 file: document.path,
-                directory: directory.isEmpty ? "." : directory,
+                directory: directory,
                 workspace: workspace,
                 parsers: parsers
             )
-            let stem = ((document.path as NSString).lastPathComponent as NSString).deletingPathExtension
-            task = try loader.definition(
-                from: parsed,
-                defaultName: stem.split(separator: ".").first.map(String.init) ?? stem
-            )
+            task = try loader.definition(from: parsed, defaultName: stem)
         } catch {
             return [editorDiagnostic(error, in: document)]
         }
@@ -226,11 +221,11 @@ extension WorkspaceEngine {
         case .failure(let error): return [editorDiagnostic(error, in: document)]
         case .success(let value): parsed = value
         }
-        let directory = (document.path as NSString).deletingLastPathComponent
+        let (directory, stem) = TaskDefinition.folderAndStem(document.path)
         let pipeline: PipelineDefinition
         do {
-            pipeline = try PipelineLoader(file: document.path, directory: directory.isEmpty ? "." : directory)
-                .pipeline(from: parsed, defaultName: "pipeline")
+            pipeline = try PipelineLoader(file: document.path, directory: directory)
+                .pipeline(from: parsed, defaultName: stem)
         } catch {
             return [editorDiagnostic(error, in: document)]
         }

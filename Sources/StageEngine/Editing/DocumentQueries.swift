@@ -47,18 +47,16 @@ extension WorkspaceEngine {
             if Template.filterNames.contains(word) { return "Jinja2 filter `\(word)`" }
             return nil
         case .membership:
-            guard let (index, fields) = document.csvField(at: position), position.line > 0 else { return nil }
-            let column = document.csvHeader.indices.contains(index) ? document.csvHeader[index] : ""
-            let value = fields[index].trimmingCharacters(in: .whitespaces)
-            guard !value.isEmpty else { return nil }
-            switch column {
+            guard position.line > 0, let cell = document.csvCell(at: position), !cell.value.isEmpty else { return nil }
+            let value = cell.value
+            switch cell.column {
             case "gen_id", "parent_gen_id": return await generationHover(value)
             case "template_id":
-                let stageIndex = document.csvHeader.firstIndex(of: "stage")
-                let stage = stageIndex.flatMap {
-                    fields.indices.contains($0) ? GenerationStage(rawValue: fields[$0]) : nil
-                }
-                return templateHover(stage: stage, id: value, snapshot)
+                return templateHover(
+                    stage: cell.value(of: "stage").flatMap(GenerationStage.init(rawValue:)),
+                    id: value,
+                    snapshot
+                )
             case "llm_model_id":
                 do {
                     let (provider, name) = try snapshot.router.check(value)
@@ -74,9 +72,8 @@ extension WorkspaceEngine {
             default: return nil
             }
         case .templateCatalog(let stage):
-            guard let (index, fields) = document.csvField(at: position), position.line > 0 else { return nil }
-            let column = document.csvHeader.indices.contains(index) ? document.csvHeader[index] : ""
-            let value = fields[index].trimmingCharacters(in: .whitespaces)
+            guard position.line > 0, let cell = document.csvCell(at: position) else { return nil }
+            let (column, value) = (cell.column, cell.value)
             if column == "template_id" { return templateHover(stage: stage, id: value, snapshot) }
             if column == "parser" && !value.isEmpty {
                 return parsers.names.contains(value)
@@ -126,8 +123,7 @@ extension WorkspaceEngine {
     }
 
     func generationHover(_ genId: String) async -> String? {
-        guard let detail = try? await generation(genId) else { return "no generation `\(genId)`" }
-        let record = detail.record
+        guard let record = try? await record(of: genId) else { return "no generation `\(genId)`" }
         var text = "**\(record.genId)** — \(record.stage.rawValue), template `\(record.templateId)`, \(record.state)"
         if let metadata = record.metadata {
             text += "\n\nmodel `\(metadata.model ?? "-")`" + (metadata.provider.map { " via \($0)" } ?? "")
@@ -135,7 +131,7 @@ extension WorkspaceEngine {
             if let cost = metadata.costUsd { text += String(format: " · $%.4f", cost) }
             if let score = record.score { text += " · score \(score)" }
         }
-        var prompt = detail.prompt
+        var prompt = (try? readGeneration(record.stage, genId))??.prompt
         if prompt == nil {
             prompt = try? await renderPrompt(StageRunSpec(stage: record.stage, genId: genId)).prompt
         }
@@ -177,11 +173,9 @@ extension WorkspaceEngine {
                 EditorCompletion(label: $0.key, kind: .variable, detail: $0.value.source)
             }
         case .membership:
-            guard position.line > 0, let (index, fields) = document.csvField(at: position) else { return [] }
-            let column = document.csvHeader.indices.contains(index) ? document.csvHeader[index] : ""
-            let stage = document.csvHeader.firstIndex(of: "stage").flatMap {
-                fields.indices.contains($0) ? GenerationStage(rawValue: fields[$0]) : nil
-            }
+            guard position.line > 0, let cell = document.csvCell(at: position) else { return [] }
+            let column = cell.column
+            let stage = cell.value(of: "stage").flatMap(GenerationStage.init(rawValue:))
             switch column {
             case "stage": return GenerationStage.allCases.map { EditorCompletion(label: $0.rawValue, kind: .keyword) }
             case "template_id":
@@ -205,8 +199,8 @@ extension WorkspaceEngine {
             default: return []
             }
         case .templateCatalog:
-            guard position.line > 0, let (index, _) = document.csvField(at: position) else { return [] }
-            switch document.csvHeader.indices.contains(index) ? document.csvHeader[index] : "" {
+            guard position.line > 0, let cell = document.csvCell(at: position) else { return [] }
+            switch cell.column {
             case "parser": return parsers.names.map { EditorCompletion(label: $0, kind: .value, detail: "parser") }
             case "generator": return ["llm", "copy"].map { EditorCompletion(label: $0, kind: .keyword) }
             case "active": return ["true", "false"].map { EditorCompletion(label: $0, kind: .keyword) }
@@ -250,14 +244,10 @@ extension WorkspaceEngine {
         }
         switch document.kind {
         case .membership, .templateCatalog:
-            guard position.line > 0, let (index, fields) = document.csvField(at: position) else { return nil }
-            let column = document.csvHeader.indices.contains(index) ? document.csvHeader[index] : ""
-            let value = fields[index].trimmingCharacters(in: .whitespaces)
-            var stage: GenerationStage?
+            guard position.line > 0, let cell = document.csvCell(at: position) else { return nil }
+            let (column, value) = (cell.column, cell.value)
+            var stage = cell.value(of: "stage").flatMap(GenerationStage.init(rawValue:))
             if case .templateCatalog(let catalogStage) = document.kind { stage = catalogStage }
-            if let at = document.csvHeader.firstIndex(of: "stage"), fields.indices.contains(at) {
-                stage = GenerationStage(rawValue: fields[at])
-            }
             switch column {
             case "template_id":
                 guard let stage, let entry = snapshot.templates.entry(stage, value) else { return nil }
@@ -299,10 +289,10 @@ extension WorkspaceEngine {
         case .template(let templateStage, let templateId):
             (stage, id) = (templateStage, templateId)
         case .templateCatalog(let catalogStage):
-            guard position.line > 0, let (index, fields) = document.csvField(at: position),
-                document.csvHeader.indices.contains(index), document.csvHeader[index] == "template_id"
-            else { return [] }
-            (stage, id) = (catalogStage, fields[index].trimmingCharacters(in: .whitespaces))
+            guard position.line > 0, let cell = document.csvCell(at: position), cell.column == "template_id" else {
+                return []
+            }
+            (stage, id) = (catalogStage, cell.value)
         default:
             return []
         }

@@ -167,20 +167,36 @@ public struct EditorDocument: Sendable {
         )
     }
 
-    /// For a CSV line: the index of the field under `position` and the line's fields (no quoting
-    /// rules beyond plain commas, which is how these files are written).
-    func csvField(at position: TextPosition) -> (index: Int, fields: [String])? {
-        let text = line(position.line)
-        let cursor = Self.index(ofColumn: position.character, in: text)
-        let fields = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
-        let index = text[..<cursor].filter { $0 == "," }.count
-        return fields.indices.contains(index) ? (index, fields) : nil
+    /// The CSV cell under `position` as `CSVTable` reads the document (quoted fields and all):
+    /// its column's name in the header, its value, and the row's value of any other column.
+    func csvCell(at position: TextPosition) -> CSVCell? {
+        let table = CSVTable(text: text, file: path)
+        let lineText = line(position.line)
+        let cursor = lineText.unicodeScalars.distance(
+            from: lineText.startIndex,
+            to: Self.index(ofColumn: position.character, in: lineText)
+        )
+        guard let row = table.rows.first(where: { $0.line == position.line + 1 }),
+            let index = row.cells.lastIndex(where: { $0.line == row.line && $0.column <= cursor + 1 })
+        else { return nil }
+        return CSVCell(header: table.header.map(\.value), row: row, index: index)
     }
+}
 
-    /// The header fields of a CSV document.
-    var csvHeader: [String] {
-        line(0).split(separator: ",", omittingEmptySubsequences: false).map {
-            $0.trimmingCharacters(in: .whitespaces)
-        }
+/// A cell of a CSV document, with what the rest of its row says.
+struct CSVCell {
+    let header: [String]
+    let row: CSVTable.Row
+    let index: Int
+
+    /// The name of the cell's column ("" past the header).
+    var column: String { header.indices.contains(index) ? header[index] : "" }
+
+    var value: String { row.cells[index].value.trimmingCharacters(in: .whitespaces) }
+
+    /// The row's value in column `name`, or nil.
+    func value(of name: String) -> String? {
+        guard let at = header.firstIndex(of: name), row.cells.indices.contains(at) else { return nil }
+        return row.cells[at].value.trimmingCharacters(in: .whitespaces)
     }
 }

@@ -96,6 +96,11 @@ public struct GenerationMetadata: Sendable, Hashable, Codable {
     }
 }
 
+extension GenerationMetadata {
+    /// The call's tokens as the provider counted them, else as estimated; nil when neither is known.
+    public var tokens: Int? { usage?.totalTokens ?? usageEstimate }
+}
+
 /// How a generation ended: the parse statuses of ``ParseStatus``, plus truncation.
 public enum GenerationStatus: String, Sendable, Hashable, Codable {
     case success

@@ -145,11 +145,18 @@ extension TaskDefinition {
         case .text(let contents): text = contents
         }
         let document = try parseDocument(text, file: file)
+        let (directory, stem) = folderAndStem(file)
+        return (document, directory, stem, stamp)
+    }
+
+    /// A task or pipeline file's folder (`.` at the top) and its name without extensions: what
+    /// its paths are relative to, and its default name.
+    static func folderAndStem(_ file: String) -> (directory: String, stem: String) {
         let slash = file.lastIndex(of: "/")
         let directory = slash.map { String(file[..<$0]) } ?? "."
         var stem = String(file[(slash.map { file.index(after: $0) } ?? file.startIndex)...])
         if let dot = stem.firstIndex(of: "."), dot > stem.startIndex { stem = String(stem[..<dot]) }
-        return (document, directory, stem, stamp)
+        return (directory, stem)
     }
 
     static func parseDocument(_ text: String, file: String) throws(TaskDefinitionError) -> JSONValue {

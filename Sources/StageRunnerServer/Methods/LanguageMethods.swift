@@ -85,7 +85,12 @@ extension RPCServer {
                 case .string(let uri)? = document["uri"],
                 case .string(let text)? = document["text"]
             else { return }
-            opened(uri, text: text, version: document["version"]?.integerValue.map(Int.init), context.connection)
+            documentChanged(
+                uri,
+                text: text,
+                version: document["version"]?.integerValue.map(Int.init),
+                context.connection
+            )
         }
         table.onNotification("textDocument/didChange", listed: false) { [self] context in
             guard servesLanguage, let params = context.params?.value(),
@@ -93,7 +98,7 @@ extension RPCServer {
                 case .array(let changes)? = params["contentChanges"], let last = changes.last,
                 case .string(let text)? = last["text"]
             else { return }
-            opened(
+            documentChanged(
                 uri,
                 text: text,
                 version: params["textDocument"]?["version"]?.integerValue.map(Int.init),
@@ -108,7 +113,7 @@ extension RPCServer {
             }
             let text = params["text"]?.stringValue ?? documents.get(uri)?.text
             guard let text else { return }
-            opened(uri, text: text, version: documents.get(uri)?.version, context.connection)
+            documentChanged(uri, text: text, version: documents.get(uri)?.version, context.connection)
         }
         table.onNotification("textDocument/didClose", listed: false) { [self] context in
             guard servesLanguage, case .string(let uri)? = context.params?.value()["textDocument"]?["uri"] else {
@@ -194,7 +199,7 @@ extension RPCServer {
 
     /// Records the document's text and (re)computes its diagnostics after a short pause, so that
     /// a burst of keystrokes is checked once; a newer edit cancels the check of an older one.
-    func opened(_ uri: String, text: String, version: Int?, _ connection: Connection) {
+    func documentChanged(_ uri: String, text: String, version: Int?, _ connection: Connection) {
         guard let path = try? workspacePath(uri) else { return }
         documents.set(uri, .init(path: path, version: version, text: text))
         documents.schedule(uri) { [self] in
@@ -234,17 +239,21 @@ extension RPCServer {
         return String(absolute.dropFirst(root.count + 1))
     }
 
-    /// The open document a request names (its saved text when the editor did not open it).
+    /// The document at `uri` as the editor holds it, else as saved; nil when it cannot be read.
+    func document(_ uri: String) async throws -> EditorDocument? {
+        if let open = documents.get(uri) { return EditorDocument(path: open.path, text: open.text) }
+        let path = try workspacePath(uri)
+        guard let text = try await engine.runner().workspace.readText(path) else { return nil }
+        return EditorDocument(path: path, text: text)
+    }
+
+    /// The document a `textDocument/*` request names.
     func opened(_ context: RequestContext) async throws -> EditorDocument? {
         let params = try context.decodeParams(JSONValue.self)
         guard case .string(let uri)? = params["textDocument"]?["uri"] else {
             throw ResponseError.invalidParams(field: "params.textDocument.uri", problem: "is required")
         }
-        if let open = documents.get(uri) { return EditorDocument(path: open.path, text: open.text) }
-        let path = try workspacePath(uri)
-        let runner = try await engine.runner()
-        guard let text = runner.workspace.readText(path) else { return nil }
-        return EditorDocument(path: path, text: text)
+        return try await document(uri)
     }
 
     /// The document and position of a `TextDocumentPositionParams` request.
@@ -259,14 +268,7 @@ extension RPCServer {
                 problem: "must have textDocument.uri and position {line, character}"
             )
         }
-        let document: EditorDocument
-        if let open = documents.get(uri) {
-            document = EditorDocument(path: open.path, text: open.text)
-        } else {
-            let path = try workspacePath(uri)
-            guard let text = try await engine.runner().workspace.readText(path) else { return nil }
-            document = EditorDocument(path: path, text: text)
-        }
+        guard let document = try await document(uri) else { return nil }
         return (document, TextPosition(line: Int(line), character: Int(character)))
     }
 
@@ -287,23 +289,14 @@ extension RPCServer {
         }
         switch document.kind {
         case .membership:
-            let header =
-                document.text.split(maxSplits: 1, whereSeparator: \.isNewline).first.map {
-                    $0.split(separator: ",", omittingEmptySubsequences: false).map {
-                        $0.trimmingCharacters(in: .whitespaces)
-                    }
-                } ?? []
-            guard let genColumn = header.firstIndex(of: "gen_id") else { return [] }
+            let table = CSVTable(text: document.text, file: document.path)
+            guard let genColumn = table.header.firstIndex(where: { $0.value == "gen_id" }) else { return [] }
             var lenses: [JSONValue] = []
-            for (index, line) in document.lines.enumerated().dropFirst()
-                .prefix(1000)
-            {
-                let fields = line.split(separator: ",", omittingEmptySubsequences: false)
-                guard fields.indices.contains(genColumn) else { continue }
-                let genId = fields[genColumn].trimmingCharacters(in: .whitespaces)
+            for row in table.rows.prefix(1000) where row.cells.indices.contains(genColumn) {
+                let genId = row.cells[genColumn].value.trimmingCharacters(in: .whitespaces)
                 guard !genId.isEmpty else { continue }
-                lenses.append(lens(index, "▶ run \(genId)", .runGeneration, genId))
-                lenses.append(lens(index, "render", .render, genId))
+                lenses.append(lens(row.line - 1, "▶ run \(genId)", .runGeneration, genId))
+                lenses.append(lens(row.line - 1, "render", .render, genId))
             }
             return lenses
         case .task:
@@ -327,7 +320,7 @@ extension RPCServer {
         let runner = try await engine.runner()
         switch command {
         case .render:
-            let row = try? await runner.rows(GenerationSelection(genIds: [argument])).first
+            let row = await runner.membershipRow(argument)
             do {
                 let rendered = try await runner.renderPrompt(StageRunSpec(stage: row?.stage ?? .draft, genId: argument))
                 return RawJSON(WorkspaceEngine.renderedPromptJSON(rendered))
@@ -335,7 +328,7 @@ extension RPCServer {
                 throw ResponseError(error)
             }
         case .runGeneration:
-            guard let row = try? await runner.rows(GenerationSelection(genIds: [argument])).first else {
+            guard let row = await runner.membershipRow(argument) else {
                 throw ResponseError.invalidParams(
                     field: "params.arguments[0]",
                     problem: "no generation '\(argument)' in the membership"

@@ -102,4 +102,24 @@ struct EditorDocumentTests {
         let references = await runner.references(template, at: TextPosition(line: 0, character: 0))
         #expect(references.map(\.path) == ["data/1_raw/draft_templates.csv", path])
     }
+
+    @Test("CSV cells are read as the catalogs are: a quoted field with commas is one cell")
+    func quotedCells() async throws {
+        let temporary = try TemporaryWorkspace(copying: "daydream")
+        defer { temporary.remove() }
+        let runner = try WorkspaceEngine(workspace: temporary.workspace)
+        let path = "data/1_raw/draft_templates.csv"
+        let text = """
+            template_id,template_name,description,parser,generator,active
+            creative-synthesis,Creative Synthesis,"Brainstorm, combine, then pick",essay_idea_last,llm,true
+
+            """
+        let catalog = EditorDocument(path: path, text: text)
+        let line = String(catalog.line(1))
+        let parserColumn = line.utf16.count - "essay_idea_last,llm,true".utf16.count + 2
+        let hover = await runner.hover(catalog, at: TextPosition(line: 1, character: parserColumn))
+        #expect(hover == "parser `essay_idea_last`", "\(hover ?? "nil")")
+        let completion = await runner.completions(catalog, at: TextPosition(line: 1, character: parserColumn))
+        #expect(completion.map(\.label).contains("in_last_line"))
+    }
 }
