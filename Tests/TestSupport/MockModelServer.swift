@@ -4,36 +4,34 @@ import JSON
 /// `Tests/MockModelServer/mock_model_server.py` running on loopback for the length of a test.
 public final class MockModelServer: @unchecked Sendable {
     public let port: Int
-    private let process: Process
-    /// The server's standard input: it exits when this closes, so a server held by a suite (in a
-    /// `static`) ends with the test process instead of outliving it.
-    private let input = Pipe()
+    /// Spawned as the server is (posix_spawn): Foundation's `Process.run` was seen to crash the
+    /// test process. The server exits when its standard input closes (when this is released), so
+    /// a server held by a suite (in a `static`) ends with the test process instead of outliving it.
+    private let process: ServerProcess
 
     /// The API key the server accepts.
     public static let key = "test-key"
 
     public init() throws {
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [
-            "python3", repositoryRoot + "/Tests/MockModelServer/mock_model_server.py", "--exit-with-stdin",
-        ]
-        process.standardInput = input
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        // The first line is "PORT <n>"; availableData returns as soon as it is there.
+        // `sh -c` so that ServerProcess's extra argument (the binary's path) becomes $0.
+        process = try ServerProcess(
+            [],
+            launcher: [
+                "/bin/sh", "-c",
+                "exec python3 '\(repositoryRoot)/Tests/MockModelServer/mock_model_server.py' --exit-with-stdin",
+            ]
+        )
+        // The first line is "PORT <n>".
         var text = ""
-        while !text.contains("\n") {
-            let chunk = output.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            text += String(decoding: chunk, as: UTF8.self)
+        for _ in 0..<60_000 {
+            text = String(decoding: process.output.rawBytes, as: UTF8.self)
+            if text.contains("\n") || process.hasExited { break }
+            usleep(1_000)
         }
         guard let line = text.split(separator: "\n").first, line.hasPrefix("PORT "), let port = Int(line.dropFirst(5))
         else {
-            process.terminate()
-            throw TimedOut(description: "the mock model server did not start: \(text)")
+            process.signal(SIGKILL)
+            throw TimedOut(description: "the mock model server did not start: \(text)\(process.standardError)")
         }
         self.port = port
     }
@@ -72,11 +70,4 @@ public final class MockModelServer: @unchecked Sendable {
         return try JSONParser.parse(Array(body.utf8))
     }
 
-    deinit {
-        // Not Process.waitUntilExit: off the main thread it runs a run loop that can miss the exit.
-        let pid = process.processIdentifier
-        kill(pid, SIGKILL)
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-    }
 }

@@ -65,33 +65,29 @@ struct TemporariesTests {
             "sleep 300 & echo $!; wait",
             environment: ["STAGERUNNER_COMMAND_TOKEN": token]
         )
-        let child = try await onOwnThread {
-            let line = String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
-            return pid_t(line.trimmingCharacters(in: .whitespacesAndNewlines))
-        }
+        try await eventually("the command prints its child's pid") { output().contains("\n") }
+        let child = pid_t(output().trimmingCharacters(in: .whitespacesAndNewlines))
         // A record whose pid now belongs to another process (another start time).
         let (other, _) = try spawn("exec sleep 300")
         defer {
             // SIGKILL: a child of the test runner starts with SIGTERM blocked.
-            for process in [command, other] where process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            for process in [command, other] where !process.hasExited { process.signal(SIGKILL) }
         }
         let temporary = try TemporaryWorkspace(
             files: [
                 ".stagerunner/runs/\(deadPid)-1": "123\ndata/tasks/t/dead\n",
                 "data/tasks/t/dead/.commands/\(token)": "",
-                "data/tasks/t/dead/.commands/\(UUID().uuidString)": "\(other.processIdentifier) 1\n",
+                "data/tasks/t/dead/.commands/\(UUID().uuidString)": "\(other.pid) 1\n",
             ]
         )
         defer { temporary.remove() }
         _ = try WorkspaceEngine(workspace: temporary.workspace, environment: [:])
-        let status = try await onOwnThread {
-            command.waitUntilExit()
-            return (command.terminationReason, command.terminationStatus)
-        }
-        #expect(status.0 == .uncaughtSignal && status.1 == SIGKILL, "\(status)")
+        // Killed by the sweep (ServerProcess reports a signal as 128 + its number, as a shell does).
+        let status = try await command.exitStatus()
+        #expect(status == 128 + SIGKILL, "\(status)")
         let started = try #require(child)
         try await eventually("the command's child is gone") { !isRunning(started) }
-        #expect(isRunning(pid_t(other.processIdentifier)))
+        #expect(isRunning(other.pid))
         #expect(!FileManager.default.fileExists(atPath: temporary.workspace.path("data/tasks/t/dead/.commands")))
     }
 
@@ -167,18 +163,15 @@ struct TemporariesTests {
     }
 }
 
-/// Starts `sh -c script` with `environment` over the test's; its stdout is on the pipe returned.
-private func spawn(_ script: String, environment: [String: String] = [:]) throws -> (Process, Pipe) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/bin/sh")
-    process.arguments = ["-c", script]
-    process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-    let output = Pipe()
-    process.standardOutput = output
-    // Not the runner's stderr, which a process left running would hold open.
-    process.standardError = FileHandle.nullDevice
-    try process.run()
-    return (process, output)
+/// Starts `sh -c script` with `environment` over the test's, spawned as the tests spawn the
+/// server (Foundation's `Process.run` was seen to crash the test process); returns it and what it
+/// has printed so far.
+private func spawn(
+    _ script: String,
+    environment: [String: String] = [:]
+) throws -> (ServerProcess, @Sendable () -> String) {
+    let process = try ServerProcess([], launcher: ["/bin/sh", "-c", script], environment: environment)
+    return (process, { String(decoding: process.output.rawBytes, as: UTF8.self) })
 }
 
 /// Whether process `pid` runs (exists and is not a zombie waiting to be reaped).
