@@ -48,13 +48,15 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
+sys.path.insert(0, str(HERE.parent))
+import task_workspace  # noqa: E402  (Benchmarks/task_workspace.py: the runTask benchmark's task)
 EXAMPLE = ROOT / "examples/daydream"
 THRESHOLDS = HERE / "thresholds.json"
 
 WARM_UP = 5
 # N per method: the second server gets 2N. Large enough that the start-up's own variation
 # (about ±0.1 M instructions) is a fraction of a percent of the difference.
-REQUESTS = {"ping": 200, "renderPrompt": 50, "runStage": 50}
+REQUESTS = {"ping": 200, "renderPrompt": 50, "runStage": 50, "runTask": 50}
 METHODS = list(REQUESTS)
 METRICS = ["allocations", "instructions"]
 TOOLS = {"allocations": "dhat", "instructions": "callgrind"}
@@ -76,6 +78,8 @@ class MeasureError(Exception):
 def params(method: str, number: int) -> dict | None:
     if method == "ping":
         return None
+    if method == "runTask":
+        return {"task": "tasks/summary.yaml", "input": task_workspace.INPUT, "runId": f"threshold-{number}"}
     # "embedded:" names the provider, so a STAGERUNNER_DEFAULT_PROVIDER in the environment
     # cannot send these to the network.
     result = {"stage": "draft", "templateId": "systematic-analytical", "model": "embedded:bench",
@@ -122,8 +126,11 @@ def measure_once(binary: Path, method: str, count: int, metric: str, keep: Path 
     """One server under valgrind: WARM_UP + count requests of method; the process's total of metric."""
     base = Path(tempfile.mkdtemp(dir=tmp_base(), prefix=f"thresholds-{method}-"))
     try:
-        workspace = base / "ws"
-        shutil.copytree(EXAMPLE, workspace)
+        if method == "runTask":
+            workspace = task_workspace.make_workspace(base)
+        else:
+            workspace = base / "ws"
+            shutil.copytree(EXAMPLE, workspace)
         log = base / "valgrind.log"
         tool = TOOLS[metric]
         output = "/dev/null"
@@ -158,6 +165,8 @@ def measure_once(binary: Path, method: str, count: int, metric: str, keep: Path 
                         break
                 if "error" in response:
                     raise MeasureError(f"{method} failed: {response['error']}")
+                if method == "runTask" and not response["result"]["ok"]:
+                    raise MeasureError(f"runTask failed: {json.dumps(response['result'])[:500]}")
                 if method == "runStage":
                     result = response["result"]
                     if result.get("reused") or result["metadata"].get("provider") != "embedded":
@@ -175,6 +184,10 @@ def measure_once(binary: Path, method: str, count: int, metric: str, keep: Path 
             committed = sum(1 for _ in (workspace / "data/gens/draft").glob("threshold-*/metadata.json"))
             if committed != WARM_UP + count:
                 raise MeasureError(f"runStage: expected {WARM_UP + count} committed generations, found {committed}")
+        if method == "runTask":
+            written = sum(1 for _ in (workspace / "data/tasks/summary").glob("threshold-*/summary.json"))
+            if written != WARM_UP + count:
+                raise MeasureError(f"runTask: expected {WARM_UP + count} artifacts, found {written}")
         if tool == "dhat":
             found = re.search(r"Total:\s+[\d,]+ bytes in ([\d,]+) blocks", text)
         else:

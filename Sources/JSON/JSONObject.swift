@@ -18,13 +18,31 @@ public struct JSONObject: Sendable {
 
     /// The members of `dictionary`, keys in sorted order (a dictionary has none of its own).
     public init(_ dictionary: [String: JSONValue]) {
-        self.init(dictionary.sorted { $0.key < $1.key })
+        // Its keys are distinct: no search for an earlier one.
+        entries = dictionary.sorted { $0.key < $1.key }
+        if entries.count > Self.indexThreshold {
+            index = Dictionary(uniqueKeysWithValues: entries.enumerated().map { ($1.key, $0) })
+        }
     }
 
     /// `entries` in order; a key given twice keeps its first place and its last value, as
     /// Python's `json` reads `{"a": 1, "a": 2}`.
     public init<Members: Sequence>(_ entries: Members) where Members.Element == (String, JSONValue) {
         for (key, value) in entries { self[key] = value }
+    }
+
+    /// The members in key order, as ``JSONWriter`` writes them: `entries` themselves when they
+    /// are in order already (an object built from a dictionary, or key by key in order), else a
+    /// sorted copy.
+    var entriesInKeyOrder: [(key: String, value: JSONValue)] {
+        var index = entries.startIndex + 1
+        while index < entries.endIndex {
+            guard entries[index - 1].key < entries[index].key else {
+                return entries.sorted { $0.key < $1.key }
+            }
+            index += 1
+        }
+        return entries
     }
 
     public var count: Int { entries.count }

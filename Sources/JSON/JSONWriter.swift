@@ -22,8 +22,7 @@ public enum JSONWriter {
             bytes.append(UInt8(ascii: "]"))
         case .object(let members):
             bytes.append(UInt8(ascii: "{"))
-            // Sorted as pairs: no second hash lookup per member.
-            for (index, member) in members.sorted(by: { $0.key < $1.key }).enumerated() {
+            for (index, member) in members.entriesInKeyOrder.enumerated() {
                 if index > 0 { bytes.append(UInt8(ascii: ",")) }
                 writeString(member.key, into: &bytes)
                 bytes.append(UInt8(ascii: ":"))
@@ -51,7 +50,7 @@ public enum JSONWriter {
             bytes.append(UInt8(ascii: "]"))
         case .object(let members) where !members.isEmpty:
             bytes.append(UInt8(ascii: "{"))
-            for (index, member) in members.sorted(by: { $0.key < $1.key }).enumerated() {
+            for (index, member) in members.entriesInKeyOrder.enumerated() {
                 if index > 0 { bytes.append(UInt8(ascii: ",")) }
                 newline(level + 1)
                 writeString(member.key, into: &bytes)

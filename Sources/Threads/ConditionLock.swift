@@ -20,7 +20,16 @@ public final class ConditionLock<State> {
     public init(_ initial: State) {
         state = initial
         pthread_mutex_init(mutex, nil)
+        #if canImport(Glibc)
+        // Timed waits count on the monotonic clock: a change of the wall clock moves no deadline.
+        var attributes = pthread_condattr_t()
+        pthread_condattr_init(&attributes)
+        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
+        pthread_cond_init(condition, &attributes)
+        pthread_condattr_destroy(&attributes)
+        #else
         pthread_cond_init(condition, nil)
+        #endif
     }
 
     deinit {
@@ -61,6 +70,38 @@ public final class ConditionLock<State> {
         defer { pthread_mutex_unlock(mutex) }
         while !ready(state) { pthread_cond_wait(condition, mutex) }
         return try body(&state)
+    }
+
+    /// What a step of ``waitInSteps(_:)`` decided: finish with a result, or wait for a
+    /// notification or the monotonic clock reaching a time (nanoseconds), then step again.
+    public enum Step<Result> {
+        case finish(Result)
+        case wait(untilMonotonic: UInt64)
+    }
+
+    /// Runs `step` on the state under the lock until it finishes, waiting between steps as it
+    /// says, with the lock released while waiting. Only for threads that may block.
+    public func waitInSteps<Result>(_ step: (inout State) -> Step<Result>) -> Result {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        while true {
+            switch step(&state) {
+            case .finish(let result):
+                return result
+            case .wait(let deadline) where deadline == UInt64.max:
+                pthread_cond_wait(condition, mutex)
+            case .wait(let deadline):
+                #if canImport(Glibc)
+                var time = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
+                _ = pthread_cond_timedwait(condition, mutex, &time)
+                #else
+                let now = clock_gettime_nsec_np(CLOCK_MONOTONIC)
+                let left = deadline > now ? deadline - now : 0
+                var time = timespec(tv_sec: Int(left / 1_000_000_000), tv_nsec: Int(left % 1_000_000_000))
+                _ = pthread_cond_timedwait_relative_np(condition, mutex, &time)
+                #endif
+            }
+        }
     }
 }
 

@@ -97,6 +97,23 @@ public struct CallRecord: Sendable, Hashable, Codable, FetchableRecord, MutableP
     public mutating func didInsert(_ inserted: InsertionSuccess) {
         id = inserted.rowID
     }
+
+    /// Inserts the row through one prepared statement, kept by the connection: GRDB's generic
+    /// `insert` encodes the record and looks its table up again for every row.
+    mutating func append(to db: Database) throws {
+        let statement = try db.cachedStatement(
+            sql: """
+                INSERT INTO llm_calls (createdAt, runId, stage, genId, templateId, model, provider, promptVersion,
+                parameters, status, error, latencyMs, promptTokens, completionTokens, costUsd, cached, retries,
+                retryErrors, errorKind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """
+        )
+        try statement.execute(arguments: [
+            createdAt, runId, stage, genId, templateId, model, provider, promptVersion, parameters, status, error,
+            latencyMs, promptTokens, completionTokens, costUsd, cached, retries, retryErrors, errorKind,
+        ])
+        id = db.lastInsertedRowID
+    }
 }
 
 /// Spend and failures per model and status: how a user answers "what did we spend and what failed".
@@ -152,6 +169,7 @@ public final class CallLog: Sendable {
     /// Calls the database could not take (a full disk): written before the next call's row, and
     /// at the end of the server. A paid call is never dropped while it can be kept.
     private let unwritten = Mutex<[CallRecord]>([])
+    private let queue = Mutex(Queue())
     /// The most calls kept waiting; past it the oldest are given up.
     static let unwrittenLimit = 10_000
 
@@ -285,8 +303,68 @@ public final class CallLog: Sendable {
     /// wait.
     @discardableResult
     public func record(_ call: CallRecord) async throws -> CallRecord {
-        // Non-nil: a call given is returned inserted.
-        try await write(call)!
+        let turn: Turn = try await withCheckedThrowingContinuation { continuation in
+            let leads = queue.withLock { queue in
+                if queue.writing {
+                    queue.waiting.append((call, continuation))
+                    return false
+                }
+                queue.writing = true
+                return true
+            }
+            if leads { continuation.resume(returning: .lead) }
+        }
+        switch turn {
+        case .written(let inserted): return inserted
+        case .lead: return try await lead(call)
+        }
+    }
+
+    /// What a call handed to ``record(_:)`` gets: its row, written by another's transaction, or
+    /// the turn to write its own and those that came meanwhile.
+    private enum Turn: Sendable {
+        case written(CallRecord)
+        case lead
+    }
+
+    /// The calls handed over while a transaction is being written, and whether one is.
+    private struct Queue {
+        var waiting: [(call: CallRecord, continuation: CheckedContinuation<Turn, any Error>)] = []
+        var writing = false
+    }
+
+    /// Group commit: one transaction takes `call` and every call waiting, then the first to come
+    /// meanwhile writes the next. Under load a transaction holds many rows, where one each would
+    /// cost every model call a commit and a hop to the database's queue.
+    private func lead(_ call: CallRecord) async throws -> CallRecord {
+        let followers = queue.withLock { queue in
+            defer { queue.waiting = [] }
+            return queue.waiting
+        }
+        let outcome: Result<[CallRecord], any Error>
+        do {
+            outcome = .success(try await write([call] + followers.map(\.call)))
+        } catch {
+            outcome = .failure(error)
+        }
+        let next = queue.withLock { queue in
+            guard !queue.waiting.isEmpty else {
+                queue.writing = false
+                return nil as CheckedContinuation<Turn, any Error>?
+            }
+            return queue.waiting.removeFirst().continuation
+        }
+        next?.resume(returning: .lead)
+        switch outcome {
+        case .success(let rows):
+            for (follower, row) in zip(followers, rows.dropFirst()) {
+                follower.continuation.resume(returning: .written(row))
+            }
+            return rows[0]
+        case .failure(let error):
+            for follower in followers { follower.continuation.resume(throwing: error) }
+            throw error
+        }
     }
 
     /// How many calls wait to be written.
@@ -296,33 +374,35 @@ public final class CallLog: Sendable {
     @discardableResult
     public func writeUnwritten() async -> Int {
         guard unwrittenCount > 0 else { return 0 }
-        _ = try? await write(nil)
+        _ = try? await write([])
         return unwrittenCount
     }
 
-    /// Inserts the calls that wait, then `call`, in one transaction; returns `call` inserted. When
-    /// it fails, they all wait again, in order.
-    private func write(_ call: CallRecord?) async throws -> CallRecord? {
+    /// Inserts the calls that wait, then `calls`, in one transaction; returns `calls` inserted.
+    /// When it fails, they all wait again, in order.
+    private func write(_ calls: [CallRecord]) async throws -> [CallRecord] {
         let taken = Taken()
         do {
             let inserted = try await Self.evenIfCancelled { [self] in
-                try await database.write { db -> CallRecord? in
+                try await database.write { db -> [CallRecord] in
                     // Taken inside the write, which runs one at a time: no row is written twice.
                     let waiting = self.unwritten.withLock { waiting in
                         defer { waiting.removeAll() }
                         return waiting
                     }
                     taken.calls.withLock { $0 = waiting }
-                    for var earlier in waiting { try earlier.insert(db) }
-                    guard var inserted = call else { return nil }
-                    try inserted.insert(db)
-                    return inserted
+                    for var earlier in waiting { try earlier.append(to: db) }
+                    return try calls.map { call in
+                        var inserted = call
+                        try inserted.append(to: db)
+                        return inserted
+                    }
                 }
             }
             await checkpoints.afterWrite(database)
             return inserted
         } catch {
-            keep(taken.calls.withLock { $0 }, then: call)
+            keep(taken.calls.withLock { $0 }, then: calls)
             throw error
         }
     }
@@ -332,11 +412,11 @@ public final class CallLog: Sendable {
         let calls = Mutex<[CallRecord]>([])
     }
 
-    /// Puts the `taken` calls back in front of those waiting and `call` after them, the oldest
+    /// Puts the `taken` calls back in front of those waiting and `calls` after them, the oldest
     /// given up past ``unwrittenLimit``.
-    private func keep(_ taken: [CallRecord], then call: CallRecord? = nil) {
+    private func keep(_ taken: [CallRecord], then calls: [CallRecord]) {
         unwritten.withLock { waiting in
-            waiting = taken + waiting + (call.map { [$0] } ?? [])
+            waiting = taken + waiting + calls
             if waiting.count > Self.unwrittenLimit { waiting.removeFirst(waiting.count - Self.unwrittenLimit) }
         }
     }

@@ -15,8 +15,9 @@ import Darwin
 /// a few hundred generations a second.
 ///
 /// A batch is written into hidden temporaries, made durable with one `syncfs`, renamed (or
-/// swapped) into place, and the renames made durable by fsyncing the stage directories. Task
-/// artifacts, single files, go the same way.
+/// swapped) into place, and the renames made durable by fsyncing the stage directory, or by a
+/// second `syncfs` when the batch renamed into several (task artifacts, single files, each in
+/// its run's folder).
 final class GroupCommitter: Sendable {
     struct Job {
         let temporary: String
@@ -99,9 +100,11 @@ final class GroupCommitter: Sendable {
         // One barrier per file system makes every file of the batch durable before any of them
         // becomes visible (a batch may hold workspaces on different file systems).
         var byDevice: [UInt64: [Job]] = [:]
+        var devices: [String: UInt64] = [:]
         for job in written {
             var status = stat()
             let device = stat(job.stageDirectory, &status) == 0 ? UInt64(status.st_dev) : 0
+            devices[job.stageDirectory] = device
             byDevice[device, default: []].append(job)
         }
         written = []
@@ -126,10 +129,19 @@ final class GroupCommitter: Sendable {
                 job.continuation.resume(throwing: error)
             }
         }
-        for directory in Set(placed.map(\.stageDirectory)) {
-            if let error = syncDirectory(directory) {
-                fail(placed.filter { $0.stageDirectory == directory }, error)
-                placed.removeAll { $0.stageDirectory == directory }
+        // The renames made durable: one directory by its fsync; several (task runs write each
+        // into a folder of its own) by one more barrier, rather than a device flush apiece, one
+        // after the other. The barrier also makes durable the folders made for them.
+        var placedByDevice: [UInt64: [Job]] = [:]
+        for job in placed { placedByDevice[devices[job.stageDirectory] ?? 0, default: []].append(job) }
+        placed = []
+        for jobs in placedByDevice.values {
+            let directory = jobs[0].stageDirectory
+            let several = jobs.contains { $0.stageDirectory != directory }
+            if let error = several ? barrier(directory) : syncDirectory(directory) {
+                fail(jobs, error)
+            } else {
+                placed += jobs
             }
         }
         for job in placed { job.continuation.resume() }

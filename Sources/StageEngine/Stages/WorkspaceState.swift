@@ -79,6 +79,15 @@ actor WorkspaceState {
         return fresh
     }
 
+    /// For what reads only the configuration and the models it routes to (a task run): the
+    /// last snapshot while `stagerunner.yaml` is unchanged, its catalogs and membership possibly
+    /// older than the files; ``current()`` when it changed. One `stat`, not one per watched file.
+    func currentConfiguration() -> Snapshot {
+        let file = WorkspaceConfiguration.fileName
+        if let snapshot, stamps[file] == stamp(file) { return snapshot }
+        return current()
+    }
+
     /// The membership's files, each through its index: kept while the file is unchanged, else
     /// opened again (a saved index, or a scan of that file alone).
     private func membershipLookup() -> MembershipLookup {

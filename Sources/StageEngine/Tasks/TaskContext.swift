@@ -17,9 +17,9 @@ public struct ModelConfig: Sendable, Hashable {
     }
 
     var json: JSONValue {
-        var members: [String: JSONValue] = [:]
-        if let defaultProvider { members["defaultProvider"] = .string(defaultProvider) }
+        var members = JSONObject()
         if let defaultModel { members["defaultModel"] = .string(defaultModel) }
+        if let defaultProvider { members["defaultProvider"] = .string(defaultProvider) }
         if let models { members["models"] = .array(models.map(JSONValue.string)) }
         return .object(members)
     }
@@ -71,26 +71,34 @@ public struct TaskContext: Sendable, Hashable {
     /// template's variables) and as the result payload carries it.
     /// `meta`: the task's name, the run's id and folder, model routing.
     public var meta: JSONValue {
-        [
-            "taskName": .string(taskName),
-            "runId": .string(runId),
-            "workDir": .string(workDir),
-            "modelConfig": modelConfig.json,
-        ]
+        // JSON objects below are built with their keys in order, as JSONWriter writes them.
+        .object(
+            [
+                "modelConfig": modelConfig.json,
+                "runId": .string(runId),
+                "taskName": .string(taskName),
+                "workDir": .string(workDir),
+            ] as JSONObject
+        )
     }
 
-    public var json: JSONValue {
-        .object([
-            "meta": meta,
-            "data": .object(data),
-            "flags": .object(flags),
-            "logs": .array(logs.map(\.json)),
-            "currentStage": currentStage.map { .string($0.rawValue) } ?? .null,
-            "output": output,
-            "refinementCount": .integer(Int64(refinementCount)),
-            "availableModels": .array(availableModels.map(JSONValue.string)),
-            "currentModel": .string(currentModel),
-        ])
+    public var json: JSONValue { json(logs: .array(logs.map(\.json))) }
+
+    /// ``json`` with its `logs` already written as JSON.
+    func json(logs: JSONValue) -> JSONValue {
+        .object(
+            [
+                "availableModels": .array(availableModels.map(JSONValue.string)),
+                "currentModel": .string(currentModel),
+                "currentStage": currentStage.map { .string($0.rawValue) } ?? .null,
+                "data": .object(data),
+                "flags": .object(flags),
+                "logs": logs,
+                "meta": meta,
+                "output": output,
+                "refinementCount": .integer(Int64(refinementCount)),
+            ] as JSONObject
+        )
     }
 }
 
@@ -135,15 +143,15 @@ public struct TaskLogEntry: Sendable, Hashable {
     }
 
     public var json: JSONValue {
-        var members: [String: JSONValue] = [
-            "stage": .string(stage), "refinementCycle": .integer(Int64(refinementCycle)),
-        ]
-        if let ok { members["ok"] = .bool(ok) }
-        if let skipped { members["skipped"] = .bool(skipped) }
-        if let ms { members["ms"] = .double((ms * 1000).rounded() / 1000) }
-        if let reason { members["reason"] = .string(reason) }
+        var members = JSONObject()
         if let error { members["error"] = error.json }
+        if let ms { members["ms"] = .double((ms * 1000).rounded() / 1000) }
+        if let ok { members["ok"] = .bool(ok) }
         if let preRefinement { members["preRefinement"] = .bool(preRefinement) }
+        if let reason { members["reason"] = .string(reason) }
+        members["refinementCycle"] = .integer(Int64(refinementCycle))
+        if let skipped { members["skipped"] = .bool(skipped) }
+        members["stage"] = .string(stage)
         return .object(members)
     }
 }
@@ -177,23 +185,22 @@ public struct LLMMetric: Sendable, Hashable {
     }
 
     public var json: JSONValue {
-        var members: [String: JSONValue] = [
-            "task": .string(task),
-            "stage": .string(stage),
-            "provider": .string(provider),
-            "model": .string(model),
-            "promptTokens": promptTokens.map { .integer(Int64($0)) } ?? .null,
-            "completionTokens": completionTokens.map { .integer(Int64($0)) } ?? .null,
-            "totalTokens": totalTokens.map { .integer(Int64($0)) } ?? .null,
-            "cost": cost.map(JSONValue.double) ?? nil,
-            "durationMs": .double((durationMs * 1000).rounded() / 1000),
-            "cached": .bool(cached),
-            "retries": .integer(Int64(retries)),
-        ]
-        if let finishReason { members["finishReason"] = .string(finishReason) }
-        if failed { members["failed"] = .bool(true) }
+        var members = JSONObject()
+        members["cached"] = .bool(cached)
+        members["completionTokens"] = completionTokens.map { .integer(Int64($0)) } ?? .null
+        members["cost"] = cost.map(JSONValue.double) ?? .null
+        members["durationMs"] = .double((durationMs * 1000).rounded() / 1000)
         if let error { members["error"] = .string(error) }
         if let errorKind { members["errorKind"] = .string(errorKind) }
+        if failed { members["failed"] = .bool(true) }
+        if let finishReason { members["finishReason"] = .string(finishReason) }
+        members["model"] = .string(model)
+        members["promptTokens"] = promptTokens.map { .integer(Int64($0)) } ?? .null
+        members["provider"] = .string(provider)
+        members["retries"] = .integer(Int64(retries))
+        members["stage"] = .string(stage)
+        members["task"] = .string(task)
+        members["totalTokens"] = totalTokens.map { .integer(Int64($0)) } ?? .null
         return .object(members)
     }
 }
@@ -217,15 +224,16 @@ public struct TaskResult: Sendable, Hashable {
     /// llmMetrics}`, or `{ok: false, failedStage, error, logs, context, refinementAttempts,
     /// llmMetrics}` (a failure carries its metrics too, so that its cost is known).
     public var json: JSONValue {
-        var members: [String: JSONValue] = [
-            "ok": .bool(ok),
-            "logs": .array(logs.map(\.json)),
-            "context": context.json,
-            "refinementAttempts": .integer(Int64(refinementAttempts)),
-            "llmMetrics": .array(llmMetrics.map(\.json)),
-        ]
-        if let failedStage { members["failedStage"] = .string(failedStage) }
+        let logs = JSONValue.array(self.logs.map(\.json))
+        var members = JSONObject()
+        // The context's log is the run's: written once.
+        members["context"] = context.json(logs: self.logs == context.logs ? logs : .array(context.logs.map(\.json)))
         if let error { members["error"] = error.json }
+        if let failedStage { members["failedStage"] = .string(failedStage) }
+        members["llmMetrics"] = .array(llmMetrics.map(\.json))
+        members["logs"] = logs
+        members["ok"] = .bool(ok)
+        members["refinementAttempts"] = .integer(Int64(refinementAttempts))
         return .object(members)
     }
 }

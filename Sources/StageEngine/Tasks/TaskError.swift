@@ -69,8 +69,10 @@ public struct TaskError: Error, Sendable, Hashable, CustomStringConvertible {
 
     /// `{name, message, data?}` as the result payload carries it.
     public var json: JSONValue {
-        var members: [String: JSONValue] = ["name": .string(kind.rawValue), "message": .string(message)]
+        var members = JSONObject()
         if let data { members["data"] = data }
+        members["message"] = .string(message)
+        members["name"] = .string(kind.rawValue)
         return .object(members)
     }
 }

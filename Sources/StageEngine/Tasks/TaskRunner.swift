@@ -3,6 +3,7 @@ import JSON
 import Logging
 import ModelProviders
 import Synchronization
+import Threads
 
 /// How to run a task: its input and the run's overrides.
 public struct TaskRunOptions: Sendable {
@@ -97,7 +98,7 @@ extension WorkspaceEngine {
         _ task: TaskDefinition,
         options: TaskRunOptions = .init()
     ) async throws(CancellationError) -> TaskResult {
-        let snapshot = await state.current()
+        let snapshot = await state.currentConfiguration()
         let runId = options.runId ?? Self.newRunId()
         let environment = taskEnvironment(task, options: options, runId: runId, snapshot)
         let workDir = options.workDir ?? "data/tasks/\(task.name)/\(runId)"
@@ -374,25 +375,30 @@ struct TaskExecution {
         var isSet: Bool { value.withLock { $0 } }
     }
 
-    /// Runs the handler; past `limit` it is cancelled and `StageTimedOut` thrown.
+    /// Runs the handler; past `limit` it is cancelled and `StageTimedOut` thrown. A handler that
+    /// cancelling cannot stop runs in the stage's own task and is judged when it returns.
     static func run(
         _ handler: any TaskStageHandler,
         _ invocation: StageInvocation,
         limit: Duration
     ) async throws -> StageOutput {
+        guard handler.isInterruptible else {
+            let start = ContinuousClock.now
+            do {
+                return try await handler.run(invocation)
+            } catch {
+                if ContinuousClock.now - start > limit { throw StageTimedOut() }
+                throw error
+            }
+        }
+        // A task of its own, so that the timer can cancel the stage without cancelling the run.
         let work = Task { try await handler.run(invocation) }
         let timedOut = TimeoutFlag()
-        // A dispatch timer rather than a sleeping task: cancelled with the stage, it is freed at
-        // once (a cancelled sleep would hold its timer until the deadline, 300 s by default).
-        let timer = DispatchSource.makeTimerSource(queue: .global())
-        timer.setEventHandler {
+        let alarm = DeadlineTimer.shared.schedule(after: limit) {
             timedOut.set()
             work.cancel()
         }
-        let (seconds, attoseconds) = limit.components
-        timer.schedule(deadline: .now() + .nanoseconds(Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)))
-        timer.resume()
-        defer { timer.cancel() }
+        defer { DeadlineTimer.shared.cancel(alarm) }
         let result = await withTaskCancellationHandler {
             await work.result
         } onCancel: {

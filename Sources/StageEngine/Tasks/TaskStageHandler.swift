@@ -15,11 +15,18 @@ public protocol TaskStageHandler: Sendable {
     /// there, a model whose provider cannot be used, a client handler nobody declared.
     /// `invocation` holds the run's first context (the input, no outputs yet).
     func problems(_ invocation: StageInvocation) -> [String]
+
+    /// Whether cancelling the handler can end it early. A handler that only computes, or makes
+    /// a write that must finish, runs to its end whatever happens: it runs without a timer, and
+    /// its timeout is judged when it returns. Default: true.
+    var isInterruptible: Bool { get }
 }
 
 extension TaskStageHandler {
     /// Handlers that need nothing beyond what loading the task checked have no problems to find.
     public func problems(_ invocation: StageInvocation) -> [String] { [] }
+
+    public var isInterruptible: Bool { true }
 }
 
 /// A handler written in Swift: how a Swift program implements a stage without a task file.

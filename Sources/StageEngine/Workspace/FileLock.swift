@@ -130,12 +130,27 @@ public final class FileLock: Sendable {
     public func record(_ text: String) {
         switch hold {
         case .descriptor(let descriptor):
-            _ = ftruncate(descriptor, 0)
+            // Written over, then cut to length: the file is never seen empty between the two.
             _ = pwrite(descriptor, text, text.utf8.count, 0)
+            _ = ftruncate(descriptor, off_t(text.utf8.count))
         case .lease:
             let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, OwnerOnly.fileMode)
             guard descriptor >= 0 else { return }
             _ = write(descriptor, text, text.utf8.count)
+            close(descriptor)
+        }
+    }
+
+    /// Writes `text` into the lock file at `offset`, leaving the rest: for a holder that adds
+    /// to its record often, which ``record(_:)`` would rewrite whole each time.
+    public func writeRecord(_ text: String, at offset: Int) {
+        switch hold {
+        case .descriptor(let descriptor):
+            _ = pwrite(descriptor, text, text.utf8.count, off_t(offset))
+        case .lease:
+            let descriptor = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, OwnerOnly.fileMode)
+            guard descriptor >= 0 else { return }
+            _ = pwrite(descriptor, text, text.utf8.count, off_t(offset))
             close(descriptor)
         }
     }

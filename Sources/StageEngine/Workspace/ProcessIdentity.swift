@@ -14,6 +14,10 @@ enum ProcessIdentity {
         kill(pid, 0) == 0 || errno == EPERM
     }
 
+    /// This process's pid, asked once: glibc no longer caches it, and every temporary's name
+    /// holds it.
+    static let pid = getpid()
+
     /// This machine's name (`uname -n`): which host a record of a process belongs to.
     static let host: String = {
         var names = utsname()
@@ -49,11 +53,12 @@ enum ProcessIdentity {
 
     /// This process as a record says it: `{"host": …, "pid": …, "startTime": …}`, for the lock
     /// files of what it holds, so that whoever waits can say who holds it.
-    static var currentRecord: String {
+    /// Read once: a run records it, and `/proc` need not be read again for every run.
+    static let currentRecord: String = {
         let pid = getpid()
         let start = startTime(pid).map { ", \"startTime\": \($0)" } ?? ""
         return "{\"host\": \"\(host)\", \"space\": \"\(space)\", \"pid\": \(pid)\(start)}\n"
-    }
+    }()
 
     /// Field 22 of `/proc/<pid>/stat`: when the process started, in clock ticks since boot; nil
     /// where there is no `/proc`.

@@ -21,7 +21,7 @@ enum Temporaries {
 
     /// A fresh temporary name for the file or folder `target`.
     static func name(for target: String) -> String {
-        ".\(target).tmp-\(ProcessIdentity.space)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        ".\(target).tmp-\(ProcessIdentity.space)-\(ProcessIdentity.pid)-\(UInt32.random(in: 0...UInt32.max))"
     }
 
     /// Who made the temporary `name` (the space is nil for names from before it was recorded),

@@ -63,6 +63,35 @@ extension Workspace {
     /// the way leads outside, a folder on the way is a file, or a folder cannot be searched. Said
     /// of the path: "leads outside the workspace through a symbolic link".
     public func problem(reaching relative: String) -> String? {
+        // The root is resolved already: only what lies below it can lead elsewhere. One lstat per
+        // part on the way (a stage's artifact path costs four), rather than realpath's readlink
+        // of every part from / for each existing ancestor tried; a symbolic link or a `..` is
+        // resolved in full.
+        var prefix = root
+        let parts = relative.split(separator: "/")
+        for (index, part) in parts.enumerated() where part != "." {
+            if part == ".." { return resolvedProblem(reaching: relative) }
+            prefix += "/" + part
+            var status = stat()
+            guard lstat(prefix, &status) == 0 else {
+                let code = errno
+                // Nothing at or below a missing part exists: what does is inside.
+                if code == ENOENT { return nil }
+                if code == ENOTDIR { return notAFolder(on: relative) }
+                return "cannot be reached (\(String(cString: strerror(code))))"
+            }
+            switch status.st_mode & S_IFMT {
+            case S_IFDIR: continue
+            case S_IFLNK: return resolvedProblem(reaching: relative)
+            default: if index < parts.count - 1 { return notAFolder(on: relative) }
+            }
+        }
+        return nil
+    }
+
+    /// ``problem(reaching:)`` for a path with a symbolic link or a `..` in it: resolved by
+    /// realpath, a path that does not exist yet judged by its nearest existing ancestor.
+    private func resolvedProblem(reaching relative: String) -> String? {
         var candidate = path(relative)
         while true {
             if let resolved = realpath(candidate, nil) {

@@ -49,4 +49,32 @@ struct CallLogTests {
         #expect(await log.writeUnwritten() == 0, "written at the end of the server")
         #expect(try await log.recent(limit: 1).map(\.genId) == ["e"])
     }
+
+    @Test("calls recorded at once share transactions, and each gets back its own row with its id")
+    func concurrentCallsGetTheirOwnRows() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("calllog-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let log = try CallLog(path: folder + "/calls.sqlite")
+        var call = Self.call("x")
+        call.templateId = nil
+        call.promptTokens = nil
+        call.costUsd = nil
+        call.retries = 2
+        call.retryErrors = CallRecord.retryErrors(["timeout: slow", "rate_limit: busy"])
+        call.errorKind = "timeout"
+        let inserted = try await withThrowingTaskGroup(of: CallRecord.self) { group in
+            for number in 0..<200 {
+                group.addTask { [call] in
+                    var numbered = call
+                    numbered.genId = "g\(number)"
+                    return try await log.record(numbered)
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(Set(inserted.compactMap(\.id)).count == 200)
+        let stored = try await log.recent(limit: 500)
+        #expect(stored.count == 200)
+        #expect(Set(stored) == Set(inserted), "every column as given, under the id it was given")
+    }
 }

@@ -18,13 +18,16 @@ struct TemporariesTests {
         "a task run left by a dead process: its temporaries go, a live run's and other files stay",
         arguments: ["", "locking: {mode: leases}\n"]
     )
+    // A process's record lists each of its runs under way, one folder a line.
     func deadRunsAreSwept(configuration: String) throws {
         let ours = getpid()
         let temporary = try TemporaryWorkspace(
             files: [
                 "stagerunner.yaml": configuration,
-                ".stagerunner/runs/\(deadPid)-1": "123\ndata/tasks/t/dead\n",
+                ".stagerunner/runs/\(deadPid)-1": "123\ndata/tasks/t/dead\ndata/tasks/t/dead2\ndata/tasks/t/cut",
                 "data/tasks/t/dead/summary.json": "{}",
+                "data/tasks/t/dead2/.summary.json.tmp-\(deadPid)-12": "half",
+                "data/tasks/t/cut/.summary.json.tmp-\(deadPid)-13": "a line cut short names no folder",
                 "data/tasks/t/dead/.summary.json.tmp-\(deadPid)-5": "half",
                 "data/tasks/t/dead/.other.json.tmp-\(ours)-6": "being written",
                 "data/tasks/t/dead/out/logs/.stage-ingestion.log.tmp-\(deadPid)-7": "half",
@@ -52,6 +55,8 @@ struct TemporariesTests {
             ]
         )
         #expect(workspace.listFiles("data/tasks/t/dead/out/logs") == [])
+        #expect(workspace.listFiles("data/tasks/t/dead2") == [])
+        #expect(workspace.listFiles("data/tasks/t/cut") == [".summary.json.tmp-\(deadPid)-13"])
         #expect(workspace.listFiles("data/tasks/t/live") == [".summary.json.tmp-\(deadPid)-10"])
         #expect(workspace.listFiles("data/tasks/t/untracked") == [".summary.json.tmp-\(deadPid)-11"])
     }

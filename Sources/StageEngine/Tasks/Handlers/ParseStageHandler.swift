@@ -9,6 +9,9 @@ struct ParseStageHandler: TaskStageHandler {
 
     var summary: String { "parse \(parser)" }
 
+    /// Parsing is computation: cancelling cannot stop it.
+    var isInterruptible: Bool { false }
+
     func run(_ invocation: StageInvocation) async throws -> StageOutput {
         guard case .string(let text) = invocation.context.output else {
             throw TaskError(

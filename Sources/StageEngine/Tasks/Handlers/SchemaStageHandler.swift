@@ -12,6 +12,9 @@ struct SchemaStageHandler: TaskStageHandler {
 
     var summary: String { "schema \(source)" }
 
+    /// Validation is computation: cancelling cannot stop it.
+    var isInterruptible: Bool { false }
+
     func run(_ invocation: StageInvocation) async throws -> StageOutput {
         let value = invocation.context.output
         let result = schema.validate(value)

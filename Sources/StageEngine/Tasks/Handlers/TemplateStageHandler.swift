@@ -9,6 +9,9 @@ struct TemplateStageHandler: TaskStageHandler {
 
     var summary: String { "template \(templateName)" }
 
+    /// Rendering is computation: cancelling cannot stop it.
+    var isInterruptible: Bool { false }
+
     /// Only filters and tests that exist.
     func problems(_ invocation: StageInvocation) -> [String] {
         template.unknownNames.map { "\(templateName):\($0.line): \($0.message)" }

@@ -10,6 +10,9 @@ struct WriteStageHandler: TaskStageHandler {
 
     var summary: String { "write \(path)" }
 
+    /// A durable write, once handed to the group committer, finishes.
+    var isInterruptible: Bool { false }
+
     static func isConfined(_ path: String) -> Bool {
         !path.isEmpty && !path.hasPrefix("/") && !path.split(separator: "/").contains("..") && !path.utf8.contains(0)
     }
@@ -47,8 +50,11 @@ struct WriteStageHandler: TaskStageHandler {
 /// one durability barrier.
 enum ArtifactFile {
     static func write(_ bytes: [UInt8], to path: String) async throws {
-        let directory = (path as NSString).deletingLastPathComponent
-        let name = (path as NSString).lastPathComponent
+        // An absolute path built by the workspace: split at its last slash (NSString's path
+        // methods cost more than the rest of a small write).
+        let slash = path.lastIndex(of: "/") ?? path.startIndex
+        let directory = String(path[..<slash])
+        let name = String(path[path.index(after: slash)...])
         let temporary = "\(directory)/" + Temporaries.name(for: name)
         try await GroupCommitter.shared.commitFile(
             .bytes(bytes),
