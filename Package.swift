@@ -216,6 +216,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            // The release link's code layout (Makefile: RELEASE_FLAGS).
+            exclude: ["serving.order"],
             swiftSettings: strictSwift
         ),
         // Spawns the built `stagerunner` binary over pipes. SQLite (through GRDB) and SHA-256 let

@@ -66,7 +66,7 @@ if [[ -x "$stagerunner" ]]; then
     targets+=(--lsp "stagerunner serve" "$stagerunner" serve ";")
     targets+=(--ndjson "stagerunner serve (ndjson)" "$stagerunner" serve --framing ndjson ";")
 else
-    reason="not built: $stagerunner is missing (swift build -c release, or pass a path / set STAGERUNNER)"
+    reason="not built: $stagerunner is missing (make release, or pass a path / set STAGERUNNER)"
     targets+=(--unavailable "stagerunner serve" "$reason")
     targets+=(--unavailable "stagerunner serve (ndjson)" "$reason")
 fi

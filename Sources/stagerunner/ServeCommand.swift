@@ -54,34 +54,41 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(help: .hidden)
     var enableTestMethods = false
 
-    func validate() throws {
-        guard maxMessageSize >= 1024 else {
-            throw ValidationError("--max-message-size must be at least 1024 bytes (got \(maxMessageSize))")
-        }
-        guard (1...10_000).contains(maxRunningJobs) else {
-            throw ValidationError("--max-running-jobs must be from 1 to 10000 (got \(maxRunningJobs))")
-        }
+    /// What the options say.
+    var settings: ServeSettings {
+        ServeSettings(
+            framing: framing,
+            workspace: workspaceOption.workspace,
+            logLevel: logging.logLevel,
+            maxMessageSize: maxMessageSize,
+            maxRunningJobs: maxRunningJobs,
+            requireInitialize: requireInitialize,
+            enableTestMethods: enableTestMethods
+        )
     }
 
-    func run() async throws {
+    func validate() throws { try settings.validate() }
+
+    func run() async throws { try await Self.serve(settings) }
+
+    static func serve(_ settings: ServeSettings) async throws {
         let workspace: Workspace
         do {
-            workspace = try workspaceOption.open()
+            workspace = try CommandSupport.workspace(settings.workspace)
         } catch {
             throw ValidationError("--workspace \(error)")
         }
         // Before anything else can print: fd 1 becomes stderr, the protocol keeps a private copy.
         let protocolOutput = StandardIO.takeStandardOutput()
-        let level = logging.logLevel ?? .notice
-        CommandSupport.startProcess(logLevel: level)
+        CommandSupport.startProcess(logLevel: settings.logLevel ?? .notice)
         let logger = Logger(label: "stagerunner")
 
         var options = ServerOptions(workspace: workspace)
-        options.framing = framing
-        options.maximumMessageSize = maxMessageSize
-        options.requireInitialize = requireInitialize
-        options.enableTestMethods = enableTestMethods
-        options.maxRunningJobs = maxRunningJobs
+        options.framing = settings.framing
+        options.maximumMessageSize = settings.maxMessageSize
+        options.requireInitialize = settings.requireInitialize
+        options.enableTestMethods = settings.enableTestMethods
+        options.maxRunningJobs = settings.maxRunningJobs
         let server = RPCServer(options: options, logger: logger)
         let connection = server.connect(input: STDIN_FILENO, output: protocolOutput)
         let signals = SignalHandlers(connection: connection, logger: logger)
@@ -90,13 +97,91 @@ struct ServeCommand: AsyncParsableCommand {
             "serving on stdio",
             metadata: ["version": "\(StageRunnerVersion.current)", "workspace": "\(workspace.root)"]
         )
-        // From here on only the code serving runs is resident (see sr_drop_startup_code_pages).
-        sr_drop_startup_code_pages()
+        // From here on only what serving uses is resident (see sr_drop_startup_pages).
+        sr_drop_startup_pages()
         connection.start()
         let reason = try await connection.waitUntilClosed()
         withExtendedLifetime(signals) {}
         logger.info("closed", metadata: ["reason": "\(reason)"])
         Glibc.exit(server.exitStatus(for: reason))
+    }
+}
+
+/// How `serve` runs, as its options say.
+struct ServeSettings: Equatable {
+    var framing: FramingMode = .auto
+    var workspace: String?
+    var logLevel: Logger.Level?
+    var maxMessageSize = 64 << 20
+    var maxRunningJobs = 4
+    var requireInitialize = false
+    var enableTestMethods = false
+
+    func validate() throws {
+        guard maxMessageSize >= 1024 else {
+            throw ValidationError("--max-message-size must be at least 1024 bytes (got \(maxMessageSize))")
+        }
+        guard (1...10_000).contains(maxRunningJobs) else {
+            throw ValidationError("--max-running-jobs must be from 1 to 10000 (got \(maxRunningJobs))")
+        }
+    }
+}
+
+extension ServeSettings {
+    /// The settings of `serve`'s `arguments` when they are only its own options, each well
+    /// formed, as `--name value` or `--name=value`; nil for anything else (help, a mistake, an
+    /// option it does not know), which ArgumentParser then reads and answers. ArgumentParser
+    /// builds its parser by reflecting on every option's type, which costs a start several
+    /// milliseconds: `serve` is spawned by editors and orchestrators for every session or step.
+    init?(quickParse arguments: [String]) {
+        var index = arguments.startIndex
+        while index < arguments.endIndex {
+            let argument = arguments[index]
+            index += 1
+            guard argument.hasPrefix("--") else { return nil }
+            var name = argument
+            var attached: String?
+            if let equals = argument.firstIndex(of: "=") {
+                name = String(argument[..<equals])
+                attached = String(argument[argument.index(after: equals)...])
+            }
+            switch name {
+            case "--require-initialize" where attached == nil:
+                requireInitialize = true
+                continue
+            case "--enable-test-methods" where attached == nil:
+                enableTestMethods = true
+                continue
+            default:
+                break
+            }
+            let value: String
+            if let attached {
+                value = attached
+            } else {
+                guard index < arguments.endIndex, !arguments[index].hasPrefix("-") else { return nil }
+                value = arguments[index]
+                index += 1
+            }
+            switch name {
+            case "--framing":
+                guard let mode = FramingMode(rawValue: value) else { return nil }
+                framing = mode
+            case "--workspace":
+                workspace = value
+            case "--log-level":
+                guard let level = Logger.Level(rawValue: value) else { return nil }
+                logLevel = level
+            case "--max-message-size":
+                guard let size = Int(value) else { return nil }
+                maxMessageSize = size
+            case "--max-running-jobs":
+                guard let count = Int(value) else { return nil }
+                maxRunningJobs = count
+            default:
+                return nil
+            }
+        }
     }
 }
 

@@ -13,11 +13,13 @@ size_t sr_heap_in_use(void);
 /// resident in the heap). Does nothing elsewhere.
 void sr_heap_map_large_blocks(size_t threshold);
 
-/// Drops the pages of the executable's code that start-up touched from the resident set: the
-/// code run afterwards comes back from the page cache on its first use (with the kernel's
-/// fault-around, 64 KB at a time), so the resident set holds what the process runs, not all it
-/// ran once to start. Only executable mappings: relocated read-only data must never be dropped.
-/// Does nothing elsewhere.
-void sr_drop_startup_code_pages(void);
+/// Drops the pages of the executable that start-up touched and that are still the file's own
+/// from the resident set: its code, and the read-only data (Swift's metadata and conformance
+/// tables, unwind tables) it read. What runs afterwards comes back from the page cache on first
+/// use (with the kernel's fault-around, 64 KB at a time), so the resident set holds what the
+/// process uses, not all it used once to start. Never writable mappings (another thread may be
+/// writing), nor a read-only page the loader relocated (the process's own copy): only pages
+/// `/proc/self/pagemap` says are file-backed. Does nothing elsewhere.
+void sr_drop_startup_pages(void);
 
 #endif
