@@ -521,13 +521,14 @@ public final class Connection: Sendable {
         }
         if closed { throw ResponseError.requestFailed("the connection is closed") }
         let limit = timeout ?? configuration.clientRequestTimeout
-        let timer = Task { [self] in
-            try await Task.sleep(for: limit)
+        // On the process's timer thread: a sleeping task would keep its timer until the deadline
+        // after the answer came, for every request.
+        let alarm = DeadlineTimer.shared.schedule(after: limit) { [self] in
             if abandon(id, ResponseError.requestFailed("'\(method)' got no answer within \(limit)")) {
                 notify("$/cancelRequest", params: RawJSON(["id": id.json]))
             }
         }
-        defer { timer.cancel() }
+        defer { DeadlineTimer.shared.cancel(alarm) }
         state.withLock { $0.awaitingClient += 1 }
         defer { state.withLock(notifying: true) { $0.awaitingClient -= 1 } }
         return try await withTaskCancellationHandler {
