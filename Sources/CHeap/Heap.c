@@ -64,6 +64,7 @@ void sr_drop_startup_pages(void) {
         unsigned long start, end;
         char permissions[8] = "";
         char path[4096] = "";
+        if (!strstr(line, executable)) continue;  // most lines: sscanf costs more than the rest
         if (sscanf(line, "%lx-%lx %7s %*s %*s %*s %4095[^\n]", &start, &end, permissions, path) < 4) continue;
         if (strcmp(path, executable) != 0) continue;
         if (strcmp(permissions, "r-xp") == 0) {
