@@ -20,9 +20,7 @@ public struct JSONObject: Sendable {
     public init(_ dictionary: [String: JSONValue]) {
         // Its keys are distinct: no search for an earlier one.
         entries = dictionary.sorted { $0.key < $1.key }
-        if entries.count > Self.indexThreshold {
-            index = Dictionary(uniqueKeysWithValues: entries.enumerated().map { ($1.key, $0) })
-        }
+        if entries.count > Self.indexThreshold { reindex() }
     }
 
     /// `entries` in order; a key given twice keeps its first place and its last value, as
@@ -79,9 +77,14 @@ public struct JSONObject: Sendable {
             if index != nil {
                 index?[key] = entries.count - 1
             } else if entries.count > Self.indexThreshold {
-                index = Dictionary(uniqueKeysWithValues: entries.enumerated().map { ($1.key, $0) })
+                reindex()
             }
         }
+    }
+
+    /// Indexes every key by its position.
+    private mutating func reindex() {
+        index = Dictionary(uniqueKeysWithValues: entries.enumerated().map { ($1.key, $0) })
     }
 
     /// Removes `key`, returning its value.
@@ -89,9 +92,7 @@ public struct JSONObject: Sendable {
     public mutating func removeValue(forKey key: String) -> JSONValue? {
         guard let at = position(key) else { return nil }
         let value = entries.remove(at: at).value
-        if index != nil {
-            index = Dictionary(uniqueKeysWithValues: entries.enumerated().map { ($1.key, $0) })
-        }
+        if index != nil { reindex() }
         return value
     }
 

@@ -1,16 +1,31 @@
 import Testing
 import Threads
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 @Suite("Deadline timer")
 struct DeadlineTimerTests {
     /// Collects which actions ran, in order, and lets a test wait for a number of them.
     final class Fired: Sendable {
         let names = ConditionLock<[String]>([])
         func add(_ name: String) { names.withLock(notifying: true) { $0.append(name) } }
+        /// The names once `count` have run, or those that ran within a minute: a broken timer
+        /// fails the expectation rather than hanging the suite.
         func wait(for count: Int) async -> [String] {
             await withCheckedContinuation { continuation in
                 startThread { [names] in
-                    continuation.resume(returning: names.wait(until: { $0.count >= count }) { $0 })
+                    var time = timespec()
+                    clock_gettime(CLOCK_MONOTONIC, &time)
+                    let deadline = UInt64(time.tv_sec + 60) * 1_000_000_000 + UInt64(time.tv_nsec)
+                    let seen = names.waitInSteps { names -> ConditionLock<[String]>.Step<[String]> in
+                        clock_gettime(CLOCK_MONOTONIC, &time)
+                        let now = UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
+                        return names.count >= count || now >= deadline
+                            ? .finish(names) : .wait(untilMonotonic: deadline)
+                    }
+                    continuation.resume(returning: seen)
                 }
             }
         }

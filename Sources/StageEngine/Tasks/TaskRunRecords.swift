@@ -49,7 +49,7 @@ enum RunRecords {
                 append("+\(workDir)\n", to: &record)
                 held[workspace.root] = record
             } else {
-                let path = workspace.path("\(folder)/\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+                let path = workspace.path("\(folder)/\(ProcessIdentity.pid)-\(UInt32.random(in: 0...UInt32.max))")
                 guard let lock = try? FileLock.tryAcquire(path, in: workspace) else { return nil }
                 let text = ProcessIdentity.currentRecord + "+\(workDir)\n"
                 lock.record(text)

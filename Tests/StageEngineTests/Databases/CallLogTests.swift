@@ -1,4 +1,6 @@
 import Foundation
+import GRDB
+import Synchronization
 import Testing
 
 @testable import StageEngine
@@ -50,11 +52,22 @@ struct CallLogTests {
         #expect(try await log.recent(limit: 1).map(\.genId) == ["e"])
     }
 
+    /// Counts the transactions committed on the log's connection.
+    final class Commits: TransactionObserver, Sendable {
+        let count = Mutex(0)
+        func observes(eventsOfKind eventKind: DatabaseEventKind) -> Bool { true }
+        func databaseDidChange(with event: DatabaseEvent) {}
+        func databaseDidCommit(_ db: Database) { count.withLock { $0 += 1 } }
+        func databaseDidRollback(_ db: Database) {}
+    }
+
     @Test("calls recorded at once share transactions, and each gets back its own row with its id")
     func concurrentCallsGetTheirOwnRows() async throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("calllog-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let log = try CallLog(path: folder + "/calls.sqlite")
+        let commits = Commits()
+        try await log.database.writeWithoutTransaction { db in db.add(transactionObserver: commits) }
         var call = Self.call("x")
         call.templateId = nil
         call.promptTokens = nil
@@ -76,5 +89,7 @@ struct CallLogTests {
         let stored = try await log.recent(limit: 500)
         #expect(stored.count == 200)
         #expect(Set(stored) == Set(inserted), "every column as given, under the id it was given")
+        // All 200 are handed over before the first transaction is written: one each would be 200.
+        #expect(commits.count.withLock { $0 } < 200)
     }
 }
