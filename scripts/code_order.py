@@ -28,6 +28,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "Benchmarks/thresholds"))
+from check import stripped_copy  # noqa: E402  (valgrind 3.19 cannot read Swift's DWARF 5)
 TARGET = ROOT / "Sources/stagerunner/serving.order"
 EXAMPLE = ROOT / "examples/daydream"
 TASK = {"stages": {"promptTemplating": {"template": "task.j2"}, "inference": {"llm": "embedded:order"},
@@ -59,8 +61,7 @@ def serving_functions(binary: Path, requests: list) -> list:
         workspace = base / "ws"
         shutil.copytree(EXAMPLE, workspace)
         (workspace / "task.j2").write_text("Write a research summary about {{ input.topic }}.\n")
-        stripped = base / "stagerunner"
-        subprocess.run(["objcopy", "--strip-debug", str(binary), str(stripped)], check=True)
+        stripped = stripped_copy(binary, base)
         environment = dict(os.environ)
         environment.pop("STAGERUNNER_DEFAULT_PROVIDER", None)
         server = subprocess.Popen(
